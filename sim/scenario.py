@@ -1,0 +1,407 @@
+"""The scenario: every knob of a run, declared once with its default, unit and bounds.
+
+Public names: Scenario, Simulation, Sender, Upstream, Relay, Outage, Change, FIELDS_DOC.
+
+Contract:
+- A Scenario is frozen. It is built by Scenario.from_toml(path) or Scenario.from_dict(d); sweeps
+  derive new ones with Scenario.with_overrides({"upstream.maximal_queue_lifetime": "10d"}) or
+  dataclasses.replace. Nothing mutates a scenario.
+- Every field carries metadata: `kind` (time, rate, size, int, float, bool, choice, str), its
+  `unit` after parsing (times in seconds, rates per second, sizes in bytes), Postfix's default
+  unit for bare numbers (`default_unit`), bounds (`min`, `max`) and a one-line `doc`. Field names
+  are Postfix's parameter names wherever Postfix has the parameter.
+- Defaults are Postfix 3.7's. `upstream.postfix_version` below "2.4" switches the defaults of
+  queue_run_delay and minimal_backoff_time to 1000 s, as in Postfix 2.3 and earlier.
+- Scheduled changes ([[changes]] with `at` and `relay.X = ...` / `upstream.X = ...`) are checked
+  when the scenario is loaded; Scenario.timeline() gives the (time, Upstream, Relay) snapshots.
+- `origins` records where each non-default value came from (file, main_cf, --set); it does not
+  take part in equality.
+Errors: every bad key, type, unit or value raises ScenarioError naming the key (dotted, e.g.
+`upstream.maximal_queue_lifetime`), the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from sim.errors import ScenarioError, did_you_mean
+from sim.units import parse_rate, parse_size, parse_time
+
+INF = math.inf
+
+
+def knob(default, kind, doc, unit="", default_unit="s", lo=None, hi=None, choices=None):
+    """A scenario field with its metadata (see the module contract)."""
+    meta = {"kind": kind, "doc": doc, "unit": unit, "default_unit": default_unit,
+            "min": lo, "max": hi, "choices": choices}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """How long to simulate and how to observe it."""
+    name: str = knob("scenario", "str", "name of the run; default output folder results/<name>/")
+    duration: float = knob(28 * 86400.0, "time", "simulated time", "s", lo=1, hi=400 * 86400)
+    seed: int = knob(1, "int", "root seed of all random streams", lo=0)
+    sample_interval: float = knob(3600.0, "time", "time between samples of the time series", "s",
+                                  lo=1)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """One traffic source: Poisson arrivals (with a daily/weekly profile) or explicit times."""
+    name: str = knob("internet", "str", "label of this source")
+    rate: float = knob(10000 / 86400, "rate", "mean message arrival rate", "1/s")
+    arrivals: tuple = knob((), "times", "explicit arrival times instead of Poisson", "s")
+    profile: str = knob("flat", "choice", "rate shape over the day/week", choices=(
+        "flat", "daily", "weekly"))
+    start: float = knob(0.0, "time", "when this source starts sending", "s", lo=0)
+    stop: float = knob(INF, "time", "when it stops (default: never)", "s", lo=0)
+    recipients_per_message: int = knob(1, "int", "envelope recipients per message", lo=1, hi=50)
+    unknown_recipient_fraction: float = knob(
+        0.3, "float", "share of recipients not in the relay's recipient map", lo=0, hi=1)
+    forged_sender_fraction: float = knob(
+        0.0, "float", "share of messages with a forged envelope sender (bounces = backscatter)",
+        lo=0, hi=1)
+    null_sender_fraction: float = knob(
+        0.0, "float", "share of messages with the null sender <> (bounces; never bounced)",
+        lo=0, hi=1)
+    message_size: float = knob(20000.0, "size", "mean message size (lognormal, sigma 1)", "bytes",
+                               lo=1)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The mail-queue host in front of the relay (Postfix qmgr and smtp client by default)."""
+    mta: str = knob("postfix", "choice", "retry schedule of the upstream MTA", choices=(
+        "postfix", "exim", "sendmail", "qmail", "exchange", "exchange-online", "list"))
+    postfix_version: str = knob("3.7", "str", "Postfix version whose defaults apply")
+    queue_run_delay: float = knob(300.0, "time", "deferred queue scan period", "s", lo=1,
+                                  hi=100 * 86400)
+    minimal_backoff_time: float = knob(300.0, "time", "lower clamp of the per-message backoff",
+                                       "s", lo=1, hi=100 * 86400)
+    maximal_backoff_time: float = knob(4000.0, "time", "upper clamp of the per-message backoff",
+                                       "s", lo=1, hi=100 * 86400)
+    maximal_queue_lifetime: float = knob(5 * 86400.0, "time", "lifetime of mail (0: try once)",
+                                         "s", default_unit="d", lo=0, hi=100 * 86400)
+    bounce_queue_lifetime: float = knob(5 * 86400.0, "time", "lifetime of null-sender mail", "s",
+                                        default_unit="d", lo=0, hi=100 * 86400)
+    delay_warning_time: float = knob(0.0, "time", "send one delay DSN after this (0: off)", "s",
+                                     default_unit="h", lo=0)
+    default_destination_concurrency_limit: int = knob(
+        20, "int", "parallel deliveries to the relay", lo=1, hi=10000)
+    default_destination_recipient_limit: int = knob(
+        50, "int", "recipients per delivery transaction", lo=1, hi=100000)
+    qmgr_message_active_limit: int = knob(20000, "int", "messages in the active queue", lo=1)
+    smtp_transaction_time: float = knob(
+        0.5, "time", "mean duration of one delivery attempt (exponential)", "s", lo=0, hi=3600)
+
+
+@dataclass(frozen=True)
+class Outage:
+    """An interval during which the relay refuses connections."""
+    start: float = knob(0.0, "time", "when the outage begins", "s", lo=0)
+    duration: float = knob(3600.0, "time", "how long it lasts", "s", lo=0)
+
+
+@dataclass(frozen=True)
+class Relay:
+    """The local Postfix relay: recipient map, reject codes, availability."""
+    local_users: int = knob(100, "int", "users in local_recipient_maps", lo=0)
+    unknown_local_recipient_reject_code: int = knob(
+        550, "int", "reply to RCPT for an unknown local user (450 or 550 in practice)",
+        lo=400, hi=599)
+    soft_bounce: bool = knob(False, "bool", "turn every 5xx reply into 4xx")
+    outages: tuple = knob((), "outages", "scheduled outages [{start, duration}]")
+    outage_mtbf: float = knob(0.0, "time", "mean time between random outages (0: none)", "s",
+                              lo=0)
+    outage_mttr: float = knob(3600.0, "time", "mean duration of a random outage", "s", lo=0)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A scheduled configuration change: at time `at`, set relay.X / upstream.X."""
+    at: float = knob(0.0, "time", "when the change takes effect", "s", lo=0)
+    upstream: Mapping = knob({}, "overrides", "upstream parameters to set")
+    relay: Mapping = knob({}, "overrides", "relay parameters to set")
+
+
+SECTIONS = {"simulation": Simulation, "senders": Sender, "upstream": Upstream, "relay": Relay,
+            "changes": Change}
+FIELDS_DOC = {name: cls for name, cls in SECTIONS.items()}
+
+
+def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
+    """One field from its TOML value, by its metadata kind; bounds checked."""
+    m = f.metadata
+    kind = m["kind"]
+    if kind == "time":
+        if value in ("inf", "never") and f.default == INF:
+            return INF
+        out = parse_time(key, value, m["default_unit"])
+    elif kind == "rate":
+        out = parse_rate(key, value)
+    elif kind == "size":
+        out = parse_size(key, value)
+    elif kind == "int":
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScenarioError(key, value, "a whole number" + _bounds(m))
+        out = value
+    elif kind == "float":
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise ScenarioError(key, value, "a number" + _bounds(m))
+        out = float(value)
+    elif kind == "bool":
+        if isinstance(value, str) and value.lower() in ("yes", "no", "true", "false"):
+            value = value.lower() in ("yes", "true")
+        if not isinstance(value, bool):
+            raise ScenarioError(key, value, "true or false (Postfix: yes or no)")
+        return value
+    elif kind == "choice":
+        if value not in m["choices"]:
+            raise ScenarioError(key, value, "one of " + ", ".join(m["choices"]),
+                                did_you_mean(str(value), m["choices"]))
+        return value
+    elif kind == "str":
+        if not isinstance(value, str) or not value:
+            raise ScenarioError(key, value, "a non-empty string")
+        return value
+    elif kind == "times":
+        if not isinstance(value, list):
+            raise ScenarioError(key, value, 'a list of times like ["0s", "90s", "2h"]')
+        return tuple(sorted(parse_time(f"{key}[{i}]", v, "s") for i, v in enumerate(value)))
+    elif kind == "outages":
+        if not isinstance(value, list):
+            raise ScenarioError(key, value, 'a list like [{ start = "2d", duration = "6h" }]')
+        return tuple(_build(Outage, v, f"{key}[{i}]") for i, v in enumerate(value))
+    else:  # pragma: no cover - a knob declared with a kind this function does not know
+        raise AssertionError(kind)
+    if (m["min"] is not None and out < m["min"]) or (m["max"] is not None and out > m["max"]):
+        raise ScenarioError(key, value, "a value" + _bounds(m))
+    return out
+
+
+def _bounds(m: Mapping) -> str:
+    lo, hi, unit = m["min"], m["max"], m["unit"]
+    unit = f" {unit}" if unit else ""
+    if lo is not None and hi is not None:
+        return f" from {lo:g} to {hi:g}{unit}"
+    if lo is not None:
+        return f" of at least {lo:g}{unit}"
+    return ""
+
+
+def _build(cls, table: Any, prefix: str, defaults: Mapping[str, Any] | None = None):
+    """An instance of `cls` from a TOML table, every key checked and parsed."""
+    if not isinstance(table, Mapping):
+        raise ScenarioError(prefix, table, f"a table of {cls.__name__} settings")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = dict(defaults or {})
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}"
+        if key not in fields:
+            raise ScenarioError(dotted, value, f"no such key in [{prefix.split('[')[0]}]; keys: "
+                                + ", ".join(fields), did_you_mean(key, fields))
+        kwargs[key] = _parse_value(dotted, fields[key], value)
+    return cls(**kwargs)
+
+
+def _upstream(table: Mapping, prefix: str = "upstream") -> Upstream:
+    version = table.get("postfix_version", "3.7")
+    defaults = {}
+    if _older_than_24(prefix, version):
+        defaults = {"queue_run_delay": 1000.0, "minimal_backoff_time": 1000.0}
+    up = _build(Upstream, table, prefix, defaults)
+    _check_upstream(up, prefix)
+    return up
+
+
+def _older_than_24(prefix: str, version: Any) -> bool:
+    try:
+        major, minor = (int(x) for x in str(version).split(".")[:2])
+    except ValueError:
+        raise ScenarioError(f"{prefix}.postfix_version", version,
+                            'a Postfix version like "3.7" or "2.3"') from None
+    return (major, minor) < (2, 4)
+
+
+def _check_upstream(up: Upstream, prefix: str) -> None:
+    if up.maximal_backoff_time < up.minimal_backoff_time:
+        raise ScenarioError(f"{prefix}.maximal_backoff_time", f"{up.maximal_backoff_time:g}s",
+                            f"at least minimal_backoff_time ({up.minimal_backoff_time:g}s)")
+    for name in ("maximal_queue_lifetime", "bounce_queue_lifetime"):
+        life = getattr(up, name)
+        if 0 < life < up.minimal_backoff_time:
+            raise ScenarioError(f"{prefix}.{name}", f"{life:g}s",
+                                "0 (one attempt) or at least minimal_backoff_time "
+                                f"({up.minimal_backoff_time:g}s)")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One run's complete configuration. Build with from_toml / from_dict."""
+    simulation: Simulation = field(default_factory=Simulation)
+    senders: tuple[Sender, ...] = (Sender(),)
+    upstream: Upstream = field(default_factory=Upstream)
+    relay: Relay = field(default_factory=Relay)
+    changes: tuple[Change, ...] = ()
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Scenario:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise ScenarioError("scenario", str(path), "an existing TOML file") from None
+        except OSError as e:
+            raise ScenarioError("scenario", str(path), f"a readable file ({e.strerror})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ScenarioError(f"{path.name}", "malformed TOML", f"valid TOML ({e})") from None
+        if isinstance(data.get("simulation", {}), dict):
+            data.setdefault("simulation", {}).setdefault("name", path.stem)
+        return cls.from_dict(data, origin="file")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], origin: str = "dict") -> Scenario:
+        if not isinstance(d, Mapping):
+            raise ScenarioError("scenario", d, "a table of sections")
+        for key in d:
+            if key not in SECTIONS:
+                raise ScenarioError(key, "[section]", "sections: " + ", ".join(SECTIONS),
+                                    did_you_mean(key, SECTIONS))
+        sim = _build(Simulation, d.get("simulation", {}), "simulation")
+        senders_raw = d.get("senders", [{}])
+        if not isinstance(senders_raw, list) or not senders_raw:
+            raise ScenarioError("senders", senders_raw, "one or more [[senders]] tables")
+        senders = tuple(_build(Sender, s, f"senders[{i}]") for i, s in enumerate(senders_raw))
+        up = _upstream(d.get("upstream", {}))
+        relay = _build(Relay, d.get("relay", {}), "relay")
+        changes_raw = d.get("changes", [])
+        if not isinstance(changes_raw, list):
+            raise ScenarioError("changes", changes_raw, "a list of [[changes]] tables")
+        changes = []
+        for i, c in enumerate(changes_raw):
+            prefix = f"changes[{i}]"
+            if not isinstance(c, Mapping) or "at" not in c:
+                raise ScenarioError(prefix, c, 'a table with at = "<time>" and relay.X = ...')
+            for key in c:
+                if key not in ("at", "upstream", "relay"):
+                    raise ScenarioError(f"{prefix}.{key}", c[key],
+                                        "at, upstream.<parameter> or relay.<parameter>",
+                                        did_you_mean(key, ("at", "upstream", "relay")))
+            at = _parse_value(f"{prefix}.at", _field(Change, "at"), c["at"])
+            changes.append(Change(at=at, upstream=MappingProxyType(dict(c.get("upstream", {}))),
+                                  relay=MappingProxyType(dict(c.get("relay", {})))))
+        changes.sort(key=lambda ch: ch.at)
+        origins = {f"{sec}.{k}": origin for sec in ("simulation", "upstream", "relay")
+                   for k in (d.get(sec) or {})}
+        scen = cls(sim, senders, up, relay, tuple(changes), MappingProxyType(origins))
+        scen.timeline()  # checks every change now, not mid-run
+        return scen
+
+    def timeline(self) -> list[tuple[float, Upstream, Relay]]:
+        """(time, upstream, relay) snapshots: the initial one at 0, then one per change."""
+        snaps = [(0.0, self.upstream, self.relay)]
+        for i, ch in enumerate(self.changes):
+            t, up, relay = snaps[-1]
+            if ch.upstream:
+                up = _apply(up, ch.upstream, f"changes[{i}].upstream")
+            if ch.relay:
+                relay = _apply(relay, ch.relay, f"changes[{i}].relay")
+            snaps.append((ch.at, up, relay))
+        return snaps
+
+    def with_overrides(self, overrides: Mapping[str, Any], origin: str = "--set") -> Scenario:
+        """A new scenario with dotted keys set, e.g. {"upstream.maximal_queue_lifetime": "10d"}."""
+        d = self.to_dict()
+        for dotted, value in overrides.items():
+            parts = dotted.split(".")
+            node: Any = d
+            for j, part in enumerate(parts[:-1]):
+                if isinstance(node, list):
+                    if not part.isdigit() or int(part) >= len(node):
+                        raise ScenarioError(dotted, value, f"an index below {len(node)} at "
+                                            f"{'.'.join(parts[:j + 1])}")
+                    node = node[int(part)]
+                elif isinstance(node, dict):
+                    if part not in node and j == 0:
+                        raise ScenarioError(dotted, value, "a key like upstream.queue_run_delay",
+                                            did_you_mean(part, SECTIONS))
+                    node = node.setdefault(part, {})
+                    if isinstance(node, list) and j == len(parts) - 2:
+                        raise ScenarioError(dotted, value, f"an index: {part}.0.<key>")
+            if isinstance(node, list):
+                raise ScenarioError(dotted, value, f"{dotted}.<key> with an index first")
+            node[parts[-1]] = value
+        new = Scenario.from_dict(d, origin="dict")
+        origins = dict(self.origins)
+        origins.update({k: origin for k in overrides})
+        return dataclasses.replace(new, origins=MappingProxyType(origins))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, TOML/JSON-friendly dict that from_dict turns back into this scenario."""
+        return {
+            "simulation": _as_table(self.simulation),
+            "senders": [_as_table(s) for s in self.senders],
+            "upstream": _as_table(self.upstream),
+            "relay": _as_table(self.relay),
+            "changes": [{"at": f"{c.at!r}s", **({"upstream": dict(c.upstream)} if c.upstream
+                                                 else {}),
+                         **({"relay": dict(c.relay)} if c.relay else {})} for c in self.changes],
+        }
+
+
+def _field(cls, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _as_table(obj) -> dict[str, Any]:
+    """Fields as TOML values that parse back to the same object (times as '<n>s')."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        kind = f.metadata["kind"]
+        if kind == "time":
+            v = "inf" if v == INF else f"{v!r}s"
+        elif kind == "rate":
+            v = f"{v!r}/s"
+        elif kind == "times":
+            v = [f"{x!r}s" for x in v]
+        elif kind == "outages":
+            v = [_as_table(o) for o in v]
+        elif kind == "size":
+            v = float(v)
+        out[f.name] = v
+    return out
+
+
+def _apply(obj, overrides: Mapping[str, Any], prefix: str):
+    """`obj` with `overrides` (raw TOML values) parsed and applied; Upstream rules re-checked."""
+    fields = {f.name for f in dataclasses.fields(obj)}
+    for k, v in overrides.items():
+        if k not in fields:
+            raise ScenarioError(f"{prefix}.{k}", v, f"a key of [{prefix.rsplit('.', 1)[-1]}]",
+                                did_you_mean(k, fields))
+    new = _build(type(obj), {**_as_table(obj), **overrides}, prefix)
+    if isinstance(new, Upstream):
+        _check_upstream(new, prefix)
+    return new
