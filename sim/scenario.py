@@ -104,6 +104,26 @@ class Upstream:
     qmgr_message_active_limit: int = knob(20000, "int", "messages in the active queue", lo=1)
     smtp_transaction_time: float = knob(
         0.5, "time", "mean duration of one delivery attempt (exponential)", "s", lo=0, hi=3600)
+    # --- other MTAs' schedules (mta = ...); see sim.schedules for their sources -----------
+    exim_retry_rule: str = knob("F,2h,15m; G,16h,1h,1.5; F,4d,6h", "str",
+                                "exim: retry rules in Exim's syntax")
+    queue_runner_interval: float = knob(1800.0, "time", "exim: queue runner interval (-q30m)",
+                                        "s", lo=1)
+    queue_interval: float = knob(1800.0, "time", "sendmail: queue run interval (-q30m)", "s",
+                                 lo=1)
+    min_queue_age: float = knob(0.0, "time", "sendmail: MinQueueAge", "s", lo=0)
+    queuereturn: float = knob(5 * 86400.0, "time", "sendmail: Timeout.queuereturn", "s",
+                              default_unit="d", lo=0)
+    queuelifetime: float = knob(7 * 86400.0, "time", "qmail: queuelifetime", "s", lo=0)
+    message_retry_interval: float = knob(
+        0.0, "time", "exchange: MessageRetryInterval (0: 15m; exchange-online: 1h, assumed)",
+        "s", lo=0)
+    message_expiration_timeout: float = knob(
+        0.0, "time", "exchange: MessageExpirationTimeout (0: 2d; exchange-online: 24h)", "s",
+        lo=0)
+    retry_list: tuple = knob((120.0, 300.0, 600.0), "times",
+                             "list: gaps between attempts, the last repeating", "s")
+    lifetime: float = knob(5 * 86400.0, "time", "list: lifetime", "s", default_unit="d", lo=0)
 
 
 @dataclass(frozen=True)
@@ -185,7 +205,8 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
     elif kind == "times":
         if not isinstance(value, list):
             raise ScenarioError(key, value, 'a list of times like ["0s", "90s", "2h"]')
-        return tuple(sorted(parse_time(f"{key}[{i}]", v, "s") for i, v in enumerate(value)))
+        times = tuple(parse_time(f"{key}[{i}]", v, "s") for i, v in enumerate(value))
+        return tuple(sorted(times)) if f.name == "arrivals" else times
     elif kind == "outages":
         if not isinstance(value, list):
             raise ScenarioError(key, value, 'a list like [{ start = "2d", duration = "6h" }]')
@@ -401,6 +422,8 @@ def _apply(obj, overrides: Mapping[str, Any], prefix: str):
         if k not in fields:
             raise ScenarioError(f"{prefix}.{k}", v, f"a key of [{prefix.rsplit('.', 1)[-1]}]",
                                 did_you_mean(k, fields))
+    if isinstance(obj, Upstream) and "mta" in overrides:
+        raise ScenarioError(f"{prefix}.mta", overrides["mta"], "no change of MTA during a run")
     new = _build(type(obj), {**_as_table(obj), **overrides}, prefix)
     if isinstance(new, Upstream):
         _check_upstream(new, prefix)

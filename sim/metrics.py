@@ -1,0 +1,131 @@
+"""Observation: event binning onto the sample grid, queue levels, delay sketch, qshape ages.
+
+Public names: Recorder, DelaySketch, QSHAPE_EDGES_MIN, qshape_bucket.
+
+Contract:
+- Samples are taken at t_j = j * sample_interval, j = 0 .. n-1 (t_{n-1} <= duration).
+- An event at time x counts in the cumulative series at t_j iff x <= t_j; events after the run's
+  duration are dropped. A state held over the half-open interval [s, e) counts at t_j iff
+  s <= t_j < e. Both reduce to adding at bin ceil(x / sample_interval), so every series is a
+  bincount and a cumulative sum: the model can record events whose times lie ahead of the SimPy
+  clock (batches compute their attempts' start and end times in advance).
+- DelaySketch keeps a log-binned histogram with relative error at most 0.5 % (plus the exact
+  maximum and zero count): memory is fixed however much mail is delivered.
+- qshape_bucket uses qshape's geometric buckets (5, 10, 20, ..., 1280, 1280+ minutes by default),
+  the same arithmetic as qshape.pl (mta-semantics.md section 6.1).
+Nothing here prints or plots.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+QSHAPE_EDGES_MIN = (5, 10, 20, 40, 80, 160, 320, 640, 1280)
+
+
+def qshape_bucket(age_s: np.ndarray, bucket_time_min: float = 5, bucket_count: int = 10,
+                  linear: bool = False) -> np.ndarray:
+    """qshape's bucket index (0-based) for ages in seconds: m = age/60/t; m < 1 -> 0;
+    else 1 + floor(log2(m)) (or floor(m) with -l), capped at bucket_count - 1."""
+    m = np.asarray(age_s, dtype=float) / 60.0 / bucket_time_min
+    with np.errstate(divide="ignore"):
+        b = np.where(m < 1, 0, (np.floor(m) if linear else 1 + np.floor(np.log2(np.maximum(m, 1))))
+                     ).astype(np.int64)
+    return np.minimum(b, bucket_count - 1)
+
+
+class Recorder:
+    """Bins events and intervals onto the sample grid; produces cumulative and level series."""
+
+    def __init__(self, duration: float, interval: float):
+        self.duration, self.interval = float(duration), float(interval)
+        self.n = int(math.floor(duration / interval + 1e-9)) + 1
+        self.t = np.arange(self.n) * interval
+        self._bins: dict[str, np.ndarray] = {}
+        self.totals: dict[str, float] = {}
+
+    def _bin(self, x: np.ndarray) -> np.ndarray:
+        return np.ceil(np.asarray(x, dtype=float) / self.interval - 1e-12).astype(np.int64)
+
+    def event(self, name: str, times, weights=None) -> None:
+        """Count events (optionally weighted) at `times`; those after the duration are dropped."""
+        times = np.asarray(times, dtype=float)
+        w = None if weights is None else np.broadcast_to(np.asarray(weights, float), times.shape)
+        keep = times <= self.duration
+        if not keep.all():
+            times, w = times[keep], (None if w is None else w[keep])
+        self.totals[name] = self.totals.get(name, 0.0) + (
+            float(times.size) if w is None else float(w.sum()))
+        self.step(name, times, w)
+
+    def step(self, name: str, times, weights=None) -> None:
+        """A level changes by `weights` (default +1) at `times`; times past the end are kept
+        out of every sample. A state over [s, e) is step(+w at s) and step(-w at e)."""
+        times = np.minimum(np.asarray(times, dtype=float), self.duration + 2 * self.interval)
+        bins = np.minimum(self._bin(times), self.n)  # bin n: after the last sample
+        acc = self._bins.get(name)
+        if acc is None:
+            acc = self._bins[name] = np.zeros(self.n + 1)
+        if weights is None:
+            acc += np.bincount(bins, minlength=self.n + 1)
+        else:
+            w = np.broadcast_to(np.asarray(weights, dtype=float), bins.shape)
+            acc += np.bincount(bins, weights=w, minlength=self.n + 1)
+
+    def cumulative(self, name: str) -> np.ndarray:
+        acc = self._bins.get(name)
+        return np.zeros(self.n) if acc is None else np.cumsum(acc)[: self.n]
+
+    def per_interval(self, name: str) -> np.ndarray:
+        """Events in (t_{j-1}, t_j]; the first sample counts events at time 0."""
+        acc = self._bins.get(name)
+        return np.zeros(self.n) if acc is None else acc[: self.n].copy()
+
+
+class DelaySketch:
+    """Log-binned delay histogram: quantiles within 0.5 % relative error, fixed memory."""
+
+    GAMMA = 1.01  # bin i covers [GAMMA**i, GAMMA**(i+1)) seconds; midpoint error < 0.5 %
+    LO = 1e-3     # delays below 1 ms count as zero (tracked exactly as such)
+
+    def __init__(self):
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.zero = 0
+        self.max = -math.inf
+        self.n = 0
+
+    def add(self, delays: np.ndarray) -> None:
+        delays = np.asarray(delays, dtype=float)
+        if delays.size == 0:
+            return
+        self.n += delays.size
+        self.max = max(self.max, float(delays.max()))
+        small = delays < self.LO
+        self.zero += int(small.sum())
+        idx = np.floor(np.log(delays[~small] / self.LO) / math.log(self.GAMMA)).astype(np.int64)
+        if idx.size:
+            top = int(idx.max()) + 1
+            if top > self.counts.size:
+                self.counts = np.concatenate([self.counts, np.zeros(top - self.counts.size,
+                                                                    np.int64)])
+            self.counts += np.bincount(idx, minlength=self.counts.size)
+
+    def quantile(self, q: float) -> float:
+        if self.n == 0:
+            return math.nan
+        rank = q * (self.n - 1)
+        if rank < self.zero:
+            return 0.0
+        cum = self.zero + np.cumsum(self.counts)
+        i = int(np.searchsorted(cum, rank, side="right"))
+        mid = self.LO * self.GAMMA ** (i + 0.5)
+        return min(mid, self.max)
+
+    def cdf(self) -> tuple[np.ndarray, np.ndarray]:
+        """(upper bin edges in s, share of delivered recipients at or below each edge)."""
+        edges = self.LO * self.GAMMA ** (np.arange(self.counts.size) + 1)
+        cum = (self.zero + np.cumsum(self.counts)) / max(self.n, 1)
+        return np.concatenate([[self.LO], edges]), np.concatenate([[self.zero / max(self.n, 1)],
+                                                                     cum])

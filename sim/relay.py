@@ -1,0 +1,93 @@
+"""The local relay: recipient map, reject codes and availability, answered for batches of RCPTs.
+
+Public names: RelayTimeline, rcpt_reply, outage_intervals, SENT, DEFERRED, BOUNCED.
+
+Contract:
+- rcpt_reply(known, code, soft_bounce) is the relay's smtpd decision for one RCPT, vectorised:
+  a recipient in local_recipient_maps is accepted (SENT); an unknown one gets
+  unknown_local_recipient_reject_code, which soft_bounce turns from 5xx into 4xx
+  (mta-semantics.md 4.1); the upstream defers a 4xx recipient and bounces a 5xx one (3.3).
+- RelayTimeline holds the relay's configuration as a step function of time (the scenario's
+  scheduled changes) plus its outage intervals (scheduled ones and random ones drawn once from
+  MTBF/MTTR). It answers for any vector of times, including times ahead of the SimPy clock:
+  the upstream computes a whole batch of attempts at once, and everything the relay does is a
+  fixed function of time, so asking ahead is exact.
+- Known recipients are user ids 0..local_users-1; removing users (a change lowering local_users)
+  makes the highest ids unknown. Unknown recipients have id -1 and never become known.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SENT, DEFERRED, BOUNCED = 0, 1, 2
+
+
+def rcpt_reply(known: np.ndarray, code: np.ndarray, soft_bounce: np.ndarray) -> np.ndarray:
+    """SENT for known recipients, else DEFERRED (4xx) or BOUNCED (5xx, unless soft_bounce)."""
+    code = np.where(soft_bounce & (code >= 500), code - 100, code)
+    return np.where(known, SENT, np.where(code >= 500, BOUNCED, DEFERRED)).astype(np.int8)
+
+
+def outage_intervals(scheduled, mtbf: float, mttr: float, duration: float,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted, merged (starts, ends) of scheduled outages plus random ones (exponential up and
+    down times with means mtbf and mttr; none when mtbf is 0)."""
+    spans = [(o.start, o.start + o.duration) for o in scheduled if o.duration > 0]
+    if mtbf > 0:
+        t = 0.0
+        while True:
+            t += rng.exponential(mtbf)
+            if t >= duration:
+                break
+            down = rng.exponential(mttr)
+            spans.append((t, t + down))
+            t += down
+    spans.sort()
+    merged: list[list[float]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    arr = np.array(merged, dtype=float).reshape(-1, 2)
+    return arr[:, 0].copy(), arr[:, 1].copy()
+
+
+class RelayTimeline:
+    """The relay's answers as a function of time (see the module contract)."""
+
+    def __init__(self, snapshots, outages: tuple[np.ndarray, np.ndarray]):
+        self.times = np.array([t for t, _ in snapshots], dtype=float)
+        self.users = np.array([r.local_users for _, r in snapshots], dtype=np.int64)
+        self.code = np.array([r.unknown_local_recipient_reject_code for _, r in snapshots])
+        self.soft = np.array([r.soft_bounce for _, r in snapshots], dtype=bool)
+        self.down_start, self.down_end = outages
+
+    def _snap(self, t: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.times, t, side="right") - 1
+
+    def down(self, t) -> np.ndarray:
+        """True where the relay refuses connections at time t."""
+        t = np.asarray(t, dtype=float)
+        i = np.searchsorted(self.down_start, t, side="right") - 1
+        return (i >= 0) & (t < self.down_end[np.maximum(i, 0)])
+
+    def next_down(self, t: float) -> tuple[float, float]:
+        """(start, end) of the first outage that is in force at or after t, or (inf, inf)."""
+        i = int(np.searchsorted(self.down_end, t, side="right"))
+        if i == self.down_start.size:
+            return np.inf, np.inf
+        return float(self.down_start[i]), float(self.down_end[i])
+
+    def reply(self, t: np.ndarray, rcpt: np.ndarray) -> np.ndarray:
+        """Outcome per recipient (rows: attempts at times t; columns: recipient ids)."""
+        j = self._snap(np.asarray(t, dtype=float))[:, None]
+        known = (rcpt >= 0) & (rcpt < self.users[j])
+        return rcpt_reply(known, self.code[j], self.soft[j])
+
+    def reject_codes(self, t: np.ndarray) -> np.ndarray:
+        """The code an unknown recipient gets at time t, after soft_bounce."""
+        j = self._snap(np.asarray(t, dtype=float))
+        c = self.code[j]
+        return np.where(self.soft[j] & (c >= 500), c - 100, c)

@@ -1,0 +1,333 @@
+"""Retry schedules of upstream MTAs: when a deferred message is tried again, and when returned.
+
+Public names: SCHEDULES, Schedule, next_queue_run, postfix_retry, exim_retry, sendmail_retry,
+qmail_retry, exchange_retry, list_retry, parse_exim_rules, EximRule, PostfixParams,
+POSTFIX_PRE_2_4, EximParams, EXIM_DEFAULT_RETRY, SendmailParams, QmailParams, ExchangeParams,
+ExchangeOnlineParams, ListParams.
+
+Contract:
+- Every schedule is one pure, vectorised function
+      <mta>_retry(create, now, tries, last_fail, last_next, p) -> (wake, give_up)
+  called after a failed (temporary) delivery attempt of a batch of messages. Inputs are int64
+  arrays of whole seconds since the start of the run, like Postfix's time_t: `create` = queue
+  entry at this MTA, `now` = end of the failed attempt, `tries` = attempts so far including this
+  one (>= 1), `last_fail` / `last_next` = time of the previous failure and the wake computed then
+  (-1 on the first failure). `p` is the schedule's frozen parameters object (whole seconds).
+  Outputs: `wake` (int64) = earliest time of the next attempt, before queue-runner quantisation;
+  `give_up` (bool) = return the message to its sender now instead of retrying. `wake` has no
+  meaning where `give_up` is set. No input is modified; nothing is random unless an rng is given.
+- next_queue_run(wake, interval, slack) -> the first runner start T = k * interval (k >= 1;
+  runners start at every multiple of `interval` since time 0) with wake <= T + slack. Postfix:
+  interval = queue_run_delay, slack = 1 s (the qmgr skips files whose mtime > time() + 1). Exim
+  and sendmail: the -q interval, slack 0. qmail, Exchange and `list` have no runner grid: the
+  engine uses `wake` directly.
+- SCHEDULES maps the names of sim.scenario's `upstream.mta` to Schedule(retry, params, runner,
+  slack): the function, its parameters class (defaults = the MTA's defaults), the name of the
+  params field holding the runner interval (None: no grid) and the slack. A new schedule is a
+  new entry, not an `if`.
+
+Policies (citation keys as in the domain brief mta-semantics.md):
+- postfix_retry (PF25/PF37 src/qmgr/qmgr_active.c): wake = now + clamp(now - create,
+  minimal_backoff_time, maximal_backoff_time); give_up = now >= create + lifetime, where lifetime
+  is bounce_queue_lifetime for null-sender mail and maximal_queue_lifetime otherwise. Null
+  senders are per message, so they come as the keyword `null_sender` (bool array; None = none).
+  POSTFIX_PRE_2_4 holds the 2.3-and-earlier defaults (1000/1000/4000, queue_run_delay 1000).
+- exim_retry (EXIM src/src/retry.c retry_update; deliver.c): rules parsed from Exim's syntax by
+  parse_exim_rules. fi = now - create: Exim takes max(now - first_failed, message_age) for
+  recipient (4xx to RCPT) errors, and first_failed >= create. Relaysim keys the retry record per
+  message; Exim keys it per (recipient, sender), which is the same when those pairs are unique.
+  (Exim's 7 d retry_data_expire never bites: a record is rewritten at least every 24 h.)
+  The first rule in order with fi <= cutoff applies; none -> give_up. F: next = now + i.
+  G: lastgap = min(last_next - last_fail, now - last_fail) (0 on the first failure),
+  next = now + (i if lastgap < i else lastgap * m), with Exim's integer arithmetic (m in
+  thousandths, truncated). H: next = now + i + an extra drawn by Exim from [(g - i)/2, g - i)
+  when g = lastgap * m exceeds i; relaysim takes (g - i)//2 + (g - i)//4 (the middle of that
+  range) unless an `rng` (numpy Generator) is given. next is capped at now + retry_interval_max.
+  With `ultimate_timeout` (Exim 4.82 and later, ChangeLog "Fix ultimate retry timeouts for
+  intermittently deliverable recipients"), a queue run routes an address whose message is older
+  than the last rule's cutoff even before its retry time, so wake is also capped at
+  create + last cutoff + 1 s; that attempt then fails with fi > cutoff and bounces. Set it False
+  for older Exim, where the bounce waits for the next retry time. wake is never before now + 1.
+- sendmail_retry (SM src/envelope.c dropenvelope): wake = now + max(MinQueueAge, 1 s): a queue
+  run that started before the attempt ended has passed the message already. give_up =
+  now >= create + Timeout.queuereturn (today's code; older releases compared with >).
+- qmail_retry (QMAIL qmail-send.c nextretry, pass_dochan): wake = create +
+  (floor(sqrt(age)) + chanskip)^2 and give_up = age > queuelifetime ("dying": the next temporary
+  failure is made permanent). qmail takes age at the start of the pass; relaysim has only the end
+  of the attempt and uses now - create. On schedule the age is a perfect square (c k)^2, so the
+  wake is the same unless the attempt lasted more than 2 c k s, except the very first attempt
+  (k = 0), whose wake moves from c^2 to (isqrt(d) + c)^2 after a transaction of d >= 1 s;
+  give_up differs only for an attempt that straddles create + queuelifetime.
+- exchange_retry (learn.microsoft.com Set-TransportServer/Service): wake = now + MessageRetryInterval
+  (15 min); give_up = now >= create + MessageExpirationTimeout (2 d). ExchangeOnlineParams:
+  expiration 24 h; its 1 h retry interval is an ASSUMPTION (no official source; third-party
+  reports say about 30 min, then hourly). Whether Exchange uses the message retry interval for a
+  4xx to RCPT is itself unconfirmed.
+- list_retry: explicit gaps; gap k follows the k-th attempt, the last repeats; give_up =
+  now >= create + lifetime.
+Errors: parse_exim_rules raises ScenarioError with key `upstream.exim_retry_rule`. The retry
+functions check nothing: the scenario bounds-checks parameters before a run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from sim.errors import ScenarioError
+
+DAY = 86400
+
+
+def _int64(*arrays) -> list[np.ndarray]:
+    return [np.asarray(a, dtype=np.int64) for a in arrays]
+
+
+def next_queue_run(wake, interval: int, slack: int = 0) -> np.ndarray:
+    """First runner start T = k * interval, k >= 1, with wake <= T + slack."""
+    wake = np.asarray(wake, dtype=np.int64)
+    k = -((slack - wake) // int(interval))  # ceil((wake - slack) / interval)
+    return np.maximum(k, 1) * int(interval)
+
+
+# --- Postfix ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PostfixParams:
+    """Postfix 2.4 to 3.x defaults, in seconds, under Postfix's parameter names."""
+    queue_run_delay: int = 300
+    minimal_backoff_time: int = 300
+    maximal_backoff_time: int = 4000
+    maximal_queue_lifetime: int = 5 * DAY
+    bounce_queue_lifetime: int = 5 * DAY
+
+
+POSTFIX_PRE_2_4 = PostfixParams(queue_run_delay=1000, minimal_backoff_time=1000)
+
+
+def postfix_retry(create, now, tries, last_fail, last_next, p: PostfixParams, *,
+                  null_sender=None) -> tuple[np.ndarray, np.ndarray]:
+    """Backoff by queue age, clamped; expiry at the first failed attempt after the lifetime."""
+    create, now = _int64(create, now)
+    # Age, not attempt count: the gap roughly doubles the age each time, up to the cap.
+    # Upper clamp first, then lower, as qmgr_active.c does (the minimum wins if they cross).
+    delay = np.maximum(np.minimum(now - create, int(p.maximal_backoff_time)),
+                       int(p.minimal_backoff_time))
+    lifetime = np.int64(p.maximal_queue_lifetime)
+    if null_sender is not None:
+        lifetime = np.where(null_sender, int(p.bounce_queue_lifetime), lifetime)
+    return now + delay, now >= create + lifetime
+
+
+# --- Exim ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EximRule:
+    """One Exim retry rule: letter F, G or H, cutoff and interval in seconds, multiplier in
+    thousandths (Exim's fixed point; 1500 = 1.5)."""
+    letter: str
+    cutoff: int
+    interval: int
+    multiplier: int = 1000
+
+
+EXIM_RULE_KEY = "upstream.exim_retry_rule"
+_EXIM_ALLOWED = ("Exim retry rules like 'F,2h,15m; G,16h,1h,1.5; F,4d,6h': F,<cutoff>,<interval> "
+                 "or G|H,<cutoff>,<interval>,<multiplier at least 1>, separated by semicolons; "
+                 "times like 90s, 15m, 2h, 1h30m, 4d, 1w")
+_TIME_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
+_RULE = re.compile(r"([A-Za-z]),\s*([0-9A-Za-z]*),\s*([0-9A-Za-z]*)(?:,\s*([0-9A-Za-z.]*))?")
+
+
+def _exim_time(text: str, what: str) -> int:
+    """Exim's readconf_readtime: digit groups each with an optional unit, summed; > 0."""
+    if not re.fullmatch(r"(?:\d+[smhdw]?)+", text):
+        raise ValueError(f"bad {what} {text!r}")
+    seconds = sum(int(n) * _TIME_UNIT[u] for n, u in re.findall(r"(\d+)([smhdw]?)", text))
+    if seconds <= 0:
+        raise ValueError(f"{what} must be more than 0")
+    return seconds
+
+
+def _exim_fixed(text: str) -> int:
+    """Exim's readconf_readfixed: a decimal in thousandths (later digits ignored); >= 1.0."""
+    m = re.fullmatch(r"(\d+)(?:\.(\d*))?", text)
+    if not m:
+        raise ValueError(f"bad multiplier {text!r}")
+    value = int(m.group(1)) * 1000 + int(((m.group(2) or "") + "000")[:3])
+    if value < 1000:
+        raise ValueError("the multiplier must be at least 1")
+    return value
+
+
+def parse_exim_rules(text: str, key: str = EXIM_RULE_KEY) -> tuple[EximRule, ...]:
+    """Rules from the retry part of an Exim retry line, e.g. 'F,2h,15m; G,16h,1h,1.5'.
+
+    An empty text is no rules, as in Exim: every temporary failure is then final."""
+    if not isinstance(text, str):
+        raise ScenarioError(key, text, _EXIM_ALLOWED)
+    items = [s.strip() for s in text.split(";")]
+    if items and not items[-1]:
+        items.pop()  # Exim accepts one trailing semicolon
+    rules = []
+    for item in items:
+        try:
+            m = _RULE.fullmatch(item)
+            if not m:
+                raise ValueError("expected <letter>,<cutoff>,<interval>[,<multiplier>]")
+            letter, cutoff, interval, mult = m.groups()
+            letter = letter.upper()
+            if letter not in "FGH" or (letter == "F") != (mult is None):
+                raise ValueError("F takes a cutoff and an interval; G and H also a multiplier"
+                                 if letter in "FGH" else f"unknown rule letter {letter!r}")
+            rules.append(EximRule(letter, _exim_time(cutoff, "cutoff"),
+                                  _exim_time(interval, "interval"),
+                                  1000 if mult is None else _exim_fixed(mult)))
+        except ValueError as e:
+            raise ScenarioError(key, text, _EXIM_ALLOWED, f"{e} in {item!r}") from None
+    return tuple(rules)
+
+
+EXIM_DEFAULT_RETRY = "F,2h,15m; G,16h,1h,1.5; F,4d,6h"  # configure.default, 4.69 to today
+
+
+@dataclass(frozen=True)
+class EximParams:
+    """Exim defaults; queue_interval is the -q<interval> of the queue runner (Debian: 30m)."""
+    rules: tuple[EximRule, ...] = parse_exim_rules(EXIM_DEFAULT_RETRY)
+    queue_interval: int = 1800
+    retry_interval_max: int = DAY
+    ultimate_timeout: bool = True
+
+
+def exim_retry(create, now, tries, last_fail, last_next, p: EximParams, *,
+               rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """retry.c's next try from the first rule whose cutoff covers the failing interval."""
+    create, now, last_fail, last_next = _int64(create, now, last_fail, last_next)
+    if not p.rules:
+        return now + 1, np.ones(now.shape, dtype=bool)
+    fi = now - create
+    covered = fi[..., None] <= np.array([r.cutoff for r in p.rules])
+    give_up = ~covered.any(axis=-1)
+    rule = covered.argmax(axis=-1)  # first match in the order written, not the smallest cutoff
+    letter = np.array([r.letter for r in p.rules])[rule]
+    i = np.array([r.interval for r in p.rules], dtype=np.int64)[rule]
+    m = np.array([r.multiplier for r in p.rules], dtype=np.int64)[rule]
+
+    first = last_fail < 0  # a new record has last_try = next_try = now: lastgap 0
+    lastgap = np.where(first, 0, np.minimum(last_next - last_fail, now - last_fail))
+    grown = lastgap * m // 1000
+    extra = np.maximum(grown - i, 0)
+    if rng is None:
+        extra = extra // 2 + extra // 4
+    else:
+        extra = rng.integers(0, np.maximum(extra, 1)) // 2 + extra // 2
+    gap = np.select([letter == "G", letter == "H"],
+                    [np.where(lastgap < i, i, grown), i + extra], default=i)
+    wake = now + np.minimum(gap, int(p.retry_interval_max))
+    if p.ultimate_timeout:
+        wake = np.minimum(wake, create + p.rules[-1].cutoff + 1)
+    return np.maximum(wake, now + 1), give_up
+
+
+# --- sendmail, qmail, Exchange, explicit list ------------------------------------------------
+
+@dataclass(frozen=True)
+class SendmailParams:
+    """sendmail: -q interval (no built-in value; 30m is typical), MinQueueAge, queuereturn."""
+    queue_interval: int = 1800
+    min_queue_age: int = 0
+    queuereturn: int = 5 * DAY
+
+
+def sendmail_retry(create, now, tries, last_fail, last_next, p: SendmailParams
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Every queue run tries the message once it has aged MinQueueAge since its last attempt."""
+    create, now = _int64(create, now)
+    return now + max(int(p.min_queue_age), 1), now >= create + int(p.queuereturn)
+
+
+@dataclass(frozen=True)
+class QmailParams:
+    """qmail-send: chanskip 20 for remote (10 for local) deliveries; control/queuelifetime."""
+    chanskip: int = 20
+    queuelifetime: int = 7 * DAY
+
+
+def _isqrt(x: np.ndarray) -> np.ndarray:
+    r = np.floor(np.sqrt(x)).astype(np.int64)
+    r -= r * r > x  # float rounding, either way
+    r += (r + 1) * (r + 1) <= x
+    return r
+
+
+def qmail_retry(create, now, tries, last_fail, last_next, p: QmailParams
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Quadratic schedule on the message's age: attempts at birth + (c k)^2 when on time."""
+    create, now = _int64(create, now)
+    age = np.maximum(now - create, 0)
+    wake = create + (_isqrt(age) + int(p.chanskip)) ** 2
+    return wake, age > int(p.queuelifetime)
+
+
+@dataclass(frozen=True)
+class ExchangeParams:
+    """Exchange Server 2010-2019: MessageRetryInterval, MessageExpirationTimeout."""
+    message_retry_interval: int = 900
+    message_expiration_timeout: int = 2 * DAY
+
+
+@dataclass(frozen=True)
+class ExchangeOnlineParams(ExchangeParams):
+    """Exchange Online: 24 h expiration; the 1 h retry interval is an ASSUMPTION."""
+    message_retry_interval: int = 3600
+    message_expiration_timeout: int = DAY
+
+
+def exchange_retry(create, now, tries, last_fail, last_next, p: ExchangeParams
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed retry interval until the expiration timeout."""
+    create, now = _int64(create, now)
+    return (now + int(p.message_retry_interval),
+            now >= create + int(p.message_expiration_timeout))
+
+
+@dataclass(frozen=True)
+class ListParams:
+    """Explicit gaps after the 1st, 2nd, ... attempt (the last repeats) and a lifetime."""
+    gaps: tuple[int, ...] = (120, 300, 600)
+    lifetime: int = 5 * DAY
+
+
+def list_retry(create, now, tries, last_fail, last_next, p: ListParams
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Gap number `tries` from the list, the last one repeating."""
+    create, now, tries = _int64(create, now, tries)
+    gaps = np.asarray(p.gaps, dtype=np.int64)
+    gap = gaps[np.clip(tries, 1, len(gaps)) - 1]
+    return now + gap, now >= create + int(p.lifetime)
+
+
+# --- registry --------------------------------------------------------------------------------
+
+class Schedule(NamedTuple):
+    """One MTA's schedule as the engine uses it."""
+    retry: Callable[..., tuple[np.ndarray, np.ndarray]]
+    params: type
+    runner: str | None  # params field with the queue-runner interval; None: no runner grid
+    slack: int  # seconds by which a runner may start before the wake time
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "postfix": Schedule(postfix_retry, PostfixParams, "queue_run_delay", 1),
+    "exim": Schedule(exim_retry, EximParams, "queue_interval", 0),
+    "sendmail": Schedule(sendmail_retry, SendmailParams, "queue_interval", 0),
+    "qmail": Schedule(qmail_retry, QmailParams, None, 0),
+    "exchange": Schedule(exchange_retry, ExchangeParams, None, 0),
+    "exchange-online": Schedule(exchange_retry, ExchangeOnlineParams, None, 0),
+    "list": Schedule(list_retry, ListParams, None, 0),
+}

@@ -1,0 +1,96 @@
+"""Senders: the traffic sources that hand mail to the upstream queue host.
+
+Public names: PROFILES, rate_multiplier, arrival_times, new_messages, sender_process.
+
+Contract:
+- arrival_times(sender, t0, t1, rng) -> sorted float arrival times in [t0, t1): explicit
+  `arrivals`, or a Poisson process whose rate is `rate` x the profile multiplier of the hour
+  (piecewise constant per hour, so each hour's count is Poisson and its times uniform: exact for
+  a non-homogeneous Poisson process with that step rate). The profile multipliers average 1 over
+  a day (daily) or a week (weekly), so `rate` stays the mean rate. Day 0 of a run is a Monday,
+  starting at midnight.
+- new_messages(...) -> a message batch (dict of equal-length arrays, the upstream's queue-file
+  fields): recipients (rows of user ids; -1 unknown, -2 no recipient), envelope sender kind
+  (REAL, FORGED, NULL), size in bytes (lognormal with the given mean, sigma 1).
+- sender_process is the SimPy process: every CHUNK seconds it hands the next chunk of arrivals
+  (one chunk ahead of the clock) to the upstream. One process per sender, never one per message.
+A burst (a dictionary attack, a newsletter) is simply another sender with `start` and `stop`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+REAL, FORGED, NULL = 0, 1, 2
+CHUNK = 3600.0
+
+_DAILY = np.array([0.45, 0.40, 0.35, 0.35, 0.40, 0.50, 0.70, 0.95, 1.20, 1.35, 1.40, 1.40,
+                   1.35, 1.35, 1.40, 1.40, 1.35, 1.25, 1.10, 1.00, 0.90, 0.80, 0.70, 0.55])
+_DAILY = _DAILY / _DAILY.mean()
+_WEEK = np.array([1.12, 1.12, 1.12, 1.12, 1.12, 0.70, 0.70])
+_WEEK = _WEEK / _WEEK.mean()
+PROFILES = {
+    "flat": lambda hour: np.ones_like(hour, dtype=float),
+    "daily": lambda hour: _DAILY[hour % 24],
+    "weekly": lambda hour: _DAILY[hour % 24] * _WEEK[(hour // 24) % 7],
+}
+
+
+def rate_multiplier(profile: str, t: np.ndarray) -> np.ndarray:
+    """Profile multiplier in force at times t (seconds since the run's Monday 00:00)."""
+    return PROFILES[profile](np.floor(np.asarray(t, dtype=float) / 3600).astype(np.int64))
+
+
+def arrival_times(sender, t0: float, t1: float, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times of `sender` in [t0, t1), sorted."""
+    lo, hi = max(t0, sender.start), min(t1, sender.stop)
+    if sender.arrivals:
+        a = np.asarray(sender.arrivals, dtype=float)
+        return a[(a >= t0) & (a < t1)]
+    if hi <= lo or sender.rate <= 0:
+        return np.empty(0)
+    edges = np.arange(np.floor(lo / 3600) * 3600, hi + 3600, 3600.0)
+    starts = np.maximum(edges[:-1], lo)
+    ends = np.minimum(edges[1:], hi)
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    counts = rng.poisson(sender.rate * rate_multiplier(sender.profile, starts) * (ends - starts))
+    times = np.repeat(starts, counts) + rng.random(counts.sum()) * np.repeat(ends - starts, counts)
+    times.sort()
+    return times
+
+
+def new_messages(sender, source: int, times: np.ndarray, users: int, width: int,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Queue-file fields of messages arriving at `times` from `sender` (see the contract)."""
+    n = times.size
+    k = sender.recipients_per_message
+    rcpt = np.full((n, width), -2, dtype=np.int32)
+    unknown = rng.random((n, k)) < sender.unknown_recipient_fraction
+    ids = rng.integers(0, max(users, 1), size=(n, k)) if users > 0 else np.zeros((n, k))
+    rcpt[:, :k] = np.where(unknown | (users <= 0), -1, ids)
+    u = rng.random(n)
+    kind = np.where(u < sender.forged_sender_fraction, FORGED,
+                    np.where(u < sender.forged_sender_fraction
+                             + (1 - sender.forged_sender_fraction) * sender.null_sender_fraction,
+                             NULL, REAL)).astype(np.int8)
+    # lognormal with mean message_size: mu = ln(mean) - sigma^2/2, sigma = 1
+    size = np.maximum(1.0, rng.lognormal(np.log(sender.message_size) - 0.5, 1.0, n))
+    return {"arrival": times, "create": np.floor(times).astype(np.int64), "rcpt": rcpt,
+            "kind": kind, "size": size.astype(np.float32),
+            "source": np.full(n, source, dtype=np.int16)}
+
+
+def sender_process(env, sender, source: int, upstream, users_at, width: int,
+                   rng_arrivals: np.random.Generator, rng_rcpt: np.random.Generator,
+                   duration: float):
+    """SimPy process: hand each hour's arrivals to the upstream one chunk ahead of the clock."""
+    t = 0.0
+    while t < duration:
+        times = arrival_times(sender, t, min(t + CHUNK, duration), rng_arrivals)
+        if times.size:
+            upstream.receive(new_messages(sender, source, times, users_at(times[0]), width,
+                                          rng_rcpt))
+        t += CHUNK
+        if t - CHUNK > env.now:
+            yield env.timeout(t - CHUNK - env.now)
