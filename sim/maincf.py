@@ -11,7 +11,7 @@ Contract:
   after `sudo`) count as assignments. The last assignment of a name wins. A `#` after a value
   is part of the value, as in Postfix.
 - DEFAULTS: Postfix 3.7.11's built-in defaults, raw, from sim/data/postfix_defaults.txt
-  (`postconf -d`, stored once).
+  (`postconf -d` with an empty master.cf, stored once; see its header).
 - check_names(params, origin): every name is one Postfix would use: listed by `postconf -d`; a
   per-transport one, `<transport>_<suffix>` with one of the 17 suffixes Postfix derives for
   each master.cf service (smtp_destination_concurrency_limit, relay_destination_rate_delay,

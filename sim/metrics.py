@@ -39,11 +39,15 @@ def qshape_bucket(age_s: np.ndarray, bucket_time_min: float = 5, bucket_count: i
 class Recorder:
     """Bins events and intervals onto the sample grid; produces cumulative and level series."""
 
+    FLUSH = 2_000_000
+
     def __init__(self, duration: float, interval: float):
         self.duration, self.interval = float(duration), float(interval)
         self.n = int(math.floor(duration / interval + 1e-9)) + 1
         self.t = np.arange(self.n) * interval
         self._bins: dict[str, np.ndarray] = {}
+        self._buf: dict[str, list] = {}
+        self._buffered = 0
         self.totals: dict[str, float] = {}
 
     def _bin(self, x: np.ndarray) -> np.ndarray:
@@ -62,24 +66,39 @@ class Recorder:
 
     def step(self, name: str, times, weights=None) -> None:
         """A level changes by `weights` (default +1) at `times`; times past the end are kept
-        out of every sample. A state over [s, e) is step(+w at s) and step(-w at e)."""
-        times = np.minimum(np.asarray(times, dtype=float), self.duration + 2 * self.interval)
-        bins = np.minimum(self._bin(times), self.n)  # bin n: after the last sample
-        acc = self._bins.get(name)
-        if acc is None:
-            acc = self._bins[name] = np.zeros(self.n + 1)
-        if weights is None:
-            acc += np.bincount(bins, minlength=self.n + 1)
-        else:
-            w = np.broadcast_to(np.asarray(weights, dtype=float), bins.shape)
+        out of every sample. A state over [s, e) is step(+w at s) and step(-w at e).
+        Steps are buffered and binned in bulk: one bincount per series per FLUSH entries."""
+        times = np.asarray(times, dtype=float)
+        if times.size == 0:
+            return
+        w = np.ones(times.size) if weights is None else np.broadcast_to(
+            np.asarray(weights, dtype=float), times.shape)
+        self._buf.setdefault(name, []).append((times, w))
+        self._buffered += times.size
+        if self._buffered > self.FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        for name, parts in self._buf.items():
+            times = np.minimum(np.concatenate([p[0] for p in parts]),
+                               self.duration + 2 * self.interval)
+            w = np.concatenate([p[1] for p in parts])
+            bins = np.minimum(self._bin(times), self.n)  # bin n: after the last sample
+            acc = self._bins.get(name)
+            if acc is None:
+                acc = self._bins[name] = np.zeros(self.n + 1)
             acc += np.bincount(bins, weights=w, minlength=self.n + 1)
+        self._buf = {}
+        self._buffered = 0
 
     def cumulative(self, name: str) -> np.ndarray:
+        self.flush()
         acc = self._bins.get(name)
         return np.zeros(self.n) if acc is None else np.cumsum(acc)[: self.n]
 
     def per_interval(self, name: str) -> np.ndarray:
         """Events in (t_{j-1}, t_j]; the first sample counts events at time 0."""
+        self.flush()
         acc = self._bins.get(name)
         return np.zeros(self.n) if acc is None else acc[: self.n].copy()
 

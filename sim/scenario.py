@@ -14,8 +14,12 @@ Contract:
   queue_run_delay and minimal_backoff_time to 1000 s, as in Postfix 2.3 and earlier.
 - Scheduled changes ([[changes]] with `at` and `relay.X = ...` / `upstream.X = ...`) are checked
   when the scenario is loaded; Scenario.timeline() gives the (time, Upstream, Relay) snapshots.
-- `origins` records where each non-default value came from (file, main_cf, --set); it does not
-  take part in equality.
+- `origins` records where each non-default value came from (file, main_cf, --set), and
+  `not_modelled` lists pasted Postfix parameters that relaysim does not model; neither takes
+  part in equality.
+- [upstream] and [relay] accept `main_cf = '''...'''` (main.cf or `postconf -n` text) and
+  `main_cf_file = "path"`: Postfix syntax, `$name` expansion against Postfix's defaults, each
+  parameter's own default unit (sim.maincf). Explicit TOML keys win over pasted ones.
 Errors: every bad key, type, unit or value raises ScenarioError naming the key (dotted, e.g.
 `upstream.maximal_queue_lifetime`), the value and what is allowed.
 """
@@ -243,6 +247,49 @@ def _build(cls, table: Any, prefix: str, defaults: Mapping[str, Any] | None = No
     return cls(**kwargs)
 
 
+# Postfix parameters that set a modelled knob under another name (per-transport overrides of
+# the default_* concurrency: the upstream delivers through its smtp or relay transport).
+_ALIASES = {
+    "smtp_destination_concurrency_limit": "default_destination_concurrency_limit",
+    "relay_destination_concurrency_limit": "default_destination_concurrency_limit",
+    "smtp_destination_recipient_limit": "default_destination_recipient_limit",
+    "relay_destination_recipient_limit": "default_destination_recipient_limit",
+}
+
+
+def _with_main_cf(table: Any, cls, prefix: str, origins: dict, not_modelled: list) -> Any:
+    """The section's table with pasted main.cf settings merged in (explicit TOML keys win).
+
+    `main_cf = '''...'''` holds main.cf or `postconf -n` text, `main_cf_file` a path to one.
+    Parameters relaysim models take effect; other Postfix parameters are listed in
+    `not_modelled`; names Postfix does not know are an error (sim.maincf)."""
+    if not isinstance(table, Mapping) or not ({"main_cf", "main_cf_file"} & set(table)):
+        return table
+    from sim import maincf
+
+    table = dict(table)
+    text = table.pop("main_cf", "")
+    path = table.pop("main_cf_file", None)
+    if not isinstance(text, str):
+        raise ScenarioError(f"{prefix}.main_cf", text, "main.cf text in a string")
+    if path is not None:
+        try:
+            text = Path(str(path)).read_text() + "\n" + text
+        except OSError as e:
+            raise ScenarioError(f"{prefix}.main_cf_file", path,
+                                f"a readable main.cf file ({e.strerror})") from None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    merged = {}
+    for name, value in maincf.load(text, origin=f"{prefix}.main_cf").items():
+        key = _ALIASES.get(name, name)
+        if key in fields and key not in table:
+            merged[key] = value
+            origins[f"{prefix}.{key}"] = "main_cf"
+        elif key not in fields and name not in not_modelled:
+            not_modelled.append(name)
+    return {**merged, **table}
+
+
 def _upstream(table: Mapping, prefix: str = "upstream") -> Upstream:
     version = table.get("postfix_version", "3.7")
     defaults = {}
@@ -283,6 +330,7 @@ class Scenario:
     relay: Relay = field(default_factory=Relay)
     changes: tuple[Change, ...] = ()
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    not_modelled: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Scenario:
@@ -309,13 +357,19 @@ class Scenario:
             if key not in SECTIONS:
                 raise ScenarioError(key, "[section]", "sections: " + ", ".join(SECTIONS),
                                     did_you_mean(key, SECTIONS))
+        origins = {f"{sec}.{k}": origin for sec in ("simulation", "upstream", "relay")
+                   for k in (d.get(sec) or {}) if k not in ("main_cf", "main_cf_file")}
+        not_modelled: list[str] = []
+        up_table = _with_main_cf(d.get("upstream", {}), Upstream, "upstream", origins,
+                                 not_modelled)
+        relay_table = _with_main_cf(d.get("relay", {}), Relay, "relay", origins, not_modelled)
         sim = _build(Simulation, d.get("simulation", {}), "simulation")
         senders_raw = d.get("senders", [{}])
         if not isinstance(senders_raw, list) or not senders_raw:
             raise ScenarioError("senders", senders_raw, "one or more [[senders]] tables")
         senders = tuple(_build(Sender, s, f"senders[{i}]") for i, s in enumerate(senders_raw))
-        up = _upstream(d.get("upstream", {}))
-        relay = _build(Relay, d.get("relay", {}), "relay")
+        up = _upstream(up_table)
+        relay = _build(Relay, relay_table, "relay")
         changes_raw = d.get("changes", [])
         if not isinstance(changes_raw, list):
             raise ScenarioError("changes", changes_raw, "a list of [[changes]] tables")
@@ -333,9 +387,8 @@ class Scenario:
             changes.append(Change(at=at, upstream=MappingProxyType(dict(c.get("upstream", {}))),
                                   relay=MappingProxyType(dict(c.get("relay", {})))))
         changes.sort(key=lambda ch: ch.at)
-        origins = {f"{sec}.{k}": origin for sec in ("simulation", "upstream", "relay")
-                   for k in (d.get(sec) or {})}
-        scen = cls(sim, senders, up, relay, tuple(changes), MappingProxyType(origins))
+        scen = cls(sim, senders, up, relay, tuple(changes), MappingProxyType(origins),
+                   tuple(not_modelled))
         scen.timeline()  # checks every change now, not mid-run
         return scen
 
@@ -376,7 +429,8 @@ class Scenario:
         new = Scenario.from_dict(d, origin="dict")
         origins = dict(self.origins)
         origins.update({k: origin for k in overrides})
-        return dataclasses.replace(new, origins=MappingProxyType(origins))
+        return dataclasses.replace(new, origins=MappingProxyType(origins),
+                                   not_modelled=self.not_modelled)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, TOML/JSON-friendly dict that from_dict turns back into this scenario."""

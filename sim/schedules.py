@@ -58,11 +58,11 @@ Policies (citation keys as in the domain brief mta-semantics.md):
   wake is the same unless the attempt lasted more than 2 c k s, except the very first attempt
   (k = 0), whose wake moves from c^2 to (isqrt(d) + c)^2 after a transaction of d >= 1 s;
   give_up differs only for an attempt that straddles create + queuelifetime.
-- exchange_retry (learn.microsoft.com Set-TransportServer/Service): wake = now + MessageRetryInterval
-  (15 min); give_up = now >= create + MessageExpirationTimeout (2 d). ExchangeOnlineParams:
-  expiration 24 h; its 1 h retry interval is an ASSUMPTION (no official source; third-party
-  reports say about 30 min, then hourly). Whether Exchange uses the message retry interval for a
-  4xx to RCPT is itself unconfirmed.
+- exchange_retry (learn.microsoft.com Set-TransportServer/Service): wake = now +
+  MessageRetryInterval (15 min); give_up = now >= create + MessageExpirationTimeout (2 d).
+  ExchangeOnlineParams: expiration 24 h; its 1 h retry interval is an ASSUMPTION (no official
+  source; third-party reports say about 30 min, then hourly). Whether Exchange uses the message
+  retry interval for a 4xx to RCPT is itself unconfirmed.
 - list_retry: explicit gaps; gap k follows the k-th attempt, the last repeats; give_up =
   now >= create + lifetime.
 Errors: parse_exim_rules raises ScenarioError with key `upstream.exim_retry_rule`. The retry

@@ -80,7 +80,7 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
 
     ts = {"t_s": rec.t}
     ts["incoming"] = np.zeros(rec.n)
-    for name in ("active", "deferred", "deferred_recipients"):
+    for name in ("active", "active_recipients", "deferred", "deferred_recipients"):
         ts[name] = rec.cumulative(name)
     ts["queued_bytes"] = rec.cumulative("bytes")
     for name in ("received", "delivered", "bounced", "expired", "attempts", "dsn",

@@ -163,6 +163,7 @@ class QueueHost:
         self.log: list[tuple] | None = [] if record_attempts else None
         self.policy = Policy(self.snaps)
         self.cur = 0  # index of the upstream snapshot in force
+        self.scanned = -math.inf  # time of the latest tick that has taken its bucket
 
     # --- service times -------------------------------------------------------------------
     def _draw(self, shape):
@@ -187,42 +188,72 @@ class QueueHost:
         self.rec.event("received_messages", msgs["arrival"])
         self.rec.step("bytes", msgs["arrival"], msgs["size"])
 
-    def feed(self, t: float) -> None:
-        """First attempts of all mail that arrived at or before t, in arrival order."""
+    def _due_arrivals(self, t: float) -> dict | None:
+        """Take the mail that arrived at or before t out of `incoming`, in arrival order."""
         if not self.incoming:
-            return
+            return None
         allm = _concat(self.incoming)
         due = allm["arrival"] <= t
         if not due.any():
             self.incoming = [allm]
-            return
+            return None
         self.incoming = [_take(allm, ~due)] if not due.all() else []
         batch = _take(allm, due)
-        order = np.argsort(batch["arrival"], kind="stable")
-        batch = _take(batch, order)
-        self._timed(batch, batch["arrival"])
+        return _take(batch, np.argsort(batch["arrival"], kind="stable"))
 
-    def _timed(self, batch: dict, entry: np.ndarray) -> None:
+    def _serve_timed(self, batch: dict, entry: np.ndarray) -> tuple:
         self.site.backoff = self.up.minimal_backoff_time
         start, end, vetoed = self.agents.timed(entry, self._draw, self.site)
-        self._attempt(batch, entry, start, end, vetoed)
+        return batch, entry, start, end, vetoed
 
-    # --- deferred queue ------------------------------------------------------------------
+    def _leave_deferred(self, batch: dict, entry: np.ndarray) -> None:
+        self.rec.step("deferred", entry, -1.0)
+        self.rec.step("deferred_recipients", entry, -(batch["rcpt"] != -2).sum(axis=1))
+
+    def feed(self, t: float) -> None:
+        """First attempts of all mail that arrived at or before t, in arrival order."""
+        batch = self._due_arrivals(t)
+        if batch is not None:
+            self._attempt(*self._serve_timed(batch, batch["arrival"]))
+
     def scan(self, T: float) -> None:
-        """One deferred-queue scan at T: every message bucketed for it, as one batch. Without
-        a runner grid, the tick's messages and new mail enter one by one at their own times."""
+        """One qmgr tick at T: new mail first, then the deferred-queue scan, every message
+        bucketed for T as one batch. Without a runner grid, the tick's messages and new mail
+        enter one by one at their own times. One _attempt call per tick."""
+        if self.policy.sched.runner:
+            # new mail first, in its own batch: mail that arrived just after the previous
+            # scan may already be due at this one (wake <= T + 1), as in Postfix
+            self.feed(T)
         batches = self.deferred.pop(int(T), None)
+        self.scanned = T
+        new = self._due_arrivals(T)
+        parts = []
         if not self.policy.sched.runner:
-            self._tick(T, batches or [])
-            return
-        self.feed(T)
-        if not batches:
-            return
-        batch = _concat(batches)
+            if batches:
+                old = _concat(batches)
+                self._leave_deferred(old, old["last_next"].astype(float))
+                new = old if new is None else _concat([new, old])
+            if new is not None:
+                entry = np.where(new["tries"] > 0, new["last_next"], new["arrival"]).astype(float)
+                order = np.argsort(entry, kind="stable")
+                parts.append(self._serve_timed(_take(new, order), entry[order]))
+        else:
+            if new is not None:
+                parts.append(self._serve_timed(new, new["arrival"]))
+            if batches:
+                parts.append(self._serve_scan(T, _concat(batches)))
+        if len(parts) == 1:
+            self._attempt(*parts[0])
+        elif parts:
+            self._attempt(_concat([p[0] for p in parts]),
+                          *(np.concatenate([p[i] for p in parts]) for i in range(1, 5)))
+
+    def _serve_scan(self, T: float, batch: dict) -> tuple:
         n = batch["arrival"].size
         self.site.backoff = self.up.minimal_backoff_time
         if self.site(T):
-            start = end = np.full(n, float(T))
+            start = np.full(n, float(T))
+            end = start.copy()
             vetoed = np.ones(n, dtype=bool)
         else:
             start, end = self.agents.batch(T, n, self._draw)
@@ -239,32 +270,13 @@ class QueueHost:
         entry = np.full(n, float(T))
         if n > limit:  # the rest wait in the deferred queue until the active queue has room
             entry[limit:] = np.maximum(T, end[:-limit])
-        self.rec.step("deferred", entry, -1.0)
-        self.rec.step("deferred_recipients", entry, -(batch["rcpt"] != -2).sum(axis=1))
-        self._attempt(batch, entry, start, end, vetoed)
-
-    def _tick(self, T: float, batches: list[dict]) -> None:
-        new = []
-        if self.incoming:
-            allm = _concat(self.incoming)
-            due = allm["arrival"] <= T
-            self.incoming = [_take(allm, ~due)] if not due.all() else []
-            new = [_take(allm, due)]
-        if batches:
-            old = _concat(batches)
-            entry = old["last_next"].astype(float)
-            self.rec.step("deferred", entry, -1.0)
-            self.rec.step("deferred_recipients", entry, -(old["rcpt"] != -2).sum(axis=1))
-            new.append(old)
-        if not new:
-            return
-        batch = _concat(new)
-        entry = np.where(batch["tries"] > 0, batch["last_next"], batch["arrival"]).astype(float)
-        order = np.argsort(entry, kind="stable")
-        self._timed(_take(batch, order), entry[order])
+        self._leave_deferred(batch, entry)
+        return batch, entry, start, end, vetoed
 
     def _bucket(self, batch: dict, wake: np.ndarray) -> None:
         key = self.policy.key(wake, self.cur)
+        # a runner that is under way has passed these messages already: the next one takes them
+        key = np.where(key <= self.scanned, key + self.policy.interval(self.cur), key)
         order = np.argsort(key, kind="stable")
         key = key[order]
         batch = _take(batch, order)
@@ -295,6 +307,8 @@ class QueueHost:
         rec = self.rec
         rec.step("active", entry)
         rec.step("active", end, -1.0)
+        rec.step("active_recipients", entry, npend)
+        rec.step("active_recipients", end, -npend)
         rec.event("attempts", start, npend)
         rec.event("relay_sessions", start[ok])
         sent, bounced, deferred = (out == SENT), (out == BOUNCED), (out == DEFERRED)
