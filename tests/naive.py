@@ -1,0 +1,341 @@
+"""Naive reference model: one SimPy process per message, for tests and the benchmark.
+
+Public names: naive_simulate, backoff, next_queue_run, relay_reply, in_outage.
+
+Contract:
+- naive_simulate(scenario, seed=None, record_attempts=False) runs the upstream queue host in front
+  of the relay with Postfix qmgr semantics and returns a plain dict:
+  * "summary": recipients {received, delivered, bounced, expired, queued_at_end}, messages
+    {received}, attempts (recipient delivery attempts), dsn {nondelivery, backscatter},
+    deferred_peak_messages, delivery_delay_s {p50, p95, p99, max} (seconds from arrival to the
+    end of the successful attempt, over delivered recipients; NaN when none).
+  * "timeseries": numpy arrays sampled at t = 0, sample_interval, ... <= duration: t_s, deferred,
+    active (messages), queued_recipients, and cumulative received, delivered, bounced, expired,
+    attempts (recipients).
+  * "attempts" (only with record_attempts): (message_index, recipient_index, start_time_s,
+    outcome) with outcome in sent, deferred, bounced, expired.
+- It is written for clarity, not speed: it is the slow, obviously-correct yardstick the fast
+  engine is compared against, so it shares no code with `sim/` beyond the Scenario.
+- Time: float seconds since the start of the run; Postfix's own arithmetic (age, backoff, expiry)
+  is in whole seconds, now = floor(time).
+- A state (deferred, active) holds over [entered, left); an event at time x counts in a sample
+  at t iff x <= t. The run covers every event at t <= duration.
+- An attempt counts (summary, cumulative series, record) when it starts. An attempt still running
+  at `duration` keeps the relay's answer as its recorded outcome (its expiry is never decided).
+- The deferred peak is the exact maximum over time of that half-open count, not over samples.
+  Delay percentiles are numpy's default (linear interpolation).
+- Messages are numbered in arrival order over all senders (ties: sender order). Requests for an
+  agent at the same instant are served in SimPy's event order (earlier-scheduled first).
+- A known recipient is drawn from [0, local_users at arrival); with no local users it is -1.
+- Randomness: SeedSequence(seed, default scenario.simulation.seed) spawns three generators:
+  arrivals, recipients (recipients and envelope sender), service times.
+Invariants: received = delivered + bounced + expired + queued_at_end, in the summary and at every
+sample. Same seed, same result.
+Errors: NotImplementedError for what this model leaves out: non-flat sender profiles, random
+outages (outage_mtbf > 0), an upstream MTA other than postfix, queue_run_delay or the
+concurrency limit changing mid-run. Ignored: message_size, delay_warning_time,
+default_destination_recipient_limit, qmgr_message_active_limit.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from sim.scenario import Relay, Scenario, Upstream
+
+OUTCOMES = ("sent", "deferred", "bounced", "expired")
+
+
+# --- policies: small pure functions, no SimPy ----------------------------------------------------
+
+def backoff(age: int, minimal: float, maximal: float) -> float:
+    """Postfix's per-message cool-off after a pass with deferred recipients (qmgr_active.c)."""
+    return min(max(age, minimal), maximal)
+
+
+def next_queue_run(wake: float, deferred_at: float, queue_run_delay: float) -> float:
+    """The first deferred-queue scan k * queue_run_delay (k >= 1) that picks the message up.
+
+    A scan skips files whose mtime (`wake`) is more than 1 s in the future, and it can only see a
+    file that is already in the deferred queue.
+    """
+    k = math.ceil(max(wake - 1, deferred_at) / queue_run_delay)
+    return max(k, 1) * queue_run_delay
+
+
+def relay_reply(user: int, relay: Relay) -> str:
+    """sent, deferred or bounced for one RCPT TO (user -1: never a local user)."""
+    if 0 <= user < relay.local_users:
+        return "sent"
+    code = relay.unknown_local_recipient_reject_code
+    if relay.soft_bounce and 500 <= code <= 599:
+        code -= 100
+    return "deferred" if code < 500 else "bounced"
+
+
+def in_outage(relay: Relay, t: float) -> bool:
+    return any(o.start <= t < o.start + o.duration for o in relay.outages)
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+@dataclass
+class Message:
+    """One message in the upstream queue; `pending` holds recipient indices not yet done."""
+    index: int
+    arrival: float
+    create_time: int
+    sender: str  # "real", "forged" or "null"
+    users: list[int]  # one per recipient; -1 for a user the relay does not know
+    pending: list[int]
+    state: str = "active"  # "active" (in the delivery queue or in an attempt) or "deferred"
+
+
+@dataclass
+class Run:
+    """Everything shared by the message processes of one run."""
+    scenario: Scenario
+    env: simpy.Environment
+    pool: simpy.Resource
+    arrivals_rng: np.random.Generator
+    recipients_rng: np.random.Generator
+    service_rng: np.random.Generator
+    record_attempts: bool
+    snap_times: list[float] = field(default_factory=list)
+    snaps: list[tuple[Upstream, Relay]] = field(default_factory=list)
+    dead_until: float = -math.inf
+    live: dict[int, Message] = field(default_factory=dict)
+    messages: int = 0
+    received: int = 0
+    delivered: int = 0
+    bounced: int = 0
+    expired: int = 0
+    attempts: int = 0
+    nondelivery: int = 0
+    backscatter: int = 0
+    delays: list[float] = field(default_factory=list)
+    deferrals: list[tuple[float, float]] = field(default_factory=list)  # [deferred, queue run)
+    attempt_log: list[list] = field(default_factory=list)
+
+    def snapshot(self, t: float) -> tuple[Upstream, Relay]:
+        """The upstream and relay settings in force at t: the last snapshot at or before t."""
+        return self.snaps[bisect.bisect_right(self.snap_times, t) - 1]
+
+    def notify_sender(self, msg: Message) -> None:
+        """One non-delivery DSN (bounce or expiry); none for the null sender."""
+        if msg.sender != "null":
+            self.nondelivery += 1
+            self.backscatter += msg.sender == "forged"
+
+
+def naive_simulate(scenario: Scenario, seed: int | None = None,
+                   record_attempts: bool = False) -> dict:
+    """Run `scenario` with one SimPy process per message; see the module contract."""
+    _check_supported(scenario)
+    seq = np.random.SeedSequence(scenario.simulation.seed if seed is None else seed)
+    arrivals_rng, recipients_rng, service_rng = (np.random.default_rng(s) for s in seq.spawn(3))
+    env = simpy.Environment()
+    agents = simpy.Resource(env, scenario.upstream.default_destination_concurrency_limit)
+    run = Run(scenario, env, agents, arrivals_rng, recipients_rng, service_rng, record_attempts)
+    timeline = scenario.timeline()
+    run.snap_times = [t for t, _, _ in timeline]
+    run.snaps = [(up, relay) for _, up, relay in timeline]
+
+    sim = scenario.simulation
+    sample_times = np.arange(int(sim.duration // sim.sample_interval) + 1) * sim.sample_interval
+    series: dict[str, list] = {k: [] for k in SERIES}
+    env.process(source(run, arrival_schedule(scenario, arrivals_rng)))
+    env.run(until=env.process(sampler(run, sample_times, series)))
+
+    out = {"summary": summarise(run), "timeseries": {"t_s": sample_times.astype(float)}}
+    out["timeseries"].update({k: np.asarray(v, dtype=np.int64) for k, v in series.items()})
+    if record_attempts:
+        out["attempts"] = [tuple(a) for a in run.attempt_log]
+    return out
+
+
+def _check_supported(scenario: Scenario) -> None:
+    for s in scenario.senders:
+        if s.profile != "flat":
+            raise NotImplementedError(f"naive model: sender profile {s.profile!r} (only flat)")
+    first = scenario.upstream
+    for _, up, relay in scenario.timeline():
+        if relay.outage_mtbf > 0:
+            raise NotImplementedError("naive model: random outages (relay.outage_mtbf > 0)")
+        if up.mta != "postfix":
+            raise NotImplementedError(f"naive model: upstream.mta {up.mta!r} (only postfix)")
+        # The scan grid and the pool are built once, from the initial settings.
+        for name in ("queue_run_delay", "default_destination_concurrency_limit"):
+            if getattr(up, name) != getattr(first, name):
+                raise NotImplementedError(f"naive model: upstream.{name} changing mid-run")
+
+
+def arrival_schedule(scenario: Scenario, rng: np.random.Generator) -> list[tuple[float, int]]:
+    """(arrival time, sender index) of every message, merged in time order (ties: sender order)."""
+    duration = scenario.simulation.duration
+    arrivals = []
+    for i, sender in enumerate(scenario.senders):
+        if sender.arrivals:
+            arrivals += [(t, i) for t in sender.arrivals if t <= duration]
+            continue
+        end = min(sender.stop, duration)
+        t = sender.start
+        while sender.rate > 0:
+            t += rng.exponential(1 / sender.rate)
+            if t >= end:
+                break
+            arrivals.append((float(t), i))
+    return sorted(arrivals, key=lambda a: a[0])
+
+
+def source(run: Run, arrivals: list[tuple[float, int]]):
+    """Receive each message at its arrival time and start its life."""
+    env, rng = run.env, run.recipients_rng
+    for index, (t, sender_index) in enumerate(arrivals):
+        yield env.timeout(t - env.now)
+        sender = run.scenario.senders[sender_index]
+        _, relay = run.snapshot(t)
+        # Always two uniforms for the envelope sender, so the stream does not depend on outcomes.
+        forged, null = rng.random() < sender.forged_sender_fraction, rng.random()
+        kind = "forged" if forged else "null" if null < sender.null_sender_fraction else "real"
+        users = []
+        for _ in range(sender.recipients_per_message):
+            unknown = rng.random() < sender.unknown_recipient_fraction
+            known = not unknown and relay.local_users > 0
+            users.append(int(rng.integers(0, relay.local_users)) if known else -1)
+        msg = Message(index, t, math.floor(t), kind, users, list(range(len(users))))
+        run.live[index] = msg
+        run.messages += 1
+        run.received += len(users)
+        env.process(message_life(run, msg))
+
+
+def message_life(run: Run, msg: Message):
+    """From arrival to removal: attempts, deferrals in the deferred queue, expiry."""
+    env = run.env
+    while True:
+        msg.state = "active"
+        with run.pool.request() as agent:
+            yield agent
+            start = env.now
+            replies, hold = attempt(run, msg, start)
+            run.attempts += len(msg.pending)
+            # Records are lists so that an expiry at the end can still change their outcome.
+            records = [[msg.index, r, start, replies[r]] for r in msg.pending]
+            if run.record_attempts:
+                run.attempt_log += records
+            if hold > 0:
+                yield env.timeout(hold)
+        end = env.now
+        now = math.floor(end)
+
+        sent = [r for r in msg.pending if replies[r] == "sent"]
+        bounced = [r for r in msg.pending if replies[r] == "bounced"]
+        msg.pending = [r for r in msg.pending if replies[r] == "deferred"]
+        run.delivered += len(sent)
+        run.delays += [end - msg.arrival] * len(sent)
+        run.bounced += len(bounced)
+        if bounced:
+            run.notify_sender(msg)
+        if not msg.pending:
+            del run.live[msg.index]
+            return
+
+        up, _ = run.snapshot(end)
+        lifetime = up.bounce_queue_lifetime if msg.sender == "null" else up.maximal_queue_lifetime
+        if now - msg.create_time >= lifetime:
+            run.expired += len(msg.pending)
+            run.notify_sender(msg)
+            for record in records:
+                if record[3] == "deferred":
+                    record[3] = "expired"
+            msg.pending = []
+            del run.live[msg.index]
+            return
+
+        wake = now + backoff(now - msg.create_time, up.minimal_backoff_time,
+                             up.maximal_backoff_time)
+        queue_run = next_queue_run(wake, end, up.queue_run_delay)
+        msg.state = "deferred"
+        run.deferrals.append((end, queue_run))
+        yield env.timeout(queue_run - end)
+
+
+def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float]:
+    """The relay's answer per pending recipient at `start`, and how long the agent is held.
+
+    A throttled destination or a refused connection defers everything at once and takes no time;
+    a refused connection makes the destination dead for minimal_backoff_time.
+    """
+    up, relay = run.snapshot(start)
+    if start < run.dead_until:
+        return dict.fromkeys(msg.pending, "deferred"), 0.0
+    if in_outage(relay, start):
+        run.dead_until = start + up.minimal_backoff_time
+        return dict.fromkeys(msg.pending, "deferred"), 0.0
+    replies = {r: relay_reply(msg.users[r], relay) for r in msg.pending}
+    return replies, float(run.service_rng.exponential(up.smtp_transaction_time))
+
+
+# --- observation ---------------------------------------------------------------------------------
+
+SERIES = ("deferred", "active", "queued_recipients", "received", "delivered", "bounced", "expired",
+          "attempts")
+
+
+def settle(env: simpy.Environment):
+    """Wait until no other event is due now, so what follows sees every event at t <= now."""
+    while env.peek() <= env.now:
+        yield env.timeout(0)
+
+
+def sampler(run: Run, times: np.ndarray, series: dict[str, list]):
+    """Sample the queue at each of `times`, then close the run at `duration`."""
+    env = run.env
+    for t in times:
+        yield env.timeout(float(t) - env.now)
+        yield from settle(env)
+        live = run.live.values()
+        series["deferred"].append(sum(m.state == "deferred" for m in live))
+        series["active"].append(sum(m.state == "active" for m in live))
+        series["queued_recipients"].append(sum(len(m.pending) for m in live))
+        for name in ("received", "delivered", "bounced", "expired", "attempts"):
+            series[name].append(getattr(run, name))
+    yield env.timeout(run.scenario.simulation.duration - env.now)
+    yield from settle(env)
+
+
+def peak_overlap(intervals: list[tuple[float, float]]) -> int:
+    """Most half-open intervals [a, b) covering one instant."""
+    # At equal times the -1 of a leaving interval sorts before the +1 of an entering one.
+    edges = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+    peak = level = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def summarise(run: Run) -> dict:
+    delays = np.asarray(run.delays, dtype=float)
+    if delays.size:
+        p50, p95, p99 = np.percentile(delays, [50, 95, 99])
+        delay = {"p50": float(p50), "p95": float(p95), "p99": float(p99),
+                 "max": float(delays.max())}
+    else:
+        delay = dict.fromkeys(("p50", "p95", "p99", "max"), math.nan)
+    return {
+        "recipients": {"received": run.received, "delivered": run.delivered,
+                       "bounced": run.bounced, "expired": run.expired,
+                       "queued_at_end": sum(len(m.pending) for m in run.live.values())},
+        "messages": {"received": run.messages},
+        "attempts": run.attempts,
+        "dsn": {"nondelivery": run.nondelivery, "backscatter": run.backscatter},
+        "deferred_peak_messages": peak_overlap(run.deferrals),
+        "delivery_delay_s": delay,
+    }

@@ -1,0 +1,208 @@
+"""The upstream queue host through the whole engine: Postfix's schedule, expiry, DSNs,
+throttling, and the invariants every run must keep."""
+
+import numpy as np
+import pytest
+
+from sim import Scenario, simulate
+
+DAY = 86400
+
+
+def one_message(arrival="1s", code=450, duration="6d", upstream=None, relay=None, sender=None):
+    """One message to an unknown user, zero-time attempts, so times are exact."""
+    return Scenario.from_dict({
+        "simulation": {"duration": duration, "sample_interval": "1h"},
+        "senders": [{"arrivals": [arrival], "unknown_recipient_fraction": 1, **(sender or {})}],
+        "upstream": {"smtp_transaction_time": "0s", **(upstream or {})},
+        "relay": {"unknown_local_recipient_reject_code": code, **(relay or {})},
+    })
+
+
+def ages(res, arrival):
+    return res.attempts["t_s"] - arrival
+
+
+@pytest.mark.parametrize("arrival, first", [
+    (1.0, [0, 299, 599, 1199, 2399, 4799]),
+    (150.0, [0, 450, 1050, 2250, 4650, 8850]),
+], ids=["just-after-scan", "mid-grid"])
+def test_postfix_default_schedule(arrival, first):
+    res = simulate(one_message(f"{arrival}s"), record_attempts=True)
+    a = ages(res, arrival)
+    assert a[:6].tolist() == first
+    assert np.all(np.diff(a[5:]) == 4200)  # steady interval 14 x 300 s, not 4000 s
+    out = res.attempts["outcome"]
+    assert out[-1] == "expired" and (out[:-1] == "deferred").all()
+    assert a[-1] >= 5 * DAY and a[-2] < 5 * DAY  # the first failed attempt at or after 5 d
+    assert res.summary["recipients"]["expired"] == 1
+    assert res.summary["dsn"]["nondelivery"] == 1
+
+
+def test_pre_24_defaults_retry_every_4000s():
+    res = simulate(one_message("1s", upstream={"postfix_version": "2.3"}), record_attempts=True)
+    a = ages(res, 1.0)
+    assert a[1] == 999  # first scan of the 1000 s grid
+    assert np.all(np.diff(a[6:]) == 4000)
+
+
+def test_bare_lifetime_is_days():
+    res = simulate(one_message(upstream={"maximal_queue_lifetime": 2}), record_attempts=True)
+    a = ages(res, 1.0)
+    assert 2 * DAY <= a[-1] < 2 * DAY + 4200
+    assert res.attempts["outcome"][-1] == "expired"
+
+
+@pytest.mark.parametrize("kind, dsn, backscatter", [
+    ({}, 1, 0),
+    ({"forged_sender_fraction": 1}, 1, 1),
+    ({"null_sender_fraction": 1}, 0, 0),
+], ids=["real-sender", "forged-sender", "null-sender"])
+def test_550_bounces_at_once_with_one_dsn(kind, dsn, backscatter):
+    res = simulate(one_message(code=550, sender=kind), record_attempts=True)
+    assert res.attempts["outcome"].tolist() == ["bounced"]
+    assert res.summary["dsn"]["nondelivery"] == dsn
+    assert res.summary["dsn"]["backscatter"] == backscatter
+
+
+def test_null_sender_uses_bounce_queue_lifetime():
+    res = simulate(one_message(sender={"null_sender_fraction": 1},
+                               upstream={"bounce_queue_lifetime": "1d"}), record_attempts=True)
+    a = ages(res, 1.0)
+    assert DAY <= a[-1] < DAY + 4200
+    assert res.summary["dsn"]["nondelivery"] == 0  # a failed bounce is dropped
+
+
+def test_soft_bounce_turns_550_into_deferral():
+    res = simulate(one_message(code=550, relay={"soft_bounce": True}, duration="1d"),
+                   record_attempts=True)
+    assert res.summary["recipients"]["bounced"] == 0
+    assert (res.attempts["outcome"] == "deferred").all() and res.attempts["t_s"].size > 5
+
+
+def test_fix_to_550_bounces_the_backlog_within_one_retry_cycle():
+    s = one_message(duration="3d").with_overrides({})
+    s = Scenario.from_dict({**s.to_dict(), "changes": [
+        {"at": "1d", "relay": {"unknown_local_recipient_reject_code": 550}}]})
+    res = simulate(s, record_attempts=True)
+    t = res.attempts["t_s"]
+    assert res.attempts["outcome"][-1] == "bounced"
+    assert DAY <= t[-1] <= DAY + 4200 + 300
+
+
+def test_known_user_is_delivered_at_once():
+    s = one_message(sender={"unknown_recipient_fraction": 0})
+    res = simulate(s, record_attempts=True)
+    assert res.attempts["outcome"].tolist() == ["sent"]
+    assert res.summary["delivery_delay_s"]["max"] == 0
+
+
+def test_outage_defers_and_throttles():
+    # mail every 10 s during a 1 h outage: one refused connection per minimal_backoff_time,
+    # the rest deferred without a connection
+    arrivals = [f"{3600 + 10 * i}s" for i in range(360)]
+    s = Scenario.from_dict({
+        "simulation": {"duration": "4h", "sample_interval": "5m"},
+        "senders": [{"arrivals": arrivals, "unknown_recipient_fraction": 0}],
+        "upstream": {"smtp_transaction_time": "0s"},
+        "relay": {"outages": [{"start": "1h", "duration": "1h"}]},
+    })
+    res = simulate(s, record_attempts=True)
+    t, out = res.attempts["t_s"], res.attempts["outcome"]
+    during = (t >= 3600) & (t < 7200)
+    assert (out[during] == "deferred").all()
+    sessions = res.timeseries["relay_sessions"]
+    tt = res.timeseries["t_s"]
+    assert sessions[(tt > 3600) & (tt < 7200)].sum() == 0  # refused: no SMTP session
+    assert res.summary["recipients"]["delivered"] == 360  # all delivered after the outage
+    # throttled until 300 s after the last refused connection, at most
+    first_sent = t[out == "sent"].min()
+    assert 7200 <= first_sent <= 7200 + 300
+
+
+def seed_story(code=450, **over):
+    d = {"simulation": {"duration": "3d", "sample_interval": "30m"},
+         "senders": [{"rate": "3000/d", "unknown_recipient_fraction": 0.35,
+                      "forged_sender_fraction": 0.8, "recipients_per_message": 2}],
+         "upstream": {"default_destination_concurrency_limit": 5, "maximal_queue_lifetime": "1d"},
+         "relay": {"unknown_local_recipient_reject_code": code}}
+    for k, v in over.items():
+        sec, key = k.split("__")
+        d.setdefault(sec, {})[key] = v
+    return Scenario.from_dict(d)
+
+
+@pytest.fixture(scope="module")
+def run450():
+    return simulate(seed_story(), record_attempts=True)
+
+
+def test_conservation_at_every_sample(run450):
+    ts = run450.timeseries
+    total = ts["delivered"] + ts["bounced"] + ts["expired"] + ts["queued_recipients"]
+    assert np.array_equal(total, ts["received"])
+    # queued recipients, counted independently from the active and deferred intervals
+    assert np.array_equal(ts["queued_recipients"],
+                          ts["active_recipients"] + ts["deferred_recipients"])
+    r = run450.summary["recipients"]
+    assert r["received"] == r["delivered"] + r["bounced"] + r["expired"] + r["queued_at_end"]
+
+
+def test_qshape_buckets_add_up_to_the_deferred_queue(run450):
+    assert np.array_equal(run450.qshape.sum(axis=1), run450.timeseries["deferred"])
+
+
+def test_nothing_attempted_before_its_wake_up(run450):
+    a = run450.attempts
+    # one row per recipient: keep one per (message, attempt time)
+    mid, t = np.unique(np.stack([a["message_id"], a["t_s"]]), axis=1)
+    same = mid[1:] == mid[:-1]
+    gaps = np.diff(t)[same]
+    # the shortest gap is the minimal backoff less the 1 s scan slack and the attempt time
+    assert gaps.min() >= 300 - 1 - 60
+
+
+def test_same_seed_same_results_other_seed_differs():
+    a, b = simulate(seed_story()), simulate(seed_story())
+    c = simulate(seed_story(), seed=2)
+    for k in a.timeseries:
+        assert np.array_equal(a.timeseries[k], b.timeseries[k]), k
+    assert a.summary == b.summary
+    assert a.summary != c.summary
+
+
+def test_550_never_holds_more_backlog_than_450(run450):
+    r550 = simulate(seed_story(550))
+    assert (r550.timeseries["deferred"] <= run450.timeseries["deferred"]).all()
+    assert r550.summary["dsn"]["backscatter"] > 0
+    assert run450.summary["recipients"]["bounced"] == 0
+
+
+def test_delay_warning_once_per_message():
+    res = simulate(one_message(upstream={"delay_warning_time": "4h"}))
+    assert res.summary["dsn"]["delay"] == 1
+    res = simulate(one_message(upstream={"delay_warning_time": "4h"},
+                               sender={"null_sender_fraction": 1}))
+    assert res.summary["dsn"]["delay"] == 0
+
+
+def test_active_queue_limit_keeps_the_rest_deferred():
+    # 200 messages due at the same scan, one agent, 1 s per attempt: with an active-queue limit
+    # of 50 the rest wait in the deferred queue instead of the active queue
+    arrivals = [f"{1 + i * 0.001}s" for i in range(200)]
+    base = {"simulation": {"duration": "600s", "sample_interval": "1s"},
+            "senders": [{"arrivals": arrivals, "unknown_recipient_fraction": 1}],
+            "upstream": {"default_destination_concurrency_limit": 1,
+                         "smtp_transaction_time": "0s"},
+            "relay": {"unknown_local_recipient_reject_code": 450},
+            "changes": [{"at": "100s", "upstream": {"smtp_transaction_time": "1s"}}]}
+    full = simulate(Scenario.from_dict(base))
+    base["upstream"]["qmgr_message_active_limit"] = 50
+    part = simulate(Scenario.from_dict(base))
+    t = full.timeseries["t_s"]
+    at = (t >= 310) & (t <= 400)
+    assert full.timeseries["active"][at].min() > 100
+    assert part.timeseries["active"].max() <= 50
+    assert (part.timeseries["deferred"][at] > full.timeseries["deferred"][at]).all()
+    assert np.array_equal(part.timeseries["deferred"] + part.timeseries["active"],
+                          full.timeseries["deferred"] + full.timeseries["active"])
