@@ -43,7 +43,7 @@ class Agents:
     def batch(self, T: float, n: int, draw: Callable) -> tuple[np.ndarray, np.ndarray]:
         """Start and end times of n jobs entering together at T (sorted by start)."""
         c = self.free.size
-        base = np.maximum(self.free, T)
+        base = np.maximum(np.sort(self.free), T)  # agent order must not depend on the path
         if n == 0:
             return np.empty(0), np.empty(0)
         per = n // c + 1
@@ -69,25 +69,66 @@ class Agents:
         return start, end
 
     def timed(self, entries: np.ndarray, draw: Callable,
-              site: Callable[[float], bool] | None = None):
+              site: Callable[[float], bool] | None = None, clear: Callable | None = None):
         """(start, end, vetoed) of jobs entering at sorted `entries`, served FIFO.
 
-        site(t) -> True vetoes the job at time t: it fails at once, taking no agent time."""
+        site(t) -> True vetoes the job at time t: it fails at once, taking no agent time.
+        clear(t0, t1) -> True promises that site would veto nothing in [t0, t1]; then runs of
+        jobs that find a free agent are served in bulk (see _no_wait)."""
+        n = entries.size
+        service = draw((n,))
+        free0 = self.free
+        if clear is not None and n:
+            start, end = self._vectorised(entries, service)
+            if clear(float(start[0]), float(start[-1])):
+                return start, end, np.zeros(n, dtype=bool)
+            self.free = free0
+        return self._loop(entries, service, site)
+
+    def _vectorised(self, entries, service, block: int = 64):
+        """FIFO service without vetoes: runs of jobs that cannot wait are taken in bulk; the
+        job that must wait, and a block after it, go through the plain recursion."""
+        n = entries.size
+        start = entries.copy()
+        end = entries + service
+        c = self.free.size
+        free = np.sort(self.free)
+        i = 0
+        while i < n:
+            a, e = entries[i:], end[i:]
+            # job j finds a free agent if the first j+1 of (agents, earlier jobs) are done by
+            # a_j (sufficient, not necessary): then it starts on arrival
+            items = np.concatenate([free, e[: max(a.size - 1, 0)]])[: a.size]
+            bad = np.flatnonzero(np.maximum.accumulate(items) > a)
+            v = int(bad[0]) if bad.size else a.size
+            if v:
+                pool = np.concatenate([free, e[:v]])
+                free = np.sort(np.partition(pool, pool.size - c)[-c:])
+                i += v
+            if i < n:
+                self.free = free
+                s, en, _ = self._loop(entries[i:i + block], service[i:i + block], None)
+                start[i:i + block], end[i:i + block] = s, en
+                free = np.sort(self.free)
+                i += block
+        self.free = free
+        return start, end
+
+    def _loop(self, entries, service, site):
         n = entries.size
         start = np.empty(n)
         end = np.empty(n)
         vetoed = np.zeros(n, dtype=bool)
-        service = draw((n,)).tolist()
         heap = self.free.tolist()
         heapq.heapify(heap)
-        for i, a in enumerate(entries.tolist()):
+        for i, (a, d) in enumerate(zip(entries.tolist(), service.tolist(), strict=True)):
             f = heap[0]
             s = a if a >= f else f
             if site is not None and site(s):
                 start[i] = end[i] = s
                 vetoed[i] = True
                 continue
-            e = s + service[i]
+            e = s + d
             heapq.heapreplace(heap, e)
             start[i] = s
             end[i] = e

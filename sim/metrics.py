@@ -6,9 +6,9 @@ Contract:
 - Samples are taken at t_j = j * sample_interval, j = 0 .. n-1 (t_{n-1} <= duration).
 - An event at time x counts in the cumulative series at t_j iff x <= t_j; events after the run's
   duration are dropped. A state held over the half-open interval [s, e) counts at t_j iff
-  s <= t_j < e. Both reduce to adding at bin ceil(x / sample_interval), so every series is a
-  bincount and a cumulative sum: the model can record events whose times lie ahead of the SimPy
-  clock (batches compute their attempts' start and end times in advance).
+  s <= t_j < e (+1 at s, -1 at e). Both reduce to adding at bin ceil(x / sample_interval), so
+  every series is a bincount and a cumulative sum: the model can record events whose times lie
+  ahead of the SimPy clock (batches compute their attempts' start and end times in advance).
 - DelaySketch keeps a log-binned histogram with relative error at most 0.5 % (plus the exact
   maximum and zero count): memory is fixed however much mail is delivered.
 - qshape_bucket uses qshape's geometric buckets (5, 10, 20, ..., 1280, 1280+ minutes by default),
@@ -37,69 +37,52 @@ def qshape_bucket(age_s: np.ndarray, bucket_time_min: float = 5, bucket_count: i
 
 
 class Recorder:
-    """Bins events and intervals onto the sample grid; produces cumulative and level series."""
+    """Bins events and intervals onto the sample grid; produces cumulative and level series.
 
-    FLUSH = 2_000_000
+    Callers turn times into bins once (bins()) and add any number of series on those bins
+    (add()), so a batch of attempts costs one pass per time array plus one bincount per series.
+    Bin j < n holds (t_{j-1}, t_j]; bin n holds (t_{n-1}, duration]; bin n+1 is after the run.
+    """
 
     def __init__(self, duration: float, interval: float):
         self.duration, self.interval = float(duration), float(interval)
         self.n = int(math.floor(duration / interval + 1e-9)) + 1
         self.t = np.arange(self.n) * interval
-        self._bins: dict[str, np.ndarray] = {}
-        self._buf: dict[str, list] = {}
-        self._buffered = 0
-        self.totals: dict[str, float] = {}
+        self._acc: dict[str, np.ndarray] = {}
 
-    def _bin(self, x: np.ndarray) -> np.ndarray:
-        return np.ceil(np.asarray(x, dtype=float) / self.interval - 1e-12).astype(np.int64)
+    def bins(self, times) -> np.ndarray:
+        """The bin of each time (see the class docstring)."""
+        t = np.minimum(np.asarray(times, dtype=float), self.duration + self.interval)
+        j = np.minimum(np.ceil(t / self.interval - 1e-12).astype(np.int64), self.n)
+        j[t > self.duration] = self.n + 1
+        return j
 
-    def event(self, name: str, times, weights=None) -> None:
-        """Count events (optionally weighted) at `times`; those after the duration are dropped."""
-        times = np.asarray(times, dtype=float)
-        w = None if weights is None else np.broadcast_to(np.asarray(weights, float), times.shape)
-        keep = times <= self.duration
-        if not keep.all():
-            times, w = times[keep], (None if w is None else w[keep])
-        self.totals[name] = self.totals.get(name, 0.0) + (
-            float(times.size) if w is None else float(w.sum()))
-        self.step(name, times, w)
-
-    def step(self, name: str, times, weights=None) -> None:
-        """A level changes by `weights` (default +1) at `times`; times past the end are kept
-        out of every sample. A state over [s, e) is step(+w at s) and step(-w at e).
-        Steps are buffered and binned in bulk: one bincount per series per FLUSH entries."""
-        times = np.asarray(times, dtype=float)
-        if times.size == 0:
+    def add(self, name: str, bins: np.ndarray, weights=None) -> None:
+        """Add events (or level changes) of weight `weights` (default 1) in `bins`."""
+        if bins.size == 0:
             return
-        w = np.ones(times.size) if weights is None else np.broadcast_to(
-            np.asarray(weights, dtype=float), times.shape)
-        self._buf.setdefault(name, []).append((times, w))
-        self._buffered += times.size
-        if self._buffered > self.FLUSH:
-            self.flush()
+        acc = self._acc.get(name)
+        if acc is None:
+            acc = self._acc[name] = np.zeros(self.n + 2)
+        if weights is None or np.ndim(weights) == 0:
+            acc += np.bincount(bins, minlength=self.n + 2) * (1.0 if weights is None
+                                                              else float(weights))
+        else:
+            acc += np.bincount(bins, weights=weights, minlength=self.n + 2)
 
-    def flush(self) -> None:
-        for name, parts in self._buf.items():
-            times = np.minimum(np.concatenate([p[0] for p in parts]),
-                               self.duration + 2 * self.interval)
-            w = np.concatenate([p[1] for p in parts])
-            bins = np.minimum(self._bin(times), self.n)  # bin n: after the last sample
-            acc = self._bins.get(name)
-            if acc is None:
-                acc = self._bins[name] = np.zeros(self.n + 1)
-            acc += np.bincount(bins, weights=w, minlength=self.n + 1)
-        self._buf = {}
-        self._buffered = 0
+    def total(self, name: str) -> float:
+        """Everything added for `name` up to the end of the run."""
+        acc = self._acc.get(name)
+        return 0.0 if acc is None else float(acc[: self.n + 1].sum())
 
     def cumulative(self, name: str) -> np.ndarray:
-        self.flush()
-        acc = self._bins.get(name)
+        """Events at or before each sample, or the level at each sample."""
+        acc = self._acc.get(name)
         return np.zeros(self.n) if acc is None else np.cumsum(acc)[: self.n]
 
     def per_interval(self, name: str) -> np.ndarray:
         """Events in (t_{j-1}, t_j]; the first sample counts events at time 0."""
-        self.flush()
-        acc = self._bins.get(name)
+        acc = self._acc.get(name)
         return np.zeros(self.n) if acc is None else acc[: self.n].copy()
 
 

@@ -67,8 +67,6 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     def sampler():
         for j, t in enumerate(rec.t):
             yield env.timeout(t - env.now)
-            if host.policy.sched.runner:
-                host.feed(t)
             qshape[j] = host.qshape(t)
             if progress is not None:
                 progress(t)
@@ -76,7 +74,6 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     env.process(changes())
     env.process(sampler())
     env.run(until=duration + 1e-6)
-    host.feed(duration)
 
     ts = {"t_s": rec.t}
     ts["incoming"] = np.zeros(rec.n)
@@ -89,8 +86,7 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     ts["queued_recipients"] = ts["received"] - ts["delivered"] - ts["bounced"] - ts["expired"]
     for name in ("relay_sessions", "rejects_4xx", "rejects_5xx"):
         ts[name] = rec.per_interval(name)
-    tot = rec.totals
-    g = lambda k: int(round(tot.get(k, 0.0)))  # noqa: E731
+    g = lambda k: int(round(rec.total(k)))  # noqa: E731
     received, delivered, bounced, expired = (g("received"), g("delivered"), g("bounced"),
                                              g("expired"))
     d = host.delays

@@ -4,9 +4,9 @@ Public names: QueueHost, Message fields (FIELDS).
 
 Contract (mta-semantics.md sections 2 and 3; one SimPy process for the qmgr, never one per
 message):
-- New mail gets its first attempt on arrival: receive() queues it, and feed(t) enters every
-  message that arrived at or before t into the delivery agents' FIFO queue, in arrival order.
-  Mail that arrives at the same instant as a scan goes first.
+- New mail gets its first attempt on arrival: receive() queues it, and each qmgr tick enters
+  the mail arriving before the next tick into the delivery agents' FIFO queue at its arrival
+  times, behind the tick's scan. Mail that arrives at the same instant as a scan goes first.
 - Deferred-queue scans run at T = k * queue_run_delay (k >= 1, the qmgr's timer starts with the
   run) and take every message whose wake-up time is at most T + 1 s; one scan is one batch.
 - An attempt's outcome is decided at its start time by the relay (sim.relay): known recipients
@@ -35,11 +35,12 @@ import numpy as np
 from sim import schedules
 from sim.concurrency import Agents
 from sim.metrics import DelaySketch, Recorder, qshape_bucket
-from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline
+from sim.relay import DEFERRED, SENT, RelayTimeline
 from sim.sender import FORGED, NULL
 
-FIELDS = ("qid", "arrival", "create", "rcpt", "kind", "size", "source", "tries", "last_fail",
+FIELDS = ("qid", "arrival", "create", "kind", "size", "source", "tries", "last_fail",
           "last_next", "last_end", "warned")
+QID, ARRIVAL, CREATE, KIND, SIZE, SOURCE, TRIES, LAST_FAIL, LAST_NEXT, LAST_END, WARNED = range(11)
 OUTCOMES = ("sent", "deferred", "bounced", "expired")
 EXPIRED = 3
 
@@ -102,20 +103,35 @@ class Policy:
         return wake
 
     def key(self, wake: np.ndarray, snap: int) -> np.ndarray:
-        """The qmgr tick that processes it."""
+        """The qmgr tick that processes it: the runner start, or (no grid) the tick before
+        the wake-up time, which serves everything due up to the next tick."""
         if self.sched.runner:
             return self.entry(wake, snap)
-        return -(-wake // TICK) * TICK
+        return (-(-wake // TICK) - 1) * TICK
 
 
-def _take(batch: dict, idx) -> dict:
-    return {k: v[idx] for k, v in batch.items()}
+class Batch:
+    """The queue files of a group of messages: a float64 row of fields (columns QID ..
+    WARNED) and a row of recipient ids (-1 unknown, -2 done). Two arrays instead of one per
+    field, because taking and joining batches is what the engine does most."""
 
+    __slots__ = ("f", "rcpt")
 
-def _concat(batches: list[dict]) -> dict:
-    if len(batches) == 1:
-        return batches[0]
-    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    def __init__(self, f: np.ndarray, rcpt: np.ndarray):
+        self.f, self.rcpt = f, rcpt
+
+    def __len__(self) -> int:
+        return self.f.shape[0]
+
+    def take(self, idx) -> Batch:
+        return Batch(self.f[idx], self.rcpt[idx])
+
+    @staticmethod
+    def concat(batches: list[Batch]) -> Batch:
+        if len(batches) == 1:
+            return batches[0]
+        return Batch(np.concatenate([b.f for b in batches]),
+                     np.concatenate([b.rcpt for b in batches]))
 
 
 class _Site:
@@ -127,6 +143,10 @@ class _Site:
         self.dead_until = -math.inf
         self.backoff = 300.0
         self._down = (-math.inf, -math.inf)
+
+    def clear(self, t0: float, t1: float) -> bool:
+        """True if no attempt in [t0, t1] would be refused or throttled."""
+        return t0 >= self.dead_until and self.relay.next_down(t0)[0] > t1
 
     def __call__(self, t: float) -> bool:
         if t < self.dead_until:
@@ -157,8 +177,8 @@ class QueueHost:
         self.agents = Agents(self.up.default_destination_concurrency_limit)
         self.rec = recorder
         self.delays = DelaySketch()
-        self.incoming: list[dict] = []
-        self.deferred: dict[int, list[dict]] = {}
+        self.incoming: Batch | None = None  # sorted by arrival
+        self.deferred: dict[int, list[Batch]] = {}
         self.next_qid = 0
         self.log: list[tuple] | None = [] if record_attempts else None
         self.policy = Policy(self.snaps)
@@ -174,82 +194,79 @@ class QueueHost:
     def receive(self, msgs: dict) -> None:
         """New mail from a sender (arrival times may lie ahead of the clock)."""
         n = msgs["arrival"].size
-        msgs = dict(msgs)
-        msgs["qid"] = np.arange(self.next_qid, self.next_qid + n, dtype=np.int64)
+        f = np.zeros((n, len(FIELDS)))
+        f[:, QID] = np.arange(self.next_qid, self.next_qid + n)
         self.next_qid += n
-        msgs["tries"] = np.zeros(n, dtype=np.int32)
-        msgs["last_fail"] = np.full(n, -1, dtype=np.int64)
-        msgs["last_next"] = np.full(n, -1, dtype=np.int64)
-        msgs["last_end"] = np.full(n, -np.inf)
-        msgs["warned"] = np.zeros(n, dtype=bool)
-        self.incoming.append(msgs)
-        pending = (msgs["rcpt"] != -2).sum(axis=1)
-        self.rec.event("received", msgs["arrival"], pending)
-        self.rec.event("received_messages", msgs["arrival"])
-        self.rec.step("bytes", msgs["arrival"], msgs["size"])
+        for name in ("arrival", "create", "kind", "size", "source"):
+            f[:, FIELDS.index(name)] = msgs[name]
+        f[:, LAST_FAIL] = f[:, LAST_NEXT] = -1
+        f[:, LAST_END] = -np.inf
+        new = Batch(f, msgs["rcpt"])
+        if self.incoming is not None and len(self.incoming):
+            new = Batch.concat([self.incoming, new])
+            if n and f[0, ARRIVAL] < self.incoming.f[-1, ARRIVAL]:  # several senders
+                new = new.take(np.argsort(new.f[:, ARRIVAL], kind="stable"))
+        self.incoming = new
+        rec = self.rec
+        bins = rec.bins(msgs["arrival"])
+        rec.add("received", bins, (msgs["rcpt"] != -2).sum(axis=1))
+        rec.add("received_messages", bins)
+        rec.add("bytes", bins, msgs["size"])
 
-    def _due_arrivals(self, t: float) -> dict | None:
+    def _due_arrivals(self, t: float) -> Batch | None:
         """Take the mail that arrived at or before t out of `incoming`, in arrival order."""
-        if not self.incoming:
+        if self.incoming is None:
             return None
-        allm = _concat(self.incoming)
-        due = allm["arrival"] <= t
-        if not due.any():
-            self.incoming = [allm]
+        i = int(np.searchsorted(self.incoming.f[:, ARRIVAL], t, side="right"))
+        if i == 0:
             return None
-        self.incoming = [_take(allm, ~due)] if not due.all() else []
-        batch = _take(allm, due)
-        return _take(batch, np.argsort(batch["arrival"], kind="stable"))
+        due, self.incoming = self.incoming.take(slice(0, i)), self.incoming.take(slice(i, None))
+        return due
 
-    def _serve_timed(self, batch: dict, entry: np.ndarray) -> tuple:
+    def _serve_timed(self, batch: Batch, entry: np.ndarray) -> tuple:
         self.site.backoff = self.up.minimal_backoff_time
-        start, end, vetoed = self.agents.timed(entry, self._draw, self.site)
+        start, end, vetoed = self.agents.timed(entry, self._draw, self.site, self.site.clear)
         return batch, entry, start, end, vetoed
 
-    def _leave_deferred(self, batch: dict, entry: np.ndarray) -> None:
-        self.rec.step("deferred", entry, -1.0)
-        self.rec.step("deferred_recipients", entry, -(batch["rcpt"] != -2).sum(axis=1))
-
-    def feed(self, t: float) -> None:
-        """First attempts of all mail that arrived at or before t, in arrival order."""
-        batch = self._due_arrivals(t)
-        if batch is not None:
-            self._attempt(*self._serve_timed(batch, batch["arrival"]))
+    def _leave_deferred(self, batch: Batch, entry: np.ndarray) -> None:
+        bins = self.rec.bins(entry)
+        self.rec.add("deferred", bins, -1.0)
+        self.rec.add("deferred_recipients", bins, -(batch.rcpt != -2).sum(axis=1))
 
     def scan(self, T: float) -> None:
-        """One qmgr tick at T: new mail first, then the deferred-queue scan, every message
-        bucketed for T as one batch. Without a runner grid, the tick's messages and new mail
-        enter one by one at their own times. One _attempt call per tick."""
-        if self.policy.sched.runner:
-            # new mail first, in its own batch: mail that arrived just after the previous
-            # scan may already be due at this one (wake <= T + 1), as in Postfix
-            self.feed(T)
+        """One qmgr tick at T, one batch: the deferred-queue scan at T (every message bucketed
+        for T, entering together), then the new mail that arrives before the next tick, in
+        arrival order and at its own times (first come, first served after the scan's
+        messages). Without a runner grid, the tick's retries and new mail enter one by one at
+        their own times. Deciding new mail one tick ahead is exact: the relay is a fixed
+        function of time, and mail that arrives just after a scan can still be due at the
+        next one (wake <= T + 1), as in Postfix."""
         batches = self.deferred.pop(int(T), None)
         self.scanned = T
-        new = self._due_arrivals(T)
+        new = self._due_arrivals(T + self.policy.interval(self.cur))
         parts = []
         if not self.policy.sched.runner:
             if batches:
-                old = _concat(batches)
-                self._leave_deferred(old, old["last_next"].astype(float))
-                new = old if new is None else _concat([new, old])
+                old = Batch.concat(batches)
+                self._leave_deferred(old, old.f[:, LAST_NEXT])
+                new = old if new is None else Batch.concat([new, old])
             if new is not None:
-                entry = np.where(new["tries"] > 0, new["last_next"], new["arrival"]).astype(float)
+                entry = np.where(new.f[:, TRIES] > 0, new.f[:, LAST_NEXT], new.f[:, ARRIVAL])
                 order = np.argsort(entry, kind="stable")
-                parts.append(self._serve_timed(_take(new, order), entry[order]))
+                parts.append(self._serve_timed(new.take(order), entry[order]))
         else:
-            if new is not None:
-                parts.append(self._serve_timed(new, new["arrival"]))
             if batches:
-                parts.append(self._serve_scan(T, _concat(batches)))
+                parts.append(self._serve_scan(T, Batch.concat(batches)))
+            if new is not None:
+                parts.append(self._serve_timed(new, new.f[:, ARRIVAL]))
         if len(parts) == 1:
             self._attempt(*parts[0])
         elif parts:
-            self._attempt(_concat([p[0] for p in parts]),
+            self._attempt(Batch.concat([p[0] for p in parts]),
                           *(np.concatenate([p[i] for p in parts]) for i in range(1, 5)))
 
-    def _serve_scan(self, T: float, batch: dict) -> tuple:
-        n = batch["arrival"].size
+    def _serve_scan(self, T: float, batch: Batch) -> tuple:
+        n = batch.f[:, ARRIVAL].size
         self.site.backoff = self.up.minimal_backoff_time
         if self.site(T):
             start = np.full(n, float(T))
@@ -273,113 +290,115 @@ class QueueHost:
         self._leave_deferred(batch, entry)
         return batch, entry, start, end, vetoed
 
-    def _bucket(self, batch: dict, wake: np.ndarray) -> None:
+    def _bucket(self, batch: Batch, wake: np.ndarray) -> None:
         key = self.policy.key(wake, self.cur)
         # a runner that is under way has passed these messages already: the next one takes them
         key = np.where(key <= self.scanned, key + self.policy.interval(self.cur), key)
         order = np.argsort(key, kind="stable")
         key = key[order]
-        batch = _take(batch, order)
+        batch = batch.take(order)
         bounds = np.flatnonzero(np.diff(key)) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, key.size], strict=True):
-            self.deferred.setdefault(int(key[lo]), []).append(_take(batch, slice(lo, hi)))
+            self.deferred.setdefault(int(key[lo]), []).append(batch.take(slice(lo, hi)))
 
     def rebucket(self) -> None:
         """After a reload that changed the runner interval: re-file every deferred message."""
         allb = [b for bs in self.deferred.values() for b in bs]
         self.deferred = {}
         if allb:
-            batch = _concat(allb)
-            self._bucket(batch, batch["last_next"])
+            batch = Batch.concat(allb)
+            self._bucket(batch, batch.f[:, LAST_NEXT])
 
     # --- one attempt per message of a batch ----------------------------------------------
-    def _attempt(self, b: dict, entry, start, end, vetoed) -> None:
+    def _attempt(self, b: Batch, entry, start, end, vetoed) -> None:
+        """Outcomes of one attempt of every message in `b` (rows in FIFO order), recorded;
+        survivors re-filed in the deferred queue."""
         n = start.size
-        rcpt = b["rcpt"]
+        rec = self.rec
+        rcpt = b.rcpt
         pending = rcpt != -2
         npend = pending.sum(axis=1)
-        out = np.full(rcpt.shape, -1, dtype=np.int8)
         ok = ~vetoed
-        if ok.any():
+        out = np.full(rcpt.shape, DEFERRED, dtype=np.int8)
+        if ok.all():
+            out = self.relay.reply(start, rcpt)
+        elif ok.any():
             out[ok] = self.relay.reply(start[ok], rcpt[ok])
-        out[vetoed] = DEFERRED
         out[~pending] = -1
-        rec = self.rec
-        rec.step("active", entry)
-        rec.step("active", end, -1.0)
-        rec.step("active_recipients", entry, npend)
-        rec.step("active_recipients", end, -npend)
-        rec.event("attempts", start, npend)
-        rec.event("relay_sessions", start[ok])
-        sent, bounced, deferred = (out == SENT), (out == BOUNCED), (out == DEFERRED)
-        nsent, nb, nd = sent.sum(axis=1), bounced.sum(axis=1), deferred.sum(axis=1)
-        rej = (ok & (nd + nb > 0))
+        sent, deferred = out == SENT, out == DEFERRED
+        nsent, nd = sent.sum(axis=1), deferred.sum(axis=1)
+        nb = npend - nsent - nd
+        b_start, b_end, b_entry = rec.bins(start), rec.bins(end), rec.bins(entry)
+        rec.add("active", b_entry)
+        rec.add("active", b_end, -1.0)
+        rec.add("active_recipients", b_entry, npend)
+        rec.add("active_recipients", b_end, -npend)
+        rec.add("attempts", b_start, npend)
+        rec.add("relay_sessions", b_start[ok])
+        rej = ok & (nd + nb > 0)
         if rej.any():
-            codes = self.relay.reject_codes(start[rej])
+            soft = self.relay.reject_codes(start[rej]) < 500
             cnt = (nd + nb)[rej]
-            rec.event("rejects_4xx", start[rej], np.where(codes < 500, cnt, 0))
-            rec.event("rejects_5xx", start[rej], np.where(codes >= 500, cnt, 0))
-        rec.event("delivered", end, nsent)
-        rec.event("bounced", end, nb)
-        has = nsent > 0
-        if has.any():
-            rows, _ = np.nonzero(sent)
+            rec.add("rejects_4xx", b_start[rej], np.where(soft, cnt, 0))
+            rec.add("rejects_5xx", b_start[rej], np.where(soft, 0, cnt))
+        rec.add("delivered", b_end, nsent)
+        rec.add("bounced", b_end, nb)
+        if nsent.any():
+            rows = np.flatnonzero(nsent) if rcpt.shape[1] == 1 else np.nonzero(sent)[0]
             d_end = end[rows]
-            self.delays.add((d_end - b["arrival"][rows])[d_end <= self.duration])
-        kind = b["kind"]
-        dsn = (nb > 0) & (kind != NULL)
-        rec.event("dsn", end[dsn])
-        rec.event("backscatter", end[dsn & (kind == FORGED)])
+            self.delays.add((d_end - b.f[rows, ARRIVAL])[d_end <= self.duration])
+        kind = b.f[:, KIND]
+        real = kind != NULL
+        forged = kind == FORGED
 
-        tries = b["tries"] + 1
-        now = np.floor(end).astype(np.int64)
         retry = nd > 0
-        wake = np.zeros(n, dtype=np.int64)
         give_up = np.zeros(n, dtype=bool)
+        wake = np.zeros(n, dtype=np.int64)
+        now = np.floor(end).astype(np.int64)
         if retry.any():
-            snap = np.searchsorted(self.snap_times, end[retry], side="right") - 1
-            wake[retry], give_up[retry] = self.policy.retry(
-                snap, b["create"][retry], now[retry], tries[retry],
-                b["last_fail"][retry], b["last_next"][retry], kind[retry] == NULL)
+            r = np.flatnonzero(retry)
+            snap = np.searchsorted(self.snap_times, end[r], side="right") - 1
+            cf = b.f[r][:, [CREATE, TRIES, LAST_FAIL, LAST_NEXT]].astype(np.int64)
+            wake[r], give_up[r] = self.policy.retry(snap, cf[:, 0], now[r], cf[:, 1] + 1,
+                                                    cf[:, 2], cf[:, 3], kind[r] == NULL)
         expired = retry & give_up
-        if expired.any():
-            rec.event("expired", end[expired], nd[expired])
-            edsn = expired & (kind != NULL)
-            rec.event("dsn", end[edsn])
-            rec.event("backscatter", end[edsn & (kind == FORGED)])
+        rec.add("expired", b_end[expired], nd[expired])
+        # one non-delivery DSN for bounced recipients, one for expired ones; none to <>
+        dsn = ((nb > 0) & real).astype(np.int64) + (expired & real)
+        rec.add("dsn", b_end, dsn)
+        rec.add("backscatter", b_end[forged], dsn[forged])
         if self.log is not None:
             o = out.copy()
             o[expired[:, None] & (out == DEFERRED)] = EXPIRED
-            r, c = np.nonzero(pending)
-            self.log.append((b["qid"][r], c.astype(np.int16), start[r], o[r, c]))
+            rr, cc = np.nonzero(pending)
+            self.log.append((b.f[rr, QID], cc.astype(np.int16), start[rr], o[rr, cc]))
 
         keep = retry & ~give_up
         gone = ~keep
-        rec.step("bytes", end[gone], -b["size"][gone])
+        rec.add("bytes", b_end[gone], -b.f[gone, SIZE])
         if keep.any():
             k = np.flatnonzero(keep)
-            nb_ = _take(b, k)
-            r = nb_["rcpt"].copy()
-            r[out[k] != DEFERRED] = -2
-            nb_["rcpt"] = r
-            nb_["tries"] = tries[k]
-            nb_["last_fail"] = now[k]
-            nb_["last_next"] = wake[k]
-            nb_["last_end"] = end[k]
+            nb_ = b.take(k)
+            nb_.rcpt[out[k] != DEFERRED] = -2
+            f = nb_.f
+            f[:, TRIES] += 1
+            f[:, LAST_FAIL] = now[k]
+            f[:, LAST_NEXT] = wake[k]
+            f[:, LAST_END] = end[k]
             dwt = self.up.delay_warning_time
             if dwt > 0:
-                warn = ~nb_["warned"] & (nb_["kind"] != NULL) & (
-                    now[k] >= nb_["create"] + dwt - 1)
-                rec.event("delay_dsn", end[k][warn])
-                nb_["warned"] = nb_["warned"] | warn
-            rec.step("deferred", end[k])
-            rec.step("deferred_recipients", end[k], nd[k])
+                warn = (f[:, WARNED] == 0) & (f[:, KIND] != NULL) & (
+                    now[k] >= f[:, CREATE] + dwt - 1)
+                rec.add("delay_dsn", b_end[k][warn])
+                f[warn, WARNED] = 1
+            rec.add("deferred", b_end[k])
+            rec.add("deferred_recipients", b_end[k], nd[k])
             self._bucket(nb_, wake[k])
 
     # --- observation ---------------------------------------------------------------------
     def deferred_ages(self, t: float) -> np.ndarray:
         """Ages (s, since arrival) of the messages in the deferred queue at time t."""
-        ages = [b["arrival"][b["last_end"] <= t] for key, bs in self.deferred.items()
+        ages = [b.f[:, ARRIVAL][b.f[:, LAST_END] <= t] for key, bs in self.deferred.items()
                 if key > t for b in bs]
         return t - np.concatenate(ages) if ages else np.empty(0)
 
@@ -402,9 +421,9 @@ class QueueHost:
 
     # --- the SimPy process ---------------------------------------------------------------
     def process(self):
-        """qmgr: feed new mail, then scan the deferred queue, every runner interval."""
+        """qmgr: a tick at 0 and at every runner interval (see scan)."""
         env = self.env
-        T = self.policy.interval(self.cur)
+        T = 0.0
         while T <= self.duration:
             yield env.timeout(T - env.now)
             self.scan(T)

@@ -1,0 +1,375 @@
+"""The relaysim command: run a scenario, explain it, print a qshape table, redraw figures.
+
+Public names: main.
+
+Contract:
+- main(argv) -> exit status; `relaysim ...` and `python -m sim ...` both call it.
+  `run` simulates a scenario file and writes its run folder (sim.output.write_run), then prints
+  a short summary on stdout; `explain` prints the effective parameters, the retry timeline of
+  one deferred message and the Little's-law backlog (computed by sim.explain); `qshape` prints
+  the deferred queue's qshape table at a sample of a run folder (sim.qshape); `plot` redraws a
+  run folder's figures without simulating.
+- Every bad input (scenario, --set, --seed, --out, arguments) is one line on stderr,
+  `relaysim: error: <what>`, and exit status 2, before anything is written. A run that fails or
+  is interrupted leaves the previous run's files untouched; Ctrl-C exits with 130.
+- The progress bar (tqdm, simulated days and ETA) goes to stderr, only when stderr is a
+  terminal and without --quiet.
+This is the only module that prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from pathlib import Path
+
+from sim.errors import ScenarioError
+
+PROG = "relaysim"
+DAY = 86400.0
+
+EPILOG_MAIN = """examples:
+  relaysim run experiments/scenarios/seed_story.toml
+  relaysim run seed_story.toml --seed 7 --set upstream.maximal_queue_lifetime=10d
+  relaysim explain seed_story.toml
+  relaysim qshape results/seed_story --at 21d
+  relaysim plot results/seed_story
+"""
+EPILOG_RUN = """example:
+  relaysim run experiments/scenarios/seed_story.toml --out /tmp/story --seed 7 \\
+      --set upstream.maximal_queue_lifetime=10d --set relay.unknown_local_recipient_reject_code=550
+
+writes summary.json, timeseries.csv, qshape.csv, delay_cdf.csv and the standard figures into
+DIR (default results/<scenario name>/); files of an earlier run there are replaced only once
+the new run has finished.
+"""
+EPILOG_EXPLAIN = """example:
+  relaysim explain experiments/scenarios/seed_story.toml --set upstream.queue_run_delay=1000s
+
+shows name = value  # origin (default, file, main_cf, --set), like `postconf -n` (-d: all).
+"""
+EPILOG_QSHAPE = """example:
+  relaysim qshape results/seed_story --at 21d
+
+counts are deferred messages by age since arrival, in qshape's buckets (minutes).
+"""
+EPILOG_PLOT = """example:
+  relaysim plot results/seed_story
+"""
+
+
+class _UsageError(Exception):
+    """argparse's complaint, raised instead of printing usage and exiting."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise _UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = _Parser(prog=PROG, description="Simulate an upstream mail queue in front of an SMTP "
+                "relay under real MTA retry schedules.", epilog=EPILOG_MAIN,
+                formatter_class=fmt)
+    from sim import __version__
+
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                           parser_class=_Parser)
+
+    def overrides(sp):
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any scenario key, checked like the file "
+                        "(e.g. upstream.maximal_queue_lifetime=10d, senders.0.rate=5000/d); "
+                        "repeatable")
+
+    r = sub.add_parser("run", help="simulate a scenario and write its results",
+                       description="Simulate SCENARIO.toml and write its run folder.",
+                       epilog=EPILOG_RUN, formatter_class=fmt)
+    r.add_argument("scenario", metavar="SCENARIO.toml")
+    r.add_argument("--out", metavar="DIR", help="output folder (default results/<name>/)")
+    r.add_argument("--seed", type=int, metavar="N", help="root seed (default: the scenario's)")
+    overrides(r)
+    r.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar and no summary")
+    r.set_defaults(func=_run)
+
+    e = sub.add_parser("explain", help="show effective parameters and the retry timeline",
+                       description="Show the effective parameters with their origin, the retry "
+                       "timeline of one deferred message and the steady-state backlog.",
+                       epilog=EPILOG_EXPLAIN, formatter_class=fmt)
+    e.add_argument("scenario", metavar="SCENARIO.toml")
+    e.add_argument("-d", "--defaults", action="store_true",
+                   help="show every parameter, not only those set or differing from defaults")
+    overrides(e)
+    e.set_defaults(func=_explain)
+
+    q = sub.add_parser("qshape", help="print the deferred queue's qshape table from a run",
+                       description="Print the qshape table of the deferred queue at the "
+                       "sample nearest to TIME.", epilog=EPILOG_QSHAPE, formatter_class=fmt)
+    q.add_argument("results", metavar="RESULTS_DIR")
+    q.add_argument("--at", metavar="TIME", help="simulated time like 21d or 36h "
+                   "(default: the last sample)")
+    q.add_argument("--queue", choices=("deferred",), default="deferred",
+                   help="queue to show (relaysim records the deferred queue's ages)")
+    q.set_defaults(func=_qshape)
+
+    pl = sub.add_parser("plot", help="redraw a run's figures from its files",
+                        description="Redraw the standard figures from a run folder without "
+                        "simulating again.", epilog=EPILOG_PLOT, formatter_class=fmt)
+    pl.add_argument("results", metavar="RESULTS_DIR")
+    pl.set_defaults(func=_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+        return args.func(args)
+    except (ScenarioError, _UsageError) as e:
+        return _fail(str(e), 2)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; earlier results left as they were", file=sys.stderr)
+        return 130
+    except OSError as e:
+        return _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), 1)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+# --- scenario loading ------------------------------------------------------------------------
+
+def _set_value(text: str):
+    """A --set value: TOML for lists, tables and quoted strings, else the text as written
+    (the scenario parses strings for numbers, times, rates and yes/no)."""
+    if text[:1] in "[{\"'":
+        try:
+            return tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            pass
+    return text
+
+
+def _overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not all(key.split(".")):
+            raise ScenarioError("--set", item, "KEY=VALUE, e.g. "
+                                "--set upstream.maximal_queue_lifetime=10d")
+        out[key] = _set_value(value.strip())
+    return out
+
+
+def _scenario(args):
+    """The scenario file with --set and --seed applied, every schedule parameter checked."""
+    from sim.scenario import Scenario
+    from sim.upstream import schedule_params
+
+    scen = Scenario.from_toml(args.scenario)
+    ov = _overrides(args.set)
+    if ov:
+        scen = scen.with_overrides(ov)
+    if getattr(args, "seed", None) is not None:
+        scen = scen.with_overrides({"simulation.seed": args.seed}, origin="--seed")
+    for _, up, _ in scen.timeline():
+        schedule_params(up)  # Exim retry rules are parsed here, not only mid-run
+    return scen
+
+
+# --- run -------------------------------------------------------------------------------------
+
+def _run(args) -> int:
+    import time
+
+    from sim.output import plotting_available, write_run
+    from sim.simulate import simulate
+
+    scen = _scenario(args)
+    out = Path(args.out) if args.out else Path("results") / scen.simulation.name
+    if out.exists() and not out.is_dir():
+        raise ScenarioError("--out", str(out), "a folder (this is a file)")
+    show = not args.quiet and sys.stderr.isatty()
+    bar = _bar(scen) if show else None
+    wall0 = time.perf_counter()
+    try:
+        results = simulate(scen, progress=None if bar is None else
+                           (lambda t: bar.update(t / DAY - bar.n)))
+    finally:
+        if bar is not None:
+            bar.close()
+    written = write_run(results, out)
+    if not args.quiet:
+        print(_summary_text(results, out, written, time.perf_counter() - wall0,
+                            plotting_available()), end="")
+    return 0
+
+
+def _bar(scen):
+    from tqdm import tqdm
+
+    return tqdm(total=scen.simulation.duration / DAY, file=sys.stderr, leave=False,
+                desc=scen.simulation.name, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| day {n:.1f} of {total:g} "
+                "[{elapsed}<{remaining}]")
+
+
+def _summary_text(results, out: Path, written, wall_s: float, plotted: bool) -> str:
+    from sim.explain import format_seconds, format_span
+
+    s, scen = results.summary, results.scenario
+    r = s["recipients"]
+    d = s["delivery_delay_s"]
+
+    def delay(v):
+        return "-" if v is None or v != v else (f"{v:.2g}s" if v < 60 else format_span(v))
+
+    figs = [p.name for p in written if p.suffix in (".png", ".pdf", ".svg")]
+    lines = [
+        f"{scen.simulation.name} (seed {results.seed}): "
+        f"{format_seconds(scen.simulation.duration)} simulated in {wall_s:.1f} s",
+        f"recipients: received {r['received']}, delivered {r['delivered']}, bounced "
+        f"{r['bounced']}, expired {r['expired']}, still queued {r['queued_at_end']}",
+        f"deferred queue peak: {s['deferred_peak_messages']} messages",
+        f"delivery delay: p50 {delay(d['p50'])}, p95 {delay(d['p95'])}, p99 {delay(d['p99'])}, "
+        f"max {delay(d['max'])}",
+        f"backscatter: {s['dsn']['backscatter']} DSNs to forged senders (of "
+        f"{s['dsn']['nondelivery']} non-delivery DSNs)",
+    ]
+    if scen.not_modelled:
+        lines.append("not modelled (ignored): " + ", ".join(scen.not_modelled))
+    lines.append(f"wrote {out}/: " + ", ".join(p.name for p in written
+                                               if p.suffix in (".json", ".csv")))
+    lines.append(f"figures: {', '.join(figs)}" if figs else "figures: none (sim.plotting is "
+                 "not available)" if not plotted else "figures: none")
+    return "\n".join(lines) + "\n"
+
+
+# --- explain ---------------------------------------------------------------------------------
+
+def _explain(args) -> int:
+    from sim import explain
+
+    scen = _scenario(args)
+    params = explain.parameters(scen, all_=args.defaults)
+    rows = [(f"{p.name} = {p.value}", p.origin) for p in params]
+    for i, ch in enumerate(scen.changes):
+        _, up, relay = scen.timeline()[i + 1]
+        rows.append((f"changes.{i}.at = {explain.format_value(_field(ch, 'at'), ch.at)}",
+                     "file"))
+        for sec, table, obj in (("upstream", ch.upstream, up), ("relay", ch.relay, relay)):
+            for k in table:
+                rows.append((f"changes.{i}.{sec}.{k} = "
+                             f"{explain.format_value(_field(obj, k), getattr(obj, k))}", "file"))
+    width = max((len(a) for a, _ in rows), default=0)
+    what = "every parameter" if args.defaults else "parameters set or differing from defaults"
+    out = [f"# {scen.simulation.name}: {what} (origin after #)"]
+    out += [f"{a.ljust(width)}  # {o}" for a, o in rows]
+    if scen.not_modelled:
+        out.append("# not modelled (ignored): " + ", ".join(scen.not_modelled))
+    out += ["", *_timeline_text(scen), "", *_backlog_text(scen)]
+    print("\n".join(out))
+    return 0
+
+
+def _field(obj, name: str):
+    import dataclasses
+
+    return next(f for f in dataclasses.fields(obj) if f.name == name)
+
+
+def _timeline_text(scen) -> list[str]:
+    from sim import explain
+
+    up = scen.upstream
+    tl = explain.retry_timeline(up)
+    span = explain.format_span
+    lines = [f"# Retry timeline of one deferred message (upstream.mta = {up.mta}, "
+             "configuration at t = 0). Assumed: it arrives",
+             "# 1 s after a queue-runner start, has a non-null sender, and every attempt is "
+             "instantaneous and deferred.",
+             f"{'attempt':>7}  {'since arrival':>22}  {'until expiry':>22}"]
+
+    def row(n, t):
+        return (f"{n:>7}  {f'{t}s ({span(t)})':>22}  "
+                f"{f'{tl.expiry_s - t}s ({span(tl.expiry_s - t)})':>22}")
+
+    times = [t for _, t in tl.attempts]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    i = 0
+    while i < len(times):
+        lines.append(row(i + 1, times[i]))
+        j = i  # gaps i..j are equal: attempts i..j+1 evenly spaced; show the ends only
+        while j + 1 < len(gaps) and gaps[j + 1] == gaps[i]:
+            j += 1
+        if i < len(gaps) and j - i >= 3:
+            lines.append(row(i + 2, times[i + 1]))
+            lines.append(f"{'...':>7}  {j - i - 1} more, every {gaps[i]}s ({span(gaps[i])})")
+            i = j + 1
+        else:
+            i += 1
+    lines.append(f"# returned to the sender at attempt {len(times)}, "
+                 f"{tl.expiry_s}s ({span(tl.expiry_s)}) after arrival")
+    return lines
+
+
+def _backlog_text(scen) -> list[str]:
+    from sim import explain
+
+    b = explain.littles_law(scen)
+    span = explain.format_span
+    lines = ["# Steady-state deferred backlog (Little's law, configuration at t = 0)"]
+    if b.messages is None:
+        return [*lines, f"no estimate: {b.reason}"]
+    per_day = b.rate_per_s * DAY
+    who = ", ".join(f"senders.{i}" for i in b.senders)
+    lines += [
+        f"lambda = {per_day:.6g}/d: messages with at least one unknown recipient from {who}",
+        "         (rate x (1 - (1 - unknown_recipient_fraction)^recipients_per_message))",
+        f"W = {span(b.residence_s)}: lifetime {span(b.lifetime_s)} + mean expiry lag "
+        f"{span(b.lag_s)} (half the steady retry interval)",
+        f"backlog = lambda x W = {b.messages:.0f} messages queued (deferred, or active "
+        "during a queue run)",
+    ]
+    if scen.changes:
+        lines.append(f"# {len(scen.changes)} scheduled change(s) not included")
+    return lines
+
+
+# --- qshape and plot -------------------------------------------------------------------------
+
+def _qshape(args) -> int:
+    from sim.explain import format_seconds
+    from sim.output import read_run
+    from sim.qshape import RELAY_DOMAIN, format_table, nearest_sample
+    from sim.units import parse_time
+
+    run = read_run(args.results)
+    t_s = run.timeseries["t_s"]
+    j = len(t_s) - 1
+    if args.at is not None:
+        at = parse_time("--at", args.at, "s")
+        if at > t_s[-1] + (t_s[1] - t_s[0] if len(t_s) > 1 else 0):
+            raise ScenarioError("--at", args.at, "a time within the run, 0s to "
+                                + format_seconds(float(t_s[-1])))
+        j = nearest_sample(t_s, at)
+    print(format_table({RELAY_DOMAIN: run.qshape[j].tolist()}), end="")
+    return 0
+
+
+def _plot(args) -> int:
+    from sim.output import draw_figures, plotting_available, read_run, stage_and_commit
+
+    run = read_run(args.results)
+    if not plotting_available():
+        return _fail("plot: sim.plotting is not available in this installation", 1)
+    written = stage_and_commit(args.results, lambda staging: draw_figures(run, staging))
+    print("\n".join(str(p) for p in written))
+    return 0
