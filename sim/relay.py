@@ -65,11 +65,14 @@ class RelayTimeline:
         self.down_start, self.down_end = outages
 
     def _snap(self, t: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.times, t, side="right") - 1
+        """Index of the configuration in force at t (the first one for times before 0)."""
+        return np.maximum(np.searchsorted(self.times, t, side="right") - 1, 0)
 
     def down(self, t) -> np.ndarray:
         """True where the relay refuses connections at time t."""
         t = np.asarray(t, dtype=float)
+        if self.down_start.size == 0:
+            return np.zeros(t.shape, dtype=bool)
         i = np.searchsorted(self.down_start, t, side="right") - 1
         return (i >= 0) & (t < self.down_end[np.maximum(i, 0)])
 

@@ -4,10 +4,12 @@ Public names: Results, TIMESERIES_UNITS, write_atomic.
 
 Contract:
 - Results.summary is a JSON-serialisable dict (units in the key names or below):
-  recipients {received, delivered, bounced, expired, queued_at_end} (recipients accepted by the
-  upstream; received = delivered + bounced + expired + queued_at_end), messages {received},
-  attempts (recipient delivery attempts), dsn {nondelivery, backscatter, delay},
-  relay {sessions, rejects_4xx, rejects_5xx}, deferred_peak_messages (largest sample),
+  recipients {received, delivered, bounced, expired, queued_at_end, rejected_at_upstream,
+  rejected_at_upstream_4xx} (received: recipients accepted by the upstream; received =
+  delivered + bounced + expired + queued_at_end; rejected_at_upstream: turned away at SMTP time
+  by recipient validation, not queued), messages {received}, attempts (recipient delivery
+  attempts), dsn {nondelivery, backscatter, delay}, relay {sessions, rejects_4xx, rejects_5xx,
+  greylisted, probes}, deferred_peak_messages (largest sample),
   delivery_delay_s {p50, p95, p99, max} (delivered recipients, arrival to delivery).
 - Results.timeseries: equal-length numpy arrays, one entry per sample (TIMESERIES_UNITS gives
   each column's unit). Levels are the state at the sample instant; cumulative counts include
@@ -39,6 +41,9 @@ TIMESERIES_UNITS = {
     "backscatter": "DSNs to forged senders (cumulative)",
     "relay_sessions": "SMTP sessions per interval", "rejects_4xx": "recipients per interval",
     "rejects_5xx": "recipients per interval",
+    "greylisted": "recipients per interval (450 4.2.0, included in rejects_4xx)",
+    "probes": "address-verification probes per interval",
+    "rejected_at_upstream": "recipients per interval (turned away by the upstream's smtpd)",
 }
 QSHAPE_LABELS = ("5", "10", "20", "40", "80", "160", "320", "640", "1280", "1280+")
 

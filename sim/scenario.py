@@ -108,6 +108,18 @@ class Upstream:
     qmgr_message_active_limit: int = knob(20000, "int", "messages in the active queue", lo=1)
     smtp_transaction_time: float = knob(
         0.5, "time", "mean duration of one delivery attempt (exponential)", "s", lo=0, hi=3600)
+    recipient_validation: str = knob(
+        "none", "choice", "check recipients at SMTP time: none, relay_recipient_maps or verify",
+        choices=("none", "relay_recipient_maps", "verify"))
+    relay_recipient_maps_lag: float = knob(
+        0.0, "time", "how long the upstream's copy of the relay's users lags behind", "s", lo=0)
+    unknown_relay_recipient_reject_code: int = knob(
+        550, "int", "reply for a recipient not in relay_recipient_maps", lo=400, hi=599)
+    unverified_recipient_reject_code: int = knob(
+        450, "int", "reply when the verification probe bounced", lo=200, hi=599)
+    address_verify_positive_refresh_time: float = knob(
+        7 * 86400.0, "time", "re-probe a known-good address after this", "s", default_unit="d",
+        lo=1)
     # --- other MTAs' schedules (mta = ...); see sim.schedules for their sources -----------
     exim_retry_rule: str = knob("F,2h,15m; G,16h,1h,1.5; F,4d,6h", "str",
                                 "exim: retry rules in Exim's syntax")
@@ -138,6 +150,21 @@ class Outage:
 
 
 @dataclass(frozen=True)
+class Greylisting:
+    """postgrey in front of the relay's recipient check (mta-semantics.md 4.4)."""
+    delay: float = knob(300.0, "time", "postgrey --delay: greylist time of a new triplet", "s",
+                        lo=0)
+    retry_window: float = knob(2 * 86400.0, "time",
+                               "postgrey --retry-window: a later first retry starts over", "s",
+                               lo=1)
+    max_age: float = knob(35 * 86400.0, "time", "postgrey --max-age (accepted, not modelled)",
+                          "s", lo=1)
+    auto_whitelist_clients: int = knob(
+        5, "int", "whitelist the client after this many passes, counted once per hour (0: off)",
+        lo=0)
+
+
+@dataclass(frozen=True)
 class Relay:
     """The local Postfix relay: recipient map, reject codes, availability."""
     local_users: int = knob(100, "int", "users in local_recipient_maps", lo=0)
@@ -149,6 +176,8 @@ class Relay:
     outage_mtbf: float = knob(0.0, "time", "mean time between random outages (0: none)", "s",
                               lo=0)
     outage_mttr: float = knob(3600.0, "time", "mean duration of a random outage", "s", lo=0)
+    greylisting: Greylisting | None = knob(None, "greylisting",
+                                           "postgrey settings; absent: no greylisting")
 
 
 @dataclass(frozen=True)
@@ -211,6 +240,10 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
             raise ScenarioError(key, value, 'a list of times like ["0s", "90s", "2h"]')
         times = tuple(parse_time(f"{key}[{i}]", v, "s") for i, v in enumerate(value))
         return tuple(sorted(times)) if f.name == "arrivals" else times
+    elif kind == "greylisting":
+        if isinstance(value, bool) and value:
+            return Greylisting()
+        return _build(Greylisting, value, key)
     elif kind == "outages":
         if not isinstance(value, list):
             raise ScenarioError(key, value, 'a list like [{ start = "2d", duration = "6h" }]')
@@ -463,6 +496,10 @@ def _as_table(obj) -> dict[str, Any]:
             v = [f"{x!r}s" for x in v]
         elif kind == "outages":
             v = [_as_table(o) for o in v]
+        elif kind == "greylisting":
+            if v is None:
+                continue
+            v = _as_table(v)
         elif kind == "size":
             v = float(v)
         out[f.name] = v

@@ -10,7 +10,8 @@ Contract:
   a day (daily) or a week (weekly), so `rate` stays the mean rate. Day 0 of a run is a Monday,
   starting at midnight.
 - new_messages(...) -> a message batch (dict of equal-length arrays, the upstream's queue-file
-  fields): recipients (rows of user ids; -1 unknown, -2 no recipient), envelope sender kind
+  fields): recipients (rows of user ids drawn from every user that has existed so far, so mail
+  for a removed user keeps coming; -1 unknown, -2 no recipient), envelope sender kind
   (REAL, FORGED, NULL), size in bytes (lognormal with the given mean, sigma 1).
 - sender_process is the SimPy process: every CHUNK seconds it hands the next chunk of arrivals
   (one chunk ahead of the clock) to the upstream. One process per sender, never one per message.

@@ -46,8 +46,12 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
                      record_attempts)
     width = max(s.recipients_per_message for s in scenario.senders)
 
+    # senders address every user that has existed so far: mail for a removed user keeps coming
+    # (and is now unknown); a new user starts getting mail once added
+    users_ever = np.maximum.accumulate(relay.users)
+
     def users_at(t: float) -> int:
-        return int(relay.users[np.searchsorted(relay.times, t, side="right") - 1])
+        return int(users_ever[np.searchsorted(relay.times, t, side="right") - 1])
 
     for i, sender in enumerate(scenario.senders):
         env.process(sender_process(env, sender, i, host, users_at, width,
@@ -84,7 +88,8 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
                  "backscatter"):
         ts[name] = rec.cumulative(name)
     ts["queued_recipients"] = ts["received"] - ts["delivered"] - ts["bounced"] - ts["expired"]
-    for name in ("relay_sessions", "rejects_4xx", "rejects_5xx"):
+    for name in ("relay_sessions", "rejects_4xx", "rejects_5xx", "greylisted", "probes",
+                 "rejected_at_upstream"):
         ts[name] = rec.per_interval(name)
     g = lambda k: int(round(rec.total(k)))  # noqa: E731
     received, delivered, bounced, expired = (g("received"), g("delivered"), g("bounced"),
@@ -93,13 +98,16 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     summary = {
         "recipients": {"received": received, "delivered": delivered, "bounced": bounced,
                        "expired": expired,
-                       "queued_at_end": received - delivered - bounced - expired},
+                       "queued_at_end": received - delivered - bounced - expired,
+                       "rejected_at_upstream": g("rejected_at_upstream"),
+                       "rejected_at_upstream_4xx": g("rejected_at_upstream_4xx")},
         "messages": {"received": g("received_messages")},
         "attempts": g("attempts"),
         "dsn": {"nondelivery": g("dsn"), "backscatter": g("backscatter"),
                 "delay": g("delay_dsn")},
         "relay": {"sessions": g("relay_sessions"), "rejects_4xx": g("rejects_4xx"),
-                  "rejects_5xx": g("rejects_5xx")},
+                  "rejects_5xx": g("rejects_5xx"), "greylisted": g("greylisted"),
+                  "probes": g("probes")},
         "deferred_peak_messages": int(ts["deferred"].max()) if rec.n else 0,
         "delivery_delay_s": {"p50": d.quantile(0.5), "p95": d.quantile(0.95),
                              "p99": d.quantile(0.99),

@@ -35,12 +35,13 @@ import numpy as np
 from sim import schedules
 from sim.concurrency import Agents
 from sim.metrics import DelaySketch, Recorder, qshape_bucket
-from sim.relay import DEFERRED, SENT, RelayTimeline
+from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline
 from sim.sender import FORGED, NULL
 
 FIELDS = ("qid", "arrival", "create", "kind", "size", "source", "tries", "last_fail",
-          "last_next", "last_end", "warned")
-QID, ARRIVAL, CREATE, KIND, SIZE, SOURCE, TRIES, LAST_FAIL, LAST_NEXT, LAST_END, WARNED = range(11)
+          "last_next", "last_end", "warned", "grey_first", "grey_ok")
+(QID, ARRIVAL, CREATE, KIND, SIZE, SOURCE, TRIES, LAST_FAIL, LAST_NEXT, LAST_END, WARNED,
+ GREY_FIRST, GREY_OK) = range(13)
 OUTCOMES = ("sent", "deferred", "bounced", "expired")
 EXPIRED = 3
 
@@ -184,6 +185,10 @@ class QueueHost:
         self.policy = Policy(self.snaps)
         self.cur = 0  # index of the upstream snapshot in force
         self.scanned = -math.inf  # time of the latest tick that has taken its bucket
+        self.last_probe = np.empty(0)  # verify cache: last probe time per known user id
+        self.grey = scenario.relay.greylisting
+        self.grey_pass_hours: dict[int, float] = {}  # postgrey auto-whitelist: hour -> time
+        self.whitelisted_at = math.inf
 
     # --- service times -------------------------------------------------------------------
     def _draw(self, shape):
@@ -193,13 +198,15 @@ class QueueHost:
     # --- arrivals ------------------------------------------------------------------------
     def receive(self, msgs: dict) -> None:
         """New mail from a sender (arrival times may lie ahead of the clock)."""
+        if self.up.recipient_validation != "none":
+            msgs = self._validate(msgs)
         n = msgs["arrival"].size
         f = np.zeros((n, len(FIELDS)))
         f[:, QID] = np.arange(self.next_qid, self.next_qid + n)
         self.next_qid += n
         for name in ("arrival", "create", "kind", "size", "source"):
             f[:, FIELDS.index(name)] = msgs[name]
-        f[:, LAST_FAIL] = f[:, LAST_NEXT] = -1
+        f[:, LAST_FAIL] = f[:, LAST_NEXT] = f[:, GREY_FIRST] = -1
         f[:, LAST_END] = -np.inf
         new = Batch(f, msgs["rcpt"])
         if self.incoming is not None and len(self.incoming):
@@ -212,6 +219,60 @@ class QueueHost:
         rec.add("received", bins, (msgs["rcpt"] != -2).sum(axis=1))
         rec.add("received_messages", bins)
         rec.add("bytes", bins, msgs["size"])
+
+    def _validate(self, msgs: dict) -> dict:
+        """Recipient validation at the upstream's smtpd: turned-away recipients never enter
+        the queue (counted in rejected_at_upstream); messages left with none are not queued.
+        relay_recipient_maps: the relay's users as of `relay_recipient_maps_lag` ago.
+        verify (reject_unverified_recipient): the answer to a probe of the relay at arrival:
+        delivered -> accept; bounced -> unverified_recipient_reject_code; deferred or relay
+        down -> 450. Probes are counted once per unknown recipient and once per known user per
+        address_verify_positive_refresh_time (the verify cache); a stale positive cache entry
+        after a user is removed is not modelled."""
+        up, relay, rec = self.up, self.relay, self.rec
+        t = msgs["arrival"]
+        rcpt = msgs["rcpt"]
+        pending = rcpt != -2
+        if up.recipient_validation == "relay_recipient_maps":
+            users = relay.users[relay._snap(t - up.relay_recipient_maps_lag)][:, None]
+            turned = pending & ~((rcpt >= 0) & (rcpt < users))
+            code = np.full(t.size, up.unknown_relay_recipient_reject_code)
+        else:
+            reply = relay.reply(t, rcpt)
+            down = relay.down(t)
+            reply[down] = DEFERRED
+            turned = pending & (reply != SENT)
+            bounced = (reply == BOUNCED).any(axis=1)
+            code = np.where(bounced, up.unverified_recipient_reject_code, 450)
+            self._count_probes(t, rcpt, pending)
+        nturned = turned.sum(axis=1)
+        bins = rec.bins(t)
+        rec.add("rejected_at_upstream", bins, nturned)
+        rec.add("rejected_at_upstream_4xx", bins, np.where(code < 500, nturned, 0))
+        rcpt = np.where(turned, -2, rcpt).astype(np.int32)
+        keep = (rcpt != -2).any(axis=1)
+        out = {k: v[keep] for k, v in msgs.items()}
+        out["rcpt"] = rcpt[keep]
+        return out
+
+    def _count_probes(self, t, rcpt, pending) -> None:
+        rows, cols = np.nonzero(pending)
+        ids = rcpt[rows, cols]
+        unknown = ids < 0
+        n = int(unknown.sum())
+        known = ids[~unknown]
+        if known.size:
+            first_t = t[rows[~unknown]]
+            uid, first = np.unique(known, return_index=True)
+            top = int(uid.max()) + 1
+            if top > self.last_probe.size:
+                self.last_probe = np.concatenate([self.last_probe,
+                                                  np.full(top - self.last_probe.size, -np.inf)])
+            due = first_t[first] - self.last_probe[uid] >= \
+                self.up.address_verify_positive_refresh_time
+            self.last_probe[uid[due]] = first_t[first][due]
+            n += int(due.sum())
+        self.rec.add("probes", self.rec.bins(t[:1]), float(n))
 
     def _due_arrivals(self, t: float) -> Batch | None:
         """Take the mail that arrived at or before t out of `incoming`, in arrival order."""
@@ -324,6 +385,7 @@ class QueueHost:
             out = self.relay.reply(start, rcpt)
         elif ok.any():
             out[ok] = self.relay.reply(start[ok], rcpt[ok])
+        greyed = self._greylist(b, start, ok, out) if self.grey is not None else 0
         out[~pending] = -1
         sent, deferred = out == SENT, out == DEFERRED
         nsent, nd = sent.sum(axis=1), deferred.sum(axis=1)
@@ -338,8 +400,9 @@ class QueueHost:
         rej = ok & (nd + nb > 0)
         if rej.any():
             soft = self.relay.reject_codes(start[rej]) < 500
-            cnt = (nd + nb)[rej]
-            rec.add("rejects_4xx", b_start[rej], np.where(soft, cnt, 0))
+            grey = greyed[rej] if np.ndim(greyed) else 0
+            cnt = (nd + nb)[rej] - grey  # unknown users; greylisted ones are 450 4.2.0
+            rec.add("rejects_4xx", b_start[rej], np.where(soft, cnt, 0) + grey)
             rec.add("rejects_5xx", b_start[rej], np.where(soft, 0, cnt))
         rec.add("delivered", b_end, nsent)
         rec.add("bounced", b_end, nb)
@@ -394,6 +457,35 @@ class QueueHost:
             rec.add("deferred", b_end[k])
             rec.add("deferred_recipients", b_end[k], nd[k])
             self._bucket(nb_, wake[k])
+
+    def _greylist(self, b: Batch, start, ok, out) -> np.ndarray:
+        """postgrey before the relay's recipient check: a new (client, sender, recipient)
+        triplet is deferred with 450 4.2.0 until `delay` has passed since its first attempt;
+        a first retry later than `retry_window` starts over; the client is whitelisted after
+        `auto_whitelist_clients` passes counted once per hour. Unknown recipients still get
+        the unknown-user code (greylisting is DEFER_IF_PERMIT). Triplets do not repeat across
+        messages (true for forged spam senders; for real mail it overstates greylisting)."""
+        g, f = self.grey, b.f
+        first = f[:, GREY_FIRST]
+        fresh = (first < 0) | ((f[:, GREY_OK] == 0) & (start - first > g.retry_window))
+        first = np.where(fresh, start, first)
+        f[:, GREY_FIRST] = first  # b's rows are copied into the deferred queue afterwards
+        passed = (f[:, GREY_OK] == 1) | (start - first >= g.delay) | (start >= self.whitelisted_at)
+        new_pass = ok & passed & (f[:, GREY_OK] == 0) & (start - first >= g.delay)
+        f[:, GREY_OK] = np.where(ok & passed, 1, f[:, GREY_OK])
+        held = ok & ~passed
+        greyed = held[:, None] & (out == SENT)
+        out[greyed] = DEFERRED
+        per_row = greyed.sum(axis=1)
+        self.rec.add("greylisted", self.rec.bins(start[held]), per_row[held])
+        if g.auto_whitelist_clients and new_pass.any() and self.whitelisted_at == math.inf:
+            for h, t in zip(np.floor(start[new_pass] / 3600).astype(int).tolist(),
+                            start[new_pass].tolist(), strict=True):
+                self.grey_pass_hours[h] = min(t, self.grey_pass_hours.get(h, math.inf))
+            if len(self.grey_pass_hours) >= g.auto_whitelist_clients:
+                self.whitelisted_at = sorted(self.grey_pass_hours.values())[
+                    g.auto_whitelist_clients - 1]
+        return per_row
 
     # --- observation ---------------------------------------------------------------------
     def deferred_ages(self, t: float) -> np.ndarray:

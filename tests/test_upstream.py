@@ -206,3 +206,51 @@ def test_active_queue_limit_keeps_the_rest_deferred():
     assert (part.timeseries["deferred"][at] > full.timeseries["deferred"][at]).all()
     assert np.array_equal(part.timeseries["deferred"] + part.timeseries["active"],
                           full.timeseries["deferred"] + full.timeseries["active"])
+
+
+@pytest.mark.parametrize("mode, queued, turned_4xx", [
+    ("none", True, 0),
+    ("relay_recipient_maps", False, 0),
+    ("verify", False, 1),
+], ids=["none", "relay_recipient_maps", "verify"])
+def test_recipient_validation_at_the_upstream(mode, queued, turned_4xx):
+    s = one_message(duration="1d", upstream={"recipient_validation": mode})
+    res = simulate(s, record_attempts=True)
+    r = res.summary["recipients"]
+    assert (r["received"] == 1) == queued
+    assert r["rejected_at_upstream"] == (0 if queued else 1)
+    assert r["rejected_at_upstream_4xx"] == turned_4xx  # verify answers 450 while 450 probes
+    assert (res.summary["relay"]["probes"] > 0) == (mode == "verify")
+    if not queued:
+        assert res.attempts["t_s"].size == 0 and res.summary["dsn"]["nondelivery"] == 0
+
+
+def test_relay_recipient_maps_lag_lets_removed_users_through():
+    # user ids drawn from 100 users; at 1 h the relay drops to 10 users; with a 1 d lag the
+    # upstream still accepts mail for the removed ones, which the relay then rejects
+    d = {"simulation": {"duration": "3h"},
+         "senders": [{"rate": "2/m", "unknown_recipient_fraction": 0}],
+         "upstream": {"recipient_validation": "relay_recipient_maps"},
+         "relay": {"unknown_local_recipient_reject_code": 550},
+         "changes": [{"at": "1h", "relay": {"local_users": 10}}]}
+    fresh = simulate(Scenario.from_dict(d))
+    d["upstream"]["relay_recipient_maps_lag"] = "1d"
+    stale = simulate(Scenario.from_dict(d))
+    assert fresh.summary["recipients"]["bounced"] == 0
+    assert fresh.summary["recipients"]["rejected_at_upstream"] > 100
+    assert stale.summary["recipients"]["bounced"] > 100
+    assert stale.summary["recipients"]["rejected_at_upstream"] == 0
+
+
+@pytest.mark.parametrize("mta, upstream, expect_h", [
+    ("exim", {"queue_runner_interval": "30m"},
+     [0, .5, 1, 1.5, 2, 2.5, 3.5, 5, 7.5, 11, 16.5, 22.5, 28.5]),
+    ("qmail", {}, [0, 400 / 3600, 1600 / 3600, 1, 6400 / 3600]),
+    ("exchange", {}, [0, .25, .5, .75, 1]),
+    ("sendmail", {"queue_interval": "1h"}, [0, 1, 2, 3]),
+], ids=["exim-q30m", "qmail", "exchange", "sendmail-q1h"])
+def test_other_mta_schedules_through_the_engine(mta, upstream, expect_h):
+    s = one_message(arrival="0s", duration="2d", upstream={"mta": mta, **upstream})
+    res = simulate(s, record_attempts=True)
+    t = res.attempts["t_s"][: len(expect_h)] / 3600
+    assert np.allclose(t, expect_h, atol=1 / 3600 + 60 / 3600 * (mta in ("qmail", "exchange")))
