@@ -9,11 +9,11 @@ Contract:
   one-recipient jobs qmgr's preemptive scheduler never reorders them). free[k] is the time agent
   k is next free.
 - batch(T, n, draw) serves n jobs that all enter at time T (one deferred-queue scan) and returns
-  their (start, end) times in start order. It is exact, not an approximation: service times are
-  independent of the job, so they can be attached to agents instead of jobs (agent k's j-th job
-  takes S[k, j]). Agent k is then available at the points p[k,0] = max(free[k], T) and
-  p[k,j] = p[k,j-1] + S[k,j]; FIFO hands the n jobs the n smallest points, because each agent's
-  points increase. Cost: one sort of about n numbers.
+  their (start, end) times, in no particular order (the jobs are exchangeable). It is exact,
+  not an approximation: service times are independent of the job, so they can be attached to
+  agents instead of jobs (agent k's j-th job takes S[k, j]). Agent k is then available at the
+  points p[k,0] = max(free[k], T) and p[k,j] = p[k,j-1] + S[k,j]; FIFO hands the n jobs the
+  n smallest points, because each agent's points increase. Cost: one partition of ~n numbers.
 - timed(entries, draw, site) serves jobs that enter one by one at sorted times (new mail); a
   job waits only if every agent is busy. It is the textbook c-server FIFO recursion, run in a
   plain loop because each job depends on the one before; `site` may veto a job (relay down or
@@ -41,7 +41,7 @@ class Agents:
         self.free = f[:c] if c <= f.size else np.concatenate([f, np.full(c - f.size, t)])
 
     def batch(self, T: float, n: int, draw: Callable) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end times of n jobs entering together at T (sorted by start)."""
+        """Start and end times of n jobs entering together at T (unordered)."""
         c = self.free.size
         base = np.maximum(np.sort(self.free), T)  # agent order must not depend on the path
         if n == 0:
@@ -54,9 +54,8 @@ class Agents:
             np.cumsum(draw((c, m)), axis=1, out=pts[:, 1:])
             pts[:, 1:] += base[:, None]
             cand = pts[:, :m].ravel()
-            pick = np.argpartition(cand, n - 1)[:n] if n < cand.size else np.arange(cand.size)
-            order = pick[np.argsort(cand[pick], kind="stable")]
-            last = cand[order[-1]]
+            order = np.argpartition(cand, n - 1)[:n] if n < cand.size else np.arange(cand.size)
+            last = cand[order].max()
             # every agent must have a point beyond the n-th smallest, or it ran out of points
             if (pts[:, m] > last).all() or (pts[:, m] == pts[:, 0]).all():
                 break

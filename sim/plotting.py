@@ -49,11 +49,13 @@ def style():
 
 
 def figure(rows: int = 1, cols: int = 1, *, sharex: bool = True, height: float | None = None,
-           width: float | None = None, height_ratios: Sequence[float] | None = None):
-    """(fig, axes) in the report style's size; axes is an array when rows * cols > 1."""
+           width: float | None = None, height_ratios: Sequence[float] | None = None,
+           squeeze: bool = True):
+    """(fig, axes) in the report style's size; axes is an array when rows * cols > 1 (always
+    a 2-D array with squeeze=False)."""
     w, h = plt.rcParams["figure.figsize"]
     size = (width or w, height or (h if rows == 1 else 2.6 * rows + 0.8))
-    return plt.subplots(rows, cols, sharex=sharex, figsize=size, squeeze=True,
+    return plt.subplots(rows, cols, sharex=sharex, figsize=size, squeeze=squeeze,
                         gridspec_kw={"height_ratios": height_ratios} if height_ratios else None)
 
 
@@ -149,13 +151,15 @@ def rebin(t_s: np.ndarray, counts: np.ndarray, width_s: float) -> tuple[np.ndarr
 
 # --- replicated data ------------------------------------------------------------------------
 def band(ax, x, runs, label: str | None, *, color=None, linestyle="-", alpha=0.22,
-         linewidth=None):
+         linewidth=None, steps: bool = False):
     """Mean over seeds (first axis of `runs`) as a line, its 95 % interval as a band.
-    Returns (mean, lo, hi)."""
+    steps=True draws counts per interval as steps ending at x. Returns (mean, lo, hi)."""
     m, lo, hi = mean_ci(np.asarray(runs, dtype=float))
-    (line,) = ax.plot(x, m, label=label, color=color, linestyle=linestyle, linewidth=linewidth)
+    (line,) = ax.plot(x, m, label=label, color=color, linestyle=linestyle, linewidth=linewidth,
+                      drawstyle="steps-pre" if steps else "default")
     if not np.all(np.isnan(lo)):
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=alpha, linewidth=0)
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=alpha, linewidth=0,
+                        step="pre" if steps else None)
     return m, lo, hi
 
 
@@ -239,7 +243,8 @@ def standard_figures(timeseries, qshape, delay_cdf, events, title, outdir) -> li
         fig.suptitle(title)
         cdf(ax, delay_cdf, "delivered recipients")
         ax.set_title(_delay_finding(delay_cdf))
-        ax.legend(loc="lower right")
+        if ax.get_lines():
+            ax.legend(loc="lower right")
         paths += save(fig, outdir / "delay_cdf")
         paths += save(_load_figure(ts, days, span, events, title), outdir / "relay_load")
     return paths
@@ -276,12 +281,12 @@ def _qshape_figure(qshape, days, span, events, title):
     ] + [f"> {QSHAPE_LABELS[-2]} min"]
     ax.stackplot(days, qshape.T, labels=labels, colors=colors, linewidth=0)
     total = qshape.sum(axis=1)
-    if total.size and total[-1] > 0:
-        old = qshape[-1, -1] / total[-1]
-        ax.set_title(f"At the end {old:.0%} of the deferred queue is older than "
-                     f"{QSHAPE_LABELS[-2]} min (about 21 h)")
+    if total.size and total.max() > 0:
+        j = int(np.argmax(total))
+        ax.set_title(f"At its peak (day {days[j]:.1f}) {qshape[j, -1] / total[j]:.0%} of the "
+                     f"deferred queue is older than {QSHAPE_LABELS[-2]} min (21 h)")
     else:
-        ax.set_title("Deferred queue by age (qshape buckets)")
+        ax.set_title("The deferred queue stays empty")
     ax.set_ylabel("deferred messages")
     ax.set_ylim(bottom=0)
     thousands(ax)

@@ -441,6 +441,9 @@ class Scenario:
         """A new scenario with dotted keys set, e.g. {"upstream.maximal_queue_lifetime": "10d"}."""
         d = self.to_dict()
         for dotted, value in overrides.items():
+            if dotted.split(".")[-1] in ("main_cf", "main_cf_file"):
+                raise ScenarioError(dotted, value, "main_cf in the scenario file; set single "
+                                    "parameters with --set upstream.<name>=<value>")
             parts = dotted.split(".")
             node: Any = d
             for j, part in enumerate(parts[:-1]):

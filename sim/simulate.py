@@ -71,6 +71,7 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     def sampler():
         for j, t in enumerate(rec.t):
             yield env.timeout(t - env.now)
+            yield env.timeout(0)  # after a qmgr tick at the same instant
             qshape[j] = host.qshape(t)
             if progress is not None:
                 progress(t)

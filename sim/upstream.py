@@ -89,6 +89,11 @@ class Policy:
     def retry(self, snap, create, now, tries, last_fail, last_next, null):
         wake = np.empty(now.size, dtype=np.int64)
         give_up = np.empty(now.size, dtype=bool)
+        if snap.min() == snap.max():
+            j = int(snap[0])
+            kw = {"null_sender": null} if self.sched.retry is schedules.postfix_retry else {}
+            return self.sched.retry(create, now, tries, last_fail, last_next, self.params[j],
+                                    **kw)
         for j in np.unique(snap):
             m = snap == j
             kw = {"null_sender": null[m]} if self.sched.retry is schedules.postfix_retry else {}
@@ -337,6 +342,9 @@ class QueueHost:
             start, end = self.agents.batch(T, n, self._draw)
             vetoed = np.zeros(n, dtype=bool)
             o_start, _ = self.relay.next_down(T)
+            if o_start <= start.max() or n > self.up.qmgr_message_active_limit:
+                order = np.argsort(start, kind="stable")  # jobs are exchangeable: any order
+                start, end = start[order], end[order]
             if o_start <= start[-1]:
                 first = int(np.searchsorted(start, max(o_start, T)))
                 s_f = float(start[first])
@@ -355,12 +363,23 @@ class QueueHost:
         key = self.policy.key(wake, self.cur)
         # a runner that is under way has passed these messages already: the next one takes them
         key = np.where(key <= self.scanned, key + self.policy.interval(self.cur), key)
+        lo, hi = int(key.min()), int(key.max())
+        if lo == hi:
+            self.deferred.setdefault(lo, []).append(batch)
+            return
+        step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
+        if (hi - lo) // step <= 64:  # a few runner starts: one mask each beats a sort
+            for k in range(lo, hi + 1, step):
+                m = key == k
+                if m.any():
+                    self.deferred.setdefault(k, []).append(batch.take(m))
+            return
         order = np.argsort(key, kind="stable")
         key = key[order]
         batch = batch.take(order)
         bounds = np.flatnonzero(np.diff(key)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, key.size], strict=True):
-            self.deferred.setdefault(int(key[lo]), []).append(batch.take(slice(lo, hi)))
+        for a, b in zip(np.r_[0, bounds], np.r_[bounds, key.size], strict=True):
+            self.deferred.setdefault(int(key[a]), []).append(batch.take(slice(a, b)))
 
     def rebucket(self) -> None:
         """After a reload that changed the runner interval: re-file every deferred message."""

@@ -1,0 +1,463 @@
+"""The relaysim command end to end: `python -m sim ...` in a subprocess, short scenarios."""
+
+import fcntl
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from sim.qshape import format_table
+from sim.results import QSHAPE_LABELS, TIMESERIES_UNITS
+
+AGES = [f"age_{lab}" for lab in QSHAPE_LABELS]
+RELAYSIM = Path(sys.executable).with_name("relaysim")
+
+SHORT = """\
+[simulation]
+duration = "1d"
+sample_interval = "1h"
+seed = 3
+
+[[senders]]
+rate = "2000/d"
+unknown_recipient_fraction = 0.3
+forged_sender_fraction = 0.8
+
+[upstream]
+maximal_queue_lifetime = "5d"
+
+[relay]
+unknown_local_recipient_reject_code = 450
+
+[[changes]]
+at = "12h"
+relay.unknown_local_recipient_reject_code = 550
+"""
+
+
+def relaysim(*args, cwd=None, **kw):
+    return subprocess.run([sys.executable, "-m", "sim", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=120, **kw)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One run with a --set override, shared by the read-only tests below."""
+    d = tmp_path_factory.mktemp("run")
+    scen = write(d / "short.toml", SHORT)
+    proc = relaysim("run", scen, "--out", d / "out", "--set",
+                    "upstream.maximal_queue_lifetime=2d")
+    assert proc.returncode == 0, proc.stderr
+    return d / "out", proc
+
+
+# --- run -------------------------------------------------------------------------------------
+
+def test_run_writes_the_documented_files_and_columns(run_dir):
+    out, proc = run_dir
+    assert {"summary.json", "timeseries.csv", "qshape.csv", "delay_cdf.csv"} <= set(
+        os.listdir(out))
+    assert not [n for n in os.listdir(out) if n.startswith(".")]  # no staging left behind
+    rows = (out / "timeseries.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert header[0] == "t_s"
+    assert {"deferred", "received", "delivered", "bounced", "expired", "backscatter"} <= set(
+        header)
+    assert all(c in TIMESERIES_UNITS or c in AGES for c in header)
+    assert header[-10:] == AGES
+    assert len(rows) == 1 + 25  # samples at 0, 1h, ..., 24h
+    assert [float(r.split(",")[0]) for r in rows[1:3]] == [0.0, 3600.0]
+    q = (out / "qshape.csv").read_text().splitlines()
+    assert q[0].split(",") == ["t_s", *AGES] and len(q) == len(rows)
+    assert (out / "delay_cdf.csv").read_text().splitlines()[0] == "delay_s,share"
+    meta = json.loads((out / "summary.json").read_text())
+    assert set(meta) >= {"summary", "scenario", "seed", "provenance", "events", "origins"}
+    assert meta["seed"] == 3
+    assert {"relaysim", "python", "numpy", "wall_time_s"} <= set(meta["provenance"])
+    r = meta["summary"]["recipients"]
+    assert r["received"] == r["delivered"] + r["bounced"] + r["expired"] + r["queued_at_end"]
+    assert meta["events"] == [[43200.0, "relay.unknown_local_recipient_reject_code = 550"]]
+    assert (out / "summary.json").stat().st_mode & 0o044  # readable like any output file
+
+
+def test_run_prints_a_short_summary(run_dir):
+    _, proc = run_dir
+    meta = json.loads((run_dir[0] / "summary.json").read_text())["summary"]
+    for word in ("received", "delivered", "bounced", "expired", "still queued",
+                 "deferred queue peak", "p50", "p95", "p99", "backscatter"):
+        assert word in proc.stdout
+    assert f"received {meta['recipients']['received']}," in proc.stdout
+    assert proc.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_set_wins_over_the_file(run_dir):
+    meta = json.loads((run_dir[0] / "summary.json").read_text())
+    assert meta["scenario"]["upstream"]["maximal_queue_lifetime"] == f"{2 * 86400.0!r}s"
+    assert meta["origins"]["upstream.maximal_queue_lifetime"] == "--set"
+    assert meta["origins"]["relay.unknown_local_recipient_reject_code"] == "file"
+
+
+def test_same_seed_same_bytes_and_progress_on_a_terminal(run_dir, tmp_path):
+    """A second run of the same scenario and seed, with stderr on a pseudo-terminal: the
+    progress bar shows, and timeseries.csv is byte-identical to the first run's."""
+    out, _ = run_dir
+    scen = write(tmp_path / "short.toml", SHORT)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real size
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(scen), "--out",
+                             str(tmp_path / "again"), "--set",
+                             "upstream.maximal_queue_lifetime=2d"],
+                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"day" in seen and b"of 1" in seen
+    assert (tmp_path / "again" / "timeseries.csv").read_bytes() == (
+        out / "timeseries.csv").read_bytes()
+
+
+def test_quiet_prints_nothing_and_default_out_is_results_slash_name(tmp_path):
+    scen = write(tmp_path / "tiny.toml", SHORT.replace('duration = "1d"', 'duration = "2h"'))
+    proc = relaysim("run", scen, "--quiet", "--seed", "5", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+    meta = json.loads((tmp_path / "results" / "tiny" / "summary.json").read_text())
+    assert meta["seed"] == 5 and meta["origins"]["simulation.seed"] == "--seed"
+
+
+def test_sigint_keeps_the_previous_run_and_exits_130(run_dir, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(run_dir[0], out)
+    before = snapshot(out)
+    long = write(tmp_path / "long.toml", SHORT.replace('duration = "1d"', 'duration = "300d"'))
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(long), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert proc.poll() is None, "the long run ended before the signal"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert len(stderr.splitlines()) == 1 and "interrupted" in stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["previous-run", "new-folder"])
+def test_a_write_interrupted_before_the_renames_changes_nothing(run_dir, tmp_path, existing):
+    from sim.output import stage_and_commit
+
+    out = tmp_path / "out"
+    if existing:
+        shutil.copytree(run_dir[0], out)
+    before = snapshot(out) if existing else None
+
+    def fill(staging):
+        (staging / "summary.json").write_text("half a run")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stage_and_commit(out, fill)
+    assert (snapshot(out) == before) if existing else not out.exists()
+
+
+# --- bad input: one line, exit 2, nothing written ---------------------------------------------
+
+def edit(old, new):
+    assert old in SHORT
+    return SHORT.replace(old, new)
+
+
+BAD = [
+    # id, scenario text (None: no file), extra arguments, text the error line must contain
+    ("unknown-key", edit('maximal_queue_lifetime = "5d"', 'maximal_queue_lifetme = "5d"'), [],
+     "upstream.maximal_queue_lifetme"),
+    ("unknown-section", edit("[upstream]", "[upstrem]"), [], "upstrem"),
+    ("wrong-type", edit("seed = 3", 'seed = "three"'), [], "simulation.seed"),
+    ("bad-unit", edit('"5d"', '"5y"'), [], "upstream.maximal_queue_lifetime"),
+    ("negative-time", edit('"5d"', "-5"), [], "upstream.maximal_queue_lifetime"),
+    ("lifetime-below-backoff", edit('"5d"', '"100s"'), [], "upstream.maximal_queue_lifetime"),
+    ("concurrency-0", edit("[upstream]", "[upstream]\ndefault_destination_concurrency_limit = 0"),
+     [], "upstream.default_destination_concurrency_limit"),
+    ("fraction-above-1", edit("unknown_recipient_fraction = 0.3",
+                              "unknown_recipient_fraction = 1.5"), [],
+     "senders[0].unknown_recipient_fraction"),
+    ("fraction-below-0", edit("forged_sender_fraction = 0.8", "forged_sender_fraction = -0.1"),
+     [], "senders[0].forged_sender_fraction"),
+    ("malformed-toml", edit("seed = 3", "seed = = 3"), [], "line 4"),
+    ("missing-file", None, [], "scenario"),
+    ("bad-rate", edit('"2000/d"', '"2000/y"'), [], "senders[0].rate"),
+    ("duration-zero", edit('duration = "1d"', 'duration = "0s"'), [], "simulation.duration"),
+    ("sample-interval-zero", edit('sample_interval = "1h"', 'sample_interval = 0'), [],
+     "simulation.sample_interval"),
+    ("backoff-max-below-min", edit("[upstream]", "[upstream]\nmaximal_backoff_time = 100"), [],
+     "upstream.maximal_backoff_time"),
+    ("bad-mta", edit("[upstream]", '[upstream]\nmta = "postfx"'), [], "did you mean"),
+    ("reject-code-600", edit("code = 450", "code = 600"), [],
+     "relay.unknown_local_recipient_reject_code"),
+    ("bad-bool", edit("[relay]", '[relay]\nsoft_bounce = "maybe"'), [], "relay.soft_bounce"),
+    ("bad-outages", edit("[relay]", '[relay]\noutages = "6h"'), [], "relay.outages"),
+    ("empty-senders", "senders = []\n", [], "senders"),
+    ("change-without-at", edit('at = "12h"\n', ""), [], "changes[0]"),
+    ("change-unknown-key", edit("relay.unknown_local_recipient_reject_code = 550",
+                                "relay.unknown_code = 550"), [], "changes[0].relay.unknown_code"),
+    ("change-of-mta", edit("relay.unknown_local_recipient_reject_code = 550",
+                           'upstream.mta = "exim"'), [], "changes[0].upstream.mta"),
+    ("bad-exim-rule", edit("[upstream]", '[upstream]\nmta = "exim"\nexim_retry_rule = "X,2h"'),
+     [], "upstream.exim_retry_rule"),
+    ("postfix-version", edit("[upstream]", '[upstream]\npostfix_version = "three"'), [],
+     "upstream.postfix_version"),
+    ("recipients-0", edit("unknown_recipient_fraction = 0.3",
+                          "unknown_recipient_fraction = 0.3\nrecipients_per_message = 0"), [],
+     "senders[0].recipients_per_message"),
+    ("set-no-equals", SHORT, ["--set", "upstream.maximal_queue_lifetime"], "--set"),
+    ("set-empty-key", SHORT, ["--set", "=5d"], "--set"),
+    ("set-unknown-key", SHORT, ["--set", "upstream.lifetime_max=5d"],
+     "upstream.lifetime_max"),
+    ("set-unknown-section", SHORT, ["--set", "upstrem.queue_run_delay=5m"], "upstrem"),
+    ("set-bad-value", SHORT, ["--set", "upstream.maximal_queue_lifetime=forever"],
+     "upstream.maximal_queue_lifetime"),
+    ("set-bad-int", SHORT, ["--set", "relay.local_users=many"], "relay.local_users"),
+    ("set-sender-index", SHORT, ["--set", "senders.5.rate=1/s"], "senders.5.rate"),
+    ("seed-negative", SHORT, ["--seed", "-1"], "simulation.seed"),
+    ("seed-not-a-number", SHORT, ["--seed", "abc"], "--seed"),
+    ("unknown-option", SHORT, ["--bogus"], "--bogus"),
+]
+
+
+@pytest.mark.parametrize("text, args, key", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, text, args, key):
+    scen = tmp_path / "bad.toml"
+    if text is not None:
+        write(scen, text)
+    out = tmp_path / "out"
+    proc = relaysim("run", scen, "--out", out, *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("relaysim: error: ")
+    assert key in lines[0]
+    assert proc.stdout == ""
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, key", [
+    ([], "required"),
+    (["frobnicate"], "frobnicate"),
+    (["run"], "SCENARIO.toml"),
+    (["qshape", "RESULTS"], "RESULTS_DIR"),
+    (["explain", "missing.toml", "-x"], "-x"),
+], ids=["no-command", "unknown-command", "run-without-file", "qshape-not-a-run",
+        "unknown-explain-option"])
+def test_usage_errors_are_one_line_too(tmp_path, args, key):
+    proc = relaysim(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and key in proc.stderr
+    assert proc.stderr.startswith("relaysim: error: ")
+
+
+def test_out_must_not_be_a_file(tmp_path):
+    scen = write(tmp_path / "s.toml", SHORT)
+    target = write(tmp_path / "taken", "keep me")
+    proc = relaysim("run", scen, "--out", target)
+    assert proc.returncode == 2 and "--out" in proc.stderr
+    assert target.read_text() == "keep me"
+
+
+# --- explain ---------------------------------------------------------------------------------
+
+def timeline_rows(stdout: str) -> list[tuple[int, int]]:
+    rows = []
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].isdigit() and parts[1].endswith("s"):
+            rows.append((int(parts[0]), int(parts[1][:-1])))
+    return rows
+
+
+def test_explain_postfix_default_timeline(tmp_path):
+    scen = write(tmp_path / "d.toml", "")
+    proc = relaysim("explain", scen)
+    assert proc.returncode == 0, proc.stderr
+    rows = timeline_rows(proc.stdout)
+    assert rows[:7] == [(1, 0), (2, 299), (3, 599), (4, 1199), (5, 2399), (6, 4799),
+                        (7, 8999)]
+    assert "every 4200s" in proc.stdout
+    last_n, last_t = rows[-1]
+    assert last_n == 108 and last_t == 4799 + 4200 * (108 - 6)
+    assert "1 s after a queue-runner start" in proc.stdout and "instantaneous" in proc.stdout
+
+
+def test_explain_shows_origins_and_defaults(tmp_path):
+    scen = write(tmp_path / "e.toml", SHORT)
+    proc = relaysim("explain", scen, "--set", "upstream.queue_run_delay=1000s")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+
+    def line(name):
+        return next(x for x in lines if x.startswith(name + " "))
+
+    assert line("upstream.queue_run_delay = 1000s").endswith("# --set")
+    assert line("upstream.maximal_queue_lifetime = 5d").endswith("# file")
+    assert line("senders.0.rate = 2000/d").endswith("# file")
+    assert not any(x.startswith("upstream.maximal_backoff_time ") for x in lines)
+    assert "changes.0.relay.unknown_local_recipient_reject_code = 550" in proc.stdout
+    full = relaysim("explain", scen, "-d").stdout
+    assert any(x.startswith("upstream.maximal_backoff_time = 4000s") and x.endswith(
+        "# default") for x in full.splitlines())
+
+
+def test_explain_littles_law(tmp_path):
+    scen = write(tmp_path / "e.toml", SHORT)
+    out = relaysim("explain", scen).stdout
+    # lambda = 2000/d x 0.3 = 600/d; W = 5 d + 35 min: 600 x (5 + 35/1440) = 3014.6
+    assert "lambda = 600/d" in out and "backlog = lambda x W = 3015 messages" in out
+    out550 = relaysim("explain", scen, "--set",
+                      "relay.unknown_local_recipient_reject_code=550").stdout
+    assert "no estimate" in out550 and "550" in out550
+
+
+MAIN_CF = '''
+[upstream]
+main_cf = """
+# pasted from postconf -n
+maximal_queue_lifetime = 2
+smtpd_banner = $myhostname ESMTP
+"""
+
+[relay]
+main_cf = """
+smtpd_banner = relay ESMTP
+unknown_local_recipient_reject_code = 450
+"""
+'''
+
+
+def test_main_cf_bare_number_is_days_with_origin_main_cf(tmp_path):
+    scen = write(tmp_path / "m.toml", MAIN_CF)
+    proc = relaysim("explain", scen)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(x.startswith("upstream.maximal_queue_lifetime = 2d ") and x.endswith(
+        "# main_cf") for x in lines)
+    assert any(x.startswith("relay.unknown_local_recipient_reject_code = 450 ") and x.endswith(
+        "# main_cf") for x in lines)
+
+
+def test_main_cf_unknown_name_is_an_error_with_did_you_mean(tmp_path):
+    scen = write(tmp_path / "m.toml", MAIN_CF.replace("maximal_queue_lifetime = 2",
+                                                      "maximal_queue_lifetim = 2"))
+    for command in ("explain", "run"):
+        proc = relaysim(command, scen, *(["--out", tmp_path / "o"] if command == "run" else []))
+        assert proc.returncode == 2
+        assert len(proc.stderr.splitlines()) == 1
+        assert "maximal_queue_lifetim" in proc.stderr
+        assert "did you mean 'maximal_queue_lifetime'" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_main_cf_not_modelled_names_are_listed_once(tmp_path):
+    scen = write(tmp_path / "m.toml", MAIN_CF)
+    out = relaysim("explain", scen).stdout
+    listed = [x for x in out.splitlines() if "not modelled" in x]
+    assert len(listed) == 1 and listed[0].count("smtpd_banner") == 1
+
+
+def test_main_cf_file_passes_through(tmp_path):
+    cf = write(tmp_path / "main.cf", "maximal_queue_lifetime = 3\nqueue_run_delay = 1000\n")
+    scen = write(tmp_path / "f.toml", f'[upstream]\nmain_cf_file = "{cf}"\n')
+    proc = relaysim("explain", scen)
+    assert proc.returncode == 0, proc.stderr
+    assert "upstream.maximal_queue_lifetime = 3d" in proc.stdout
+    assert timeline_rows(proc.stdout)[1] == (2, 999)
+
+
+# --- qshape and plot -------------------------------------------------------------------------
+
+def test_qshape_prints_the_table_at_the_nearest_sample(run_dir):
+    out, _ = run_dir
+    rows = [[int(v) for v in line.split(",")] for line in
+            (out / "qshape.csv").read_text().splitlines()[1:]]
+    proc = relaysim("qshape", out, "--at", "11h")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == format_table({"example.com": rows[11][1:]})
+    assert proc.stdout.splitlines()[0].split() == ["T", *QSHAPE_LABELS]
+    assert relaysim("qshape", out, "--at", "41000s").stdout == proc.stdout  # 11.4h: nearest 11
+    assert relaysim("qshape", out, "--at", "11.6h").stdout == format_table(
+        {"example.com": rows[12][1:]})
+    last = relaysim("qshape", out, "--queue", "deferred").stdout
+    assert last == format_table({"example.com": rows[-1][1:]})
+
+
+def test_qshape_rejects_times_outside_the_run_and_other_queues(run_dir):
+    out, _ = run_dir
+    for args, key in ((["--at", "3d"], "--at"), (["--at", "soon"], "--at"),
+                      (["--queue", "active"], "--queue")):
+        proc = relaysim("qshape", out, *args)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+        assert key in proc.stderr
+
+
+def test_plot_redraws_the_figures_from_saved_files(run_dir, tmp_path):
+    pytest.importorskip("sim.plotting")
+    out = tmp_path / "copy"
+    shutil.copytree(run_dir[0], out)
+    figures = {p.name for p in out.iterdir() if p.suffix in (".png", ".svg")}
+    assert figures, "the run drew no figures"
+    for name in figures:
+        (out / name).unlink()
+    data = {n: (out / n).read_bytes() for n in ("timeseries.csv", "summary.json")}
+    proc = relaysim("plot", out)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir() if p.suffix in (".png", ".svg")} == figures
+    assert {n: (out / n).read_bytes() for n in data} == data
+
+
+# --- help ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [[], ["run"], ["explain"], ["qshape"], ["plot"]],
+                         ids=["main", "run", "explain", "qshape", "plot"])
+def test_help_shows_an_example(command):
+    proc = relaysim(*command, "--help")
+    assert proc.returncode == 0
+    assert "example" in proc.stdout and "relaysim " + " ".join(command) in proc.stdout
+
+
+def test_console_script_matches_python_m_sim():
+    if not RELAYSIM.exists():
+        pytest.skip("relaysim console script not installed in this environment")
+    a = subprocess.run([RELAYSIM, "--help"], capture_output=True, text=True)
+    b = relaysim("--help")
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
+    c = subprocess.run([RELAYSIM, "run", "missing.toml"], capture_output=True, text=True)
+    assert c.returncode == 2 and c.stderr == relaysim("run", "missing.toml").stderr
