@@ -57,6 +57,20 @@ class Recorder:
         j[t > self.duration] = self.n + 1
         return j
 
+    def add_many(self, names: tuple[str, ...], bins: np.ndarray, weights: np.ndarray) -> None:
+        """Add several series that share `bins` at once: weights[:, k] goes to names[k]."""
+        if bins.size == 0:
+            return
+        k = len(names)
+        idx = (bins[:, None] * k + np.arange(k)).ravel()
+        counts = np.bincount(idx, weights=weights.ravel(), minlength=(self.n + 2) * k)
+        counts = counts.reshape(self.n + 2, k)
+        for j, name in enumerate(names):
+            acc = self._acc.get(name)
+            if acc is None:
+                acc = self._acc[name] = np.zeros(self.n + 2)
+            acc += counts[:, j]
+
     def add(self, name: str, bins: np.ndarray, weights=None) -> None:
         """Add events (or level changes) of weight `weights` (default 1) in `bins`."""
         if bins.size == 0:
@@ -97,9 +111,21 @@ class DelaySketch:
         self.zero = 0
         self.max = -math.inf
         self.n = 0
+        self._buf: list[np.ndarray] = []
+        self._nbuf = 0
 
     def add(self, delays: np.ndarray) -> None:
-        delays = np.asarray(delays, dtype=float)
+        """Buffered: delays are binned in bulk every 200,000 values."""
+        self._buf.append(np.asarray(delays, dtype=float))
+        self._nbuf += delays.size
+        if self._nbuf > 200_000:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        delays = np.concatenate(self._buf)
+        self._buf, self._nbuf = [], 0
         if delays.size == 0:
             return
         self.n += delays.size
@@ -115,6 +141,7 @@ class DelaySketch:
             self.counts += np.bincount(idx, minlength=self.counts.size)
 
     def quantile(self, q: float) -> float:
+        self._flush()
         if self.n == 0:
             return math.nan
         rank = q * (self.n - 1)
@@ -127,6 +154,7 @@ class DelaySketch:
 
     def cdf(self) -> tuple[np.ndarray, np.ndarray]:
         """(upper bin edges in s, share of delivered recipients at or below each edge)."""
+        self._flush()
         edges = self.LO * self.GAMMA ** (np.arange(self.counts.size) + 1)
         cum = (self.zero + np.cumsum(self.counts)) / max(self.n, 1)
         return np.concatenate([[self.LO], edges]), np.concatenate([[self.zero / max(self.n, 1)],

@@ -64,9 +64,19 @@ class RelayTimeline:
         self.soft = np.array([r.soft_bounce for _, r in snapshots], dtype=bool)
         self.down_start, self.down_end = outages
 
-    def _snap(self, t: np.ndarray) -> np.ndarray:
-        """Index of the configuration in force at t (the first one for times before 0)."""
+    def _snap(self, t: np.ndarray):
+        """Index of the configuration in force at t (the first one for times before 0); a
+        plain int when one configuration covers all of t (the common case: cheaper)."""
+        if self.times.size == 1:
+            return 0
+        lo, hi = np.searchsorted(self.times, (t.min(), t.max()), side="right") - 1
+        if lo == hi:
+            return max(int(lo), 0)
         return np.maximum(np.searchsorted(self.times, t, side="right") - 1, 0)
+
+    def users_at(self, t: np.ndarray) -> np.ndarray:
+        """local_users in force at each time t."""
+        return np.broadcast_to(self.users[self._snap(t)], t.shape)
 
     def down(self, t) -> np.ndarray:
         """True where the relay refuses connections at time t."""
@@ -85,12 +95,16 @@ class RelayTimeline:
 
     def reply(self, t: np.ndarray, rcpt: np.ndarray) -> np.ndarray:
         """Outcome per recipient (rows: attempts at times t; columns: recipient ids)."""
-        j = self._snap(np.asarray(t, dtype=float))[:, None]
+        j = self._snap(np.asarray(t, dtype=float))
+        if not isinstance(j, int):
+            j = j[:, None]
         known = (rcpt >= 0) & (rcpt < self.users[j])
         return rcpt_reply(known, self.code[j], self.soft[j])
 
     def reject_codes(self, t: np.ndarray) -> np.ndarray:
         """The code an unknown recipient gets at time t, after soft_bounce."""
-        j = self._snap(np.asarray(t, dtype=float))
+        t = np.asarray(t, dtype=float)
+        j = self._snap(t)
         c = self.code[j]
-        return np.where(self.soft[j] & (c >= 500), c - 100, c)
+        c = np.where(self.soft[j] & (c >= 500), c - 100, c)
+        return np.broadcast_to(c, t.shape)

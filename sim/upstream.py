@@ -239,7 +239,7 @@ class QueueHost:
         rcpt = msgs["rcpt"]
         pending = rcpt != -2
         if up.recipient_validation == "relay_recipient_maps":
-            users = relay.users[relay._snap(t - up.relay_recipient_maps_lag)][:, None]
+            users = relay.users_at(t - up.relay_recipient_maps_lag)[:, None]
             turned = pending & ~((rcpt >= 0) & (rcpt < users))
             code = np.full(t.size, up.unknown_relay_recipient_reject_code)
         else:
@@ -409,29 +409,12 @@ class QueueHost:
         sent, deferred = out == SENT, out == DEFERRED
         nsent, nd = sent.sum(axis=1), deferred.sum(axis=1)
         nb = npend - nsent - nd
-        b_start, b_end, b_entry = rec.bins(start), rec.bins(end), rec.bins(entry)
-        rec.add("active", b_entry)
-        rec.add("active", b_end, -1.0)
-        rec.add("active_recipients", b_entry, npend)
-        rec.add("active_recipients", b_end, -npend)
-        rec.add("attempts", b_start, npend)
-        rec.add("relay_sessions", b_start[ok])
-        rej = ok & (nd + nb > 0)
-        if rej.any():
-            soft = self.relay.reject_codes(start[rej]) < 500
-            grey = greyed[rej] if np.ndim(greyed) else 0
-            cnt = (nd + nb)[rej] - grey  # unknown users; greylisted ones are 450 4.2.0
-            rec.add("rejects_4xx", b_start[rej], np.where(soft, cnt, 0) + grey)
-            rec.add("rejects_5xx", b_start[rej], np.where(soft, 0, cnt))
-        rec.add("delivered", b_end, nsent)
-        rec.add("bounced", b_end, nb)
         if nsent.any():
             rows = np.flatnonzero(nsent) if rcpt.shape[1] == 1 else np.nonzero(sent)[0]
             d_end = end[rows]
             self.delays.add((d_end - b.f[rows, ARRIVAL])[d_end <= self.duration])
         kind = b.f[:, KIND]
         real = kind != NULL
-        forged = kind == FORGED
 
         retry = nd > 0
         give_up = np.zeros(n, dtype=bool)
@@ -444,20 +427,46 @@ class QueueHost:
             wake[r], give_up[r] = self.policy.retry(snap, cf[:, 0], now[r], cf[:, 1] + 1,
                                                     cf[:, 2], cf[:, 3], kind[r] == NULL)
         expired = retry & give_up
-        rec.add("expired", b_end[expired], nd[expired])
+        keep = retry & ~give_up
         # one non-delivery DSN for bounced recipients, one for expired ones; none to <>
         dsn = ((nb > 0) & real).astype(np.int64) + (expired & real)
-        rec.add("dsn", b_end, dsn)
-        rec.add("backscatter", b_end[forged], dsn[forged])
+
+        # what this batch changes in the time series, binned once per time array
+        b_start, b_end, b_entry = rec.bins(start), rec.bins(end), rec.bins(entry)
+        rec.add_many(("active", "active_recipients"), b_entry,
+                     np.column_stack([np.ones(n), npend]))
+        w = np.empty((n, 4))
+        w[:, 0] = npend
+        w[:, 1] = ok
+        if self.grey is None and self.relay.code.size == 1 and not self.relay.soft.any():
+            hard = self.relay.code[0] >= 500
+            w[:, 2] = 0 if hard else (nd + nb) * ok
+            w[:, 3] = (nd + nb) * ok if hard else 0
+        else:
+            rej_unknown = (nd + nb - greyed) * ok
+            soft = self.relay.reject_codes(start) < 500
+            w[:, 2] = np.where(soft, rej_unknown, 0) + greyed * ok
+            w[:, 3] = np.where(soft, 0, rej_unknown)
+        rec.add_many(("attempts", "relay_sessions", "rejects_4xx", "rejects_5xx"), b_start, w)
+        w = np.empty((n, 10))
+        w[:, 0] = -1
+        w[:, 1] = -npend
+        w[:, 2] = nsent
+        w[:, 3] = nb
+        w[:, 4] = nd * expired
+        w[:, 5] = dsn
+        w[:, 6] = dsn * (kind == FORGED)
+        w[:, 7] = -b.f[:, SIZE] * ~keep
+        w[:, 8] = keep
+        w[:, 9] = nd * keep
+        rec.add_many(("active", "active_recipients", "delivered", "bounced", "expired", "dsn",
+                      "backscatter", "bytes", "deferred", "deferred_recipients"), b_end, w)
         if self.log is not None:
             o = out.copy()
             o[expired[:, None] & (out == DEFERRED)] = EXPIRED
             rr, cc = np.nonzero(pending)
             self.log.append((b.f[rr, QID], cc.astype(np.int16), start[rr], o[rr, cc]))
 
-        keep = retry & ~give_up
-        gone = ~keep
-        rec.add("bytes", b_end[gone], -b.f[gone, SIZE])
         if keep.any():
             k = np.flatnonzero(keep)
             nb_ = b.take(k)
@@ -473,8 +482,6 @@ class QueueHost:
                     now[k] >= f[:, CREATE] + dwt - 1)
                 rec.add("delay_dsn", b_end[k][warn])
                 f[warn, WARNED] = 1
-            rec.add("deferred", b_end[k])
-            rec.add("deferred_recipients", b_end[k], nd[k])
             self._bucket(nb_, wake[k])
 
     def _greylist(self, b: Batch, start, ok, out) -> np.ndarray:
