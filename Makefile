@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 figures: $(STAMP)
 	$(PY) experiments/run_all.py
+	$(PY) experiments/update_readme.py
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

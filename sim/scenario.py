@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sim.errors import ScenarioError, did_you_mean
-from sim.units import parse_rate, parse_size, parse_time
+from sim.units import format_time, parse_rate, parse_size, parse_time
 
 INF = math.inf
 
@@ -420,6 +420,13 @@ class Scenario:
             changes.append(Change(at=at, upstream=MappingProxyType(dict(c.get("upstream", {}))),
                                   relay=MappingProxyType(dict(c.get("relay", {})))))
         changes.sort(key=lambda ch: ch.at)
+        for i, snd in enumerate(senders):
+            if snd.recipients_per_message > up.default_destination_recipient_limit:
+                raise ScenarioError(
+                    f"senders[{i}].recipients_per_message", snd.recipients_per_message,
+                    f"at most default_destination_recipient_limit "
+                    f"({up.default_destination_recipient_limit}): relaysim delivers one "
+                    "transaction per message attempt")
         scen = cls(sim, senders, up, relay, tuple(changes), MappingProxyType(origins),
                    tuple(not_modelled))
         scen.timeline()  # checks every change now, not mid-run
@@ -522,3 +529,46 @@ def _apply(obj, overrides: Mapping[str, Any], prefix: str):
     if isinstance(new, Upstream):
         _check_upstream(new, prefix)
     return new
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    m = f.metadata
+    v = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if v is None:
+        return "absent"
+    if m["kind"] == "time":
+        return "never" if v == INF else format_time(v)
+    if m["kind"] == "rate":
+        return f"{v * 86400:g}/d"
+    if m["kind"] == "times":
+        return "[" + ", ".join(format_time(x) for x in v) + "]" if v else "[]"
+    if m["kind"] == "size":
+        return f"{v:g} bytes"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, tuple | list | Mapping):
+        return "none" if not v else str(v)
+    return str(v)
+
+
+def reference_markdown() -> str:
+    """The scenario reference (every key, its unit, default and meaning) as Markdown tables,
+    generated from the knobs themselves so the README cannot drift from the code."""
+    out = []
+    tables = [("[simulation]", Simulation), ("[[senders]]", Sender), ("[upstream]", Upstream),
+              ("[relay]", Relay), ("[relay.greylisting]", Greylisting),
+              ("outages = [{...}]", Outage), ("[[changes]]", Change)]
+    for title, cls in tables:
+        out += [f"**{title}**", "", "| key | default | unit | meaning |", "|---|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            m = f.metadata
+            unit = m["unit"]
+            if m["kind"] == "time":
+                unit = f"time (bare number = {m['default_unit']})"
+            elif m["kind"] == "choice":
+                unit = " \\| ".join(m["choices"])
+            elif m["kind"] == "rate":
+                unit = "rate (N/s, N/m, N/h, N/d, N/w)"
+            out.append(f"| `{f.name}` | {_default_text(f)} | {unit} | {m['doc']} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,73 @@
+"""Fill the generated blocks of README.md from the code and from results/.
+
+Question: does the README say what the code and the latest results say? Every number in the
+README's generated blocks comes from a file that a script under experiments/ wrote; this script
+copies them in (run by `make figures` after the experiments). tests/test_readme.py fails when a
+block is out of step.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sim.results import write_atomic  # noqa: E402
+from sim.scenario import reference_markdown  # noqa: E402
+
+BLOCK = re.compile(r"(<!-- BEGIN generated:(\w+) -->\n)(.*?)(<!-- END generated:\2 -->)", re.S)
+
+
+def section(path: Path, heading: str) -> str:
+    """The body of the `## heading` section of a generated Markdown file ('' if absent)."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    m = re.search(rf"^##+ {re.escape(heading)}[^\n]*\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    return m.group(1).strip() if m else ""
+
+
+def _relink(text: str, base: str) -> str:
+    """Make relative links and images of a results README work from the top-level README."""
+    return re.sub(r"\]\((?!https?:|/|#)([^)]+)\)", lambda m: f"]({base}/{m.group(1)})", text)
+
+
+def _from(path: str, *headings: str, missing: str) -> str:
+    p = ROOT / path
+    parts = [section(p, h) for h in headings]
+    body = "\n\n".join(x for x in parts if x)
+    if not body:
+        return f"_{missing}_"
+    return _relink(body, str(Path(path).parent)) + f"\n\n(From [{path}]({path}).)"
+
+
+def blocks() -> dict[str, str]:
+    return {
+        "reference": reference_markdown().strip(),
+        "seed_story": _from("results/seed_story/README.md", "Figures", "Answer",
+                            missing="Not generated yet: run `make demo`."),
+        "experiments": _from("results/README.md", "Experiments",
+                             missing="Not generated yet: run `make figures`."),
+        "validation": _from("results/validation/README.md", "Summary",
+                            missing="Not generated yet: run experiments/validate_postfix.py "
+                                    "and experiments/validate_theory.py."),
+        "benchmark": _from("results/benchmark/README.md", "Results",
+                           missing="Not generated yet: run `make bench`."),
+    }
+
+
+def render(text: str) -> str:
+    b = blocks()
+    return BLOCK.sub(lambda m: f"{m.group(1)}{b[m.group(2)]}\n{m.group(4)}", text)
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    write_atomic(readme, render(readme.read_text()))
+
+
+if __name__ == "__main__":
+    main()
