@@ -295,6 +295,11 @@ class QueueHost:
         return batch, entry, start, end, vetoed
 
     def _leave_deferred(self, batch: Batch, entry: np.ndarray) -> None:
+        if entry[0] == entry[-1] and (entry == entry[0]).all():  # one scan: one bin
+            bins = np.full(1, self.rec.bins(entry[:1])[0])
+            self.rec.add("deferred", bins, -float(entry.size))
+            self.rec.add("deferred_recipients", bins, -float((batch.rcpt != -2).sum()))
+            return
         bins = self.rec.bins(entry)
         self.rec.add("deferred", bins, -1.0)
         self.rec.add("deferred_recipients", bins, -(batch.rcpt != -2).sum(axis=1))
@@ -368,18 +373,16 @@ class QueueHost:
             self.deferred.setdefault(lo, []).append(batch)
             return
         step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
-        if (hi - lo) // step <= 64:  # a few runner starts: one mask each beats a sort
-            for k in range(lo, hi + 1, step):
-                m = key == k
-                if m.any():
-                    self.deferred.setdefault(k, []).append(batch.take(m))
-            return
-        order = np.argsort(key, kind="stable")
-        key = key[order]
+        slot = (key - lo) // step
+        if slot[-1] < 32768 and int(slot.max()) < 32768:
+            slot = slot.astype(np.int16)  # numpy sorts int16 by radix: linear time
+        order = np.argsort(slot, kind="stable")
+        counts = np.bincount(slot)
         batch = batch.take(order)
-        bounds = np.flatnonzero(np.diff(key)) + 1
-        for a, b in zip(np.r_[0, bounds], np.r_[bounds, key.size], strict=True):
-            self.deferred.setdefault(int(key[a]), []).append(batch.take(slice(a, b)))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        for j in np.flatnonzero(counts):
+            self.deferred.setdefault(lo + int(j) * step, []).append(
+                batch.take(slice(bounds[j], bounds[j + 1])))
 
     def rebucket(self) -> None:
         """After a reload that changed the runner interval: re-file every deferred message."""
