@@ -23,7 +23,8 @@ message):
 - Everything observed goes to a metrics.Recorder and DelaySketch; nothing is printed.
 Simplifications (documented in the README): one SMTP transaction per message attempt; the
 scan and the hand-over to the delivery agents take no time; when an outage begins in the
-middle of a scan batch, agents are freed at that moment.
+middle of a scan batch, agents are freed at that moment; a scheduled change of the
+concurrency limit or the transaction time reaches new mail from the next qmgr tick on.
 """
 
 from __future__ import annotations
@@ -203,8 +204,13 @@ class QueueHost:
     # --- arrivals ------------------------------------------------------------------------
     def receive(self, msgs: dict) -> None:
         """New mail from a sender (arrival times may lie ahead of the clock)."""
-        if self.up.recipient_validation != "none":
-            msgs = self._validate(msgs)
+        # recipient validation as configured at each message's arrival (mail is received ahead
+        # of the clock, so a scheduled change must be looked up, not taken from self.up)
+        snap = np.searchsorted(self.snap_times, msgs["arrival"], side="right") - 1
+        if any(self.snaps[j].recipient_validation != "none" for j in np.unique(snap)):
+            parts = [self._validate({k: v[snap == j] for k, v in msgs.items()}, self.snaps[j])
+                     for j in np.unique(snap)]
+            msgs = {k: np.concatenate([p[k] for p in parts]) for k in msgs}
         n = msgs["arrival"].size
         f = np.zeros((n, len(FIELDS)))
         f[:, QID] = np.arange(self.next_qid, self.next_qid + n)
@@ -225,7 +231,7 @@ class QueueHost:
         rec.add("received_messages", bins)
         rec.add("bytes", bins, msgs["size"])
 
-    def _validate(self, msgs: dict) -> dict:
+    def _validate(self, msgs: dict, up) -> dict:
         """Recipient validation at the upstream's smtpd: turned-away recipients never enter
         the queue (counted in rejected_at_upstream); messages left with none are not queued.
         relay_recipient_maps: the relay's users as of `relay_recipient_maps_lag` ago.
@@ -234,7 +240,9 @@ class QueueHost:
         down -> 450. Probes are counted once per unknown recipient and once per known user per
         address_verify_positive_refresh_time (the verify cache); a stale positive cache entry
         after a user is removed is not modelled."""
-        up, relay, rec = self.up, self.relay, self.rec
+        if up.recipient_validation == "none":
+            return msgs
+        relay, rec = self.relay, self.rec
         t = msgs["arrival"]
         rcpt = msgs["rcpt"]
         pending = rcpt != -2
@@ -249,7 +257,7 @@ class QueueHost:
             turned = pending & (reply != SENT)
             bounced = (reply == BOUNCED).any(axis=1)
             code = np.where(bounced, up.unverified_recipient_reject_code, 450)
-            self._count_probes(t, rcpt, pending)
+            self._count_probes(t, rcpt, pending, up.address_verify_positive_refresh_time)
         nturned = turned.sum(axis=1)
         bins = rec.bins(t)
         rec.add("rejected_at_upstream", bins, nturned)
@@ -260,7 +268,7 @@ class QueueHost:
         out["rcpt"] = rcpt[keep]
         return out
 
-    def _count_probes(self, t, rcpt, pending) -> None:
+    def _count_probes(self, t, rcpt, pending, refresh: float) -> None:
         rows, cols = np.nonzero(pending)
         ids = rcpt[rows, cols]
         unknown = ids < 0
@@ -273,8 +281,7 @@ class QueueHost:
             if top > self.last_probe.size:
                 self.last_probe = np.concatenate([self.last_probe,
                                                   np.full(top - self.last_probe.size, -np.inf)])
-            due = first_t[first] - self.last_probe[uid] >= \
-                self.up.address_verify_positive_refresh_time
+            due = first_t[first] - self.last_probe[uid] >= refresh
             self.last_probe[uid[due]] = first_t[first][due]
             n += int(due.sum())
         self.rec.add("probes", self.rec.bins(t[:1]), float(n))
