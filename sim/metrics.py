@@ -149,8 +149,10 @@ class DelaySketch:
             return 0.0
         cum = self.zero + np.cumsum(self.counts)
         i = int(np.searchsorted(cum, rank, side="right"))
-        mid = self.LO * self.GAMMA ** (i + 0.5)
-        return min(mid, self.max)
+        # interpolate within the bin (log scale), so quantiles move smoothly between runs
+        below = cum[i - 1] if i > 0 else self.zero
+        frac = (rank - below + 0.5) / max(int(self.counts[i]), 1) if i < cum.size else 0.5
+        return min(self.LO * self.GAMMA ** (i + min(max(frac, 0.0), 1.0)), self.max)
 
     def cdf(self) -> tuple[np.ndarray, np.ndarray]:
         """(upper bin edges in s, share of delivered recipients at or below each edge)."""

@@ -132,6 +132,15 @@ def thousands(ax, axis: str = "y"):
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
 
 
+def plain_log(ax, axis: str = "y"):
+    """Log-axis tick labels as plain numbers (0.5, 2, 1,000) instead of 5 x 10^-1."""
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    fmt = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}")
+    a.set_major_formatter(fmt)
+    a.set_minor_formatter(FuncFormatter(
+        lambda v, _: fmt(v) if f"{v:.1e}"[0] in "25" else ""))
+
+
 def per_hour(counts: np.ndarray, t_s: np.ndarray) -> np.ndarray:
     """Counts per sample interval as a rate per hour."""
     dt = float(t_s[1] - t_s[0]) if len(t_s) > 1 else 3600.0
@@ -151,13 +160,14 @@ def rebin(t_s: np.ndarray, counts: np.ndarray, width_s: float) -> tuple[np.ndarr
 
 # --- replicated data ------------------------------------------------------------------------
 def band(ax, x, runs, label: str | None, *, color=None, linestyle="-", alpha=0.22,
-         linewidth=None, steps: bool = False):
-    """Mean over seeds (first axis of `runs`) as a line, its 95 % interval as a band.
-    steps=True draws counts per interval as steps ending at x. Returns (mean, lo, hi)."""
+         linewidth=None, steps: bool = False, ci: bool = True):
+    """Mean over seeds (first axis of `runs`) as a line, its 95 % interval as a band (unless
+    ci=False). steps=True draws counts per interval as steps ending at x. Returns (mean, lo,
+    hi)."""
     m, lo, hi = mean_ci(np.asarray(runs, dtype=float))
     (line,) = ax.plot(x, m, label=label, color=color, linestyle=linestyle, linewidth=linewidth,
                       drawstyle="steps-pre" if steps else "default")
-    if not np.all(np.isnan(lo)):
+    if ci and not np.all(np.isnan(lo)):
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=alpha, linewidth=0,
                         step="pre" if steps else None)
     return m, lo, hi
@@ -212,15 +222,18 @@ def cdf(ax, delay_cdf: tuple[np.ndarray, np.ndarray], label: str, **kw):
     edges, share = (np.asarray(a, dtype=float) for a in delay_cdf)
     if edges.size:
         ax.step(edges, 100 * share, where="post", label=label, **kw)
-    delay_axis(ax)
+    delay_axis(ax, 3 * edges[-1] if edges.size else None)
 
 
-def delay_axis(ax):
-    """Log delay axis with labels in s, min, h and days; share delivered in %."""
+def delay_axis(ax, xmax: float | None = None):
+    """Log delay axis with labels in s, min, h and days (up to xmax s); share delivered in %."""
     ax.set_xscale("log")
-    ticks = [1e-2, 1, 60, 3600, DAY, 5 * DAY, 30 * DAY]
-    names = ["10 ms", "1 s", "1 min", "1 h", "1 d", "5 d", "30 d"]
-    ax.set_xticks(ticks, names)
+    ticks = [1e-2, 1, 10, 60, 600, 3600, 6 * 3600, DAY, 5 * DAY, 30 * DAY]
+    names = ["10 ms", "1 s", "10 s", "1 min", "10 min", "1 h", "6 h", "1 d", "5 d", "30 d"]
+    keep = [i for i, v in enumerate(ticks) if xmax is None or v <= xmax]
+    ax.set_xticks([ticks[i] for i in keep], [names[i] for i in keep])
+    if xmax is not None:
+        ax.set_xlim(5e-3, xmax)
     ax.set_ylim(0, 101)
     ax.set_ylabel("share delivered within (%)")
     ax.set_xlabel("delivery delay, arrival at upstream to relay accepted (log scale)")

@@ -32,7 +32,6 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from sim.errors import ScenarioError, did_you_mean
@@ -417,8 +416,8 @@ class Scenario:
                                         "at, upstream.<parameter> or relay.<parameter>",
                                         did_you_mean(key, ("at", "upstream", "relay")))
             at = _parse_value(f"{prefix}.at", _field(Change, "at"), c["at"])
-            changes.append(Change(at=at, upstream=MappingProxyType(dict(c.get("upstream", {}))),
-                                  relay=MappingProxyType(dict(c.get("relay", {})))))
+            changes.append(Change(at=at, upstream=dict(c.get("upstream", {})),
+                                  relay=dict(c.get("relay", {}))))
         changes.sort(key=lambda ch: ch.at)
         for i, snd in enumerate(senders):
             if snd.recipients_per_message > up.default_destination_recipient_limit:
@@ -427,7 +426,7 @@ class Scenario:
                     f"at most default_destination_recipient_limit "
                     f"({up.default_destination_recipient_limit}): relaysim delivers one "
                     "transaction per message attempt")
-        scen = cls(sim, senders, up, relay, tuple(changes), MappingProxyType(origins),
+        scen = cls(sim, senders, up, relay, tuple(changes), origins,
                    tuple(not_modelled))
         scen.timeline()  # checks every change now, not mid-run
         return scen
@@ -447,6 +446,11 @@ class Scenario:
     def with_overrides(self, overrides: Mapping[str, Any], origin: str = "--set") -> Scenario:
         """A new scenario with dotted keys set, e.g. {"upstream.maximal_queue_lifetime": "10d"}."""
         d = self.to_dict()
+        if "upstream.postfix_version" in overrides:
+            # the version decides these defaults: keep them only where they were set explicitly
+            for key in ("queue_run_delay", "minimal_backoff_time"):
+                if f"upstream.{key}" not in self.origins:
+                    del d["upstream"][key]
         for dotted, value in overrides.items():
             if dotted.split(".")[-1] in ("main_cf", "main_cf_file"):
                 raise ScenarioError(dotted, value, "main_cf in the scenario file; set single "
@@ -472,7 +476,7 @@ class Scenario:
         new = Scenario.from_dict(d, origin="dict")
         origins = dict(self.origins)
         origins.update({k: origin for k in overrides})
-        return dataclasses.replace(new, origins=MappingProxyType(origins),
+        return dataclasses.replace(new, origins=origins,
                                    not_modelled=self.not_modelled)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Replications and sweeps: scenarios x seeds on a process pool, and what experiments share.
 
-Public names: run_many, seed_list, mean_ci, fmt_ci, experiment_args, base_scenario,
-write_readme, residence_time, littles_law_queue, stack, summary_table, fmt_time, setup_lines.
+Public names: run_many, seed_list, mean_ci, t975, fmt_ci, stack, summary_table,
+residence_time, littles_law_queue, experiment_args, base_scenario, setup_lines, fmt_time,
+write_readme.
 
 Contract:
 - run_many(scenarios, seeds, workers=None, progress=False, backend="process") runs every
@@ -20,8 +21,12 @@ Contract:
   t quantiles are tabulated for 1..30 degrees of freedom; beyond that the Cornish-Fisher
   expansion of the t quantile around the normal one (error below 1e-3). Fewer than two values
   give nan bounds. Works element-wise on arrays (seeds x anything).
-- experiment_args, base_scenario and write_readme are the scaffolding every experiments/ script
-  shares (the command line, the base scenario, the generated README).
+- stack(runs, key) gives one time series over seeds as a (seeds, samples) array;
+  summary_table(labels, grid) flattens every Results.summary into the columns of runs.csv.
+- experiment_args, base_scenario, setup_lines and write_readme are the scaffolding every
+  experiments/ script shares: the command line (--quick, --out, --seeds, --workers), the base
+  scenario (a TOML file if present, else the script's dict), the scenario keys a README states,
+  and the generated README, which refuses unfilled {placeholders} and nan.
 - residence_time(upstream) and littles_law_queue(scenario) are the reference the figures draw:
   the time a message to an unknown user stays at the upstream (the retry schedule iterated
   exactly from every arrival phase of the queue-run grid, transaction time neglected) and the
@@ -80,9 +85,14 @@ def fmt_ci(values, fmt: str = ",.0f", unit: str = "") -> str:
     """'mean unit (95 % CI lo to hi)' over seeds, or just 'mean unit' for one seed."""
     m, lo, hi = mean_ci(np.asarray(values, dtype=float))
     u = f" {unit}" if unit else ""
+
+    def num(v):  # no "-0" from float noise around zero
+        text = f"{v:{fmt}}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
+
     if np.isnan(lo):
-        return f"{m:{fmt}}{u} (one seed)"
-    return f"{m:{fmt}}{u} (95 % CI {lo:{fmt}} to {hi:{fmt}})"
+        return f"{num(m)}{u} (one seed)"
+    return f"{num(m)}{u} (95 % CI {num(lo)} to {num(hi)})"
 
 
 def seed_list(root: int, n: int) -> list[int]:
@@ -239,11 +249,15 @@ def base_scenario(toml_path: str | Path, fallback: Mapping) -> Scenario:
 
 def write_readme(outdir: str | Path, title: str, question: str, setup: Sequence[str],
                  figures: Sequence[tuple], answer: str, command: str,
-                 notes: Sequence[str] = ()) -> Path:
+                 notes: Sequence[str] = (), headline: str = "") -> Path:
     """results/<name>/README.md: question, setup, figures ((stem, caption) or (stem, caption,
     [csv stems]) when the data is not in <stem>.csv), the answer
-    with its numbers, how to reproduce, notes. Refuses unfilled {placeholders} and nan."""
-    lines = [f"# {title}", "", f"**Question.** {question}", "", "## Setup", ""]
+    with its numbers, how to reproduce, notes; `headline` is the one-line answer that
+    results/README.md quotes. Refuses unfilled {placeholders} and nan."""
+    lines = [f"# {title}", "", f"**Question.** {question}", ""]
+    if headline:
+        lines += [f"**In one line.** {headline}", ""]
+    lines += ["## Setup", ""]
     lines += [f"- {s}" for s in setup]
     lines += ["", "## Answer", "", answer, "", "## Figures", ""]
     for stem, caption, *data in figures:
