@@ -22,9 +22,11 @@ Contract:
   and sendmail: the -q interval, slack 0. qmail, Exchange and `list` have no runner grid: the
   engine uses `wake` directly.
 - SCHEDULES maps the names of sim.scenario's `upstream.mta` to Schedule(retry, params, runner,
-  slack): the function, its parameters class (defaults = the MTA's defaults), the name of the
-  params field holding the runner interval (None: no grid) and the slack. A new schedule is a
-  new entry, not an `if`.
+  slack, site): the function, its parameters class (defaults = the MTA's defaults), the name of
+  the params field holding the runner interval (None: no grid), the slack, and the site-level
+  policy: how long a host that refused a connection is left alone (Postfix: dead for
+  minimal_backoff_time; Exim: the host's own retry record; sendmail: the host-status cache).
+  A new schedule is a new entry, not an `if`.
 
 Policies (citation keys as in the domain brief mta-semantics.md):
 - postfix_retry (PF25/PF37 src/qmgr/qmgr_active.c): wake = now + clamp(now - create,
@@ -242,6 +244,7 @@ class SendmailParams:
     queue_interval: int = 1800
     min_queue_age: int = 0
     queuereturn: int = 5 * DAY
+    hoststatus: int = 1800  # Timeout.hoststatus (conf.c MciInfoTimeout = 30 MINUTES)
 
 
 def sendmail_retry(create, now, tries, last_fail, last_next, p: SendmailParams
@@ -312,6 +315,39 @@ def list_retry(create, now, tries, last_fail, last_next, p: ListParams
     return now + gap, now >= create + int(p.lifetime)
 
 
+# --- site-level failures (the relay refuses connections) ----------------------------------------
+# site(first_failed, now, tries, last_fail, last_next, p) -> the time before which no delivery to
+# the host is tried, after the host refused a connection at `now` (scalars, whole seconds).
+# first_failed: the first refusal since the host last accepted a connection; tries counts them.
+
+def postfix_site(first_failed, now, tries, last_fail, last_next, p) -> int:
+    """qmgr marks the destination dead and unthrottles it minimal_backoff_time later
+    (qmgr_queue.c qmgr_queue_throttle / qmgr_queue_unthrottle_wrapper)."""
+    return int(now + p.minimal_backoff_time)
+
+
+def exim_site(first_failed, now, tries, last_fail, last_next, p) -> int:
+    """A host error updates the host's own retry record (key = the IP address), with the same
+    rules, fi counted from the host's first failure (retry.c); mail to the host waits for it.
+    When the rules time out, the host is tried at each queue run."""
+    wake, give_up = exim_retry(*(np.array([v], dtype=np.int64) for v in (
+        first_failed, now, tries, last_fail, last_next)), p)
+    return int(now) if give_up[0] else int(wake[0])
+
+
+def sendmail_site(first_failed, now, tries, last_fail, last_next, p) -> int:
+    """The host-status cache keeps the host down for Timeout.hoststatus (30 min, conf.c
+    MciInfoTimeout); queue runs skip its mail meanwhile."""
+    return int(now + p.hoststatus)
+
+
+def no_site_memory(first_failed, now, tries, last_fail, last_next, p) -> int:
+    """No memory of refused connections: qmail's qmail-tcpto records only connect timeouts;
+    Exchange's glitch retries (1 min) are shorter than a queue tick (an ASSUMPTION: Microsoft
+    documents the intervals, not how they interact with a refused connection); `list` has none."""
+    return int(now)
+
+
 # --- registry --------------------------------------------------------------------------------
 
 class Schedule(NamedTuple):
@@ -320,14 +356,15 @@ class Schedule(NamedTuple):
     params: type
     runner: str | None  # params field with the queue-runner interval; None: no runner grid
     slack: int  # seconds by which a runner may start before the wake time
+    site: Callable[..., int]  # when a host that refused a connection is tried again
 
 
 SCHEDULES: dict[str, Schedule] = {
-    "postfix": Schedule(postfix_retry, PostfixParams, "queue_run_delay", 1),
-    "exim": Schedule(exim_retry, EximParams, "queue_interval", 0),
-    "sendmail": Schedule(sendmail_retry, SendmailParams, "queue_interval", 0),
-    "qmail": Schedule(qmail_retry, QmailParams, None, 0),
-    "exchange": Schedule(exchange_retry, ExchangeParams, None, 0),
-    "exchange-online": Schedule(exchange_retry, ExchangeOnlineParams, None, 0),
-    "list": Schedule(list_retry, ListParams, None, 0),
+    "postfix": Schedule(postfix_retry, PostfixParams, "queue_run_delay", 1, postfix_site),
+    "exim": Schedule(exim_retry, EximParams, "queue_interval", 0, exim_site),
+    "sendmail": Schedule(sendmail_retry, SendmailParams, "queue_interval", 0, sendmail_site),
+    "qmail": Schedule(qmail_retry, QmailParams, None, 0, no_site_memory),
+    "exchange": Schedule(exchange_retry, ExchangeParams, None, 0, no_site_memory),
+    "exchange-online": Schedule(exchange_retry, ExchangeOnlineParams, None, 0, no_site_memory),
+    "list": Schedule(list_retry, ListParams, None, 0, no_site_memory),
 }

@@ -142,13 +142,18 @@ class Batch:
 
 
 class _Site:
-    """The relay as a destination: refused while down; throttled for minimal_backoff_time after
-    a refused connection. Queried at non-decreasing times within one batch."""
+    """The relay as a destination: refused while down; after a refused connection no delivery
+    is tried until the MTA's site policy allows (schedules.SCHEDULES[mta].site). Queried at
+    non-decreasing times within one batch."""
 
-    def __init__(self, relay: RelayTimeline):
+    def __init__(self, relay: RelayTimeline, policy: Policy):
         self.relay = relay
+        self.policy = policy
+        self.snap = 0
         self.dead_until = -math.inf
-        self.backoff = 300.0
+        self.first_failed = None  # first refusal since the relay last accepted a connection
+        self.tries = 0
+        self.last = (-1, -1)  # (last refusal, the retry time computed then)
         self._down = (-math.inf, -math.inf)
 
     def clear(self, t0: float, t1: float) -> bool:
@@ -162,8 +167,17 @@ class _Site:
             if t >= self._down[1]:
                 self._down = self.relay.next_down(t)
             if not (self._down[0] <= t < self._down[1]):
+                self.first_failed, self.tries = None, 0  # it accepts connections again
                 return False
-        self.dead_until = t + self.backoff
+        now = math.floor(t)
+        if self.first_failed is None:
+            self.first_failed, self.last = now, (-1, -1)
+        self.tries += 1
+        sched = self.policy.sched
+        nxt = sched.site(self.first_failed, now, self.tries, *self.last,
+                         self.policy.params[self.snap])
+        self.last = (now, nxt)
+        self.dead_until = max(float(nxt), t)
         return True
 
 
@@ -178,8 +192,6 @@ class QueueHost:
         self.up = self.snaps[0]
         self.duration = scenario.simulation.duration
         self.relay = relay
-        self.site = _Site(relay)
-        self.site.backoff = self.up.minimal_backoff_time
         self.rng = rng_service
         self.agents = Agents(self.up.default_destination_concurrency_limit)
         self.rec = recorder
@@ -189,6 +201,7 @@ class QueueHost:
         self.next_qid = 0
         self.log: list[tuple] | None = [] if record_attempts else None
         self.policy = Policy(self.snaps)
+        self.site = _Site(relay, self.policy)
         self.cur = 0  # index of the upstream snapshot in force
         self.scanned = -math.inf  # time of the latest tick that has taken its bucket
         self.last_probe = np.empty(0)  # verify cache: last probe time per known user id
@@ -297,7 +310,6 @@ class QueueHost:
         return due
 
     def _serve_timed(self, batch: Batch, entry: np.ndarray) -> tuple:
-        self.site.backoff = self.up.minimal_backoff_time
         start, end, vetoed = self.agents.timed(entry, self._draw, self.site, self.site.clear)
         return batch, entry, start, end, vetoed
 
@@ -345,7 +357,6 @@ class QueueHost:
 
     def _serve_scan(self, T: float, batch: Batch) -> tuple:
         n = batch.f[:, ARRIVAL].size
-        self.site.backoff = self.up.minimal_backoff_time
         if self.site(T):
             start = np.full(n, float(T))
             end = start.copy()
@@ -562,6 +573,7 @@ class QueueHost:
         """`postfix reload` into upstream snapshot `snap` (a scheduled change)."""
         old, self.cur = self.cur, snap
         self.up = self.snaps[snap]
+        self.site.snap = snap
         c = self.up.default_destination_concurrency_limit
         if c != self.agents.free.size:
             self.agents.resize(c, self.env.now)

@@ -305,7 +305,7 @@ def test_registry_matches_scenario_choices_and_is_vectorised():
     tries = rng.integers(1, 30, n)
     last_fail = np.where(tries > 1, now - rng.integers(1, DAY, n), -1)
     last_next = np.where(tries > 1, now - rng.integers(0, H, n), -1)
-    for name, (retry, params, runner, _slack) in SCHEDULES.items():
+    for name, (retry, params, runner, _slack, _site) in SCHEDULES.items():
         p = params()
         assert runner is None or getattr(p, runner) > 0, name
         wake, give_up = retry(create, now, tries, last_fail, last_next, p)
@@ -315,3 +315,26 @@ def test_registry_matches_scenario_choices_and_is_vectorised():
             w1, g1 = retry(create[i:i + 1], now[i:i + 1], tries[i:i + 1], last_fail[i:i + 1],
                            last_next[i:i + 1], p)
             assert (w1[0], g1[0]) == (wake[i], give_up[i]), name
+
+
+@pytest.mark.parametrize("mta, refusals, expect", [
+    # Postfix: dead for minimal_backoff_time after every refusal
+    ("postfix", [0, 300, 600], [300, 600, 900]),
+    # Exim: the host's own retry record, F,2h,15m first
+    ("exim", [0, 900], [900, 1800]),
+    # sendmail: the host-status cache, 30 min
+    ("sendmail", [0], [1800]),
+    # qmail and Exchange keep no memory of a refused connection
+    ("qmail", [0], [0]),
+    ("exchange", [0], [0]),
+], ids=["postfix", "exim", "sendmail", "qmail", "exchange"])
+def test_site_policies(mta, refusals, expect):
+    sched = SCHEDULES[mta]
+    p = sched.params()
+    last = (-1, -1)
+    got = []
+    for k, now in enumerate(refusals, start=1):
+        nxt = sched.site(refusals[0], now, k, *last, p)
+        got.append(nxt)
+        last = (now, nxt)
+    assert got == expect
