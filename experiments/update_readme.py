@@ -44,13 +44,26 @@ def _from(path: str, *headings: str, missing: str) -> str:
     return _relink(body, str(Path(path).parent)) + f"\n\n(From [{path}]({path}).)"
 
 
+def index(path: str, missing: str) -> str:
+    """One line per experiment of results/README.md: its title (linked) and its answer."""
+    p = ROOT / path
+    if not p.exists():
+        return f"_{missing}_"
+    text = p.read_text()
+    rows = []
+    for m in re.finditer(r"^## \[([^\]]+)\]\(([^)]+)\)\n(.*?)(?=^## |\Z)", text, re.S | re.M):
+        answer = re.search(r"\*\*Answer\.\*\* (.*)", m.group(3))
+        link = f"{Path(path).parent}/{m.group(2)}"
+        rows.append(f"* **[{m.group(1)}]({link})**: {answer.group(1) if answer else ''}")
+    return "\n".join(rows) + f"\n\n(From [{path}]({path}).)"
+
+
 def blocks() -> dict[str, str]:
     return {
         "reference": reference_markdown().strip(),
         "seed_story": _from("results/seed_story/README.md", "Figures", "Answer",
                             missing="Not generated yet: run `make demo`."),
-        "experiments": _from("results/README.md", "Experiments",
-                             missing="Not generated yet: run `make figures`."),
+        "experiments": index("results/README.md", missing="Not generated yet: run `make figures`."),
         "validation": _from("results/validation/README.md", "Summary",
                             missing="Not generated yet: run experiments/validate_postfix.py "
                                     "and experiments/validate_theory.py."),
