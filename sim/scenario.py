@@ -175,6 +175,9 @@ class Relay:
     outage_mtbf: float = knob(0.0, "time", "mean time between random outages (0: none)", "s",
                               lo=0)
     outage_mttr: float = knob(3600.0, "time", "mean duration of a random outage", "s", lo=0)
+    smtpd_hard_error_limit: int = knob(
+        0, "int", "421 and disconnect after this many rejected RCPTs in a session (0: off; "
+        "Postfix's default is 20, but see the README: derived, not verified live)", lo=0)
     greylisting: Greylisting | None = knob(None, "greylisting",
                                            "postgrey settings; absent: no greylisting")
 

@@ -169,6 +169,10 @@ class _Site:
             if not (self._down[0] <= t < self._down[1]):
                 self.first_failed, self.tries = None, 0  # it accepts connections again
                 return False
+        return self.refused(t)
+
+    def refused(self, t: float) -> bool:
+        """A site-level failure at t: throttle as the MTA's site policy says."""
         now = math.floor(t)
         if self.first_failed is None:
             self.first_failed, self.last = now, (-1, -1)
@@ -206,6 +210,7 @@ class QueueHost:
         self.scanned = -math.inf  # time of the latest tick that has taken its bucket
         self.last_probe = np.empty(0)  # verify cache: last probe time per known user id
         self.grey = scenario.relay.greylisting
+        self.relay_limit = scenario.relay.smtpd_hard_error_limit
         self.grey_pass_hours: dict[int, float] = {}  # postgrey auto-whitelist: hour -> time
         self.whitelisted_at = math.inf
 
@@ -427,6 +432,9 @@ class QueueHost:
             out[ok] = self.relay.reply(start[ok], rcpt[ok])
         greyed = self._greylist(b, start, ok, out) if self.grey is not None else 0
         out[~pending] = -1
+        limit = self.relay_limit
+        if limit:
+            self._hard_error_limit(out, start, end, ok, limit)
         sent, deferred = out == SENT, out == DEFERRED
         nsent, nd = sent.sum(axis=1), deferred.sum(axis=1)
         nb = npend - nsent - nd
@@ -504,6 +512,20 @@ class QueueHost:
                 rec.add("delay_dsn", b_end[k][warn])
                 f[warn, WARNED] = 1
             self._bucket(nb_, wake[k])
+
+    def _hard_error_limit(self, out, start, end, ok, limit: int) -> None:
+        """smtpd_hard_error_limit at the relay: a session with `limit` or more rejected RCPTs
+        gets 421 and is disconnected before DATA. The upstream sees a lost connection, a
+        site-level failure: every recipient of the message is deferred and the relay is
+        throttled from the end of that session (for the next tick's mail; mail already
+        scheduled in this tick keeps its times). Derived from Postfix's smtpd.c, not verified
+        on a live system."""
+        hit = ok & (((out == DEFERRED) | (out == BOUNCED)).sum(axis=1) >= limit)
+        if not hit.any():
+            return
+        out[hit] = np.where(out[hit] >= 0, DEFERRED, out[hit])
+        self.rec.add("hard_error_disconnects", self.rec.bins(start[hit]))
+        self.site.refused(float(end[hit].max()))
 
     def _greylist(self, b: Batch, start, ok, out) -> np.ndarray:
         """postgrey before the relay's recipient check: a new (client, sender, recipient)

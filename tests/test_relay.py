@@ -88,3 +88,23 @@ def test_auto_whitelist_ends_greylisting():
     assert grey[t > 12 * 3600].sum() == 0  # whitelisted after 5 hourly passes
     assert grey[t <= 6 * 3600].sum() > 0
     assert never.summary["relay"]["greylisted"] > 10 * res.summary["relay"]["greylisted"]
+
+
+def test_hard_error_limit_turns_many_unknown_recipients_into_a_site_failure():
+    d = {"simulation": {"duration": "2h"},
+         "senders": [{"arrivals": ["10s", "305s"], "recipients_per_message": 25,
+                      "unknown_recipient_fraction": 0.999}],
+         "upstream": {"smtp_transaction_time": "0s"},
+         "relay": {"unknown_local_recipient_reject_code": 550, "smtpd_hard_error_limit": 20}}
+    res = simulate(Scenario.from_dict(d), record_attempts=True)
+    s = res.summary
+    assert s["relay"]["hard_error_disconnects"] >= 1
+    assert s["recipients"]["bounced"] == 0  # 421 before DATA: nothing bounced, all deferred
+    first = res.attempts["t_s"] < 15
+    assert (res.attempts["outcome"][first] == "deferred").all()
+    # the second message, in the next qmgr tick and within minimal_backoff_time of the 421,
+    # finds the relay throttled: deferred without a session, once
+    assert s["relay"]["sessions"] == res.summary["attempts"] / 25 - 1
+    d["relay"]["smtpd_hard_error_limit"] = 0
+    off = simulate(Scenario.from_dict(d))
+    assert off.summary["recipients"]["bounced"] == 50
