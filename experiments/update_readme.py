@@ -67,7 +67,7 @@ def blocks() -> dict[str, str]:
         "validation": _from("results/validation/README.md", "Summary",
                             missing="Not generated yet: run experiments/validate_postfix.py "
                                     "and experiments/validate_theory.py."),
-        "benchmark": _from("results/benchmark/README.md", "Results",
+        "benchmark": _from("results/benchmark/README.md", "Answer",
                            missing="Not generated yet: run `make bench`."),
     }
 
