@@ -19,14 +19,13 @@ import numpy as np
 from matplotlib.ticker import NullLocator
 
 from sim import plotting
+from sim.explain import littles_law, residence_time
 from sim.sweep import (
     base_scenario,
     experiment_args,
     fmt_ci,
     fmt_time,
-    littles_law_queue,
     mean_ci,
-    residence_time,
     run_many,
     setup_lines,
     summary_table,
@@ -40,6 +39,10 @@ FALLBACK = {"senders": [{"rate": "2500/d", "unknown_recipient_fraction": 0.35,
                          "forged_sender_fraction": 0.8}]}
 LIFETIMES = ("1h", "6h", "1d", "2d", "5d", "10d", "30d")
 SHARES = (0.1, 0.35, 0.6)
+
+
+def _little(scenario):
+    return littles_law(scenario).messages
 
 
 def main(argv=None) -> int:
@@ -74,7 +77,7 @@ def main(argv=None) -> int:
     msgs = np.array([[steady(r, "deferred") + steady(r, "active") for r in runs]
                      for runs in grid]).T  # (seeds, points)
     mbytes = np.array([[steady(r, "queued_bytes") for r in runs] for runs in grid]).T / 1e6
-    little = np.array([littles_law_queue(s) for s in scen])
+    little = np.array([_little(s) for s in scen])
     life_s = np.array([s.upstream.maximal_queue_lifetime for s in scen])
     mb_per_msg = mbytes.sum() / max(msgs.sum(), 1)
 
@@ -152,7 +155,7 @@ def main(argv=None) -> int:
          "each run lasts lifetime + 1.5 d; the steady state is the mean over its last day",
          "Little's law: arrivals with an unknown recipient x residence time, the residence "
          "time from the engine's own retry policy iterated over arrival phases "
-         "(sim.sweep.residence_time)",
+         "(sim.explain.residence_time)",
          f"{a.seeds} seeds per point; error bars are 95 % t-intervals over seeds"],
         [(NAME, "Steady-state backlog versus lifetime and unknown share, with Little's law")],
         answer, f"python experiments/{NAME}.py" + (" --quick" if a.quick else ""),

@@ -20,11 +20,11 @@ import numpy as np
 from matplotlib.ticker import MultipleLocator
 
 from sim import plotting
+from sim.explain import littles_law
 from sim.sweep import (
     base_scenario,
     experiment_args,
     fmt_ci,
-    littles_law_queue,
     run_many,
     setup_lines,
     stack,
@@ -44,6 +44,10 @@ FALLBACK = {
     ],
     "relay": {"unknown_local_recipient_reject_code": 450},
 }
+
+
+def _little(scenario):
+    return littles_law(scenario).messages
 
 
 def settings(base, quick: bool):
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
     A, B, C = grid
     t = A[0].timeseries["t_s"]
     days = t / DAY
-    little = littles_law_queue(runs[labels[0]])
+    little = _little(runs[labels[0]])
     pairs = list(zip(labels, grid, strict=True))
     queued = {lab: stack(g, "deferred") + stack(g, "active") for lab, g in pairs}
 
@@ -219,7 +223,7 @@ def main(argv=None) -> int:
         answer, "python experiments/seed_story.py" + (" --quick" if a.quick else ""),
         notes=["The queue is deferred + active messages sampled every 10 minutes; samples "
                "fall on queue-run instants, when one scan's batch is in the active queue.",
-               "Little's law uses the exact Postfix schedule (sim.sweep.residence_time): a "
+               "Little's law uses the exact Postfix schedule (sim.explain.residence_time): a "
                "message to an unknown user stays lifetime + the lag to its first retry after "
                "the lifetime."],
         headline=(f"A 450 parks {np.mean(plateau_q):,.0f} messages at a default Postfix "

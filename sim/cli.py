@@ -334,7 +334,7 @@ def _backlog_text(scen) -> list[str]:
         f"lambda = {per_day:.6g}/d: messages with at least one unknown recipient from {who}",
         "         (rate x (1 - (1 - unknown_recipient_fraction)^recipients_per_message))",
         f"W = {span(b.residence_s)}: lifetime {span(b.lifetime_s)} + mean expiry lag "
-        f"{span(b.lag_s)} (half the steady retry interval)",
+        f"{span(b.lag_s)} (exact: the schedule iterated over arrival phases)",
         f"backlog = lambda x W = {b.messages:.0f} messages queued (deferred, or active "
         "during a queue run)",
     ]

@@ -1,8 +1,8 @@
 """explain: what a scenario means before it runs: effective parameters, the retry timeline of
 one deferred message, and the steady-state deferred backlog by Little's law.
 
-Public names: parameters, Parameter, retry_timeline, Timeline, littles_law, Backlog,
-littles_law_backlog, lifetime, steady_interval, format_value, format_seconds, format_span.
+Public names: parameters, Parameter, retry_timeline, Timeline, residence_time, littles_law,
+Backlog, littles_law_backlog, lifetime, steady_interval, format_value, format_seconds, format_span.
 
 Contract:
 - parameters(scenario, all_=False) -> [Parameter(name, value, origin, doc)] in declaration
@@ -22,9 +22,13 @@ Contract:
   with at least one unknown recipient from the senders with a constant Poisson inflow (no
   explicit arrivals, no stop time): per sender rate * (1 - (1 - f)^k), f =
   unknown_recipient_fraction (1 when relay.local_users is 0), k = recipients_per_message.
-  W = lifetime + mean expiry lag, the lag taken as half the steady retry interval (expiry waits
-  for the first attempt past the lifetime). `messages` is None, with a `reason`, when unknown
-  recipients are not deferred (5xx without soft_bounce) or no sender has a constant inflow.
+  W = residence_time(upstream): the mean time from arrival to the expiring attempt of an
+  always-deferred message, iterated with the engine's own retry policy over arrival phases
+  spread across one queue-run interval (expiry waits for the first attempt past the lifetime;
+  the lag is not half a retry interval: backoff counts from each message's own arrival, so for
+  one lifetime the lags fall in a window of one queue-run interval). `messages` is None, with
+  a `reason`, when unknown recipients are not deferred (5xx without soft_bounce) or no sender
+  has a constant inflow.
   Null-sender mail is counted with the ordinary lifetime.
 Errors: ScenarioError from sim.upstream.schedule_params (bad Exim rules). Nothing is printed.
 """
@@ -40,7 +44,7 @@ import numpy as np
 
 from sim.schedules import SCHEDULES, next_queue_run
 from sim.units import TIME_UNITS, format_time
-from sim.upstream import schedule_params
+from sim.upstream import Policy, schedule_params
 
 DAY = 86400
 
@@ -146,11 +150,42 @@ def steady_interval(tl: Timeline) -> int:
     return int(gaps[-2:].max()) if gaps.size else 0
 
 
+def residence_time(up, phases: int = 600) -> float:
+    """Mean time (s) from arrival until a message that is always deferred is returned: the
+    upstream's retry schedule iterated from arrival times spread over one queue-run interval."""
+    pol = Policy([up])
+    step = pol.interval(0)
+    arrival = 10 * step + (np.arange(phases) + 0.5) * step / phases
+    create = np.floor(arrival).astype(np.int64)
+    now = create.copy()
+    tries = np.zeros(phases, dtype=np.int64)
+    last_fail = np.full(phases, -1, dtype=np.int64)
+    last_next = np.full(phases, -1, dtype=np.int64)
+    done = np.full(phases, np.nan)
+    live = np.ones(phases, dtype=bool)
+    snap = np.zeros(phases, dtype=np.int64)
+    null = np.zeros(phases, dtype=bool)
+    for _ in range(100000):
+        if not live.any():
+            break
+        idx = np.flatnonzero(live)
+        tries[idx] += 1
+        wake, give_up = pol.retry(snap[idx], create[idx], now[idx], tries[idx],
+                                  last_fail[idx], last_next[idx], null[idx])
+        done[idx[give_up]] = (now[idx] - arrival[idx])[give_up]
+        live[idx[give_up]] = False
+        go = idx[~give_up]
+        last_fail[go] = now[go]
+        last_next[go] = wake[~give_up]
+        now[go] = pol.entry(wake[~give_up], 0)
+    return float(np.nanmean(done))
+
+
 class Backlog(NamedTuple):
     messages: float | None  # steady-state deferred messages; None when there is none
     rate_per_s: float  # lambda: messages with at least one unknown recipient, per second
     lifetime_s: float
-    lag_s: float  # mean expiry lag, half the steady retry interval
+    lag_s: float  # mean expiry lag: residence time minus the lifetime
     senders: tuple[int, ...]  # indexes of the senders counted
     reason: str  # why messages is None, else ""
 
@@ -170,9 +205,8 @@ def littles_law(scenario) -> Backlog:
         s = scenario.senders[i]
         f = 1.0 if relay.local_users == 0 else s.unknown_recipient_fraction
         lam += s.rate * (1 - (1 - f) ** s.recipients_per_message)
-    tl = retry_timeline(up)
     life = lifetime(up)
-    lag = steady_interval(tl) / 2
+    lag = residence_time(up) - life
     reason = ""
     if not deferred:
         reason = (f"the relay answers unknown recipients with "

@@ -1,7 +1,7 @@
 """Replications and sweeps: scenarios x seeds on a process pool, and what experiments share.
 
 Public names: run_many, seed_list, mean_ci, t975, fmt_ci, stack, summary_table,
-residence_time, littles_law_queue, experiment_args, base_scenario, setup_lines, fmt_time,
+experiment_args, base_scenario, setup_lines, fmt_time,
 write_readme.
 
 Contract:
@@ -27,10 +27,7 @@ Contract:
   experiments/ script shares: the command line (--quick, --out, --seeds, --workers), the base
   scenario (a TOML file if present, else the script's dict), the scenario keys a README states,
   and the generated README, which refuses unfilled {placeholders} and nan.
-- residence_time(upstream) and littles_law_queue(scenario) are the reference the figures draw:
-  the time a message to an unknown user stays at the upstream (the retry schedule iterated
-  exactly from every arrival phase of the queue-run grid, transaction time neglected) and the
-  Little's-law backlog lambda_unknown x that time.
+- The Little's-law reference the figures draw is sim.explain.littles_law / residence_time.
 Errors: ValueError for an empty scenario or seed list; RuntimeError for backend="dask" without
 dask.distributed installed.
 """
@@ -49,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.results import Results, write_atomic
-from sim.scenario import Scenario, Upstream
+from sim.scenario import Scenario
 from sim.simulate import simulate
 
 # Two-sided 95 % Student-t quantiles t(0.975, df), df = 1..30.
@@ -177,47 +174,6 @@ def _bar(total: int, progress: bool):
         return None
     from tqdm import tqdm
     return tqdm(total=total, unit="run", desc="relaysim runs")
-
-
-# --- the Little's-law reference -------------------------------------------------------------
-def residence_time(up: Upstream, phases: int = 600) -> float:
-    """Mean time (s) from arrival until a message that is always deferred is returned: the
-    upstream's retry schedule iterated from arrival times spread over one queue-run interval."""
-    from sim.upstream import Policy  # the engine's own policy, so the reference cannot drift
-    pol = Policy([up])
-    step = pol.interval(0)
-    arrival = 10 * step + (np.arange(phases) + 0.5) * step / phases
-    create = np.floor(arrival).astype(np.int64)
-    now = create.copy()
-    tries = np.zeros(phases, dtype=np.int64)
-    last_fail = np.full(phases, -1, dtype=np.int64)
-    last_next = np.full(phases, -1, dtype=np.int64)
-    done = np.full(phases, np.nan)
-    live = np.ones(phases, dtype=bool)
-    snap = np.zeros(phases, dtype=np.int64)
-    null = np.zeros(phases, dtype=bool)
-    for _ in range(100000):
-        if not live.any():
-            break
-        idx = np.flatnonzero(live)
-        tries[idx] += 1
-        wake, give_up = pol.retry(snap[idx], create[idx], now[idx], tries[idx],
-                                  last_fail[idx], last_next[idx], null[idx])
-        done[idx[give_up]] = (now[idx] - arrival[idx])[give_up]
-        live[idx[give_up]] = False
-        go = idx[~give_up]
-        last_fail[go] = now[go]
-        last_next[go] = wake[~give_up]
-        now[go] = pol.entry(wake[~give_up], 0)
-    return float(np.nanmean(done))
-
-
-def littles_law_queue(scenario: Scenario) -> float:
-    """Messages to unknown users queued at the upstream in steady state under a 4xx reply:
-    lambda_unknown (messages/s with at least one unknown recipient) x residence_time."""
-    lam = sum(s.rate * (1 - (1 - s.unknown_recipient_fraction) ** s.recipients_per_message)
-              for s in scenario.senders)
-    return lam * residence_time(scenario.upstream)
 
 
 # --- experiment scaffolding -----------------------------------------------------------------

@@ -340,8 +340,12 @@ def test_explain_shows_origins_and_defaults(tmp_path):
 def test_explain_littles_law(tmp_path):
     scen = write(tmp_path / "e.toml", SHORT)
     out = relaysim("explain", scen).stdout
-    # lambda = 2000/d x 0.3 = 600/d; W = 5 d + 35 min: 600 x (5 + 35/1440) = 3014.6
-    assert "lambda = 600/d" in out and "backlog = lambda x W = 3015 messages" in out
+    # lambda = 2000/d x 0.3 = 600/d; W = the exact residence time of the default schedule
+    from sim.explain import residence_time
+    from sim.scenario import Upstream
+    expected = 600 / 86400 * residence_time(Upstream())
+    assert 3005 < expected < 3010  # 5 d plus about 17.5 min
+    assert "lambda = 600/d" in out and f"backlog = lambda x W = {expected:.0f} messages" in out
     out550 = relaysim("explain", scen, "--set",
                       "relay.unknown_local_recipient_reject_code=550").stdout
     assert "no estimate" in out550 and "550" in out550

@@ -14,6 +14,7 @@ from sim.explain import (
     littles_law,
     littles_law_backlog,
     parameters,
+    residence_time,
     retry_timeline,
     steady_interval,
 )
@@ -88,12 +89,20 @@ def scenario(code=450, **sender):
 
 
 def test_littles_law_closed_form():
-    # lambda = 2000/d x (1 - 0.7^2) = 1020/d; W = 5 d + 4200 s / 2
-    expected = 1020 / DAY * (5 * DAY + 2100)
-    assert littles_law_backlog(scenario()) == pytest.approx(expected)
+    # lambda = 2000/d x (1 - 0.7^2) = 1020/d; W = the exact residence time of the schedule
     b = littles_law(scenario())
-    assert b.rate_per_s * DAY == pytest.approx(1020) and b.lag_s == 2100
+    assert b.rate_per_s * DAY == pytest.approx(1020)
+    assert littles_law_backlog(scenario()) == pytest.approx(b.rate_per_s * b.residence_s)
     assert b.senders == (0,) and b.reason == ""
+
+
+def test_residence_time_of_the_default_postfix_schedule():
+    up = Scenario.from_dict({}).upstream
+    # expiry at the first attempt at or after 5 d; arrivals spread over one 300 s scan interval
+    # put every lag in a 300 s window (not 0..4200 s: backoff counts from each arrival)
+    lag = residence_time(up) - 5 * DAY
+    assert 900 <= lag <= 1201
+    assert littles_law(scenario()).lag_s == pytest.approx(lag)
 
 
 @pytest.mark.parametrize("make, why", [

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sim import Scenario
-from sim.sweep import fmt_ci, littles_law_queue, mean_ci, residence_time, run_many, seed_list, t975
+from sim.sweep import fmt_ci, mean_ci, run_many, seed_list, t975
 
 
 def _small(**relay):
@@ -73,14 +73,6 @@ def test_mean_ci_covers_the_mean_about_95_percent():
     x = rng.normal(10.0, 2.0, size=(5, 4000))
     _, lo, hi = mean_ci(x)
     assert 0.93 < np.mean((lo <= 10) & (10 <= hi)) < 0.97
-
-
-def test_residence_time_of_the_default_postfix_schedule():
-    up = Scenario.from_dict({}).upstream
-    # the last attempt is the first one at or after 5 d; retries every 4200 s by then
-    assert 5 * 86400 <= residence_time(up) <= 5 * 86400 + 4200
-    s = Scenario.from_dict({"senders": [{"rate": "1000/d", "unknown_recipient_fraction": 0.5}]})
-    assert littles_law_queue(s) == pytest.approx(500 / 86400 * residence_time(up))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("distributed") is not None,

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from sim import Scenario
-from sim.sweep import mean_ci, residence_time, t975
+from sim.explain import residence_time
+from sim.sweep import mean_ci, t975
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
 import validate_theory as vt  # noqa: E402
