@@ -58,15 +58,28 @@ def index(path: str, missing: str) -> str:
     return "\n".join(rows) + f"\n\n(From [{path}]({path}).)"
 
 
+def preamble(path: str, missing: str) -> str:
+    """A generated README's text before its first `## ` heading, minus its title line."""
+    p = ROOT / path
+    if not p.exists():
+        return f"_{missing}_"
+    text = p.read_text().split("\n## ", 1)[0]
+    body = "\n".join(x for x in text.splitlines() if not x.startswith("# ")).strip()
+    return _relink(body, str(Path(path).parent)) + f"\n\n(From [{path}]({path}).)"
+
+
 def blocks() -> dict[str, str]:
     return {
         "reference": reference_markdown().strip(),
         "seed_story": _from("results/seed_story/README.md", "Figures", "Answer",
                             missing="Not generated yet: run `make demo`."),
         "experiments": index("results/README.md", missing="Not generated yet: run `make figures`."),
-        "validation": _from("results/validation/README.md", "Summary",
-                            missing="Not generated yet: run experiments/validate_postfix.py "
-                                    "and experiments/validate_theory.py."),
+        "validation": "**Against real Postfix 3.7 on loopback.** " + preamble(
+            "results/validation/postfix/README.md",
+            missing="Not generated yet: run experiments/validate_postfix.py (as root).")
+        + "\n\n**Against queueing theory.** " + _from(
+            "results/validation/theory/README.md", "Answer",
+            missing="Not generated yet: run experiments/validate_theory.py."),
         "benchmark": _from("results/benchmark/README.md", "Answer",
                            missing="Not generated yet: run `make bench`."),
     }
