@@ -161,8 +161,11 @@ def test_sigint_keeps_the_previous_run_and_exits_130(run_dir, tmp_path):
     shutil.copytree(run_dir[0], out)
     before = snapshot(out)
     long = write(tmp_path / "long.toml", SHORT.replace('duration = "1d"', 'duration = "300d"'))
+    # a CI job started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler: give the child the default back
     proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(long), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(1.5)
     assert proc.poll() is None, "the long run ended before the signal"
     proc.send_signal(signal.SIGINT)
