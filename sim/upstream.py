@@ -1,6 +1,6 @@
 """The upstream mail-queue host: Postfix's queue manager (qmgr) and SMTP client, in batches.
 
-Public names: QueueHost, Message fields (FIELDS).
+Public names: QueueHost, Batch, Policy, schedule_params, FIELDS, TICK.
 
 Contract (mta-semantics.md sections 2 and 3; one SimPy process for the qmgr, never one per
 message):
@@ -9,10 +9,16 @@ message):
   times, behind the tick's scan. Mail that arrives at the same instant as a scan goes first.
 - Deferred-queue scans run at T = k * queue_run_delay (k >= 1, the qmgr's timer starts with the
   run) and take every message whose wake-up time is at most T + 1 s; one scan is one batch.
+  Other MTAs: their queue-runner grid (Exim, sendmail), or 60 s ticks serving each message at
+  its own wake-up time (qmail, Exchange, list).
 - An attempt's outcome is decided at its start time by the relay (sim.relay): known recipients
-  are sent, 4xx recipients deferred, 5xx recipients bounced. The relay being down (connection
-  refused) defers every recipient and throttles the destination for minimal_backoff_time; while
-  throttled, jobs are deferred without a connection and without agent time.
+  are sent, 4xx recipients deferred, 5xx recipients bounced (greylisting and
+  smtpd_hard_error_limit when configured). The relay being down (connection refused) defers
+  every recipient and throttles the destination as the MTA's site policy says (Postfix:
+  minimal_backoff_time); while throttled, jobs are deferred without a connection and without
+  agent time.
+- Recipient validation at the upstream (relay_recipient_maps, verify) happens in receive():
+  turned-away recipients never enter the queue.
 - At the end of an attempt, in whole seconds (Postfix's time_t): a message with bounced
   recipients and a non-null sender gets one non-delivery DSN; a message with deferred
   recipients either expires (the retry policy's give_up: for Postfix, age >= lifetime, and
