@@ -419,7 +419,7 @@ class QueueHost:
         self.deferred = {}
         if allb:
             batch = Batch.concat(allb)
-            self._bucket(batch, batch.f[:, LAST_NEXT])
+            self._bucket(batch, batch.f[:, LAST_NEXT].astype(np.int64))
 
     # --- one attempt per message of a batch ----------------------------------------------
     def _attempt(self, b: Batch, entry, start, end, vetoed) -> None:

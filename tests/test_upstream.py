@@ -254,3 +254,16 @@ def test_other_mta_schedules_through_the_engine(mta, upstream, expect_h):
     res = simulate(s, record_attempts=True)
     t = res.attempts["t_s"][: len(expect_h)] / 3600
     assert np.allclose(t, expect_h, atol=1 / 3600 + 60 / 3600 * (mta in ("qmail", "exchange")))
+
+
+def test_reload_with_a_new_queue_run_delay_moves_the_scan_grid():
+    # a message deferred before the change is re-filed on the new 1000 s grid
+    s = Scenario.from_dict({
+        "simulation": {"duration": "1d"},
+        "senders": [{"arrivals": ["1s"], "unknown_recipient_fraction": 1}],
+        "upstream": {"smtp_transaction_time": "0s"},
+        "relay": {"unknown_local_recipient_reject_code": 450},
+        "changes": [{"at": "2h", "upstream": {"queue_run_delay": "1000s"}}]})
+    t = simulate(s, record_attempts=True).attempts["t_s"]
+    assert (t[t < 7200] % 300 == 0).sum() == (t < 7200).sum() - 1  # all but the arrival
+    assert t[t > 7200].size > 5 and (t[t > 7200] % 1000 == 0).all()
