@@ -276,13 +276,18 @@ def _queue_figure(ts, days, span, events, title):
         j = int(np.argmax(queued))
         ax.set_title(f"Upstream queue peaks at {queued[j]:,.0f} messages on day {days[j]:.1f}; "
                      f"{queued[-1]:,.0f} queued at the end")
-    ax.set_ylabel("messages at the upstream")
+    _time_panel(ax, "messages at the upstream", span, events)
+    ax.legend(loc="upper left", bbox_to_anchor=(0, 0.9))
+    return fig
+
+
+def _time_panel(ax, ylabel: str, span, events) -> None:
+    """The shared frame of the standard over-time figures: counts from 0, days, events."""
+    ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     thousands(ax)
     days_axis(ax, span)
     mark_events(ax, events)
-    ax.legend(loc="upper left", bbox_to_anchor=(0, 0.9))
-    return fig
 
 
 def _qshape_figure(qshape, days, span, events, title):
@@ -300,11 +305,7 @@ def _qshape_figure(qshape, days, span, events, title):
                      f"deferred queue is older than {QSHAPE_LABELS[-2]} min (21 h)")
     else:
         ax.set_title("The deferred queue stays empty")
-    ax.set_ylabel("deferred messages")
-    ax.set_ylim(bottom=0)
-    thousands(ax)
-    days_axis(ax, span)
-    mark_events(ax, events)
+    _time_panel(ax, "deferred messages", span, events)
     handles, labs = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], labs[::-1], title="age in queue", loc="upper left",
               bbox_to_anchor=(1.01, 1.0), fontsize=8.5)
@@ -333,11 +334,7 @@ def _load_figure(ts, days, span, events, title):
         share = tot.sum() / max(sessions.sum(), 1)
         ax.set_title(f"Relay load peaks at {sessions.max():,.0f} sessions/h; rejected RCPTs "
                      f"are {share:.0%} of all sessions")
-    ax.set_ylabel("per hour")
-    ax.set_ylim(bottom=0)
-    thousands(ax)
-    days_axis(ax, span)
-    mark_events(ax, events)
+    _time_panel(ax, "per hour", span, events)
     ax.legend(loc="upper left", bbox_to_anchor=(0, 0.9))
     return fig
 
