@@ -15,9 +15,10 @@ Contract:
   points p[k,0] = max(free[k], T) and p[k,j] = p[k,j-1] + S[k,j]; FIFO hands the n jobs the
   n smallest points, because each agent's points increase. Cost: one partition of ~n numbers.
 - timed(entries, draw, site) serves jobs that enter one by one at sorted times (new mail); a
-  job waits only if every agent is busy. It is the textbook c-server FIFO recursion, run in a
-  plain loop because each job depends on the one before; `site` may veto a job (relay down or
-  throttled) so that it takes no agent time.
+  job waits only if every agent is busy. It is the textbook c-server FIFO recursion, a loop
+  because each job depends on the one before: compiled (fifo, numba) when nothing can be
+  vetoed, in Python when `site` may veto a job (relay down or throttled) so that it takes no
+  agent time.
 - draw(shape) returns service times (seconds); a mean of 0 is allowed (zero-time attempts).
 """
 
@@ -27,6 +28,7 @@ import heapq
 from collections.abc import Callable
 
 import numpy as np
+from numba import njit
 
 
 class Agents:
@@ -72,46 +74,17 @@ class Agents:
         """(start, end, vetoed) of jobs entering at sorted `entries`, served FIFO.
 
         site(t) -> True vetoes the job at time t: it fails at once, taking no agent time.
-        clear(t0, t1) -> True promises that site would veto nothing in [t0, t1]; then runs of
-        jobs that find a free agent are served in bulk (see _no_wait)."""
+        clear(t0, t1) -> True promises that site would veto nothing in [t0, t1]; then the jobs
+        are served by the compiled recursion (fifo) instead of the Python loop."""
         n = entries.size
         service = draw((n,))
         free0 = self.free
         if clear is not None and n:
-            start, end = self._vectorised(entries, service)
+            start, end, self.free = fifo(entries, service, self.free)
             if clear(float(start[0]), float(start[-1])):
                 return start, end, np.zeros(n, dtype=bool)
             self.free = free0
         return self._loop(entries, service, site)
-
-    def _vectorised(self, entries, service, block: int = 64):
-        """FIFO service without vetoes: runs of jobs that cannot wait are taken in bulk; the
-        job that must wait, and a block after it, go through the plain recursion."""
-        n = entries.size
-        start = entries.copy()
-        end = entries + service
-        c = self.free.size
-        free = np.sort(self.free)
-        i = 0
-        while i < n:
-            a, e = entries[i:], end[i:]
-            # job j finds a free agent if the first j+1 of (agents, earlier jobs) are done by
-            # a_j (sufficient, not necessary): then it starts on arrival
-            items = np.concatenate([free, e[: max(a.size - 1, 0)]])[: a.size]
-            bad = np.flatnonzero(np.maximum.accumulate(items) > a)
-            v = int(bad[0]) if bad.size else a.size
-            if v:
-                pool = np.concatenate([free, e[:v]])
-                free = np.sort(np.partition(pool, pool.size - c)[-c:])
-                i += v
-            if i < n:
-                self.free = free
-                s, en, _ = self._loop(entries[i:i + block], service[i:i + block], None)
-                start[i:i + block], end[i:i + block] = s, en
-                free = np.sort(self.free)
-                i += block
-        self.free = free
-        return start, end
 
     def _loop(self, entries, service, site):
         n = entries.size
@@ -133,3 +106,44 @@ class Agents:
             end[i] = e
         self.free = np.array(heap)
         return start, end, vetoed
+
+
+@njit(cache=True)
+def fifo(entries, service, free):
+    """The c-server FIFO recursion, compiled: job i starts at max(entries[i], earliest free
+    agent) and holds that agent for service[i]. Returns (start, end, agents' free times); the
+    free times are a binary min-heap (their order carries no meaning)."""
+    heap = free.copy()
+    c = heap.size
+    for k in range(c // 2 - 1, -1, -1):
+        _sift(heap, k)
+    n = entries.size
+    start = np.empty(n)
+    end = np.empty(n)
+    for i in range(n):
+        a = entries[i]
+        s = a if a >= heap[0] else heap[0]
+        e = s + service[i]
+        start[i] = s
+        end[i] = e
+        heap[0] = e
+        _sift(heap, 0)
+    return start, end, heap
+
+
+@njit(cache=True, inline="always")
+def _sift(heap, k):
+    """Move heap[k] down until neither child is smaller."""
+    c = heap.size
+    v = heap[k]
+    while True:
+        j = 2 * k + 1
+        if j >= c:
+            break
+        if j + 1 < c and heap[j + 1] < heap[j]:
+            j += 1
+        if heap[j] >= v:
+            break
+        heap[k] = heap[j]
+        k = j
+    heap[k] = v

@@ -48,7 +48,18 @@ class Recorder:
         self.duration, self.interval = float(duration), float(interval)
         self.n = int(math.floor(duration / interval + 1e-9)) + 1
         self.t = np.arange(self.n) * interval
-        self._acc: dict[str, np.ndarray] = {}
+        self.acc = np.zeros((0, self.n + 2))  # one row per series, in the order first named
+        self._row: dict[str, int] = {}
+
+    def rows(self, names) -> np.ndarray:
+        """The rows of `acc` that hold these series (created, zero, on first use). Compiled
+        code adds to acc[rows[k], bin] directly (see sim.upstream)."""
+        new = [name for name in dict.fromkeys(names) if name not in self._row]
+        if new:
+            for name in new:
+                self._row[name] = len(self._row)
+            self.acc = np.concatenate([self.acc, np.zeros((len(new), self.n + 2))])
+        return np.array([self._row[name] for name in names], dtype=np.int64)
 
     def bins(self, times) -> np.ndarray:
         """The bin of each time (see the class docstring)."""
@@ -62,41 +73,39 @@ class Recorder:
         if bins.size == 0:
             return
         k = len(names)
+        rows = self.rows(names)
         idx = (bins[:, None] * k + np.arange(k)).ravel()
         counts = np.bincount(idx, weights=weights.ravel(), minlength=(self.n + 2) * k)
-        counts = counts.reshape(self.n + 2, k)
-        for j, name in enumerate(names):
-            acc = self._acc.get(name)
-            if acc is None:
-                acc = self._acc[name] = np.zeros(self.n + 2)
-            acc += counts[:, j]
+        self.acc[rows] += counts.reshape(self.n + 2, k).T
 
     def add(self, name: str, bins: np.ndarray, weights=None) -> None:
         """Add events (or level changes) of weight `weights` (default 1) in `bins`."""
         if bins.size == 0:
             return
-        acc = self._acc.get(name)
-        if acc is None:
-            acc = self._acc[name] = np.zeros(self.n + 2)
+        row = self.rows((name,))[0]
         if weights is None or np.ndim(weights) == 0:
-            acc += np.bincount(bins, minlength=self.n + 2) * (1.0 if weights is None
-                                                              else float(weights))
+            self.acc[row] += np.bincount(bins, minlength=self.n + 2) * (
+                1.0 if weights is None else float(weights))
         else:
-            acc += np.bincount(bins, weights=weights, minlength=self.n + 2)
+            self.acc[row] += np.bincount(bins, weights=weights, minlength=self.n + 2)
+
+    def _series(self, name: str) -> np.ndarray | None:
+        row = self._row.get(name)
+        return None if row is None else self.acc[row]
 
     def total(self, name: str) -> float:
         """Everything added for `name` up to the end of the run."""
-        acc = self._acc.get(name)
+        acc = self._series(name)
         return 0.0 if acc is None else float(acc[: self.n + 1].sum())
 
     def cumulative(self, name: str) -> np.ndarray:
         """Events at or before each sample, or the level at each sample."""
-        acc = self._acc.get(name)
+        acc = self._series(name)
         return np.zeros(self.n) if acc is None else np.cumsum(acc)[: self.n]
 
     def per_interval(self, name: str) -> np.ndarray:
         """Events in (t_{j-1}, t_j]; the first sample counts events at time 0."""
-        acc = self._acc.get(name)
+        acc = self._series(name)
         return np.zeros(self.n) if acc is None else acc[: self.n].copy()
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from sim import schedules
 from sim.concurrency import Agents
@@ -50,6 +51,12 @@ FIELDS = ("qid", "arrival", "create", "kind", "size", "source", "tries", "last_f
 (QID, ARRIVAL, CREATE, KIND, SIZE, SOURCE, TRIES, LAST_FAIL, LAST_NEXT, LAST_END, WARNED,
  GREY_FIRST, GREY_OK) = range(13)
 OUTCOMES = ("sent", "deferred", "bounced", "expired")
+# the series one attempt changes, in the order _record adds them: at the time the message
+# enters the active queue, at the attempt's start, at its end
+SERIES = ("active", "active_recipients",
+          "attempts", "relay_sessions", "rejects_4xx", "rejects_5xx",
+          "active", "active_recipients", "delivered", "bounced", "expired", "dsn", "backscatter",
+          "bytes", "deferred", "deferred_recipients")
 EXPIRED = 3
 
 
@@ -219,6 +226,7 @@ class QueueHost:
         self.relay_limit = scenario.relay.smtpd_hard_error_limit
         self.grey_pass_hours: dict[int, float] = {}  # postgrey auto-whitelist: hour -> time
         self.whitelisted_at = math.inf
+        self._series_rows = recorder.rows(SERIES)  # created now: compiled code adds to them
 
     # --- service times -------------------------------------------------------------------
     def _draw(self, shape):
@@ -429,7 +437,6 @@ class QueueHost:
         rec = self.rec
         rcpt = b.rcpt
         pending = rcpt != -2
-        npend = pending.sum(axis=1)
         ok = ~vetoed
         out = np.full(rcpt.shape, DEFERRED, dtype=np.int8)
         if ok.all():
@@ -441,15 +448,9 @@ class QueueHost:
         limit = self.relay_limit
         if limit:
             self._hard_error_limit(out, start, end, ok, limit)
-        sent, deferred = out == SENT, out == DEFERRED
-        nsent, nd = sent.sum(axis=1), deferred.sum(axis=1)
-        nb = npend - nsent - nd
-        if nsent.any():
-            rows = np.flatnonzero(nsent) if rcpt.shape[1] == 1 else np.nonzero(sent)[0]
-            d_end = end[rows]
-            self.delays.add((d_end - b.f[rows, ARRIVAL])[d_end <= self.duration])
+        tally = _tally(out)
+        nd = tally[:, 2]
         kind = b.f[:, KIND]
-        real = kind != NULL
 
         retry = nd > 0
         give_up = np.zeros(n, dtype=bool)
@@ -463,39 +464,16 @@ class QueueHost:
                                                     cf[:, 2], cf[:, 3], kind[r] == NULL)
         expired = retry & give_up
         keep = retry & ~give_up
-        # one non-delivery DSN for bounced recipients, one for expired ones; none to <>
-        dsn = ((nb > 0) & real).astype(np.int64) + (expired & real)
 
-        # what this batch changes in the time series, binned once per time array
-        b_start, b_end, b_entry = rec.bins(start), rec.bins(end), rec.bins(entry)
-        rec.add_many(("active", "active_recipients"), b_entry,
-                     np.column_stack([np.ones(n), npend]))
-        w = np.empty((n, 4))
-        w[:, 0] = npend
-        w[:, 1] = ok
+        # what this batch changes in the time series, and the delivered recipients' delays
         if self.grey is None and self.relay.code.size == 1 and not self.relay.soft.any():
-            hard = self.relay.code[0] >= 500
-            w[:, 2] = 0 if hard else (nd + nb) * ok
-            w[:, 3] = (nd + nb) * ok if hard else 0
+            soft = np.array([self.relay.code[0] < 500])
         else:
-            rej_unknown = (nd + nb - greyed) * ok
             soft = self.relay.reject_codes(start) < 500
-            w[:, 2] = np.where(soft, rej_unknown, 0) + greyed * ok
-            w[:, 3] = np.where(soft, 0, rej_unknown)
-        rec.add_many(("attempts", "relay_sessions", "rejects_4xx", "rejects_5xx"), b_start, w)
-        w = np.empty((n, 10))
-        w[:, 0] = -1
-        w[:, 1] = -npend
-        w[:, 2] = nsent
-        w[:, 3] = nb
-        w[:, 4] = nd * expired
-        w[:, 5] = dsn
-        w[:, 6] = dsn * (kind == FORGED)
-        w[:, 7] = -b.f[:, SIZE] * ~keep
-        w[:, 8] = keep
-        w[:, 9] = nd * keep
-        rec.add_many(("active", "active_recipients", "delivered", "bounced", "expired", "dsn",
-                      "backscatter", "bytes", "deferred", "deferred_recipients"), b_end, w)
+        self.delays.add(_record(rec.acc, self._series_rows, rec.duration, rec.interval, rec.n,
+                                self.duration, entry, start, end, tally, ok,
+                                np.atleast_1d(greyed).astype(np.int64), soft, kind,
+                                b.f[:, SIZE], b.f[:, ARRIVAL], expired, keep))
         if self.log is not None:
             o = out.copy()
             o[expired[:, None] & (out == DEFERRED)] = EXPIRED
@@ -515,7 +493,7 @@ class QueueHost:
             if dwt > 0:
                 warn = (f[:, WARNED] == 0) & (f[:, KIND] != NULL) & (
                     now[k] >= f[:, CREATE] + dwt - 1)
-                rec.add("delay_dsn", b_end[k][warn])
+                rec.add("delay_dsn", rec.bins(end[k][warn]))
                 f[warn, WARNED] = 1
             self._bucket(nb_, wake[k])
 
@@ -607,3 +585,95 @@ class QueueHost:
             self.agents.resize(c, self.env.now)
         if self.policy.interval(snap) != self.policy.interval(old):
             self.rebucket()
+
+
+# --- compiled per-attempt bookkeeping (numba): one pass over a batch instead of dozens ---------
+@njit(cache=True)
+def _tally(out):
+    """Per message (row of RCPT outcomes, -1 where no recipient is pending): pending, sent,
+    deferred and bounced recipients."""
+    n, r = out.shape
+    t = np.zeros((n, 4), dtype=np.int64)
+    for i in range(n):
+        for j in range(r):
+            o = out[i, j]
+            if o >= 0:
+                t[i, 0] += 1
+                t[i, 1 + o] += 1  # SENT 0, DEFERRED 1, BOUNCED 2
+    return t
+
+
+@njit(cache=True, inline="always")
+def _bin(t, duration, interval, n):
+    """metrics.Recorder.bins for one time."""
+    u = min(t, duration + interval)
+    if u > duration:
+        return n + 1
+    return min(np.int64(math.ceil(u / interval - 1e-12)), n)
+
+
+@njit(cache=True)
+def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end, tally, ok,
+            greyed, soft, kind, size, arrival, expired, keep):
+    """Add one batch of attempts to the recorder's series (acc[rows[k]], SERIES order) and
+    return the delivered recipients' delays (end - arrival, one per sent recipient, attempts
+    ending within the run). Each of the three groups (entry, start, end times) is summed per
+    bin first and then added, in row order: the same floating-point sums as one bincount per
+    group (Recorder.add_many)."""
+    n = start.size
+    w = np.empty(10)
+    for g in range(3):
+        times = entry if g == 0 else (start if g == 1 else end)
+        first = 0 if g == 0 else (2 if g == 1 else 6)
+        k = 2 if g == 0 else (4 if g == 1 else 10)
+        lo = nbins + 1
+        hi = 0
+        for i in range(n):
+            j = _bin(times[i], rec_duration, interval, nbins)
+            lo = min(lo, j)
+            hi = max(hi, j)
+        local = np.zeros((hi - lo + 1, k))
+        for i in range(n):
+            npend, nsent, nd, nb = tally[i, 0], tally[i, 1], tally[i, 2], tally[i, 3]
+            if g == 0:
+                w[0] = 1.0
+                w[1] = npend
+            elif g == 1:
+                gr = greyed[i if greyed.size > 1 else 0]
+                rej = (nd + nb - gr) * ok[i]
+                sf = soft[i if soft.size > 1 else 0]
+                w[0] = npend
+                w[1] = ok[i]
+                w[2] = (rej if sf else 0) + gr * ok[i]
+                w[3] = 0 if sf else rej
+            else:
+                real = kind[i] != NULL
+                dsn = (1 if (nb > 0 and real) else 0) + (1 if (expired[i] and real) else 0)
+                w[0] = -1.0
+                w[1] = -npend
+                w[2] = nsent
+                w[3] = nb
+                w[4] = nd * expired[i]
+                w[5] = dsn
+                w[6] = dsn * (kind[i] == FORGED)
+                w[7] = 0.0 if keep[i] else -size[i]
+                w[8] = keep[i]
+                w[9] = nd * keep[i]
+            j = _bin(times[i], rec_duration, interval, nbins) - lo
+            for c in range(k):
+                local[j, c] += w[c]
+        for j in range(hi - lo + 1):
+            for c in range(k):
+                acc[rows[first + c], lo + j] += local[j, c]
+    m = 0
+    for i in range(n):
+        if end[i] <= duration:
+            m += tally[i, 1]
+    delays = np.empty(m)
+    m = 0
+    for i in range(n):
+        if end[i] <= duration:
+            for _ in range(tally[i, 1]):
+                delays[m] = end[i] - arrival[i]
+                m += 1
+    return delays
