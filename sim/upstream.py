@@ -58,6 +58,7 @@ SERIES = ("active", "active_recipients",
           "active", "active_recipients", "delivered", "bounced", "expired", "dsn", "backscatter",
           "bytes", "deferred", "deferred_recipients")
 EXPIRED = 3
+RETRY_COLS = np.array([CREATE, TRIES, LAST_FAIL, LAST_NEXT])
 
 
 TICK = 60  # processing period of schedules without a queue-runner grid (qmail, exchange, list)
@@ -227,6 +228,7 @@ class QueueHost:
         self.grey_pass_hours: dict[int, float] = {}  # postgrey auto-whitelist: hour -> time
         self.whitelisted_at = math.inf
         self._series_rows = recorder.rows(SERIES)  # created now: compiled code adds to them
+        self._warn_row = int(recorder.rows(("delay_dsn",))[0])
 
     # --- service times -------------------------------------------------------------------
     def _draw(self, shape):
@@ -401,25 +403,32 @@ class QueueHost:
         self._leave_deferred(batch, entry)
         return batch, entry, start, end, vetoed
 
-    def _bucket(self, batch: Batch, wake: np.ndarray) -> None:
+    def _bucket(self, batch: Batch, wake: np.ndarray, rows: np.ndarray | None = None,
+                out: np.ndarray | None = None, now: np.ndarray | None = None,
+                end: np.ndarray | None = None) -> None:
+        """File messages in the deferred queue under the tick that will take them. With
+        `rows` (after an attempt): those rows of `batch`, with the attempt's outcome written
+        into their queue file (recipients no longer deferred done, tries, last failure and
+        wake-up times, delay warning sent), re-filed by one compiled pass."""
         key = self.policy.key(wake, self.cur)
         # a runner that is under way has passed these messages already: the next one takes them
         key = np.where(key <= self.scanned, key + self.policy.interval(self.cur), key)
-        lo, hi = int(key.min()), int(key.max())
-        if lo == hi:
-            self.deferred.setdefault(lo, []).append(batch)
-            return
+        lo = int(key.min())
         step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
-        slot = (key - lo) // step
-        if slot[-1] < 32768 and int(slot.max()) < 32768:
-            slot = slot.astype(np.int16)  # numpy sorts int16 by radix: linear time
-        order = np.argsort(slot, kind="stable")
-        counts = np.bincount(slot)
-        batch = batch.take(order)
+        if rows is None:
+            rows, out = np.arange(len(batch)), np.full((0, 0), DEFERRED, dtype=np.int8)
+            now = end = wake = np.zeros(0, dtype=np.int64)
+        up, rec = self.up, self.rec
+        f, rcpt, counts = _refile(batch.f, batch.rcpt, rows, key, lo, step, out, now, wake,
+                                  end, float(up.delay_warning_time), rec.acc, self._warn_row,
+                                  rec.duration, rec.interval, rec.n)
+        if counts.size == 1:
+            self.deferred.setdefault(lo, []).append(Batch(f, rcpt))
+            return
         bounds = np.concatenate([[0], np.cumsum(counts)])
         for j in np.flatnonzero(counts):
             self.deferred.setdefault(lo + int(j) * step, []).append(
-                batch.take(slice(bounds[j], bounds[j + 1])))
+                Batch(f[bounds[j]:bounds[j + 1]], rcpt[bounds[j]:bounds[j + 1]]))
 
     def rebucket(self) -> None:
         """After a reload that changed the runner interval: re-file every deferred message."""
@@ -459,7 +468,7 @@ class QueueHost:
         if retry.any():
             r = np.flatnonzero(retry)
             snap = np.searchsorted(self.snap_times, end[r], side="right") - 1
-            cf = b.f[r][:, [CREATE, TRIES, LAST_FAIL, LAST_NEXT]].astype(np.int64)
+            cf = _gather(b.f, r, RETRY_COLS)
             wake[r], give_up[r] = self.policy.retry(snap, cf[:, 0], now[r], cf[:, 1] + 1,
                                                     cf[:, 2], cf[:, 3], kind[r] == NULL)
         expired = retry & give_up
@@ -482,20 +491,7 @@ class QueueHost:
 
         if keep.any():
             k = np.flatnonzero(keep)
-            nb_ = b.take(k)
-            nb_.rcpt[out[k] != DEFERRED] = -2
-            f = nb_.f
-            f[:, TRIES] += 1
-            f[:, LAST_FAIL] = now[k]
-            f[:, LAST_NEXT] = wake[k]
-            f[:, LAST_END] = end[k]
-            dwt = self.up.delay_warning_time
-            if dwt > 0:
-                warn = (f[:, WARNED] == 0) & (f[:, KIND] != NULL) & (
-                    now[k] >= f[:, CREATE] + dwt - 1)
-                rec.add("delay_dsn", rec.bins(end[k][warn]))
-                f[warn, WARNED] = 1
-            self._bucket(nb_, wake[k])
+            self._bucket(b, wake[k], k, out, now, end)
 
     def _hard_error_limit(self, out, start, end, ok, limit: int) -> None:
         """smtpd_hard_error_limit at the relay: a session with `limit` or more rejected RCPTs
@@ -622,6 +618,7 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     group (Recorder.add_many)."""
     n = start.size
     w = np.empty(10)
+    bins = np.empty(n, dtype=np.int64)
     for g in range(3):
         times = entry if g == 0 else (start if g == 1 else end)
         first = 0 if g == 0 else (2 if g == 1 else 6)
@@ -629,9 +626,9 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
         lo = nbins + 1
         hi = 0
         for i in range(n):
-            j = _bin(times[i], rec_duration, interval, nbins)
-            lo = min(lo, j)
-            hi = max(hi, j)
+            bins[i] = _bin(times[i], rec_duration, interval, nbins)
+            lo = min(lo, bins[i])
+            hi = max(hi, bins[i])
         local = np.zeros((hi - lo + 1, k))
         for i in range(n):
             npend, nsent, nd, nb = tally[i, 0], tally[i, 1], tally[i, 2], tally[i, 3]
@@ -659,7 +656,7 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
                 w[7] = 0.0 if keep[i] else -size[i]
                 w[8] = keep[i]
                 w[9] = nd * keep[i]
-            j = _bin(times[i], rec_duration, interval, nbins) - lo
+            j = bins[i] - lo
             for c in range(k):
                 local[j, c] += w[c]
         for j in range(hi - lo + 1):
@@ -677,3 +674,58 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
                 delays[m] = end[i] - arrival[i]
                 m += 1
     return delays
+
+
+@njit(cache=True)
+def _gather(f, rows, cols):
+    """f[rows][:, cols] as int64 (truncated, as astype does)."""
+    g = np.empty((rows.size, cols.size), dtype=np.int64)
+    for i in range(rows.size):
+        for j in range(cols.size):
+            g[i, j] = np.int64(f[rows[i], cols[j]])
+    return g
+
+
+@njit(cache=True)
+def _refile(f, rcpt, rows, key, lo, step, out, now, wake, end, dwt, acc, warn_row,
+            rec_duration, interval, nbins):
+    """Rows `rows` of a batch sorted (stably) by their tick key into slots of `step` seconds
+    from `lo`: returns the new queue files (fields, recipients) and the count per slot. When
+    `out` has rows (re-filing after an attempt, one per entry of rows), each queue file gets
+    the attempt written in: recipients whose outcome was not DEFERRED are done (-2), TRIES + 1,
+    LAST_FAIL = now, LAST_NEXT = wake, LAST_END = end, and if dwt > 0 a delay warning (counted
+    in acc[warn_row] at the end's bin) for real mail not yet warned whose age reaches dwt."""
+    m = rows.size
+    nslot = np.int64((key.max() - lo) // step) + 1
+    counts = np.zeros(nslot, dtype=np.int64)
+    slot = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        slot[i] = (key[i] - lo) // step
+        counts[slot[i]] += 1
+    pos = np.empty(nslot, dtype=np.int64)
+    p = 0
+    for j in range(nslot):
+        pos[j] = p
+        p += counts[j]
+    nf = np.empty((m, f.shape[1]))
+    nr = np.empty((m, rcpt.shape[1]), dtype=rcpt.dtype)
+    attempted = out.shape[0] > 0
+    for i in range(m):
+        d = pos[slot[i]]
+        pos[slot[i]] += 1
+        src = rows[i]
+        nf[d] = f[src]
+        nr[d] = rcpt[src]
+        if attempted:
+            for c in range(rcpt.shape[1]):
+                if out[src, c] != DEFERRED:
+                    nr[d, c] = -2
+            nf[d, TRIES] += 1
+            nf[d, LAST_FAIL] = now[src]
+            nf[d, LAST_NEXT] = wake[i]
+            nf[d, LAST_END] = end[src]
+            if dwt > 0 and nf[d, WARNED] == 0 and nf[d, KIND] != NULL and (
+                    now[src] >= nf[d, CREATE] + dwt - 1):
+                acc[warn_row, _bin(end[src], rec_duration, interval, nbins)] += 1.0
+                nf[d, WARNED] = 1
+    return nf, nr, counts
