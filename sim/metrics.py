@@ -89,6 +89,10 @@ class Recorder:
         else:
             self.acc[row] += np.bincount(bins, weights=weights, minlength=self.n + 2)
 
+    def add_at(self, name: str, t: float, weight: float) -> None:
+        """add() of one event of weight `weight` at time t."""
+        self.acc[self.rows((name,))[0], self.bins(np.array([t]))[0]] += weight
+
     def _series(self, name: str) -> np.ndarray | None:
         row = self._row.get(name)
         return None if row is None else self.acc[row]

@@ -330,15 +330,15 @@ class QueueHost:
         due, self.incoming = self.incoming.take(slice(0, i)), self.incoming.take(slice(i, None))
         return due
 
-    def _serve_timed(self, batch: Batch, entry: np.ndarray) -> tuple:
+    def _serve_timed(self, entry: np.ndarray) -> tuple:
+        """(entry, start, end, vetoed) of mail entering the agents' queue at sorted times."""
         start, end, vetoed = self.agents.timed(entry, self._draw, self.site, self.site.clear)
-        return batch, entry, start, end, vetoed
+        return entry, start, end, vetoed
 
     def _leave_deferred(self, batch: Batch, entry: np.ndarray) -> None:
         if entry[0] == entry[-1] and (entry == entry[0]).all():  # one scan: one bin
-            bins = np.full(1, self.rec.bins(entry[:1])[0])
-            self.rec.add("deferred", bins, -float(entry.size))
-            self.rec.add("deferred_recipients", bins, -float((batch.rcpt != -2).sum()))
+            self.rec.add_at("deferred", entry[0], -float(entry.size))
+            self.rec.add_at("deferred_recipients", entry[0], -float((batch.rcpt != -2).sum()))
             return
         bins = self.rec.bins(entry)
         self.rec.add("deferred", bins, -1.0)
@@ -352,29 +352,33 @@ class QueueHost:
         their own times. Deciding new mail one tick ahead is exact: the relay is a fixed
         function of time, and mail that arrives just after a scan can still be due at the
         next one (wake <= T + 1), as in Postfix."""
-        batches = self.deferred.pop(int(T), None)
+        batches = self.deferred.pop(int(T), [])
         self.scanned = T
         new = self._due_arrivals(T + self.policy.interval(self.cur))
-        parts = []
         if not self.policy.sched.runner:
             if batches:
                 old = Batch.concat(batches)
                 self._leave_deferred(old, old.f[:, LAST_NEXT])
                 new = old if new is None else Batch.concat([new, old])
-            if new is not None:
-                entry = np.where(new.f[:, TRIES] > 0, new.f[:, LAST_NEXT], new.f[:, ARRIVAL])
-                order = np.argsort(entry, kind="stable")
-                parts.append(self._serve_timed(new.take(order), entry[order]))
-        else:
-            if batches:
-                parts.append(self._serve_scan(T, Batch.concat(batches)))
-            if new is not None:
-                parts.append(self._serve_timed(new, new.f[:, ARRIVAL]))
-        if len(parts) == 1:
-            self._attempt(*parts[0])
-        elif parts:
-            self._attempt(Batch.concat([p[0] for p in parts]),
-                          *(np.concatenate([p[i] for p in parts]) for i in range(1, 5)))
+            if new is None:
+                return
+            entry = np.where(new.f[:, TRIES] > 0, new.f[:, LAST_NEXT], new.f[:, ARRIVAL])
+            order = np.argsort(entry, kind="stable")
+            self._attempt(new.take(order), *self._serve_timed(entry[order]))
+            return
+        if new is not None:
+            batches.append(new)
+        if not batches:
+            return
+        b = Batch.concat(batches)  # one copy: the scan's messages, then the new mail
+        n_old = len(b) - (0 if new is None else len(new))
+        parts = []
+        if n_old:
+            parts.append(self._serve_scan(T, b.take(slice(0, n_old))))
+        if new is not None:
+            parts.append(self._serve_timed(new.f[:, ARRIVAL]))
+        self._attempt(b, *(parts[0] if len(parts) == 1 else
+                           (np.concatenate([p[i] for p in parts]) for i in range(4))))
 
     def _serve_scan(self, T: float, batch: Batch) -> tuple:
         n = batch.f[:, ARRIVAL].size
@@ -401,7 +405,7 @@ class QueueHost:
         if n > limit:  # the rest wait in the deferred queue until the active queue has room
             entry[limit:] = np.maximum(T, end[:-limit])
         self._leave_deferred(batch, entry)
-        return batch, entry, start, end, vetoed
+        return entry, start, end, vetoed
 
     def _bucket(self, batch: Batch, wake: np.ndarray, rows: np.ndarray | None = None,
                 out: np.ndarray | None = None, now: np.ndarray | None = None,
@@ -609,6 +613,26 @@ def _bin(t, duration, interval, n):
 
 
 @njit(cache=True)
+def _bins(times, bins, rec_duration, interval, nbins):
+    """bins[:] = the recorder bin of each time; returns (lowest, highest) bin."""
+    lo = nbins + 1
+    hi = 0
+    for i in range(times.size):
+        bins[i] = _bin(times[i], rec_duration, interval, nbins)
+        lo = min(lo, bins[i])
+        hi = max(hi, bins[i])
+    return lo, hi
+
+
+@njit(cache=True)
+def _add(acc, rows, lo, local):
+    """acc[rows[c], lo + j] += local[j, c]."""
+    for j in range(local.shape[0]):
+        for c in range(local.shape[1]):
+            acc[rows[c], lo + j] += local[j, c]
+
+
+@njit(cache=True)
 def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end, tally, ok,
             greyed, soft, kind, size, arrival, expired, keep):
     """Add one batch of attempts to the recorder's series (acc[rows[k]], SERIES order) and
@@ -617,51 +641,48 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     bin first and then added, in row order: the same floating-point sums as one bincount per
     group (Recorder.add_many)."""
     n = start.size
-    w = np.empty(10)
     bins = np.empty(n, dtype=np.int64)
-    for g in range(3):
-        times = entry if g == 0 else (start if g == 1 else end)
-        first = 0 if g == 0 else (2 if g == 1 else 6)
-        k = 2 if g == 0 else (4 if g == 1 else 10)
-        lo = nbins + 1
-        hi = 0
-        for i in range(n):
-            bins[i] = _bin(times[i], rec_duration, interval, nbins)
-            lo = min(lo, bins[i])
-            hi = max(hi, bins[i])
-        local = np.zeros((hi - lo + 1, k))
-        for i in range(n):
-            npend, nsent, nd, nb = tally[i, 0], tally[i, 1], tally[i, 2], tally[i, 3]
-            if g == 0:
-                w[0] = 1.0
-                w[1] = npend
-            elif g == 1:
-                gr = greyed[i if greyed.size > 1 else 0]
-                rej = (nd + nb - gr) * ok[i]
-                sf = soft[i if soft.size > 1 else 0]
-                w[0] = npend
-                w[1] = ok[i]
-                w[2] = (rej if sf else 0) + gr * ok[i]
-                w[3] = 0 if sf else rej
-            else:
-                real = kind[i] != NULL
-                dsn = (1 if (nb > 0 and real) else 0) + (1 if (expired[i] and real) else 0)
-                w[0] = -1.0
-                w[1] = -npend
-                w[2] = nsent
-                w[3] = nb
-                w[4] = nd * expired[i]
-                w[5] = dsn
-                w[6] = dsn * (kind[i] == FORGED)
-                w[7] = 0.0 if keep[i] else -size[i]
-                w[8] = keep[i]
-                w[9] = nd * keep[i]
-            j = bins[i] - lo
-            for c in range(k):
-                local[j, c] += w[c]
-        for j in range(hi - lo + 1):
-            for c in range(k):
-                acc[rows[first + c], lo + j] += local[j, c]
+    # at entry: active, active_recipients
+    lo, hi = _bins(entry, bins, rec_duration, interval, nbins)
+    local = np.zeros((hi - lo + 1, 2))
+    for i in range(n):
+        j = bins[i] - lo
+        local[j, 0] += 1.0
+        local[j, 1] += tally[i, 0]
+    _add(acc, rows[0:2], lo, local)
+    # at the start: attempts, relay_sessions, rejects_4xx, rejects_5xx
+    lo, hi = _bins(start, bins, rec_duration, interval, nbins)
+    local = np.zeros((hi - lo + 1, 4))
+    for i in range(n):
+        j = bins[i] - lo
+        gr = greyed[i if greyed.size > 1 else 0]
+        rej = (tally[i, 2] + tally[i, 3] - gr) * ok[i]
+        sf = soft[i if soft.size > 1 else 0]
+        local[j, 0] += tally[i, 0]
+        local[j, 1] += ok[i]
+        local[j, 2] += (rej if sf else 0) + gr * ok[i]
+        local[j, 3] += 0 if sf else rej
+    _add(acc, rows[2:6], lo, local)
+    # at the end: active, active_recipients, delivered, bounced, expired, dsn, backscatter,
+    # bytes, deferred, deferred_recipients
+    lo, hi = _bins(end, bins, rec_duration, interval, nbins)
+    local = np.zeros((hi - lo + 1, 10))
+    for i in range(n):
+        j = bins[i] - lo
+        nd, nb = tally[i, 2], tally[i, 3]
+        real = kind[i] != NULL
+        dsn = (1 if (nb > 0 and real) else 0) + (1 if (expired[i] and real) else 0)
+        local[j, 0] += -1.0
+        local[j, 1] += -tally[i, 0]
+        local[j, 2] += tally[i, 1]
+        local[j, 3] += nb
+        local[j, 4] += nd * expired[i]
+        local[j, 5] += dsn
+        local[j, 6] += dsn * (kind[i] == FORGED)
+        local[j, 7] += 0.0 if keep[i] else -size[i]
+        local[j, 8] += keep[i]
+        local[j, 9] += nd * keep[i]
+    _add(acc, rows[6:16], lo, local)
     m = 0
     for i in range(n):
         if end[i] <= duration:
@@ -714,8 +735,10 @@ def _refile(f, rcpt, rows, key, lo, step, out, now, wake, end, dwt, acc, warn_ro
         d = pos[slot[i]]
         pos[slot[i]] += 1
         src = rows[i]
-        nf[d] = f[src]
-        nr[d] = rcpt[src]
+        for c in range(f.shape[1]):
+            nf[d, c] = f[src, c]
+        for c in range(rcpt.shape[1]):
+            nr[d, c] = rcpt[src, c]
         if attempted:
             for c in range(rcpt.shape[1]):
                 if out[src, c] != DEFERRED:
