@@ -9,11 +9,11 @@ Contract:
   one-recipient jobs qmgr's preemptive scheduler never reorders them). free[k] is the time agent
   k is next free.
 - batch(T, n, draw) serves n jobs that all enter at time T (one deferred-queue scan) and returns
-  their (start, end) times, in no particular order (the jobs are exchangeable). It is exact,
-  not an approximation: service times are independent of the job, so they can be attached to
-  agents instead of jobs (agent k's j-th job takes S[k, j]). Agent k is then available at the
-  points p[k,0] = max(free[k], T) and p[k,j] = p[k,j-1] + S[k,j]; FIFO hands the n jobs the
-  n smallest points, because each agent's points increase. Cost: one partition of ~n numbers.
+  their (start, end) times in queue order. It is exact, not an approximation: service times
+  are independent of the job, so they can be attached to agents instead of jobs (agent k's
+  j-th job takes S[k, j]). Agent k is then available at the points p[k,0] = max(free[k], T)
+  and p[k,j] = p[k,j-1] + S[k,j]; FIFO hands the queue's i-th job the i-th smallest point,
+  because each agent's points increase: a c-way merge of the agents' points (merge, numba).
 - timed(entries, draw, site) serves jobs that enter one by one at sorted times (new mail); a
   job waits only if every agent is busy. It is the textbook c-server FIFO recursion, a loop
   because each job depends on the one before: compiled (fifo, numba) when nothing can be
@@ -43,7 +43,8 @@ class Agents:
         self.free = f[:c] if c <= f.size else np.concatenate([f, np.full(c - f.size, t)])
 
     def batch(self, T: float, n: int, draw: Callable) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end times of n jobs entering together at T (unordered)."""
+        """Start and end times of n jobs entering together at T, in FIFO order (starts
+        ascending: the queue's i-th job gets the i-th earliest agent)."""
         c = self.free.size
         base = np.maximum(np.sort(self.free), T)  # agent order must not depend on the path
         if n == 0:
@@ -51,22 +52,11 @@ class Agents:
         per = n // c + 1
         while True:
             m = int(per + 4 * np.sqrt(per) + 4)
-            pts = np.empty((c, m + 1))
-            pts[:, 0] = base
-            np.cumsum(draw((c, m)), axis=1, out=pts[:, 1:])
-            pts[:, 1:] += base[:, None]
-            cand = pts[:, :m].ravel()
-            order = np.argpartition(cand, n - 1)[:n] if n < cand.size else np.arange(cand.size)
-            last = cand[order].max()
-            # every agent must have a point beyond the n-th smallest, or it ran out of points
-            if (pts[:, m] > last).all() or (pts[:, m] == pts[:, 0]).all():
+            start, end, free = merge(base, draw((c, m)), n)
+            if start.size == n:
                 break
-            per *= 2
-        row, col = np.divmod(order, m)
-        start = cand[order]
-        end = pts[row, col + 1]
-        used = np.bincount(row, minlength=c)
-        self.free = pts[np.arange(c), used]
+            per *= 2  # an agent ran out of drawn service times: draw again, twice as many
+        self.free = free
         return start, end
 
     def timed(self, entries: np.ndarray, draw: Callable,
@@ -147,3 +137,31 @@ def _sift(heap, k):
         heap[k] = heap[j]
         k = j
     heap[k] = v
+
+
+@njit(cache=True)
+def merge(base, service, n):
+    """The n smallest of the agents' availability points, in increasing order (see batch):
+    agent k is free at base[k], then after each of its drawn service times service[k, :].
+    Returns (start, end, free after the n jobs); start is empty if an agent would need more
+    service times than were drawn (the caller draws again). Ties go to the lower agent. The
+    earliest agent is found by a linear scan: for tens of agents it beats a heap."""
+    c, m = service.shape
+    nxt = base.copy()  # each agent's next availability point
+    used = np.zeros(c, dtype=np.int64)
+    start = np.empty(n)
+    end = np.empty(n)
+    for i in range(n):
+        k = 0
+        v = nxt[0]
+        for a in range(1, c):
+            if nxt[a] < v:
+                v = nxt[a]
+                k = a
+        if used[k] == m:
+            return np.empty(0), np.empty(0), base
+        start[i] = v
+        nxt[k] = v + service[k, used[k]]
+        used[k] += 1
+        end[i] = nxt[k]
+    return start, end, nxt

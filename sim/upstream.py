@@ -42,7 +42,7 @@ from numba import njit
 
 from sim import schedules
 from sim.concurrency import Agents
-from sim.metrics import DelaySketch, Recorder, qshape_bucket
+from sim.metrics import DelaySketch, Recorder
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline
 from sim.sender import FORGED, NULL
 
@@ -390,9 +390,6 @@ class QueueHost:
             start, end = self.agents.batch(T, n, self._draw)
             vetoed = np.zeros(n, dtype=bool)
             o_start, _ = self.relay.next_down(T)
-            if o_start <= start.max() or n > self.up.qmgr_message_active_limit:
-                order = np.argsort(start, kind="stable")  # jobs are exchangeable: any order
-                start, end = start[order], end[order]
             if o_start <= start[-1]:
                 first = int(np.searchsorted(start, max(o_start, T)))
                 s_f = float(start[first])
@@ -541,15 +538,17 @@ class QueueHost:
         return per_row
 
     # --- observation ---------------------------------------------------------------------
-    def deferred_ages(self, t: float) -> np.ndarray:
-        """Ages (s, since arrival) of the messages in the deferred queue at time t."""
-        ages = [b.f[:, ARRIVAL][b.f[:, LAST_END] <= t] for key, bs in self.deferred.items()
-                if key > t for b in bs]
-        return t - np.concatenate(ages) if ages else np.empty(0)
-
     def qshape(self, t: float, buckets: int = 10) -> np.ndarray:
-        """Messages in the deferred queue at t per qshape age bucket (5 10 20 ... 1280+ min)."""
-        return np.bincount(qshape_bucket(self.deferred_ages(t), 5, buckets), minlength=buckets)
+        """Messages in the deferred queue at t (filed under a later tick, attempt ended by t)
+        per qshape age bucket (5 10 20 ... 1280+ min; metrics.qshape_bucket). A tick's
+        batches are joined on the way (order kept), so the queue stays a few arrays."""
+        counts = np.zeros(buckets, dtype=np.int64)
+        for key, bs in self.deferred.items():
+            if key > t:
+                if len(bs) > 1:
+                    bs[:] = [Batch.concat(bs)]
+                _qshape_add(bs[0].f, float(t), counts)
+        return counts
 
     def attempts_table(self) -> dict[str, np.ndarray]:
         """All recorded attempts (record_attempts=True), in the order they were computed."""
@@ -752,3 +751,21 @@ def _refile(f, rcpt, rows, key, lo, step, out, now, wake, end, dwt, acc, warn_ro
                 acc[warn_row, _bin(end[src], rec_duration, interval, nbins)] += 1.0
                 nf[d, WARNED] = 1
     return nf, nr, counts
+
+
+@njit(cache=True)
+def _qshape_add(f, t, counts):
+    """counts[qshape bucket of t - arrival] += 1 for each queue file whose attempt ended by t;
+    the bucket is metrics.qshape_bucket's (5-minute base, doubling), found by exact
+    comparisons with powers of two instead of a logarithm."""
+    top = counts.size - 1
+    edge = np.empty(top)  # bucket k >= 1 starts at m = 2 ** (k - 1)
+    for k in range(top):
+        edge[k] = 2.0 ** k
+    for i in range(f.shape[0]):
+        if f[i, LAST_END] <= t:
+            m = (t - f[i, ARRIVAL]) / 60.0 / 5
+            k = 0
+            while k < top and m >= edge[k]:
+                k += 1
+            counts[k] += 1

@@ -3,6 +3,8 @@ throttling, and the invariants every run must keep."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim import Scenario, simulate
 
@@ -267,3 +269,20 @@ def test_reload_with_a_new_queue_run_delay_moves_the_scan_grid():
     t = simulate(s, record_attempts=True).attempts["t_s"]
     assert (t[t < 7200] % 300 == 0).sum() == (t < 7200).sum() - 1  # all but the arrival
     assert t[t > 7200].size > 5 and (t[t > 7200] % 1000 == 0).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1e7), min_size=1, max_size=200), st.floats(0, 1e7))
+def test_qshape_kernel_buckets_like_qshape_bucket(ages, t):
+    """The compiled qshape count agrees with metrics.qshape_bucket, edges included."""
+    from sim.metrics import qshape_bucket
+    from sim.upstream import ARRIVAL, FIELDS, LAST_END, _qshape_add
+    ages = np.array(ages + [300.0 * 2 ** k for k in range(10)])
+    f = np.zeros((ages.size, len(FIELDS)))
+    f[:, ARRIVAL] = t - ages
+    f[:, LAST_END] = np.where(np.arange(ages.size) % 7 == 3, t + 1, t)  # some still active
+    counts = np.zeros(10, dtype=np.int64)
+    _qshape_add(f, t, counts)
+    done = f[:, LAST_END] <= t
+    assert counts.tolist() == np.bincount(qshape_bucket(t - f[done, ARRIVAL]),
+                                          minlength=10).tolist()
