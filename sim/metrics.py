@@ -90,8 +90,14 @@ class Recorder:
             self.acc[row] += np.bincount(bins, weights=weights, minlength=self.n + 2)
 
     def add_at(self, name: str, t: float, weight: float) -> None:
-        """add() of one event of weight `weight` at time t."""
-        self.acc[self.rows((name,))[0], self.bins(np.array([t]))[0]] += weight
+        """add() of one event of weight `weight` at time t (bins() in scalar arithmetic)."""
+        row = self._row.get(name)
+        if row is None:
+            row = int(self.rows((name,))[0])
+        u = min(float(t), self.duration + self.interval)
+        j = self.n + 1 if u > self.duration else min(math.ceil(u / self.interval - 1e-12),
+                                                        self.n)
+        self.acc[row, j] += weight
 
     def _series(self, name: str) -> np.ndarray | None:
         row = self._row.get(name)

@@ -1,6 +1,6 @@
 """The local relay: recipient map, reject codes and availability, answered for batches of RCPTs.
 
-Public names: RelayTimeline, rcpt_reply, outage_intervals, SENT, DEFERRED, BOUNCED.
+Public names: RelayTimeline, rcpt_reply, replies, outage_intervals, SENT, DEFERRED, BOUNCED.
 
 Contract:
 - rcpt_reply(known, code, soft_bounce) is the relay's smtpd decision for one RCPT, vectorised:
@@ -19,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 SENT, DEFERRED, BOUNCED = 0, 1, 2
 
@@ -27,6 +28,28 @@ def rcpt_reply(known: np.ndarray, code: np.ndarray, soft_bounce: np.ndarray) -> 
     """SENT for known recipients, else DEFERRED (4xx) or BOUNCED (5xx, unless soft_bounce)."""
     code = np.where(soft_bounce & (code >= 500), code - 100, code)
     return np.where(known, SENT, np.where(code >= 500, BOUNCED, DEFERRED)).astype(np.int8)
+
+
+@njit(cache=True)
+def replies(rcpt, users, unknown):
+    """rcpt_reply for a batch under one configuration, compiled, with the count per message:
+    (outcomes, -1 where no recipient is pending; per row pending, SENT, DEFERRED, BOUNCED).
+    Known means 0 <= id < users, as in RelayTimeline.reply; unknown is rcpt_reply's answer
+    for an unknown recipient (RelayTimeline.unknown_reply)."""
+    n, k = rcpt.shape
+    out = np.empty((n, k), dtype=np.int8)
+    tally = np.zeros((n, 4), dtype=np.int64)
+    for i in range(n):
+        for j in range(k):
+            u = rcpt[i, j]
+            if u == -2:
+                out[i, j] = -1
+                continue
+            o = SENT if 0 <= u < users else unknown
+            out[i, j] = o
+            tally[i, 0] += 1
+            tally[i, 1 + o] += 1
+    return out, tally
 
 
 def outage_intervals(scheduled, mtbf: float, mttr: float, duration: float,
@@ -73,6 +96,14 @@ class RelayTimeline:
         if lo == hi:
             return max(int(lo), 0)
         return np.maximum(np.searchsorted(self.times, t, side="right") - 1, 0)
+
+    def snap_of(self, t: np.ndarray):
+        """The configuration in force over all of t as an int, or an array per time."""
+        return self._snap(np.asarray(t, dtype=float)) if t.size else 0
+
+    def unknown_reply(self, j: int) -> int:
+        """The outcome (DEFERRED or BOUNCED) of an unknown recipient under configuration j."""
+        return int(rcpt_reply(np.False_, self.code[j], self.soft[j]))
 
     def users_at(self, t: np.ndarray) -> np.ndarray:
         """local_users in force at each time t."""

@@ -43,7 +43,7 @@ from numba import njit
 from sim import schedules
 from sim.concurrency import Agents
 from sim.metrics import DelaySketch, Recorder
-from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline
+from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, replies
 from sim.sender import FORGED, NULL
 
 FIELDS = ("qid", "arrival", "create", "kind", "size", "source", "tries", "last_fail",
@@ -58,7 +58,6 @@ SERIES = ("active", "active_recipients",
           "active", "active_recipients", "delivered", "bounced", "expired", "dsn", "backscatter",
           "bytes", "deferred", "deferred_recipients")
 EXPIRED = 3
-RETRY_COLS = np.array([CREATE, TRIES, LAST_FAIL, LAST_NEXT])
 
 
 TICK = 60  # processing period of schedules without a queue-runner grid (qmail, exchange, list)
@@ -336,10 +335,6 @@ class QueueHost:
         return entry, start, end, vetoed
 
     def _leave_deferred(self, batch: Batch, entry: np.ndarray) -> None:
-        if entry[0] == entry[-1] and (entry == entry[0]).all():  # one scan: one bin
-            self.rec.add_at("deferred", entry[0], -float(entry.size))
-            self.rec.add_at("deferred_recipients", entry[0], -float((batch.rcpt != -2).sum()))
-            return
         bins = self.rec.bins(entry)
         self.rec.add("deferred", bins, -1.0)
         self.rec.add("deferred_recipients", bins, -(batch.rcpt != -2).sum(axis=1))
@@ -401,30 +396,24 @@ class QueueHost:
         entry = np.full(n, float(T))
         if n > limit:  # the rest wait in the deferred queue until the active queue has room
             entry[limit:] = np.maximum(T, end[:-limit])
-        self._leave_deferred(batch, entry)
+            self._leave_deferred(batch, entry)
+        else:  # all leave at T
+            r = n if batch.rcpt.shape[1] == 1 else int(np.count_nonzero(batch.rcpt != -2))
+            self.rec.add_at("deferred", T, -float(n))
+            self.rec.add_at("deferred_recipients", T, -float(r))
         return entry, start, end, vetoed
 
-    def _bucket(self, batch: Batch, wake: np.ndarray, rows: np.ndarray | None = None,
-                out: np.ndarray | None = None, now: np.ndarray | None = None,
-                end: np.ndarray | None = None) -> None:
-        """File messages in the deferred queue under the tick that will take them. With
-        `rows` (after an attempt): those rows of `batch`, with the attempt's outcome written
-        into their queue file (recipients no longer deferred done, tries, last failure and
-        wake-up times, delay warning sent), re-filed by one compiled pass."""
+    def _key(self, wake: np.ndarray) -> np.ndarray:
+        """The tick that will take a message with this wake-up time."""
         key = self.policy.key(wake, self.cur)
         # a runner that is under way has passed these messages already: the next one takes them
-        key = np.where(key <= self.scanned, key + self.policy.interval(self.cur), key)
-        lo = int(key.min())
-        step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
-        if rows is None:
-            rows, out = np.arange(len(batch)), np.full((0, 0), DEFERRED, dtype=np.int8)
-            now = end = wake = np.zeros(0, dtype=np.int64)
-        up, rec = self.up, self.rec
-        f, rcpt, counts = _refile(batch.f, batch.rcpt, rows, key, lo, step, out, now, wake,
-                                  end, float(up.delay_warning_time), rec.acc, self._warn_row,
-                                  rec.duration, rec.interval, rec.n)
+        return np.where(key <= self.scanned, key + self.policy.interval(self.cur), key)
+
+    def _file(self, f, rcpt, lo: int, step: int, counts) -> None:
+        """Append queue files sorted by tick (counts per tick from lo, step apart)."""
         if counts.size == 1:
-            self.deferred.setdefault(lo, []).append(Batch(f, rcpt))
+            if counts[0]:
+                self.deferred.setdefault(lo, []).append(Batch(f, rcpt))
             return
         bounds = np.concatenate([[0], np.cumsum(counts)])
         for j in np.flatnonzero(counts):
@@ -437,62 +426,64 @@ class QueueHost:
         self.deferred = {}
         if allb:
             batch = Batch.concat(allb)
-            self._bucket(batch, batch.f[:, LAST_NEXT].astype(np.int64))
+            key = self._key(batch.f[:, LAST_NEXT].astype(np.int64))
+            step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
+            lo = int(key.min())
+            self._file(*_sort_by_tick(batch.f, batch.rcpt, key, lo, step), lo, step)
 
     # --- one attempt per message of a batch ----------------------------------------------
     def _attempt(self, b: Batch, entry, start, end, vetoed) -> None:
         """Outcomes of one attempt of every message in `b` (rows in FIFO order), recorded;
         survivors re-filed in the deferred queue."""
-        n = start.size
-        rec = self.rec
-        rcpt = b.rcpt
-        pending = rcpt != -2
+        rec, relay, rcpt = self.rec, self.relay, b.rcpt
         ok = ~vetoed
-        out = np.full(rcpt.shape, DEFERRED, dtype=np.int8)
-        if ok.all():
-            out = self.relay.reply(start, rcpt)
-        elif ok.any():
-            out[ok] = self.relay.reply(start[ok], rcpt[ok])
-        greyed = self._greylist(b, start, ok, out) if self.grey is not None else 0
-        out[~pending] = -1
-        limit = self.relay_limit
-        if limit:
-            self._hard_error_limit(out, start, end, ok, limit)
-        tally = _tally(out)
-        nd = tally[:, 2]
-        kind = b.f[:, KIND]
-
-        retry = nd > 0
-        give_up = np.zeros(n, dtype=bool)
-        wake = np.zeros(n, dtype=np.int64)
-        now = np.floor(end).astype(np.int64)
-        if retry.any():
-            r = np.flatnonzero(retry)
-            snap = np.searchsorted(self.snap_times, end[r], side="right") - 1
-            cf = _gather(b.f, r, RETRY_COLS)
-            wake[r], give_up[r] = self.policy.retry(snap, cf[:, 0], now[r], cf[:, 1] + 1,
-                                                    cf[:, 2], cf[:, 3], kind[r] == NULL)
-        expired = retry & give_up
-        keep = retry & ~give_up
-
-        # what this batch changes in the time series, and the delivered recipients' delays
-        if self.grey is None and self.relay.code.size == 1 and not self.relay.soft.any():
-            soft = np.array([self.relay.code[0] < 500])
+        snap = relay.snap_of(start)
+        if self.grey is None and not self.relay_limit and isinstance(snap, int) and ok.all():
+            out, tally = replies(rcpt, relay.users[snap], relay.unknown_reply(snap))
+            greyed = 0
         else:
-            soft = self.relay.reject_codes(start) < 500
-        self.delays.add(_record(rec.acc, self._series_rows, rec.duration, rec.interval, rec.n,
-                                self.duration, entry, start, end, tally, ok,
-                                np.atleast_1d(greyed).astype(np.int64), soft, kind,
-                                b.f[:, SIZE], b.f[:, ARRIVAL], expired, keep))
+            pending = rcpt != -2
+            out = np.full(rcpt.shape, DEFERRED, dtype=np.int8)
+            if ok.all():
+                out = relay.reply(start, rcpt)
+            elif ok.any():
+                out[ok] = relay.reply(start[ok], rcpt[ok])
+            greyed = self._greylist(b, start, ok, out) if self.grey is not None else 0
+            out[~pending] = -1
+            if self.relay_limit:
+                self._hard_error_limit(out, start, end, ok, self.relay_limit)
+            tally = _tally(out)
+
+        # the retry policy for every message with deferred recipients
+        r, create, tries, last_fail, last_next, null, now = _retry_inputs(b.f, end, tally)
+        wake = key = np.zeros(0, dtype=np.int64)
+        give_up = np.zeros(0, dtype=bool)
+        if r.size:
+            snaps = (np.zeros(r.size, dtype=np.int64) if self.snap_times.size == 1 else
+                     np.searchsorted(self.snap_times, end[r], side="right") - 1)
+            wake, give_up = self.policy.retry(snaps, create, now, tries, last_fail, last_next,
+                                              null)
+            key = self._key(wake)
+
+        # what this batch changes in the time series, the delivered recipients' delays, and
+        # the survivors re-filed: one compiled pass
+        if self.grey is None and relay.code.size == 1 and not relay.soft.any():
+            soft = np.array([relay.code[0] < 500])
+        else:
+            soft = relay.reject_codes(start) < 500
+        step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
+        delays, f, rc, lo, counts = _settle(
+            rec.acc, self._series_rows, self._warn_row, rec.duration, rec.interval, rec.n,
+            self.duration, entry, start, end, tally, ok, np.atleast_1d(greyed).astype(np.int64),
+            soft, b.f, rcpt, out, r, now, wake, give_up, key, step,
+            float(self.up.delay_warning_time))
+        self.delays.add(delays)
         if self.log is not None:
             o = out.copy()
-            o[expired[:, None] & (out == DEFERRED)] = EXPIRED
-            rr, cc = np.nonzero(pending)
+            o[r[give_up]] = np.where(out[r[give_up]] == DEFERRED, EXPIRED, out[r[give_up]])
+            rr, cc = np.nonzero(rcpt != -2)
             self.log.append((b.f[rr, QID], cc.astype(np.int16), start[rr], o[rr, cc]))
-
-        if keep.any():
-            k = np.flatnonzero(keep)
-            self._bucket(b, wake[k], k, out, now, end)
+        self._file(f, rc, lo, step, counts)
 
     def _hard_error_limit(self, out, start, end, ok, limit: int) -> None:
         """smtpd_hard_error_limit at the relay: a session with `limit` or more rejected RCPTs
@@ -697,60 +688,127 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
 
 
 @njit(cache=True)
-def _gather(f, rows, cols):
-    """f[rows][:, cols] as int64 (truncated, as astype does)."""
-    g = np.empty((rows.size, cols.size), dtype=np.int64)
-    for i in range(rows.size):
-        for j in range(cols.size):
-            g[i, j] = np.int64(f[rows[i], cols[j]])
-    return g
+def _retry_inputs(f, end, tally):
+    """The rows with deferred recipients and what the retry policy needs of them (int64, as
+    Postfix's time_t): create, tries including this one, last failure, last wake-up time,
+    null sender, and now = the attempt's end in whole seconds."""
+    n = tally.shape[0]
+    m = 0
+    for i in range(n):
+        if tally[i, 2] > 0:
+            m += 1
+    r = np.empty(m, dtype=np.int64)
+    create = np.empty(m, dtype=np.int64)
+    tries = np.empty(m, dtype=np.int64)
+    last_fail = np.empty(m, dtype=np.int64)
+    last_next = np.empty(m, dtype=np.int64)
+    null = np.empty(m, dtype=np.bool_)
+    now = np.empty(m, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        if tally[i, 2] > 0:
+            r[m] = i
+            create[m] = np.int64(f[i, CREATE])
+            tries[m] = np.int64(f[i, TRIES]) + 1
+            last_fail[m] = np.int64(f[i, LAST_FAIL])
+            last_next[m] = np.int64(f[i, LAST_NEXT])
+            null[m] = f[i, KIND] == NULL
+            now[m] = np.int64(math.floor(end[i]))
+            m += 1
+    return r, create, tries, last_fail, last_next, null, now
 
 
 @njit(cache=True)
-def _refile(f, rcpt, rows, key, lo, step, out, now, wake, end, dwt, acc, warn_row,
-            rec_duration, interval, nbins):
-    """Rows `rows` of a batch sorted (stably) by their tick key into slots of `step` seconds
-    from `lo`: returns the new queue files (fields, recipients) and the count per slot. When
-    `out` has rows (re-filing after an attempt, one per entry of rows), each queue file gets
-    the attempt written in: recipients whose outcome was not DEFERRED are done (-2), TRIES + 1,
-    LAST_FAIL = now, LAST_NEXT = wake, LAST_END = end, and if dwt > 0 a delay warning (counted
-    in acc[warn_row] at the end's bin) for real mail not yet warned whose age reaches dwt."""
-    m = rows.size
-    nslot = np.int64((key.max() - lo) // step) + 1
+def _slots(key, use, lo, step):
+    """Counting sort of the entries with use[i] by (key - lo) // step: their slot and the
+    first position of each slot (stable)."""
+    hi = lo
+    for i in range(key.size):
+        if use[i]:
+            hi = max(hi, key[i])
+    nslot = np.int64((hi - lo) // step) + 1
     counts = np.zeros(nslot, dtype=np.int64)
-    slot = np.empty(m, dtype=np.int64)
-    for i in range(m):
-        slot[i] = (key[i] - lo) // step
-        counts[slot[i]] += 1
+    slot = np.empty(key.size, dtype=np.int64)
+    for i in range(key.size):
+        if use[i]:
+            slot[i] = (key[i] - lo) // step
+            counts[slot[i]] += 1
     pos = np.empty(nslot, dtype=np.int64)
     p = 0
     for j in range(nslot):
         pos[j] = p
         p += counts[j]
-    nf = np.empty((m, f.shape[1]))
-    nr = np.empty((m, rcpt.shape[1]), dtype=rcpt.dtype)
-    attempted = out.shape[0] > 0
-    for i in range(m):
+    return slot, pos, counts
+
+
+@njit(cache=True)
+def _sort_by_tick(f, rcpt, key, lo, step):
+    """Queue files sorted (stably) into ticks `step` seconds apart from lo: (fields,
+    recipients, count per tick)."""
+    use = np.ones(key.size, dtype=np.bool_)
+    slot, pos, counts = _slots(key, use, lo, step)
+    nf = np.empty_like(f)
+    nr = np.empty_like(rcpt)
+    for i in range(key.size):
         d = pos[slot[i]]
         pos[slot[i]] += 1
-        src = rows[i]
+        for c in range(f.shape[1]):
+            nf[d, c] = f[i, c]
+        for c in range(rcpt.shape[1]):
+            nr[d, c] = rcpt[i, c]
+    return nf, nr, counts
+
+
+@njit(cache=True)
+def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry, start, end,
+            tally, ok, greyed, soft, f, rcpt, out, r, now, wake, give_up, key, step, dwt):
+    """After the retry policy: record the batch (see _record), and re-file the messages it
+    keeps (rows r[i] without give_up[i]) sorted by tick, with the attempt written into
+    their queue file: recipients not deferred are done (-2), TRIES + 1, LAST_FAIL = now,
+    LAST_NEXT = wake, LAST_END = end, and if dwt > 0 a delay warning (counted in
+    acc[warn_row] at the end's bin) for real mail not yet warned whose age reaches dwt.
+    Returns (delays, fields, recipients, first tick, count per tick)."""
+    n = start.size
+    expired = np.zeros(n, dtype=np.bool_)
+    keep = np.zeros(n, dtype=np.bool_)
+    use = np.empty(r.size, dtype=np.bool_)
+    lo = np.int64(0)
+    first = True
+    for i in range(r.size):
+        use[i] = not give_up[i]
+        if give_up[i]:
+            expired[r[i]] = True
+        else:
+            keep[r[i]] = True
+            if first or key[i] < lo:
+                lo = key[i]
+                first = False
+    delays = _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end,
+                     tally, ok, greyed, soft, f[:, KIND], f[:, SIZE], f[:, ARRIVAL], expired,
+                     keep)
+    slot, pos, counts = _slots(key, use, lo, step)
+    m = counts.sum()
+    nf = np.empty((m, f.shape[1]))
+    nr = np.empty((m, rcpt.shape[1]), dtype=rcpt.dtype)
+    for i in range(r.size):
+        if not use[i]:
+            continue
+        d = pos[slot[i]]
+        pos[slot[i]] += 1
+        src = r[i]
         for c in range(f.shape[1]):
             nf[d, c] = f[src, c]
         for c in range(rcpt.shape[1]):
-            nr[d, c] = rcpt[src, c]
-        if attempted:
-            for c in range(rcpt.shape[1]):
-                if out[src, c] != DEFERRED:
-                    nr[d, c] = -2
-            nf[d, TRIES] += 1
-            nf[d, LAST_FAIL] = now[src]
-            nf[d, LAST_NEXT] = wake[i]
-            nf[d, LAST_END] = end[src]
-            if dwt > 0 and nf[d, WARNED] == 0 and nf[d, KIND] != NULL and (
-                    now[src] >= nf[d, CREATE] + dwt - 1):
-                acc[warn_row, _bin(end[src], rec_duration, interval, nbins)] += 1.0
-                nf[d, WARNED] = 1
-    return nf, nr, counts
+            nr[d, c] = -2 if out[src, c] != DEFERRED else rcpt[src, c]
+        nf[d, TRIES] += 1
+        nf[d, LAST_FAIL] = now[i]
+        nf[d, LAST_NEXT] = wake[i]
+        nf[d, LAST_END] = end[src]
+        if dwt > 0 and nf[d, WARNED] == 0 and nf[d, KIND] != NULL and (
+                now[i] >= nf[d, CREATE] + dwt - 1):
+            acc[warn_row, _bin(end[src], rec_duration, interval, nbins)] += 1.0
+            nf[d, WARNED] = 1
+    return delays, nf, nr, lo, counts
 
 
 @njit(cache=True)
