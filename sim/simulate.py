@@ -66,18 +66,14 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
             yield env.timeout(t - env.now)
             host.reload(j)
 
-    qshape = np.zeros((rec.n, 10), dtype=np.int64)
-
     def sampler():
-        for j, t in enumerate(rec.t):
+        for t in rec.t:
             yield env.timeout(t - env.now)
-            yield env.timeout(0)  # after a qmgr tick at the same instant
-            qshape[j] = host.qshape(t)
-            if progress is not None:
-                progress(t)
+            progress(t)
 
     env.process(changes())
-    env.process(sampler())
+    if progress is not None:
+        env.process(sampler())
     env.run(until=duration + 1e-6)
 
     ts = {"t_s": rec.t}
@@ -116,7 +112,7 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     }
     wall = time.perf_counter() - wall0
     return Results(
-        scenario=scenario, seed=seed, summary=summary, timeseries=ts, qshape=qshape,
+        scenario=scenario, seed=seed, summary=summary, timeseries=ts, qshape=host.qshape,
         delay_cdf=d.cdf(),
         attempts=host.attempts_table() if record_attempts else None,
         provenance={"relaysim": __version__, "python": platform.python_version(),

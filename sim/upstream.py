@@ -220,12 +220,15 @@ class QueueHost:
         self.policy = Policy(self.snaps)
         self.site = _Site(relay, self.policy)
         self.cur = 0  # index of the upstream snapshot in force
-        self.scanned = -math.inf  # time of the latest tick that has taken its bucket
+        self.next_tick = 0.0  # the qmgr tick that will run next
         self.last_probe = np.empty(0)  # verify cache: last probe time per known user id
         self.grey = scenario.relay.greylisting
         self.relay_limit = scenario.relay.smtpd_hard_error_limit
         self.grey_pass_hours: dict[int, float] = {}  # postgrey auto-whitelist: hour -> time
         self.whitelisted_at = math.inf
+        # qshape's view of the deferred queue at each sample (messages per age bucket),
+        # counted when a message is filed: it waits from its attempt's end to its tick
+        self.qshape = np.zeros((recorder.n, 10), dtype=np.int64)
         self._series_rows = recorder.rows(SERIES)  # created now: compiled code adds to them
         self._warn_row = int(recorder.rows(("delay_dsn",))[0])
 
@@ -348,7 +351,6 @@ class QueueHost:
         function of time, and mail that arrives just after a scan can still be due at the
         next one (wake <= T + 1), as in Postfix."""
         batches = self.deferred.pop(int(T), [])
-        self.scanned = T
         new = self._due_arrivals(T + self.policy.interval(self.cur))
         if not self.policy.sched.runner:
             if batches:
@@ -405,9 +407,20 @@ class QueueHost:
 
     def _key(self, wake: np.ndarray) -> np.ndarray:
         """The tick that will take a message with this wake-up time."""
+        # no earlier than the next tick: a runner under way has passed these messages already;
+        # and the next tick takes whatever is due by then, even when a reload has moved the
+        # grid and that pending tick is not on the new one
         key = self.policy.key(wake, self.cur)
-        # a runner that is under way has passed these messages already: the next one takes them
-        return np.where(key <= self.scanned, key + self.policy.interval(self.cur), key)
+        nxt = int(self.next_tick)
+        if self.policy.sched.runner:
+            return np.where(wake - self.policy.slack <= nxt, nxt, key)
+        return np.maximum(key, nxt)
+
+    def _grid(self) -> int:
+        """Seconds between the ticks that keys can name: the runner interval (TICK without a
+        grid), finer while the pending tick is off the grid after a reload (see _key)."""
+        step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
+        return math.gcd(step, int(self.next_tick) % step)
 
     def _file(self, f, rcpt, lo: int, step: int, counts) -> None:
         """Append queue files sorted by tick (counts per tick from lo, step apart)."""
@@ -423,13 +436,18 @@ class QueueHost:
     def rebucket(self) -> None:
         """After a reload that changed the runner interval: re-file every deferred message."""
         allb = [b for bs in self.deferred.values() for b in bs]
-        self.deferred = {}
         if allb:
             batch = Batch.concat(allb)
+            old = np.repeat([k for k, bs in self.deferred.items() for _ in bs],
+                            [len(b) for b in allb])
+            _stays(self.qshape, self.rec.interval, batch.f, old, -1)
             key = self._key(batch.f[:, LAST_NEXT].astype(np.int64))
-            step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
+            _stays(self.qshape, self.rec.interval, batch.f, key, 1)
+            step = self._grid()
             lo = int(key.min())
-            self._file(*_sort_by_tick(batch.f, batch.rcpt, key, lo, step), lo, step)
+            self.deferred = {}
+            f, rcpt, counts = _sort_by_tick(batch.f, batch.rcpt, key, lo, step)
+            self._file(f, rcpt, lo, step, counts)
 
     # --- one attempt per message of a batch ----------------------------------------------
     def _attempt(self, b: Batch, entry, start, end, vetoed) -> None:
@@ -471,12 +489,12 @@ class QueueHost:
             soft = np.array([relay.code[0] < 500])
         else:
             soft = relay.reject_codes(start) < 500
-        step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
+        step = self._grid()
         delays, f, rc, lo, counts = _settle(
             rec.acc, self._series_rows, self._warn_row, rec.duration, rec.interval, rec.n,
             self.duration, entry, start, end, tally, ok, np.atleast_1d(greyed).astype(np.int64),
             soft, b.f, rcpt, out, r, now, wake, give_up, key, step,
-            float(self.up.delay_warning_time))
+            float(self.up.delay_warning_time), self.qshape)
         self.delays.add(delays)
         if self.log is not None:
             o = out.copy()
@@ -529,18 +547,6 @@ class QueueHost:
         return per_row
 
     # --- observation ---------------------------------------------------------------------
-    def qshape(self, t: float, buckets: int = 10) -> np.ndarray:
-        """Messages in the deferred queue at t (filed under a later tick, attempt ended by t)
-        per qshape age bucket (5 10 20 ... 1280+ min; metrics.qshape_bucket). A tick's
-        batches are joined on the way (order kept), so the queue stays a few arrays."""
-        counts = np.zeros(buckets, dtype=np.int64)
-        for key, bs in self.deferred.items():
-            if key > t:
-                if len(bs) > 1:
-                    bs[:] = [Batch.concat(bs)]
-                _qshape_add(bs[0].f, float(t), counts)
-        return counts
-
     def attempts_table(self) -> dict[str, np.ndarray]:
         """All recorded attempts (record_attempts=True), in the order they were computed."""
         parts = self.log or []
@@ -560,10 +566,12 @@ class QueueHost:
         env = self.env
         T = 0.0
         while T <= self.duration:
+            self.next_tick = T
             yield env.timeout(T - env.now)
-            self.scan(T)
             R = self.policy.interval(self.cur)
-            T = (math.floor(T / R + 1e-9) + 1) * R
+            self.next_tick = (math.floor(T / R + 1e-9) + 1) * R
+            self.scan(T)
+            T = self.next_tick
 
     def reload(self, snap: int) -> None:
         """`postfix reload` into upstream snapshot `snap` (a scheduled change)."""
@@ -761,12 +769,14 @@ def _sort_by_tick(f, rcpt, key, lo, step):
 
 @njit(cache=True)
 def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry, start, end,
-            tally, ok, greyed, soft, f, rcpt, out, r, now, wake, give_up, key, step, dwt):
+            tally, ok, greyed, soft, f, rcpt, out, r, now, wake, give_up, key, step, dwt,
+            qshape):
     """After the retry policy: record the batch (see _record), and re-file the messages it
     keeps (rows r[i] without give_up[i]) sorted by tick, with the attempt written into
     their queue file: recipients not deferred are done (-2), TRIES + 1, LAST_FAIL = now,
     LAST_NEXT = wake, LAST_END = end, and if dwt > 0 a delay warning (counted in
-    acc[warn_row] at the end's bin) for real mail not yet warned whose age reaches dwt.
+    acc[warn_row] at the end's bin) for real mail not yet warned whose age reaches dwt; its
+    stay in the deferred queue is counted in `qshape` (see _stay).
     Returns (delays, fields, recipients, first tick, count per tick)."""
     n = start.size
     expired = np.zeros(n, dtype=np.bool_)
@@ -808,22 +818,33 @@ def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry,
                 now[i] >= nf[d, CREATE] + dwt - 1):
             acc[warn_row, _bin(end[src], rec_duration, interval, nbins)] += 1.0
             nf[d, WARNED] = 1
+        _stay(qshape, interval, end[src], key[i], f[src, ARRIVAL], 1)
     return delays, nf, nr, lo, counts
 
 
 @njit(cache=True)
-def _qshape_add(f, t, counts):
-    """counts[qshape bucket of t - arrival] += 1 for each queue file whose attempt ended by t;
-    the bucket is metrics.qshape_bucket's (5-minute base, doubling), found by exact
-    comparisons with powers of two instead of a logarithm."""
-    top = counts.size - 1
-    edge = np.empty(top)  # bucket k >= 1 starts at m = 2 ** (k - 1)
-    for k in range(top):
-        edge[k] = 2.0 ** k
+def _stay(qshape, interval, left_at, key, arrival, sign):
+    """qshape[j, b] += sign for every sample t_j = j * interval with left_at <= t_j < key: a
+    message whose attempt ended at left_at waits in the deferred queue until the tick at
+    `key` takes it; b is its qshape age bucket at t_j (metrics.qshape_bucket: 5-minute base,
+    doubling, found by exact comparisons with powers of two instead of a logarithm)."""
+    top = qshape.shape[1] - 1
+    j = max(np.int64(math.ceil(left_at / interval)) - 1, 0)
+    while j * interval < left_at:
+        j += 1
+    while j < qshape.shape[0] and j * interval < key:
+        m = (j * interval - arrival) / 60.0 / 5
+        b = 0
+        edge = 1.0
+        while b < top and m >= edge:
+            b += 1
+            edge *= 2.0
+        qshape[j, b] += sign
+        j += 1
+
+
+@njit(cache=True)
+def _stays(qshape, interval, f, key, sign):
+    """_stay for every queue file of f, row i filed under tick key[i]."""
     for i in range(f.shape[0]):
-        if f[i, LAST_END] <= t:
-            m = (t - f[i, ARRIVAL]) / 60.0 / 5
-            k = 0
-            while k < top and m >= edge[k]:
-                k += 1
-            counts[k] += 1
+        _stay(qshape, interval, f[i, LAST_END], key[i], f[i, ARRIVAL], sign)

@@ -272,17 +272,59 @@ def test_reload_with_a_new_queue_run_delay_moves_the_scan_grid():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.floats(0, 1e7), min_size=1, max_size=200), st.floats(0, 1e7))
-def test_qshape_kernel_buckets_like_qshape_bucket(ages, t):
-    """The compiled qshape count agrees with metrics.qshape_bucket, edges included."""
+@given(st.lists(st.floats(0, 1e7), min_size=1, max_size=200), st.integers(1, 400))
+def test_qshape_stays_bucket_like_qshape_bucket(ages, j):
+    """A stay counted at filing lands in metrics.qshape_bucket's bucket, edges included, and
+    only at samples in [attempt end, tick)."""
     from sim.metrics import qshape_bucket
-    from sim.upstream import ARRIVAL, FIELDS, LAST_END, _qshape_add
+    from sim.upstream import _stay
+    interval = 3600.0
+    t = j * interval
     ages = np.array(ages + [300.0 * 2 ** k for k in range(10)])
-    f = np.zeros((ages.size, len(FIELDS)))
-    f[:, ARRIVAL] = t - ages
-    f[:, LAST_END] = np.where(np.arange(ages.size) % 7 == 3, t + 1, t)  # some still active
-    counts = np.zeros(10, dtype=np.int64)
-    _qshape_add(f, t, counts)
-    done = f[:, LAST_END] <= t
-    assert counts.tolist() == np.bincount(qshape_bucket(t - f[done, ARRIVAL]),
-                                          minlength=10).tolist()
+    q = np.zeros((j + 3, 10), dtype=np.int64)
+    for a in ages:
+        _stay(q, interval, t - 5.0, t + 1.0, t - a, 1)  # waits over sample j only
+    assert q[j].tolist() == np.bincount(qshape_bucket(ages), minlength=10).tolist()
+    assert q.sum() == ages.size
+    _stay(q, interval, t + 1.0, t + 1.0, 0.0, 1)  # an empty stay counts nowhere
+    _stay(q, interval, t, t + interval, 0.0, 1)  # ended exactly at a sample: counted there
+    assert q.sum() == ages.size + 1 and q[j].sum() == ages.size + 1
+
+
+def test_qshape_counted_at_filing_matches_a_scan_of_the_deferred_queue(monkeypatch):
+    """Across reloads that move the scan grid and an outage, the qshape counts kept as
+    messages are filed equal a direct look at the deferred queue at every sample."""
+    from sim import upstream
+    from sim.metrics import qshape_bucket
+    hosts, seen = [], {}
+    init = upstream.QueueHost.__init__
+
+    def capture(self, *a, **k):
+        init(self, *a, **k)
+        hosts.append(self)
+    monkeypatch.setattr(upstream.QueueHost, "__init__", capture)
+    scan = upstream.QueueHost.scan
+
+    def scan_then_look(self, T):  # a sample at a tick's instant is taken after the tick
+        scan(self, T)
+        if T in seen:
+            look(T)
+    monkeypatch.setattr(upstream.QueueHost, "scan", scan_then_look)
+
+    def look(t):
+        h = hosts[0]
+        ages = [t - b.f[b.f[:, upstream.LAST_END] <= t, upstream.ARRIVAL]
+                for key, bs in h.deferred.items() if key > t for b in bs]
+        ages = np.concatenate(ages) if ages else np.empty(0)
+        seen[t] = np.bincount(qshape_bucket(ages), minlength=10)
+    s = Scenario.from_dict({
+        "simulation": {"duration": "3d", "sample_interval": "10m"},
+        "senders": [{"rate": "5000/d", "unknown_recipient_fraction": 0.3}],
+        "relay": {"unknown_local_recipient_reject_code": 450,
+                  "outages": [{"start": "20h", "duration": "3h"}]},
+        "changes": [{"at": "36h", "upstream": {"queue_run_delay": "7m"}},
+                    {"at": "180300s", "upstream": {"queue_run_delay": "1000s"}}]})
+    r = simulate(s, seed=3, progress=look)
+    assert r.qshape.sum() > 10_000
+    for j, t in enumerate(r.timeseries["t_s"]):
+        assert r.qshape[j].tolist() == seen[t].tolist(), t
