@@ -1,6 +1,6 @@
 """Observation: event binning onto the sample grid, queue levels, delay sketch, qshape ages.
 
-Public names: Recorder, DelaySketch, QSHAPE_EDGES_MIN, qshape_bucket.
+Public names: Recorder, DelaySketch, QSHAPE_EDGES_MIN, qshape_bucket, qshape_edges.
 
 Contract:
 - Samples are taken at t_j = j * sample_interval, j = 0 .. n-1 (t_{n-1} <= duration).
@@ -34,6 +34,21 @@ def qshape_bucket(age_s: np.ndarray, bucket_time_min: float = 5, bucket_count: i
         b = np.where(m < 1, 0, (np.floor(m) if linear else 1 + np.floor(np.log2(np.maximum(m, 1))))
                      ).astype(np.int64)
     return np.minimum(b, bucket_count - 1)
+
+
+def qshape_edges(bucket_time_min: float = 5, bucket_count: int = 10) -> np.ndarray:
+    """Ages in seconds at which qshape_bucket moves up: edges[k] is the least age with bucket
+    k + 1 (computed through qshape_bucket itself, to the last bit), so counting edges <= age
+    gives the bucket without dividing."""
+    edges = np.empty(bucket_count - 1)
+    for k in range(bucket_count - 1):
+        x = 60.0 * bucket_time_min * 2.0 ** k
+        while qshape_bucket(np.array([x]), bucket_time_min, bucket_count)[0] > k:
+            x = np.nextafter(x, 0.0)
+        while qshape_bucket(np.array([x]), bucket_time_min, bucket_count)[0] <= k:
+            x = np.nextafter(x, np.inf)
+        edges[k] = x
+    return edges
 
 
 class Recorder:

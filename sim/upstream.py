@@ -42,7 +42,7 @@ from numba import njit
 
 from sim import schedules
 from sim.concurrency import Agents
-from sim.metrics import DelaySketch, Recorder
+from sim.metrics import DelaySketch, Recorder, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, replies
 from sim.sender import FORGED, NULL
 
@@ -229,6 +229,7 @@ class QueueHost:
         # qshape's view of the deferred queue at each sample (messages per age bucket),
         # counted when a message is filed: it waits from its attempt's end to its tick
         self.qshape = np.zeros((recorder.n, 10), dtype=np.int64)
+        self.qshape_edges = qshape_edges()
         self._series_rows = recorder.rows(SERIES)  # created now: compiled code adds to them
         self._warn_row = int(recorder.rows(("delay_dsn",))[0])
 
@@ -440,9 +441,9 @@ class QueueHost:
             batch = Batch.concat(allb)
             old = np.repeat([k for k, bs in self.deferred.items() for _ in bs],
                             [len(b) for b in allb])
-            _stays(self.qshape, self.rec.interval, batch.f, old, -1)
+            _stays(self.qshape, self.qshape_edges, self.rec.interval, batch.f, old, -1)
             key = self._key(batch.f[:, LAST_NEXT].astype(np.int64))
-            _stays(self.qshape, self.rec.interval, batch.f, key, 1)
+            _stays(self.qshape, self.qshape_edges, self.rec.interval, batch.f, key, 1)
             step = self._grid()
             lo = int(key.min())
             self.deferred = {}
@@ -494,7 +495,7 @@ class QueueHost:
             rec.acc, self._series_rows, self._warn_row, rec.duration, rec.interval, rec.n,
             self.duration, entry, start, end, tally, ok, np.atleast_1d(greyed).astype(np.int64),
             soft, b.f, rcpt, out, r, now, wake, give_up, key, step,
-            float(self.up.delay_warning_time), self.qshape)
+            float(self.up.delay_warning_time), self.qshape, self.qshape_edges)
         self.delays.add(delays)
         if self.log is not None:
             o = out.copy()
@@ -770,7 +771,7 @@ def _sort_by_tick(f, rcpt, key, lo, step):
 @njit(cache=True)
 def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry, start, end,
             tally, ok, greyed, soft, f, rcpt, out, r, now, wake, give_up, key, step, dwt,
-            qshape):
+            qshape, edges):
     """After the retry policy: record the batch (see _record), and re-file the messages it
     keeps (rows r[i] without give_up[i]) sorted by tick, with the attempt written into
     their queue file: recipients not deferred are done (-2), TRIES + 1, LAST_FAIL = now,
@@ -818,33 +819,35 @@ def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry,
                 now[i] >= nf[d, CREATE] + dwt - 1):
             acc[warn_row, _bin(end[src], rec_duration, interval, nbins)] += 1.0
             nf[d, WARNED] = 1
-        _stay(qshape, interval, end[src], key[i], f[src, ARRIVAL], 1)
+        _stay(qshape, edges, interval, end[src], key[i], f[src, ARRIVAL], 1)
     return delays, nf, nr, lo, counts
 
 
-@njit(cache=True)
-def _stay(qshape, interval, left_at, key, arrival, sign):
+@njit(cache=True, inline="always")
+def _stay(qshape, edges, interval, left_at, key, arrival, sign):
     """qshape[j, b] += sign for every sample t_j = j * interval with left_at <= t_j < key: a
     message whose attempt ended at left_at waits in the deferred queue until the tick at
-    `key` takes it; b is its qshape age bucket at t_j (metrics.qshape_bucket: 5-minute base,
-    doubling, found by exact comparisons with powers of two instead of a logarithm)."""
-    top = qshape.shape[1] - 1
-    j = max(np.int64(math.ceil(left_at / interval)) - 1, 0)
-    while j * interval < left_at:
+    `key` takes it; b is its qshape age bucket at t_j, the number of edges <= its age
+    (metrics.qshape_edges)."""
+    top = edges.size
+    j = np.int64(left_at / interval)  # the first sample at or after left_at (times >= 0)
+    if j > 0 and (j - 1) * interval >= left_at:
+        j -= 1
+    elif j * interval < left_at:
         j += 1
     while j < qshape.shape[0] and j * interval < key:
-        m = (j * interval - arrival) / 60.0 / 5
-        b = 0
-        edge = 1.0
-        while b < top and m >= edge:
-            b += 1
-            edge *= 2.0
+        age = j * interval - arrival
+        b = top
+        if age < edges[top - 1]:
+            b = 0
+            while age >= edges[b]:
+                b += 1
         qshape[j, b] += sign
         j += 1
 
 
 @njit(cache=True)
-def _stays(qshape, interval, f, key, sign):
+def _stays(qshape, edges, interval, f, key, sign):
     """_stay for every queue file of f, row i filed under tick key[i]."""
     for i in range(f.shape[0]):
-        _stay(qshape, interval, f[i, LAST_END], key[i], f[i, ARRIVAL], sign)
+        _stay(qshape, edges, interval, f[i, LAST_END], key[i], f[i, ARRIVAL], sign)

@@ -276,18 +276,19 @@ def test_reload_with_a_new_queue_run_delay_moves_the_scan_grid():
 def test_qshape_stays_bucket_like_qshape_bucket(ages, j):
     """A stay counted at filing lands in metrics.qshape_bucket's bucket, edges included, and
     only at samples in [attempt end, tick)."""
-    from sim.metrics import qshape_bucket
+    from sim.metrics import qshape_bucket, qshape_edges
     from sim.upstream import _stay
+    edges = qshape_edges()
     interval = 3600.0
     t = j * interval
     ages = np.array(ages + [300.0 * 2 ** k for k in range(10)])
     q = np.zeros((j + 3, 10), dtype=np.int64)
     for a in ages:
-        _stay(q, interval, t - 5.0, t + 1.0, t - a, 1)  # waits over sample j only
+        _stay(q, edges, interval, t - 5.0, t + 1.0, t - a, 1)  # waits over sample j only
     assert q[j].tolist() == np.bincount(qshape_bucket(ages), minlength=10).tolist()
     assert q.sum() == ages.size
-    _stay(q, interval, t + 1.0, t + 1.0, 0.0, 1)  # an empty stay counts nowhere
-    _stay(q, interval, t, t + interval, 0.0, 1)  # ended exactly at a sample: counted there
+    _stay(q, edges, interval, t + 1.0, t + 1.0, 0.0, 1)  # an empty stay counts nowhere
+    _stay(q, edges, interval, t, t + interval, 0.0, 1)  # ended exactly at a sample: counted there
     assert q.sum() == ages.size + 1 and q[j].sum() == ages.size + 1
 
 
