@@ -25,6 +25,7 @@ Contract:
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -51,7 +52,7 @@ class Agents:
             return np.empty(0), np.empty(0)
         per = n // c + 1
         while True:
-            m = int(per + 4 * np.sqrt(per) + 4)
+            m = int(per + 4 * math.sqrt(per) + 4)
             start, end, free = merge(base, draw((c, m)), n)
             if start.size == n:
                 break

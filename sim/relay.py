@@ -86,6 +86,8 @@ class RelayTimeline:
         self.code = np.array([r.unknown_local_recipient_reject_code for _, r in snapshots])
         self.soft = np.array([r.soft_bounce for _, r in snapshots], dtype=bool)
         self.down_start, self.down_end = outages
+        self._unknown = [int(rcpt_reply(np.False_, c, sf))
+                         for c, sf in zip(self.code, self.soft, strict=True)]
 
     def _snap(self, t: np.ndarray):
         """Index of the configuration in force at t (the first one for times before 0); a
@@ -103,7 +105,7 @@ class RelayTimeline:
 
     def unknown_reply(self, j: int) -> int:
         """The outcome (DEFERRED or BOUNCED) of an unknown recipient under configuration j."""
-        return int(rcpt_reply(np.False_, self.code[j], self.soft[j]))
+        return self._unknown[j]
 
     def users_at(self, t: np.ndarray) -> np.ndarray:
         """local_users in force at each time t."""

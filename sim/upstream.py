@@ -60,6 +60,8 @@ SERIES = ("active", "active_recipients",
 EXPIRED = 3
 
 
+_NONE = np.zeros(1, dtype=np.int64)  # no greylisted recipients (and, sliced, no rows)
+_NO = np.zeros(0, dtype=bool)
 TICK = 60  # processing period of schedules without a queue-runner grid (qmail, exchange, list)
 
 
@@ -101,13 +103,15 @@ class Policy:
         return getattr(self.params[snap], self.sched.runner) if self.sched.runner else TICK
 
     def retry(self, snap, create, now, tries, last_fail, last_next, null):
-        wake = np.empty(now.size, dtype=np.int64)
-        give_up = np.empty(now.size, dtype=bool)
-        if snap.min() == snap.max():
-            j = int(snap[0])
+        """(wake, give_up) per message; snap: the snapshot in force, one int for all or an
+        array per message."""
+        if isinstance(snap, int) or snap.min() == snap.max():
+            j = snap if isinstance(snap, int) else int(snap[0])
             kw = {"null_sender": null} if self.sched.retry is schedules.postfix_retry else {}
             return self.sched.retry(create, now, tries, last_fail, last_next, self.params[j],
                                     **kw)
+        wake = np.empty(now.size, dtype=np.int64)
+        give_up = np.empty(now.size, dtype=bool)
         for j in np.unique(snap):
             m = snap == j
             kw = {"null_sender": null[m]} if self.sched.retry is schedules.postfix_retry else {}
@@ -230,6 +234,10 @@ class QueueHost:
         # counted when a message is filed: it waits from its attempt's end to its tick
         self.qshape = np.zeros((recorder.n, 10), dtype=np.int64)
         self.qshape_edges = qshape_edges()
+        # the common case, decided once: no greylisting or error limit, one reject code
+        self.plain = self.grey is None and not self.relay_limit
+        self.soft = (np.array([relay.code[0] < 500]) if self.grey is None and
+                     relay.code.size == 1 and not relay.soft.any() else None)
         self._series_rows = recorder.rows(SERIES)  # created now: compiled code adds to them
         self._warn_row = int(recorder.rows(("delay_dsn",))[0])
 
@@ -455,19 +463,20 @@ class QueueHost:
         """Outcomes of one attempt of every message in `b` (rows in FIFO order), recorded;
         survivors re-filed in the deferred queue."""
         rec, relay, rcpt = self.rec, self.relay, b.rcpt
-        ok = ~vetoed
         snap = relay.snap_of(start)
-        if self.grey is None and not self.relay_limit and isinstance(snap, int) and ok.all():
+        if self.plain and isinstance(snap, int) and not vetoed.any():
             out, tally = replies(rcpt, relay.users[snap], relay.unknown_reply(snap))
-            greyed = 0
+            greyed = _NONE
         else:
+            ok = ~vetoed
             pending = rcpt != -2
             out = np.full(rcpt.shape, DEFERRED, dtype=np.int8)
             if ok.all():
                 out = relay.reply(start, rcpt)
             elif ok.any():
                 out[ok] = relay.reply(start[ok], rcpt[ok])
-            greyed = self._greylist(b, start, ok, out) if self.grey is not None else 0
+            greyed = (np.atleast_1d(self._greylist(b, start, ok, out)).astype(np.int64)
+                      if self.grey is not None else _NONE)
             out[~pending] = -1
             if self.relay_limit:
                 self._hard_error_limit(out, start, end, ok, self.relay_limit)
@@ -475,10 +484,10 @@ class QueueHost:
 
         # the retry policy for every message with deferred recipients
         r, create, tries, last_fail, last_next, null, now = _retry_inputs(b.f, end, tally)
-        wake = key = np.zeros(0, dtype=np.int64)
-        give_up = np.zeros(0, dtype=bool)
+        wake = key = _NONE[:0]
+        give_up = _NO
         if r.size:
-            snaps = (np.zeros(r.size, dtype=np.int64) if self.snap_times.size == 1 else
+            snaps = (0 if self.snap_times.size == 1 else
                      np.searchsorted(self.snap_times, end[r], side="right") - 1)
             wake, give_up = self.policy.retry(snaps, create, now, tries, last_fail, last_next,
                                               null)
@@ -486,16 +495,13 @@ class QueueHost:
 
         # what this batch changes in the time series, the delivered recipients' delays, and
         # the survivors re-filed: one compiled pass
-        if self.grey is None and relay.code.size == 1 and not relay.soft.any():
-            soft = np.array([relay.code[0] < 500])
-        else:
-            soft = relay.reject_codes(start) < 500
+        soft = self.soft if self.soft is not None else relay.reject_codes(start) < 500
         step = self._grid()
         delays, f, rc, lo, counts = _settle(
             rec.acc, self._series_rows, self._warn_row, rec.duration, rec.interval, rec.n,
-            self.duration, entry, start, end, tally, ok, np.atleast_1d(greyed).astype(np.int64),
-            soft, b.f, rcpt, out, r, now, wake, give_up, key, step,
-            float(self.up.delay_warning_time), self.qshape, self.qshape_edges)
+            self.duration, entry, start, end, tally, vetoed, greyed, soft, b.f, rcpt, out, r,
+            now, wake, give_up, key, step, float(self.up.delay_warning_time), self.qshape,
+            self.qshape_edges)
         self.delays.add(delays)
         if self.log is not None:
             o = out.copy()
@@ -632,8 +638,8 @@ def _add(acc, rows, lo, local):
 
 
 @njit(cache=True)
-def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end, tally, ok,
-            greyed, soft, kind, size, arrival, expired, keep):
+def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end, tally,
+            vetoed, greyed, soft, kind, size, arrival, expired, keep):
     """Add one batch of attempts to the recorder's series (acc[rows[k]], SERIES order) and
     return the delivered recipients' delays (end - arrival, one per sent recipient, attempts
     ending within the run). Each of the three groups (entry, start, end times) is summed per
@@ -655,11 +661,12 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     for i in range(n):
         j = bins[i] - lo
         gr = greyed[i if greyed.size > 1 else 0]
-        rej = (tally[i, 2] + tally[i, 3] - gr) * ok[i]
+        ok = 0 if vetoed[i] else 1
+        rej = (tally[i, 2] + tally[i, 3] - gr) * ok
         sf = soft[i if soft.size > 1 else 0]
         local[j, 0] += tally[i, 0]
-        local[j, 1] += ok[i]
-        local[j, 2] += (rej if sf else 0) + gr * ok[i]
+        local[j, 1] += ok
+        local[j, 2] += (rej if sf else 0) + gr * ok
         local[j, 3] += 0 if sf else rej
     _add(acc, rows[2:6], lo, local)
     # at the end: active, active_recipients, delivered, bounced, expired, dsn, backscatter,
@@ -770,7 +777,7 @@ def _sort_by_tick(f, rcpt, key, lo, step):
 
 @njit(cache=True)
 def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry, start, end,
-            tally, ok, greyed, soft, f, rcpt, out, r, now, wake, give_up, key, step, dwt,
+            tally, vetoed, greyed, soft, f, rcpt, out, r, now, wake, give_up, key, step, dwt,
             qshape, edges):
     """After the retry policy: record the batch (see _record), and re-file the messages it
     keeps (rows r[i] without give_up[i]) sorted by tick, with the attempt written into
@@ -795,7 +802,7 @@ def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry,
                 lo = key[i]
                 first = False
     delays = _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end,
-                     tally, ok, greyed, soft, f[:, KIND], f[:, SIZE], f[:, ARRIVAL], expired,
+                     tally, vetoed, greyed, soft, f[:, KIND], f[:, SIZE], f[:, ARRIVAL], expired,
                      keep)
     slot, pos, counts = _slots(key, use, lo, step)
     m = counts.sum()
