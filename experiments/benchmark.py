@@ -274,11 +274,53 @@ def profile(label: str, table: dict, seed: int) -> str:
     tree = [ln for ln in tree[next(i for i, ln in enumerate(tree)
                                    if ln.startswith("Profile at")) + 1:] if ln.strip()]
     top = sorted((kv for kv in own_times(root).items() if kv[1] > 0), key=lambda kv: -kv[1])[:30]
+    kernels = kernel_times(s, seed)
     return "\n".join([
         f"## {label}: pyinstrument, {root.time:.1f} s under the profiler (wall clock)", "",
-        "### Top 30 functions by own time (numpy work done inline in a function counts as "
-        "its own)", "", *(f"{t:8.3f} s {100 * t / root.time:5.1f} %  {name}" for name, t in top),
-        "", "### Call tree", "", *tree])
+        "### Top 30 functions by own time (numpy work and compiled kernels called from a "
+        "function count as its own)", "",
+        *(f"{t:8.3f} s {100 * t / root.time:5.1f} %  {name}" for name, t in top), "",
+        f"### Compiled (numba) kernels, timed in a separate run of {kernels['total']:.1f} s", "",
+        *(f"{t:8.3f} s {100 * t / kernels['total']:5.1f} %  {name} ({n:,} calls)"
+          for name, (t, n) in kernels["kernels"].items()), "", "### Call tree", "", *tree])
+
+
+def kernel_times(scenario: Scenario, seed: int) -> dict:
+    """Wall time and calls per compiled kernel in one run (each wrapped in a timer)."""
+    import sim.concurrency
+    import sim.relay
+    import sim.upstream
+    found = {}
+    for mod in (sim.upstream, sim.concurrency, sim.relay):
+        for name, obj in vars(mod).items():
+            if hasattr(obj, "py_func") and hasattr(obj, "signatures"):
+                found[name] = obj
+    times = {name: [0.0, 0] for name in found}
+
+    def timer(name, fn):
+        def run(*args):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                times[name][0] += time.perf_counter() - t0
+                times[name][1] += 1
+        return run
+    patched = []
+    for mod in (sim.upstream, sim.concurrency, sim.relay):
+        for name, fn in found.items():
+            if vars(mod).get(name) is fn:
+                patched.append((mod, name, fn))
+                setattr(mod, name, timer(name, fn))
+    try:
+        t0 = time.perf_counter()
+        simulate(scenario, seed=seed)
+        total = time.perf_counter() - t0
+    finally:
+        for mod, name, fn in patched:
+            setattr(mod, name, fn)
+    ranked = sorted(((k, v) for k, v in times.items() if v[1]), key=lambda kv: -kv[1][0])
+    return {"total": total, "kernels": {k: (t, n) for k, (t, n) in ranked}}
 
 
 def own_times(root) -> dict[str, float]:
