@@ -47,13 +47,12 @@ class Agents:
         """Start and end times of n jobs entering together at T, in FIFO order (starts
         ascending: the queue's i-th job gets the i-th earliest agent)."""
         c = self.free.size
-        base = np.maximum(np.sort(self.free), T)  # agent order must not depend on the path
         if n == 0:
             return np.empty(0), np.empty(0)
         per = n // c + 1
         while True:
             m = int(per + 4 * math.sqrt(per) + 4)
-            start, end, free = merge(base, draw((c, m)), n)
+            start, end, free = merge(self.free, T, draw((c, m)), n)
             if start.size == n:
                 break
             per *= 2  # an agent ran out of drawn service times: draw again, twice as many
@@ -141,14 +140,15 @@ def _sift(heap, k):
 
 
 @njit(cache=True)
-def merge(base, service, n):
+def merge(free, T, service, n):
     """The n smallest of the agents' availability points, in increasing order (see batch):
-    agent k is free at base[k], then after each of its drawn service times service[k, :].
+    agent k (agents sorted by free time, so that the order does not depend on the path) is
+    available at max(free, T), then after each of its drawn service times service[k, :].
     Returns (start, end, free after the n jobs); start is empty if an agent would need more
     service times than were drawn (the caller draws again). Ties go to the lower agent. The
     earliest agent is found by a linear scan: for tens of agents it beats a heap."""
     c, m = service.shape
-    nxt = base.copy()  # each agent's next availability point
+    nxt = np.maximum(np.sort(free), T)  # each agent's next availability point
     used = np.zeros(c, dtype=np.int64)
     start = np.empty(n)
     end = np.empty(n)
@@ -160,7 +160,7 @@ def merge(base, service, n):
                 v = nxt[a]
                 k = a
         if used[k] == m:
-            return np.empty(0), np.empty(0), base
+            return np.empty(0), np.empty(0), free
         start[i] = v
         nxt[k] = v + service[k, used[k]]
         used[k] += 1

@@ -433,14 +433,21 @@ class QueueHost:
 
     def _file(self, f, rcpt, lo: int, step: int, counts) -> None:
         """Append queue files sorted by tick (counts per tick from lo, step apart)."""
+        deferred = self.deferred
         if counts.size == 1:
             if counts[0]:
-                self.deferred.setdefault(lo, []).append(Batch(f, rcpt))
+                deferred.setdefault(lo, []).append(Batch(f, rcpt))
             return
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        for j in np.flatnonzero(counts):
-            self.deferred.setdefault(lo + int(j) * step, []).append(
-                Batch(f[bounds[j]:bounds[j + 1]], rcpt[bounds[j]:bounds[j + 1]]))
+        ends = np.cumsum(counts).tolist()
+        for j in np.flatnonzero(counts).tolist():
+            e = ends[j]
+            b = e - int(counts[j])
+            part = Batch(f[b:e], rcpt[b:e])
+            bucket = deferred.get(lo + j * step)
+            if bucket is None:
+                deferred[lo + j * step] = [part]
+            else:
+                bucket.append(part)
 
     def rebucket(self) -> None:
         """After a reload that changed the runner interval: re-file every deferred message."""
