@@ -5,10 +5,11 @@ Public names: simulate.
 Contract: simulate(scenario, seed=None, record_attempts=False, progress=None) builds the random
 streams (numpy SeedSequence(seed or scenario.simulation.seed) spawned once per source: service
 times, outages, and per sender its arrivals and its recipients), the relay timeline and the
-SimPy processes (one per sender, the upstream qmgr, the scheduled changes, the sampler), runs
-them to scenario.simulation.duration and reduces what the metrics recorded into Results. The
-same scenario and seed give identical Results. `progress(simulated_seconds)` is called from the
-sampler, if given. Nothing is printed or written.
+SimPy processes (one per sender, the upstream qmgr, the scheduled changes, and a sampler when
+`progress` is given), runs them to scenario.simulation.duration and reduces what the metrics
+recorded into Results. The same scenario and seed give identical Results.
+`progress(simulated_seconds)` is called from the sampler at every sample time. Nothing is
+printed or written.
 """
 
 from __future__ import annotations

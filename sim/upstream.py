@@ -10,7 +10,8 @@ message):
 - Deferred-queue scans run at T = k * queue_run_delay (k >= 1, the qmgr's timer starts with the
   run) and take every message whose wake-up time is at most T + 1 s; one scan is one batch.
   Other MTAs: their queue-runner grid (Exim, sendmail), or 60 s ticks serving each message at
-  its own wake-up time (qmail, Exchange, list).
+  its own wake-up time (qmail, Exchange, list). A reload that changes the interval keeps the
+  pending tick, which takes whatever is due by then; later ticks follow the new grid.
 - An attempt's outcome is decided at its start time by the relay (sim.relay): known recipients
   are sent, 4xx recipients deferred, 5xx recipients bounced (greylisting and
   smtpd_hard_error_limit when configured). The relay being down (connection refused) defers
@@ -25,8 +26,12 @@ message):
   bounce_queue_lifetime for null-sender mail) or is deferred until its wake-up time (for
   Postfix, now + clamp(age, minimal_backoff_time, maximal_backoff_time)).
 - Per-message state lives in numpy arrays (FIELDS), bucketed by the scan that will take the
-  message; memory grows with the queue, not with the mail simulated.
-- Everything observed goes to a metrics.Recorder and DelaySketch; nothing is printed.
+  message; memory grows with the queue, not with the mail simulated. The loops over a batch's
+  messages are compiled (numba): replies (sim.relay), _retry_inputs, and _settle, which
+  records the batch, re-files the survivors and counts their stay in the deferred queue for
+  qshape; the retry policies stay numpy functions (sim.schedules).
+- Everything observed goes to a metrics.Recorder, the DelaySketch and `qshape` (messages per
+  qshape age bucket at each sample, counted when a message is filed); nothing is printed.
 Simplifications (documented in the README): one SMTP transaction per message attempt; the
 scan and the hand-over to the delivery agents take no time; when an outage begins in the
 middle of a scan batch, agents are freed at that moment; a scheduled change of the
