@@ -124,6 +124,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupted(e: BaseException | None) -> bool:
+    """True if a KeyboardInterrupt is in e's chain of causes."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     try:
@@ -132,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ScenarioError, _UsageError) as e:
         return _fail(str(e), 2)
     except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; earlier results left as they were", file=sys.stderr)
+        return 130
+    except SystemError as e:
+        # Ctrl-C while compiled (numba) code calls back into Python surfaces as a SystemError
+        # whose cause is the KeyboardInterrupt
+        if not _interrupted(e):
+            raise
         print(f"{PROG}: interrupted; earlier results left as they were", file=sys.stderr)
         return 130
     except OSError as e:
