@@ -222,10 +222,20 @@ def test_quick_run_relaysim_meets_every_target(quick_run):
     s = json.loads((quick_run / "comparison.json").read_text())
     assert s["identity_ok"]
     late = {m for m, _ in _late_finishes(quick_run)}
-    if late:  # only the messages with a documented late finish may differ
-        assert {d["message"] for d in s["attempts"]["differing_messages"]} <= late
-        assert s["targets_met"]["deferred_queue_within_5pct"], json.dumps(s, indent=1)
-    else:
-        assert s["targets_met"] == {k: True for k in s["targets_met"]}, json.dumps(s, indent=1)
+    a, met = s["attempts"], s["targets_met"]
+    if all(met.values()):
+        return
+    # The documented exception (README, 'What the model simplifies'): a live qmgr finishes an
+    # attempt in the next second, its backoff counts from there, and the retry comes one scan
+    # later than relaysim's. Only that may differ: retries at most one scan early in relaysim,
+    # no other attempt apart by a second or more, and messages that end differently only where
+    # the live run had such a late finish.
+    scan = float(json.loads((quick_run / "meta.json").read_text())["postconf"]["upstream"][
+        "queue_run_delay"].rstrip("s"))
+    assert met["deferred_queue_within_5pct"] and met["counts_identical"], json.dumps(s, indent=1)
+    # (after a live late finish, that message's later attempts may drift further)
+    assert (late or -scan <= a["dt_retry_s"]["min"]) and a["dt_retry_s"]["max"] < 1
+    assert a["dt_first_s"]["min"] >= 0 and a["dt_first_s"]["max"] < 1
+    assert {d["message"] for d in a["differing_messages"]} <= late, json.dumps(s, indent=1)
     assert (quick_run / "README.md").exists()
     assert (quick_run.parent / "README.md").read_text().count("[quick](quick/README.md)") == 1
