@@ -849,9 +849,9 @@ def _stay(qshape, edges, interval, left_at, key, arrival, sign):
     `key` takes it; b is its qshape age bucket at t_j, the number of edges <= its age
     (metrics.qshape_edges)."""
     top = edges.size
-    j = np.int64(left_at / interval)  # the first sample at or after left_at (times >= 0)
-    if j > 0 and (j - 1) * interval >= left_at:
-        j -= 1
+    j = np.int64(left_at * (1.0 / interval))  # the first sample at or after left_at: this
+    if j > 0 and (j - 1) * interval >= left_at:  # guess is off by one at most, and the
+        j -= 1                                   # comparisons below are exact
     elif j * interval < left_at:
         j += 1
     while j < qshape.shape[0] and j * interval < key:
