@@ -55,7 +55,7 @@ class Recorder:
     """Bins events and intervals onto the sample grid; produces cumulative and level series.
 
     Callers turn times into bins once (bins()) and add any number of series on those bins
-    (add()), so a batch of attempts costs one pass per time array plus one bincount per series.
+    (add(), add_at()); compiled code adds to the series' rows of `acc` directly (rows()).
     Bin j < n holds (t_{j-1}, t_j]; bin n holds (t_{n-1}, duration]; bin n+1 is after the run.
     """
 
@@ -82,16 +82,6 @@ class Recorder:
         j = np.minimum(np.ceil(t / self.interval - 1e-12).astype(np.int64), self.n)
         j[t > self.duration] = self.n + 1
         return j
-
-    def add_many(self, names: tuple[str, ...], bins: np.ndarray, weights: np.ndarray) -> None:
-        """Add several series that share `bins` at once: weights[:, k] goes to names[k]."""
-        if bins.size == 0:
-            return
-        k = len(names)
-        rows = self.rows(names)
-        idx = (bins[:, None] * k + np.arange(k)).ravel()
-        counts = np.bincount(idx, weights=weights.ravel(), minlength=(self.n + 2) * k)
-        self.acc[rows] += counts.reshape(self.n + 2, k).T
 
     def add(self, name: str, bins: np.ndarray, weights=None) -> None:
         """Add events (or level changes) of weight `weights` (default 1) in `bins`."""

@@ -655,8 +655,7 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     """Add one batch of attempts to the recorder's series (acc[rows[k]], SERIES order) and
     return the delivered recipients' delays (end - arrival, one per sent recipient, attempts
     ending within the run). Each of the three groups (entry, start, end times) is summed per
-    bin first and then added, in row order: the same floating-point sums as one bincount per
-    group (Recorder.add_many)."""
+    bin first, in row order (as a bincount would), and then added."""
     n = start.size
     bins = np.empty(n, dtype=np.int64)
     # at entry: active, active_recipients
