@@ -1,6 +1,7 @@
 """Observation: event binning onto the sample grid, queue levels, delay sketch, qshape ages.
 
-Public names: Recorder, DelaySketch, QSHAPE_EDGES_MIN, qshape_bucket, qshape_edges.
+Public names: Recorder, DelaySketch, QSHAPE_EDGES_MIN, qshape_bucket, qshape_edges, bin_of,
+bins_of.
 
 Contract:
 - Samples are taken at t_j = j * sample_interval, j = 0 .. n-1 (t_{n-1} <= duration).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 QSHAPE_EDGES_MIN = (5, 10, 20, 40, 80, 160, 320, 640, 1280)
 
@@ -78,10 +80,10 @@ class Recorder:
 
     def bins(self, times) -> np.ndarray:
         """The bin of each time (see the class docstring)."""
-        t = np.minimum(np.asarray(times, dtype=float), self.duration + self.interval)
-        j = np.minimum(np.ceil(t / self.interval - 1e-12).astype(np.int64), self.n)
-        j[t > self.duration] = self.n + 1
-        return j
+        times = np.asarray(times, dtype=float)
+        j = np.empty(times.size, dtype=np.int64)
+        bins_of(times, j, self.duration, self.interval, self.n)
+        return j.reshape(times.shape)
 
     def add(self, name: str, bins: np.ndarray, weights=None) -> None:
         """Add events (or level changes) of weight `weights` (default 1) in `bins`."""
@@ -95,14 +97,11 @@ class Recorder:
             self.acc[row] += np.bincount(bins, weights=weights, minlength=self.n + 2)
 
     def add_at(self, name: str, t: float, weight: float) -> None:
-        """add() of one event of weight `weight` at time t (bins() in scalar arithmetic)."""
+        """add() of one event of weight `weight` at time t."""
         row = self._row.get(name)
         if row is None:
             row = int(self.rows((name,))[0])
-        u = min(float(t), self.duration + self.interval)
-        j = self.n + 1 if u > self.duration else min(math.ceil(u / self.interval - 1e-12),
-                                                        self.n)
-        self.acc[row, j] += weight
+        self.acc[row, bin_of(float(t), self.duration, self.interval, self.n)] += weight
 
     def _series(self, name: str) -> np.ndarray | None:
         row = self._row.get(name)
@@ -122,6 +121,28 @@ class Recorder:
         """Events in (t_{j-1}, t_j]; the first sample counts events at time 0."""
         acc = self._series(name)
         return np.zeros(self.n) if acc is None else acc[: self.n].copy()
+
+
+@njit(cache=True)
+def bin_of(t, duration, interval, n):
+    """The recorder bin of time t (Recorder's docstring): ceil(t / interval) up to n, or
+    n + 1 after the run's duration. The one definition, also used by compiled callers."""
+    u = min(t, duration + interval)
+    if u > duration:
+        return n + 1
+    return min(np.int64(math.ceil(u / interval - 1e-12)), n)
+
+
+@njit(cache=True)
+def bins_of(times, bins, duration, interval, n):
+    """bins[:] = bin_of each time; returns the (lowest, highest) bin."""
+    lo = n + 1
+    hi = 0
+    for i in range(times.size):
+        bins[i] = bin_of(times[i], duration, interval, n)
+        lo = min(lo, bins[i])
+        hi = max(hi, bins[i])
+    return lo, hi
 
 
 class DelaySketch:

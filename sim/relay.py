@@ -32,24 +32,17 @@ def rcpt_reply(known: np.ndarray, code: np.ndarray, soft_bounce: np.ndarray) -> 
 
 @njit(cache=True)
 def replies(rcpt, users, unknown):
-    """rcpt_reply for a batch under one configuration, compiled, with the count per message:
-    (outcomes, -1 where no recipient is pending; per row pending, SENT, DEFERRED, BOUNCED).
-    Known means 0 <= id < users, as in RelayTimeline.reply; unknown is rcpt_reply's answer
-    for an unknown recipient (RelayTimeline.unknown_reply)."""
+    """rcpt_reply for a batch under one configuration, compiled: the outcome per recipient,
+    -1 where none is pending (id -2). Known means 0 <= id < users, as in
+    RelayTimeline.reply; unknown is rcpt_reply's answer for an unknown recipient
+    (RelayTimeline.unknown_reply)."""
     n, k = rcpt.shape
     out = np.empty((n, k), dtype=np.int8)
-    tally = np.zeros((n, 4), dtype=np.int64)
     for i in range(n):
         for j in range(k):
             u = rcpt[i, j]
-            if u == -2:
-                out[i, j] = -1
-                continue
-            o = SENT if 0 <= u < users else unknown
-            out[i, j] = o
-            tally[i, 0] += 1
-            tally[i, 1 + o] += 1
-    return out, tally
+            out[i, j] = -1 if u == -2 else (SENT if 0 <= u < users else unknown)
+    return out
 
 
 def outage_intervals(scheduled, mtbf: float, mttr: float, duration: float,

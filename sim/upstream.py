@@ -47,7 +47,7 @@ from numba import njit
 
 from sim import schedules
 from sim.concurrency import Agents
-from sim.metrics import DelaySketch, Recorder, qshape_edges
+from sim.metrics import DelaySketch, Recorder, bin_of, bins_of, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, replies
 from sim.sender import FORGED, NULL
 
@@ -477,7 +477,7 @@ class QueueHost:
         rec, relay, rcpt = self.rec, self.relay, b.rcpt
         snap = relay.snap_of(start)
         if self.plain and isinstance(snap, int) and not vetoed.any():
-            out, tally = replies(rcpt, relay.users[snap], relay.unknown_reply(snap))
+            out = replies(rcpt, relay.users[snap], relay.unknown_reply(snap))
             greyed = _NONE
         else:
             ok = ~vetoed
@@ -492,7 +492,7 @@ class QueueHost:
             out[~pending] = -1
             if self.relay_limit:
                 self._hard_error_limit(out, start, end, ok, self.relay_limit)
-            tally = _tally(out)
+        tally = _tally(out)
 
         # the retry policy for every message with deferred recipients
         r, create, tries, last_fail, last_next, null, now = _retry_inputs(b.f, end, tally)
@@ -620,27 +620,6 @@ def _tally(out):
     return t
 
 
-@njit(cache=True, inline="always")
-def _bin(t, duration, interval, n):
-    """metrics.Recorder.bins for one time."""
-    u = min(t, duration + interval)
-    if u > duration:
-        return n + 1
-    return min(np.int64(math.ceil(u / interval - 1e-12)), n)
-
-
-@njit(cache=True)
-def _bins(times, bins, rec_duration, interval, nbins):
-    """bins[:] = the recorder bin of each time; returns (lowest, highest) bin."""
-    lo = nbins + 1
-    hi = 0
-    for i in range(times.size):
-        bins[i] = _bin(times[i], rec_duration, interval, nbins)
-        lo = min(lo, bins[i])
-        hi = max(hi, bins[i])
-    return lo, hi
-
-
 @njit(cache=True)
 def _add(acc, rows, lo, local):
     """acc[rows[c], lo + j] += local[j, c]."""
@@ -659,7 +638,7 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     n = start.size
     bins = np.empty(n, dtype=np.int64)
     # at entry: active, active_recipients
-    lo, hi = _bins(entry, bins, rec_duration, interval, nbins)
+    lo, hi = bins_of(entry, bins, rec_duration, interval, nbins)
     local = np.zeros((hi - lo + 1, 2))
     for i in range(n):
         j = bins[i] - lo
@@ -667,7 +646,7 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
         local[j, 1] += tally[i, 0]
     _add(acc, rows[0:2], lo, local)
     # at the start: attempts, relay_sessions, rejects_4xx, rejects_5xx
-    lo, hi = _bins(start, bins, rec_duration, interval, nbins)
+    lo, hi = bins_of(start, bins, rec_duration, interval, nbins)
     local = np.zeros((hi - lo + 1, 4))
     for i in range(n):
         j = bins[i] - lo
@@ -682,7 +661,7 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     _add(acc, rows[2:6], lo, local)
     # at the end: active, active_recipients, delivered, bounced, expired, dsn, backscatter,
     # bytes, deferred, deferred_recipients
-    lo, hi = _bins(end, bins, rec_duration, interval, nbins)
+    lo, hi = bins_of(end, bins, rec_duration, interval, nbins)
     local = np.zeros((hi - lo + 1, 10))
     for i in range(n):
         j = bins[i] - lo
@@ -835,7 +814,7 @@ def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry,
         nf[d, LAST_END] = end[src]
         if dwt > 0 and nf[d, WARNED] == 0 and nf[d, KIND] != NULL and (
                 now[i] >= nf[d, CREATE] + dwt - 1):
-            acc[warn_row, _bin(end[src], rec_duration, interval, nbins)] += 1.0
+            acc[warn_row, bin_of(end[src], rec_duration, interval, nbins)] += 1.0
             nf[d, WARNED] = 1
         _stay(qshape, edges, interval, end[src], key[i], f[src, ARRIVAL], 1)
     return delays, nf, nr, lo, counts

@@ -5,7 +5,7 @@ import pytest
 
 from sim import Scenario, simulate
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, outage_intervals, rcpt_reply
-from sim.scenario import Outage
+from sim.scenario import Outage, Relay
 
 
 @pytest.mark.parametrize("known, code, soft, expect", [
@@ -108,3 +108,17 @@ def test_hard_error_limit_turns_many_unknown_recipients_into_a_site_failure():
     d["relay"]["smtpd_hard_error_limit"] = 0
     off = simulate(Scenario.from_dict(d))
     assert off.summary["recipients"]["bounced"] == 50
+
+
+@pytest.mark.parametrize("code,soft", [(450, False), (550, False), (550, True)])
+def test_compiled_replies_agree_with_the_timeline(code, soft):
+    """relay.replies (the compiled batch path) answers as RelayTimeline.reply does, with -1
+    where no recipient is pending."""
+    from sim.relay import replies
+    rng = np.random.default_rng(4)
+    rcpt = rng.integers(-2, 12, size=(300, 3)).astype(np.int32)
+    tl = RelayTimeline([(0.0, Relay(local_users=8, unknown_local_recipient_reject_code=code,
+                                    soft_bounce=soft))], (np.empty(0), np.empty(0)))
+    want = tl.reply(np.zeros(300), rcpt)
+    want[rcpt == -2] = -1
+    assert np.array_equal(replies(rcpt, 8, tl.unknown_reply(0)), want)
