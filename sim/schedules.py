@@ -1,7 +1,8 @@
 """Retry schedules of upstream MTAs: when a deferred message is tried again, and when returned.
 
-Public names: SCHEDULES, Schedule, next_queue_run, postfix_retry, exim_retry, sendmail_retry,
-qmail_retry, exchange_retry, list_retry, parse_exim_rules, EximRule, PostfixParams,
+Public names: SCHEDULES, Schedule, next_queue_run, queue_run, postfix_retry, postfix_due,
+exim_retry, sendmail_retry, qmail_retry, exchange_retry, list_retry, parse_exim_rules, EximRule,
+PostfixParams,
 POSTFIX_PRE_2_4, EximParams, EXIM_DEFAULT_RETRY, SendmailParams, QmailParams, ExchangeParams,
 ExchangeOnlineParams, ListParams.
 
@@ -79,6 +80,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from sim.errors import ScenarioError
 
@@ -92,8 +94,22 @@ def _int64(*arrays) -> list[np.ndarray]:
 def next_queue_run(wake, interval: int, slack: int = 0) -> np.ndarray:
     """First runner start T = k * interval, k >= 1, with wake <= T + slack."""
     wake = np.asarray(wake, dtype=np.int64)
-    k = -((slack - wake) // int(interval))  # ceil((wake - slack) / interval)
-    return np.maximum(k, 1) * int(interval)
+    return _queue_runs(wake.ravel(), int(interval), int(slack)).reshape(wake.shape)
+
+
+@njit(cache=True)
+def queue_run(wake, interval, slack):
+    """next_queue_run for one wake-up time (whole seconds), compiled for the qmgr's scan."""
+    k = -((slack - wake) // interval)  # ceil((wake - slack) / interval)
+    return max(k, 1) * interval
+
+
+@njit(cache=True)
+def _queue_runs(wake, interval, slack):
+    out = np.empty_like(wake)
+    for i in range(wake.size):
+        out[i] = queue_run(wake[i], interval, slack)
+    return out
 
 
 # --- Postfix ---------------------------------------------------------------------------------
@@ -113,16 +129,34 @@ POSTFIX_PRE_2_4 = PostfixParams(queue_run_delay=1000, minimal_backoff_time=1000)
 
 def postfix_retry(create, now, tries, last_fail, last_next, p: PostfixParams, *,
                   null_sender=None) -> tuple[np.ndarray, np.ndarray]:
-    """Backoff by queue age, clamped; expiry at the first failed attempt after the lifetime."""
-    create, now = _int64(create, now)
+    """Backoff by queue age, clamped; expiry at the first failed attempt after the lifetime
+    (postfix_due per message)."""
+    create, now = np.broadcast_arrays(*_int64(create, now))
+    null = (np.zeros(now.shape, dtype=bool) if null_sender is None
+            else np.broadcast_to(np.asarray(null_sender, dtype=bool), now.shape))
+    wake, give_up = _postfix_many(create.ravel(), now.ravel(), null.ravel(),
+                                  int(p.minimal_backoff_time), int(p.maximal_backoff_time),
+                                  int(p.maximal_queue_lifetime), int(p.bounce_queue_lifetime))
+    return wake.reshape(now.shape), give_up.reshape(now.shape)
+
+
+@njit(cache=True)
+def postfix_due(create, now, null, minimal, maximal, lifetime, bounce_lifetime):
+    """One message's (wake, give_up) under postfix_retry, compiled for the qmgr's scan."""
     # Age, not attempt count: the gap roughly doubles the age each time, up to the cap.
     # Upper clamp first, then lower, as qmgr_active.c does (the minimum wins if they cross).
-    delay = np.maximum(np.minimum(now - create, int(p.maximal_backoff_time)),
-                       int(p.minimal_backoff_time))
-    lifetime = np.int64(p.maximal_queue_lifetime)
-    if null_sender is not None:
-        lifetime = np.where(null_sender, int(p.bounce_queue_lifetime), lifetime)
-    return now + delay, now >= create + lifetime
+    delay = max(min(now - create, maximal), minimal)
+    return now + delay, now >= create + (bounce_lifetime if null else lifetime)
+
+
+@njit(cache=True)
+def _postfix_many(create, now, null, minimal, maximal, lifetime, bounce_lifetime):
+    wake = np.empty_like(now)
+    give_up = np.empty(now.size, dtype=np.bool_)
+    for i in range(now.size):
+        wake[i], give_up[i] = postfix_due(create[i], now[i], null[i], minimal, maximal,
+                                          lifetime, bounce_lifetime)
+    return wake, give_up
 
 
 # --- Exim ------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from numba import njit
 
 from sim import schedules
 from sim.concurrency import Agents
+from sim.deferred import DeferredQueue, alloc_row, link_rows
 from sim.metrics import DelaySketch, Recorder, bin_of, bins_of, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, replies
 from sim.sender import FORGED, NULL
@@ -223,10 +224,12 @@ class QueueHost:
         self.rec = recorder
         self.delays = DelaySketch()
         self.incoming: Batch | None = None  # sorted by arrival
-        self.deferred: dict[int, list[Batch]] = {}
         self.next_qid = 0
         self.log: list[tuple] | None = [] if record_attempts else None
         self.policy = Policy(self.snaps)
+        width = max(s.recipients_per_message for s in scenario.senders)
+        unit = math.gcd(*(self.policy.interval(j) for j in range(len(self.snaps))))
+        self.queue = DeferredQueue(len(FIELDS), width, unit, self.duration)
         self.site = _Site(relay, self.policy)
         self.cur = 0  # index of the upstream snapshot in force
         self.next_tick = 0.0  # the qmgr tick that will run next
@@ -364,7 +367,8 @@ class QueueHost:
         their own times. Deciding new mail one tick ahead is exact: the relay is a fixed
         function of time, and mail that arrives just after a scan can still be due at the
         next one (wake <= T + 1), as in Postfix."""
-        batches = self.deferred.pop(int(T), [])
+        old = self.queue.take(T)
+        batches = [] if old is None else [Batch(*old)]
         new = self._due_arrivals(T + self.policy.interval(self.cur))
         if not self.policy.sched.runner:
             if batches:
@@ -430,45 +434,21 @@ class QueueHost:
             return np.where(wake - self.policy.slack <= nxt, nxt, key)
         return np.maximum(key, nxt)
 
-    def _grid(self) -> int:
-        """Seconds between the ticks that keys can name: the runner interval (TICK without a
-        grid), finer while the pending tick is off the grid after a reload (see _key)."""
-        step = self.policy.interval(self.cur) if self.policy.sched.runner else TICK
-        return math.gcd(step, int(self.next_tick) % step)
-
-    def _file(self, f, rcpt, lo: int, step: int, counts) -> None:
-        """Append queue files sorted by tick (counts per tick from lo, step apart)."""
-        deferred = self.deferred
-        if counts.size == 1:
-            if counts[0]:
-                deferred.setdefault(lo, []).append(Batch(f, rcpt))
-            return
-        ends = np.cumsum(counts).tolist()
-        for j in np.flatnonzero(counts).tolist():
-            e = ends[j]
-            b = e - int(counts[j])
-            part = Batch(f[b:e], rcpt[b:e])
-            bucket = deferred.get(lo + j * step)
-            if bucket is None:
-                deferred[lo + j * step] = [part]
-            else:
-                bucket.append(part)
-
     def rebucket(self) -> None:
-        """After a reload that changed the runner interval: re-file every deferred message."""
-        allb = [b for bs in self.deferred.values() for b in bs]
-        if allb:
-            batch = Batch.concat(allb)
-            old = np.repeat([k for k, bs in self.deferred.items() for _ in bs],
-                            [len(b) for b in allb])
-            _stays(self.qshape, self.qshape_edges, self.rec.interval, batch.f, old, -1)
-            key = self._key(batch.f[:, LAST_NEXT].astype(np.int64))
-            _stays(self.qshape, self.qshape_edges, self.rec.interval, batch.f, key, 1)
-            step = self._grid()
-            lo = int(key.min())
-            self.deferred = {}
-            f, rcpt, counts = _sort_by_tick(batch.f, batch.rcpt, key, lo, step)
-            self._file(f, rcpt, lo, step, counts)
+        """After a reload that changed the runner interval: re-file every deferred message
+        (in the order of their old ticks)."""
+        q = self.queue
+        ticks = q.ticks()
+        if not ticks:
+            return
+        parts = [q.take(t) for t in ticks]
+        f = np.concatenate([p[0] for p in parts])
+        rcpt = np.concatenate([p[1] for p in parts])
+        old = np.repeat(ticks, [p[0].shape[0] for p in parts])
+        _stays(self.qshape, self.qshape_edges, self.rec.interval, f, old, -1)
+        key = self._key(f[:, LAST_NEXT].astype(np.int64))
+        _stays(self.qshape, self.qshape_edges, self.rec.interval, f, key, 1)
+        q.put(f, rcpt, key)
 
     # --- one attempt per message of a batch ----------------------------------------------
     def _attempt(self, b: Batch, entry, start, end, vetoed) -> None:
@@ -508,19 +488,19 @@ class QueueHost:
         # what this batch changes in the time series, the delivered recipients' delays, and
         # the survivors re-filed: one compiled pass
         soft = self.soft if self.soft is not None else relay.reject_codes(start) < 500
-        step = self._grid()
-        delays, f, rc, lo, counts = _settle(
+        q = self.queue
+        q.reserve(r.size)
+        delays = _settle(
             rec.acc, self._series_rows, self._warn_row, rec.duration, rec.interval, rec.n,
             self.duration, entry, start, end, tally, vetoed, greyed, soft, b.f, rcpt, out, r,
-            now, wake, give_up, key, step, float(self.up.delay_warning_time), self.qshape,
-            self.qshape_edges)
+            now, wake, give_up, key, float(self.up.delay_warning_time), self.qshape,
+            self.qshape_edges, q.f, q.rcpt, q.link, q.head, q.tail, q.count, q.state, q.unit)
         self.delays.add(delays)
         if self.log is not None:
             o = out.copy()
             o[r[give_up]] = np.where(out[r[give_up]] == DEFERRED, EXPIRED, out[r[give_up]])
             rr, cc = np.nonzero(rcpt != -2)
             self.log.append((b.f[rr, QID], cc.astype(np.int16), start[rr], o[rr, cc]))
-        self._file(f, rc, lo, step, counts)
 
     def _hard_error_limit(self, out, start, end, ok, limit: int) -> None:
         """smtpd_hard_error_limit at the relay: a session with `limit` or more rejected RCPTs
@@ -725,99 +705,55 @@ def _retry_inputs(f, end, tally):
 
 
 @njit(cache=True)
-def _slots(key, use, lo, step):
-    """Counting sort of the entries with use[i] by (key - lo) // step: their slot and the
-    first position of each slot (stable)."""
-    hi = lo
-    for i in range(key.size):
-        if use[i]:
-            hi = max(hi, key[i])
-    nslot = np.int64((hi - lo) // step) + 1
-    counts = np.zeros(nslot, dtype=np.int64)
-    slot = np.empty(key.size, dtype=np.int64)
-    for i in range(key.size):
-        if use[i]:
-            slot[i] = (key[i] - lo) // step
-            counts[slot[i]] += 1
-    pos = np.empty(nslot, dtype=np.int64)
-    p = 0
-    for j in range(nslot):
-        pos[j] = p
-        p += counts[j]
-    return slot, pos, counts
-
-
-@njit(cache=True)
-def _sort_by_tick(f, rcpt, key, lo, step):
-    """Queue files sorted (stably) into ticks `step` seconds apart from lo: (fields,
-    recipients, count per tick)."""
-    use = np.ones(key.size, dtype=np.bool_)
-    slot, pos, counts = _slots(key, use, lo, step)
-    nf = np.empty_like(f)
-    nr = np.empty_like(rcpt)
-    for i in range(key.size):
-        d = pos[slot[i]]
-        pos[slot[i]] += 1
-        for c in range(f.shape[1]):
-            nf[d, c] = f[i, c]
-        for c in range(rcpt.shape[1]):
-            nr[d, c] = rcpt[i, c]
-    return nf, nr, counts
-
-
-@njit(cache=True)
 def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry, start, end,
-            tally, vetoed, greyed, soft, f, rcpt, out, r, now, wake, give_up, key, step, dwt,
-            qshape, edges):
-    """After the retry policy: record the batch (see _record), and re-file the messages it
-    keeps (rows r[i] without give_up[i]) sorted by tick, with the attempt written into
-    their queue file: recipients not deferred are done (-2), TRIES + 1, LAST_FAIL = now,
-    LAST_NEXT = wake, LAST_END = end, and if dwt > 0 a delay warning (counted in
-    acc[warn_row] at the end's bin) for real mail not yet warned whose age reaches dwt; its
-    stay in the deferred queue is counted in `qshape` (see _stay).
-    Returns (delays, fields, recipients, first tick, count per tick)."""
+            tally, vetoed, greyed, soft, f, rcpt, out, r, now, wake, give_up, key, dwt,
+            qshape, edges, qf, qr, link, head, tail, count, state, unit):
+    """After the retry policy: record the batch (see _record), and file the messages it
+    keeps (rows r[i] without give_up[i]) in the deferred queue (sim.deferred; rows reserved
+    by the caller) under tick key[i], in batch order, with the attempt written into their
+    queue file (see _refile). Returns the delays."""
     n = start.size
     expired = np.zeros(n, dtype=np.bool_)
     keep = np.zeros(n, dtype=np.bool_)
-    use = np.empty(r.size, dtype=np.bool_)
-    lo = np.int64(0)
-    first = True
     for i in range(r.size):
-        use[i] = not give_up[i]
         if give_up[i]:
             expired[r[i]] = True
         else:
             keep[r[i]] = True
-            if first or key[i] < lo:
-                lo = key[i]
-                first = False
     delays = _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end,
                      tally, vetoed, greyed, soft, f[:, KIND], f[:, SIZE], f[:, ARRIVAL], expired,
                      keep)
-    slot, pos, counts = _slots(key, use, lo, step)
-    m = counts.sum()
-    nf = np.empty((m, f.shape[1]))
-    nr = np.empty((m, rcpt.shape[1]), dtype=rcpt.dtype)
     for i in range(r.size):
-        if not use[i]:
+        if give_up[i]:
             continue
-        d = pos[slot[i]]
-        pos[slot[i]] += 1
         src = r[i]
-        for c in range(f.shape[1]):
-            nf[d, c] = f[src, c]
+        d = alloc_row(link, state)
+        qf[d, :] = f[src, :]
         for c in range(rcpt.shape[1]):
-            nr[d, c] = -2 if out[src, c] != DEFERRED else rcpt[src, c]
-        nf[d, TRIES] += 1
-        nf[d, LAST_FAIL] = now[i]
-        nf[d, LAST_NEXT] = wake[i]
-        nf[d, LAST_END] = end[src]
-        if dwt > 0 and nf[d, WARNED] == 0 and nf[d, KIND] != NULL and (
-                now[i] >= nf[d, CREATE] + dwt - 1):
-            acc[warn_row, bin_of(end[src], rec_duration, interval, nbins)] += 1.0
-            nf[d, WARNED] = 1
-        _stay(qshape, edges, interval, end[src], key[i], f[src, ARRIVAL], 1)
-    return delays, nf, nr, lo, counts
+            qr[d, c] = -2 if out[src, c] != DEFERRED else rcpt[src, c]
+        _refile(qf, d, now[i], wake[i], key[i], end[src], dwt, acc, warn_row, rec_duration,
+                interval, nbins, qshape, edges, link, head, tail, count, unit)
+    return delays
+
+
+@njit(cache=True, inline="always")
+def _refile(qf, d, now, wake, key, end, dwt, acc, warn_row, rec_duration, interval, nbins,
+            qshape, edges, link, head, tail, count, unit):
+    """Queue file d after a deferral at `now` (whole seconds) of an attempt that ended at
+    `end`: TRIES + 1, LAST_FAIL = now, LAST_NEXT = wake, LAST_END = end; if dwt > 0, a delay
+    warning (counted in acc[warn_row] at the end's bin) for real mail not yet warned whose
+    age reaches dwt; filed under tick `key` (the last slot for ticks after the run), its
+    stay in the deferred queue counted in `qshape` (see _stay)."""
+    qf[d, TRIES] += 1
+    qf[d, LAST_FAIL] = now
+    qf[d, LAST_NEXT] = wake
+    qf[d, LAST_END] = end
+    if dwt > 0 and qf[d, WARNED] == 0 and qf[d, KIND] != NULL and (
+            now >= qf[d, CREATE] + dwt - 1):
+        acc[warn_row, bin_of(end, rec_duration, interval, nbins)] += 1.0
+        qf[d, WARNED] = 1
+    _stay(qshape, edges, interval, end, key, qf[d, ARRIVAL], 1)
+    link_rows(head, tail, count, link, d, min(key // unit, head.size - 1))
 
 
 @njit(cache=True, inline="always")

@@ -314,8 +314,8 @@ def test_qshape_counted_at_filing_matches_a_scan_of_the_deferred_queue(monkeypat
 
     def look(t):
         h = hosts[0]
-        ages = [t - b.f[b.f[:, upstream.LAST_END] <= t, upstream.ARRIVAL]
-                for key, bs in h.deferred.items() if key > t for b in bs]
+        files = [h.queue.files(key)[0] for key in h.queue.ticks() if key > t]
+        ages = [t - f[f[:, upstream.LAST_END] <= t, upstream.ARRIVAL] for f in files]
         ages = np.concatenate(ages) if ages else np.empty(0)
         seen[t] = np.bincount(qshape_bucket(ages), minlength=10)
     s = Scenario.from_dict({
