@@ -51,13 +51,18 @@ class Agents:
             return np.empty(0), np.empty(0)
         per = n // c + 1
         while True:
-            m = int(per + 4 * math.sqrt(per) + 4)
-            start, end, free = merge(self.free, T, draw((c, m)), n)
+            start, end, free = merge(self.free, T, draw((c, self.points(per))), n)
             if start.size == n:
                 break
             per *= 2  # an agent ran out of drawn service times: draw again, twice as many
         self.free = free
         return start, end
+
+    @staticmethod
+    def points(per: int) -> int:
+        """Service times to draw per agent when each is expected to take `per` jobs: enough
+        in all but rare cases (4 standard deviations and 4 jobs more)."""
+        return int(per + 4 * math.sqrt(per) + 4)
 
     def timed(self, entries: np.ndarray, draw: Callable,
               site: Callable[[float], bool] | None = None, clear: Callable | None = None):

@@ -1,22 +1,22 @@
 """The deferred queue: queue files waiting for the qmgr tick that will take them.
 
-Public names: DeferredQueue, take_rows, link_rows, free_rows.
+Public names: DeferredQueue, slot_rows, file_rows, copy_row.
 
 Contract:
 - A queue file is a row of `f` (float64 fields, sim.upstream.FIELDS) and of `rcpt` (int32
-  recipient ids, -2 done). Rows are kept in place from a message's first deferral until it
-  leaves the queue (delivered, bounced or expired); a tick's files are a linked list of rows
-  (`link`), in the order they were filed, so a scan takes them first filed, first served.
-- Ticks are multiples of `unit` seconds (the gcd of every runner interval the run can use):
-  slot k holds the files for tick k * unit; the last slot holds every file for a tick after
-  the run's end (never scanned, still in the queue). head/tail hold row + 1 (0: empty), so the
-  zeroed slot arrays cost memory only where ticks are used.
-- Free rows form a list through `link`; state[FREE] is its first row + 1, state[NFREE] its
-  length. reserve(n) guarantees n free rows before compiled code files new ones; rows are never
-  moved, so compiled code may hold row numbers across calls.
-- take(tick) copies a tick's files out (in order) and frees their rows; put(f, rcpt, ticks)
-  files copies of rows under their ticks. The qmgr's compiled scan (sim.upstream) uses the
-  kernels take_rows, link_rows and free_rows on the arrays directly.
+  recipient ids, -2 done). Ticks are multiples of `unit` seconds (the gcd of every runner
+  interval the run can use): slot k holds the files for tick k * unit; the last slot holds
+  every file for a tick after the run's end (never scanned, still in the queue).
+- A slot's files are a list of chunks (runs of consecutive rows) in the order they were filed,
+  so a scan takes them first filed, first served, and reads memory in runs. Filing writes
+  rows at the end of the used part (state[TOP]), grouped by slot; the rows of files that were
+  taken are left behind and reclaimed when reserve() finds no room: it copies the live files
+  slot by slot into the arrays it used before (one chunk per slot) if they have room for
+  three times the live files, else into new ones with room for six times: the copying
+  costs at most one row for every two filed (about one in five once the queue is steady).
+- slot_rows(k) lists slot k's rows and empties it (the rows stay readable until the next
+  reserve()); file_rows writes files into rows reserved before, in the given order, stable
+  by slot. take(tick) and put(f, rcpt, ticks) do the same on copies, for Python callers.
 Nothing here knows about time series, policies or SimPy.
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-FREE, NFREE = 0, 1
+TOP, NCHUNK = 0, 1  # state: rows used, chunks used
 
 
 class DeferredQueue:
@@ -34,13 +34,16 @@ class DeferredQueue:
     def __init__(self, nfields: int, width: int, unit: int, duration: float):
         self.unit = int(unit)
         self.nslot = int(duration // self.unit) + 2
+        # per slot: first and last chunk + 1 (0: empty), files; zeroed, so the memory is
+        # used only where ticks are
         self.head = np.zeros(self.nslot, dtype=np.int64)
         self.tail = np.zeros(self.nslot, dtype=np.int64)
         self.count = np.zeros(self.nslot, dtype=np.int64)
         self.f = np.empty((0, nfields))
         self.rcpt = np.empty((0, width), dtype=np.int32)
-        self.link = np.empty(0, dtype=np.int64)
+        self.chunks = np.empty((0, 3), dtype=np.int64)  # first row, rows, next chunk (-1)
         self.state = np.zeros(2, dtype=np.int64)
+        self._spare = None  # the arrays before the last compaction, reused by the next
 
     def __len__(self) -> int:
         return int(self.count.sum())
@@ -49,16 +52,24 @@ class DeferredQueue:
         return min(int(tick) // self.unit, self.nslot - 1)
 
     def reserve(self, n: int) -> None:
-        """At least n free rows (the arrays grow by doubling)."""
-        if self.state[NFREE] >= n:
+        """Room to file n more files (and as many chunks) without moving any row."""
+        top, nchunk = self.state
+        if top + n <= self.f.shape[0] and nchunk + n <= self.chunks.shape[0]:
             return
-        old = self.link.size
-        new = max(2 * old, old + n - int(self.state[NFREE]), 1024)
-        self.f = np.concatenate([self.f, np.empty((new - old, self.f.shape[1]))])
-        self.rcpt = np.concatenate([self.rcpt, np.empty((new - old, self.rcpt.shape[1]),
-                                                        dtype=np.int32)])
-        self.link = np.concatenate([self.link, np.empty(new - old, dtype=np.int64)])
-        free_rows(self.link, self.state, np.arange(old, new, dtype=np.int64))
+        want = max(3 * (len(self) + n), 1024)
+        spare = self._spare
+        if spare is None or spare[0].shape[0] < want:
+            # room to grow: a growing queue allocates (and the OS maps) new memory only
+            # about once per doubling
+            cap = 2 * want
+            spare = (np.empty((cap, self.f.shape[1])),
+                     np.empty((cap, self.rcpt.shape[1]), dtype=np.int32),
+                     np.empty((cap, 3), dtype=np.int64))
+        f, rcpt, chunks = spare
+        _compact(self.f, self.rcpt, self.chunks, self.head, self.tail, self.count, f, rcpt,
+                 chunks, self.state)
+        self._spare = (self.f, self.rcpt, self.chunks)
+        self.f, self.rcpt, self.chunks = f, rcpt, chunks
 
     def take(self, tick: float):
         """(fields, recipients) of the files for `tick`, in filing order, removed; None if
@@ -66,16 +77,17 @@ class DeferredQueue:
         k = self.slot(tick)
         if not self.count[k]:
             return None
-        rows = take_rows(self.head, self.tail, self.count, self.link, k)
-        f, rcpt = self.f[rows], self.rcpt[rows]
-        free_rows(self.link, self.state, rows)
-        return f, rcpt
+        rows = slot_rows(self.head, self.tail, self.count, self.chunks, k)
+        return self.f[rows], self.rcpt[rows]
 
     def put(self, f: np.ndarray, rcpt: np.ndarray, ticks: np.ndarray) -> None:
-        """File copies of the rows of (f, rcpt), row i under ticks[i], in row order."""
+        """File copies of the rows of (f, rcpt), row i under ticks[i] (stable by tick)."""
         self.reserve(f.shape[0])
-        _put(self.f, self.rcpt, self.link, self.head, self.tail, self.count, self.state, f, rcpt,
-             np.minimum(np.asarray(ticks, dtype=np.int64) // self.unit, self.nslot - 1))
+        slots = np.minimum(np.asarray(ticks, dtype=np.int64) // self.unit, self.nslot - 1)
+        rows = file_rows(self.head, self.tail, self.count, self.chunks, self.state, slots,
+                         np.ones(slots.size, dtype=np.bool_))
+        self.f[rows] = f
+        self.rcpt[rows] = rcpt
 
     def ticks(self) -> list[int]:
         """The ticks that have files (a tick after the run stands for all of those)."""
@@ -83,63 +95,108 @@ class DeferredQueue:
 
     def files(self, tick: int):
         """(fields, recipients) of the files for `tick`, in filing order, left in place."""
-        k = self.slot(tick)
-        rows = _rows(self.head, self.link, self.count, k)
+        rows = _rows(self.head, self.count, self.chunks, self.slot(tick))
         return self.f[rows], self.rcpt[rows]
 
 
 @njit(cache=True)
-def _rows(head, link, count, k):
+def _rows(head, count, chunks, k):
     rows = np.empty(count[k], dtype=np.int64)
-    r = head[k] - 1
-    for i in range(rows.size):
-        rows[i] = r
-        r = link[r]
+    i = 0
+    c = head[k] - 1
+    while c >= 0:
+        for j in range(chunks[c, 1]):
+            rows[i] = chunks[c, 0] + j
+            i += 1
+        c = chunks[c, 2]
     return rows
 
 
 @njit(cache=True)
-def take_rows(head, tail, count, link, k):
-    """The rows filed in slot k, in filing order; the slot is emptied (rows not freed)."""
-    rows = _rows(head, link, count, k)
+def slot_rows(head, tail, count, chunks, k):
+    """The rows filed in slot k, in filing order; the slot is emptied."""
+    rows = _rows(head, count, chunks, k)
     head[k] = tail[k] = count[k] = 0
     return rows
 
 
 @njit(cache=True)
-def free_rows(link, state, rows):
-    """Put rows on the free list."""
-    for i in range(rows.size):
-        link[rows[i]] = state[FREE] - 1
-        state[FREE] = rows[i] + 1
-    state[NFREE] += rows.size
+def file_rows(head, tail, count, chunks, state, slots, use):
+    """Rows for filing entry i (where use[i]) in slot slots[i], stable by slot, taken from
+    the reserved room; the slots' chunk lists get one chunk per slot. Returns the row of
+    each used entry (-1 elsewhere)."""
+    lo = head.size
+    hi = -1
+    for i in range(slots.size):
+        if use[i]:
+            lo = min(lo, slots[i])
+            hi = max(hi, slots[i])
+    rows = np.full(slots.size, -1, dtype=np.int64)
+    if hi < 0:
+        return rows
+    n = np.zeros(hi - lo + 1, dtype=np.int64)
+    for i in range(slots.size):
+        if use[i]:
+            n[slots[i] - lo] += 1
+    pos = np.empty(hi - lo + 1, dtype=np.int64)
+    top = state[TOP]
+    for j in range(n.size):
+        pos[j] = top
+        top += n[j]
+        if n[j]:
+            _append(head, tail, count, chunks, state, lo + j, pos[j], n[j])
+    state[TOP] = top
+    for i in range(slots.size):
+        if use[i]:
+            rows[i] = pos[slots[i] - lo]
+            pos[slots[i] - lo] += 1
+    return rows
 
 
 @njit(cache=True, inline="always")
-def alloc_row(link, state):
-    """A free row (the caller has reserved it)."""
-    r = state[FREE] - 1
-    state[FREE] = link[r] + 1
-    state[NFREE] -= 1
-    return r
-
-
-@njit(cache=True, inline="always")
-def link_rows(head, tail, count, link, r, k):
-    """Append row r to slot k."""
-    link[r] = -1
+def _append(head, tail, count, chunks, state, k, first, n):
+    c = state[NCHUNK]
+    state[NCHUNK] += 1
+    chunks[c, 0] = first
+    chunks[c, 1] = n
+    chunks[c, 2] = -1
     if tail[k]:
-        link[tail[k] - 1] = r
+        chunks[tail[k] - 1, 2] = c
     else:
-        head[k] = r + 1
-    tail[k] = r + 1
-    count[k] += 1
+        head[k] = c + 1
+    tail[k] = c + 1
+    count[k] += n
+
+
+@njit(cache=True, inline="always")
+def copy_row(f, rcpt, i, nf, nr, d):
+    """Queue file i of (f, rcpt) copied to row d of (nf, nr) (element by element: numba's
+    row slices cost more than the copy)."""
+    for c in range(f.shape[1]):
+        nf[d, c] = f[i, c]
+    for c in range(rcpt.shape[1]):
+        nr[d, c] = rcpt[i, c]
 
 
 @njit(cache=True)
-def _put(qf, qr, link, head, tail, count, state, f, rcpt, slots):
-    for i in range(f.shape[0]):
-        r = alloc_row(link, state)
-        qf[r, :] = f[i, :]
-        qr[r, :] = rcpt[i, :]
-        link_rows(head, tail, count, link, r, slots[i])
+def _compact(f, rcpt, chunks, head, tail, count, nf, nr, nchunks, state):
+    """Copy the live files slot by slot into (nf, nr), one chunk per slot (in nchunks)."""
+    top = 0
+    nc = 0
+    for k in range(head.size):
+        if not count[k]:
+            continue
+        first = top
+        c = head[k] - 1
+        while c >= 0:
+            for j in range(chunks[c, 1]):
+                copy_row(f, rcpt, chunks[c, 0] + j, nf, nr, top)
+                top += 1
+            c = chunks[c, 2]
+        nchunks[nc, 0] = first
+        nchunks[nc, 1] = top - first
+        nchunks[nc, 2] = -1
+        head[k] = tail[k] = nc + 1
+        nc += 1
+    state[TOP] = top
+    state[NCHUNK] = nc

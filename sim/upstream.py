@@ -46,8 +46,8 @@ import numpy as np
 from numba import njit
 
 from sim import schedules
-from sim.concurrency import Agents
-from sim.deferred import DeferredQueue, alloc_row, link_rows
+from sim.concurrency import Agents, fifo, merge
+from sim.deferred import DeferredQueue, file_rows, slot_rows
 from sim.metrics import DelaySketch, Recorder, bin_of, bins_of, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, replies
 from sim.sender import FORGED, NULL
@@ -68,6 +68,7 @@ EXPIRED = 3
 
 _NONE = np.zeros(1, dtype=np.int64)  # no greylisted recipients (and, sliced, no rows)
 _NO = np.zeros(0, dtype=bool)
+_NO_RCPT = np.zeros((0, 1), dtype=np.int32)
 TICK = 60  # processing period of schedules without a queue-runner grid (qmail, exchange, list)
 
 
@@ -247,10 +248,20 @@ class QueueHost:
         self.soft = (np.array([relay.code[0] < 500]) if self.grey is None and
                      relay.code.size == 1 and not relay.soft.any() else None)
         self._series_rows = recorder.rows(SERIES)  # created now: compiled code adds to them
+        # the common Postfix case, scanned in one compiled pass (_scan_postfix): one relay
+        # configuration (soft), no greylisting or error limit, no attempt log
+        self.fused = (self.soft is not None and self.plain and not record_attempts
+                      and self.policy.sched.retry is schedules.postfix_retry)
+        self._predrawn: list[np.ndarray] = []  # service times a declined fused scan drew
         self._warn_row = int(recorder.rows(("delay_dsn",))[0])
 
     # --- service times -------------------------------------------------------------------
     def _draw(self, shape):
+        if self._predrawn:  # drawn for this scan by _scan_fused, which declined it
+            d = self._predrawn.pop(0)
+            if d.shape == shape:
+                return d
+            self._predrawn = []
         mean = self.up.smtp_transaction_time
         return self.rng.exponential(mean, shape) if mean > 0 else np.zeros(shape)
 
@@ -367,6 +378,8 @@ class QueueHost:
         their own times. Deciding new mail one tick ahead is exact: the relay is a fixed
         function of time, and mail that arrives just after a scan can still be due at the
         next one (wake <= T + 1), as in Postfix."""
+        if self.fused and self._scan_fused(T):
+            return
         old = self.queue.take(T)
         batches = [] if old is None else [Batch(*old)]
         new = self._due_arrivals(T + self.policy.interval(self.cur))
@@ -394,6 +407,56 @@ class QueueHost:
             parts.append(self._serve_timed(new.f[:, ARRIVAL]))
         self._attempt(b, *(parts[0] if len(parts) == 1 else
                            (np.concatenate([p[i] for p in parts]) for i in range(4))))
+
+    def _scan_fused(self, T: float) -> bool:
+        """scan(T) in one compiled pass (_scan_postfix) when nothing in it needs the general
+        path: no outage or throttle while its attempts start, the active queue has room,
+        transactions take time. False: nothing was changed, and the service times drawn
+        for the scan are handed to the general path (_draw), so both give the same run."""
+        q, up, site = self.queue, self.up, self.site
+        k = q.slot(T)
+        n_old = int(q.count[k])
+        inc = self.incoming
+        n_new = 0 if inc is None else int(np.searchsorted(
+            inc.f[:, ARRIVAL], T + self.policy.interval(self.cur), side="right"))
+        if not (n_old or n_new):
+            return True
+        if (n_old > up.qmgr_message_active_limit or up.smtp_transaction_time <= 0
+                or T < site.dead_until):
+            return False
+        o_start = self.relay.next_down(T)[0]
+        if o_start <= T:
+            return False
+        c = self.agents.free.size
+        per = n_old // c + 1
+        service = self._draw((c, Agents.points(per))) if n_old else np.empty((c, 0))
+        new_service = self._draw((n_new,)) if n_new else np.empty(0)
+        inc_f, inc_r = (inc.f, inc.rcpt) if n_new else (np.empty((0, len(FIELDS))), _NO_RCPT)
+        q.reserve(n_old + n_new)
+        p, rec = self.policy.params[0], self.rec
+        while True:
+            code, delays = _scan_postfix(
+                q.f, q.rcpt, q.head, q.tail, q.count, q.chunks, q.state, q.unit, k, float(T),
+                inc_f, inc_r, n_new, self.agents.free, service, new_service,
+                float(site.dead_until), float(o_start), int(self.relay.users[0]),
+                self.relay.unknown_reply(0), self.soft, p.minimal_backoff_time,
+                p.maximal_backoff_time, p.maximal_queue_lifetime, p.bounce_queue_lifetime,
+                self.policy.interval(self.cur), self.policy.slack, int(self.next_tick),
+                rec.acc, self._series_rows, self._warn_row, rec.duration, rec.interval, rec.n,
+                self.duration, float(up.delay_warning_time), self.qshape, self.qshape_edges)
+            if code != 1:
+                break
+            per *= 2  # an agent ran out of drawn service times (see Agents.batch)
+            service = self._draw((c, Agents.points(per)))
+        if code == 2:
+            self._predrawn = [d for d in (service, new_service) if d.size]
+            return False
+        if n_new:
+            self.incoming = inc.take(slice(n_new, None))
+        if n_old:
+            site(T)  # what the general path's check of the relay at T leaves behind
+        self.delays.add(delays)
+        return True
 
     def _serve_scan(self, T: float, batch: Batch) -> tuple:
         n = batch.f[:, ARRIVAL].size
@@ -494,7 +557,7 @@ class QueueHost:
             rec.acc, self._series_rows, self._warn_row, rec.duration, rec.interval, rec.n,
             self.duration, entry, start, end, tally, vetoed, greyed, soft, b.f, rcpt, out, r,
             now, wake, give_up, key, float(self.up.delay_warning_time), self.qshape,
-            self.qshape_edges, q.f, q.rcpt, q.link, q.head, q.tail, q.count, q.state, q.unit)
+            self.qshape_edges, q.f, q.rcpt, q.head, q.tail, q.count, q.chunks, q.state, q.unit)
         self.delays.add(delays)
         if self.log is not None:
             o = out.copy()
@@ -707,53 +770,186 @@ def _retry_inputs(f, end, tally):
 @njit(cache=True)
 def _settle(acc, rows, warn_row, rec_duration, interval, nbins, duration, entry, start, end,
             tally, vetoed, greyed, soft, f, rcpt, out, r, now, wake, give_up, key, dwt,
-            qshape, edges, qf, qr, link, head, tail, count, state, unit):
+            qshape, edges, qf, qr, head, tail, count, chunks, state, unit):
     """After the retry policy: record the batch (see _record), and file the messages it
-    keeps (rows r[i] without give_up[i]) in the deferred queue (sim.deferred; rows reserved
+    keeps (rows r[i] without give_up[i]) in the deferred queue (sim.deferred; room reserved
     by the caller) under tick key[i], in batch order, with the attempt written into their
     queue file (see _refile). Returns the delays."""
     n = start.size
     expired = np.zeros(n, dtype=np.bool_)
     keep = np.zeros(n, dtype=np.bool_)
+    slots = np.zeros(n, dtype=np.int64)
+    now_ = np.zeros(n, dtype=np.int64)
+    wake_ = np.zeros(n, dtype=np.int64)
+    key_ = np.zeros(n, dtype=np.int64)
     for i in range(r.size):
+        m = r[i]
         if give_up[i]:
-            expired[r[i]] = True
+            expired[m] = True
         else:
-            keep[r[i]] = True
+            keep[m] = True
+            slots[m] = min(key[i] // unit, head.size - 1)
+            now_[m], wake_[m], key_[m] = now[i], wake[i], key[i]
     delays = _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end,
                      tally, vetoed, greyed, soft, f[:, KIND], f[:, SIZE], f[:, ARRIVAL], expired,
                      keep)
-    for i in range(r.size):
-        if give_up[i]:
-            continue
-        src = r[i]
-        d = alloc_row(link, state)
-        qf[d, :] = f[src, :]
-        for c in range(rcpt.shape[1]):
-            qr[d, c] = -2 if out[src, c] != DEFERRED else rcpt[src, c]
-        _refile(qf, d, now[i], wake[i], key[i], end[src], dwt, acc, warn_row, rec_duration,
-                interval, nbins, qshape, edges, link, head, tail, count, unit)
+    dest = file_rows(head, tail, count, chunks, state, slots, keep)
+    for i in range(n):
+        if keep[i]:
+            d = dest[i]
+            for c in range(f.shape[1]):
+                qf[d, c] = f[i, c]
+            for c in range(rcpt.shape[1]):
+                qr[d, c] = -2 if out[i, c] != DEFERRED else rcpt[i, c]
+    _refile(qf, dest, keep, now_, wake_, key_, end, dwt, acc, warn_row, rec_duration, interval,
+            nbins, qshape, edges)
     return delays
 
 
-@njit(cache=True, inline="always")
-def _refile(qf, d, now, wake, key, end, dwt, acc, warn_row, rec_duration, interval, nbins,
-            qshape, edges, link, head, tail, count, unit):
-    """Queue file d after a deferral at `now` (whole seconds) of an attempt that ended at
-    `end`: TRIES + 1, LAST_FAIL = now, LAST_NEXT = wake, LAST_END = end; if dwt > 0, a delay
-    warning (counted in acc[warn_row] at the end's bin) for real mail not yet warned whose
-    age reaches dwt; filed under tick `key` (the last slot for ticks after the run), its
-    stay in the deferred queue counted in `qshape` (see _stay)."""
-    qf[d, TRIES] += 1
-    qf[d, LAST_FAIL] = now
-    qf[d, LAST_NEXT] = wake
-    qf[d, LAST_END] = end
-    if dwt > 0 and qf[d, WARNED] == 0 and qf[d, KIND] != NULL and (
-            now >= qf[d, CREATE] + dwt - 1):
-        acc[warn_row, bin_of(end, rec_duration, interval, nbins)] += 1.0
-        qf[d, WARNED] = 1
-    _stay(qshape, edges, interval, end, key, qf[d, ARRIVAL], 1)
-    link_rows(head, tail, count, link, d, min(key // unit, head.size - 1))
+@njit(cache=True)
+def _refile(qf, dest, keep, now, wake, key, end, dwt, acc, warn_row, rec_duration, interval,
+            nbins, qshape, edges):
+    """Queue file dest[i] of each message i kept after a deferral at now[i] (whole seconds)
+    of an attempt that ended at end[i]: TRIES + 1, LAST_FAIL = now, LAST_NEXT = wake,
+    LAST_END = end; if dwt > 0, a delay warning (counted in acc[warn_row] at the end's bin)
+    for real mail not yet warned whose age reaches dwt; its stay in the deferred queue until
+    tick key[i] is counted in `qshape` (see _stay)."""
+    for i in range(dest.size):
+        if not keep[i]:
+            continue
+        d = dest[i]
+        qf[d, TRIES] += 1
+        qf[d, LAST_FAIL] = now[i]
+        qf[d, LAST_NEXT] = wake[i]
+        qf[d, LAST_END] = end[i]
+        if dwt > 0 and qf[d, WARNED] == 0 and qf[d, KIND] != NULL and (
+                now[i] >= qf[d, CREATE] + dwt - 1):
+            acc[warn_row, bin_of(end[i], rec_duration, interval, nbins)] += 1.0
+            qf[d, WARNED] = 1
+        _stay(qshape, edges, interval, end[i], key[i], qf[d, ARRIVAL], 1)
+
+
+@njit(cache=True)
+def _scan_postfix(qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f, inc_r, n_new,
+                  free, service, new_service, dead_until, o_start, users, unknown, soft,
+                  minimal, maximal, lifetime, bounce_lifetime, R, slack, nxt, acc, rows,
+                  warn_row, rec_duration, interval, nbins, duration, dwt, qshape, edges):
+    """One Postfix qmgr tick at T, as the general path computes it (QueueHost.scan with
+    _serve_scan, _serve_timed, _attempt and _settle), in one pass: the files of slot k of the
+    deferred queue (sim.deferred) and the first n_new rows of the incoming mail are served
+    by the agents (free, updated in place; service times drawn by the caller), answered by
+    the relay (one configuration: users, unknown, soft), retried by postfix_due and filed
+    again (room reserved by the caller). Returns (code, delays): 0 done; 1 an agent ran out
+    of service times (draw more); 2 an attempt would start while the relay is down
+    (o_start: the next outage after T) or throttled (dead_until): the general path must
+    take the scan. Codes 1 and 2 change nothing."""
+    n_old = count[k]
+    n = n_old + n_new
+    entry = np.empty(n)
+    start = np.empty(n)
+    end = np.empty(n)
+    fr = free
+    if n_old:
+        s, e, fr = merge(free, T, service, n_old)
+        if s.size == 0:
+            return 1, np.empty(0)
+        if o_start <= s[-1]:
+            return 2, np.empty(0)
+        entry[:n_old] = T
+        start[:n_old] = s
+        end[:n_old] = e
+    if n_new:
+        arrival = inc_f[:n_new, ARRIVAL].copy()
+        s, e, fr = fifo(arrival, new_service, fr)
+        if s[0] < dead_until or o_start <= s[-1]:
+            return 2, np.empty(0)
+        entry[n_old:] = arrival
+        start[n_old:] = s
+        end[n_old:] = e
+    free[:] = fr
+    idx = slot_rows(head, tail, count, chunks, k)
+    tally = np.zeros((n, 4), dtype=np.int64)
+    kind = np.empty(n)
+    size = np.empty(n)
+    arrived = np.empty(n)
+    now = np.empty(n, dtype=np.int64)
+    wake = np.empty(n, dtype=np.int64)
+    key = np.empty(n, dtype=np.int64)
+    slots = np.zeros(n, dtype=np.int64)
+    expired = np.zeros(n, dtype=np.bool_)
+    keep = np.zeros(n, dtype=np.bool_)
+    due = (minimal, maximal, lifetime, bounce_lifetime, R, slack, nxt, unit, head.size - 1)
+    new = np.arange(n_new)
+    # one call per source, each looping over its messages: a call per message would cost
+    # more than the message (numba passes every array as a dozen scalars)
+    _answer(qf, qr, idx, 0, users, unknown, end, due, tally, kind, size, arrived, now, wake,
+            key, slots, expired, keep)
+    _answer(inc_f, inc_r, new, n_old, users, unknown, end, due, tally, kind, size, arrived,
+            now, wake, key, slots, expired, keep)
+    if n_old:
+        left = 0  # recipients leaving the deferred queue
+        for i in range(n_old):
+            left += tally[i, 0]
+        b = bin_of(T, rec_duration, interval, nbins)
+        acc[rows[14], b] += -float(n_old)  # SERIES: deferred, deferred_recipients
+        acc[rows[15], b] += -float(left)
+    delays = _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end,
+                     tally, np.zeros(n, dtype=np.bool_), np.zeros(1, dtype=np.int64), soft, kind,
+                     size, arrived, expired, keep)
+    dest = file_rows(head, tail, count, chunks, state, slots, keep)
+    _move(qf, qr, idx, 0, keep, dest, qf, qr, users, unknown)
+    _move(inc_f, inc_r, new, n_old, keep, dest, qf, qr, users, unknown)
+    _refile(qf, dest, keep, now, wake, key, end, dwt, acc, warn_row, rec_duration, interval,
+            nbins, qshape, edges)
+    return 0, delays
+
+
+@njit(cache=True)
+def _answer(sf, sr, src, i0, users, unknown, end, due, tally, kind, size, arrived, now, wake,
+            key, slots, expired, keep):
+    """_scan_postfix for messages i = i0 + m, queue files src[m] of (sf, sr): the relay's
+    answers, and for deferred recipients Postfix's retry (due: minimal, maximal, lifetime,
+    bounce_lifetime, R, slack, next tick, the queue's unit and last slot)."""
+    minimal, maximal, lifetime, bounce_lifetime, R, slack, nxt, unit, last = due
+    for m in range(src.size):
+        i, j = i0 + m, src[m]
+        for c in range(sr.shape[1]):
+            u = sr[j, c]
+            if u != -2:
+                o = SENT if 0 <= u < users else unknown
+                tally[i, 0] += 1
+                tally[i, 1 + o] += 1
+        kind[i] = sf[j, KIND]
+        size[i] = sf[j, SIZE]
+        arrived[i] = sf[j, ARRIVAL]
+        if tally[i, 2] > 0:
+            now[i] = np.int64(math.floor(end[i]))
+            wake[i], give_up = schedules.postfix_due(np.int64(sf[j, CREATE]), now[i],
+                                                     kind[i] == NULL, minimal, maximal,
+                                                     lifetime, bounce_lifetime)
+            if give_up:
+                expired[i] = True
+            else:
+                keep[i] = True
+                key[i] = nxt if wake[i] - slack <= nxt else schedules.queue_run(wake[i], R,
+                                                                               slack)
+                slots[i] = min(key[i] // unit, last)
+
+
+@njit(cache=True)
+def _move(sf, sr, src, i0, keep, dest, qf, qr, users, unknown):
+    """Queue file src[m] of (sf, sr) of each kept message i = i0 + m copied to row dest[i]
+    of the deferred queue, its recipients that are not deferred (known, or bounced) done."""
+    for m in range(src.size):
+        i, j = i0 + m, src[m]
+        if not keep[i]:
+            continue
+        d = dest[i]
+        for c in range(sf.shape[1]):
+            qf[d, c] = sf[j, c]
+        for c in range(sr.shape[1]):
+            u = sr[j, c]
+            qr[d, c] = u if u != -2 and not (0 <= u < users) and unknown == DEFERRED else -2
 
 
 @njit(cache=True, inline="always")
