@@ -79,6 +79,7 @@ class RelayTimeline:
         self.code = np.array([r.unknown_local_recipient_reject_code for _, r in snapshots])
         self.soft = np.array([r.soft_bounce for _, r in snapshots], dtype=bool)
         self.down_start, self.down_end = outages
+        self._next_down = (np.inf, (np.inf, np.inf))  # (asked at, answer): see next_down
         self._unknown = [int(rcpt_reply(np.False_, c, sf))
                          for c, sf in zip(self.code, self.soft, strict=True)]
 
@@ -114,10 +115,14 @@ class RelayTimeline:
 
     def next_down(self, t: float) -> tuple[float, float]:
         """(start, end) of the first outage that is in force at or after t, or (inf, inf)."""
+        since, answer = self._next_down
+        if since <= t < answer[1]:  # asked every tick: the last answer holds until its end
+            return answer
         i = int(np.searchsorted(self.down_end, t, side="right"))
-        if i == self.down_start.size:
-            return np.inf, np.inf
-        return float(self.down_start[i]), float(self.down_end[i])
+        answer = ((np.inf, np.inf) if i == self.down_start.size else
+                  (float(self.down_start[i]), float(self.down_end[i])))
+        self._next_down = (t, answer)
+        return answer
 
     def reply(self, t: np.ndarray, rcpt: np.ndarray) -> np.ndarray:
         """Outcome per recipient (rows: attempts at times t; columns: recipient ids)."""

@@ -68,7 +68,6 @@ EXPIRED = 3
 
 _NONE = np.zeros(1, dtype=np.int64)  # no greylisted recipients (and, sliced, no rows)
 _NO = np.zeros(0, dtype=bool)
-_NO_RCPT = np.zeros((0, 1), dtype=np.int32)
 TICK = 60  # processing period of schedules without a queue-runner grid (qmail, exchange, list)
 
 
@@ -248,12 +247,25 @@ class QueueHost:
         self.soft = (np.array([relay.code[0] < 500]) if self.grey is None and
                      relay.code.size == 1 and not relay.soft.any() else None)
         self._series_rows = recorder.rows(SERIES)  # created now: compiled code adds to them
+        self._warn_row = int(recorder.rows(("delay_dsn",))[0])
         # the common Postfix case, scanned in one compiled pass (_scan_postfix): one relay
         # configuration (soft), no greylisting or error limit, no attempt log
         self.fused = (self.soft is not None and self.plain and not record_attempts
-                      and self.policy.sched.retry is schedules.postfix_retry)
+                      and self.policy.sched.retry is schedules.postfix_retry
+                      and self.up.smtp_transaction_time > 0)
+        if self.fused:  # one configuration for the whole run (soft): fixed arguments
+            p = self.policy.params[0]
+            self._R = self.policy.interval(0)
+            self._fused_relay = (int(relay.users[0]), relay.unknown_reply(0), self.soft,
+                                 p.minimal_backoff_time, p.maximal_backoff_time,
+                                 p.maximal_queue_lifetime, p.bounce_queue_lifetime, self._R,
+                                 self.policy.slack)
+            self._fused_rec = (self._series_rows, self._warn_row, recorder.duration,
+                               recorder.interval, recorder.n, self.duration,
+                               float(self.up.delay_warning_time), self.qshape,
+                               self.qshape_edges)
+            self._no_mail = (np.empty((0, len(FIELDS))), np.zeros((0, width), dtype=np.int32))
         self._predrawn: list[np.ndarray] = []  # service times a declined fused scan drew
-        self._warn_row = int(recorder.rows(("delay_dsn",))[0])
 
     # --- service times -------------------------------------------------------------------
     def _draw(self, shape):
@@ -412,38 +424,38 @@ class QueueHost:
         """scan(T) in one compiled pass (_scan_postfix) when nothing in it needs the general
         path: no outage or throttle while its attempts start, the active queue has room,
         transactions take time. False: nothing was changed, and the service times drawn
-        for the scan are handed to the general path (_draw), so both give the same run."""
+        for the scan are handed to the general path (_draw), so both give the same run.
+        Runs once per tick, so it does little besides the call (the run has one
+        configuration: see `fused`)."""
         q, up, site = self.queue, self.up, self.site
-        k = q.slot(T)
+        k = min(int(T) // q.unit, q.nslot - 1)
         n_old = int(q.count[k])
         inc = self.incoming
-        n_new = 0 if inc is None else int(np.searchsorted(
-            inc.f[:, ARRIVAL], T + self.policy.interval(self.cur), side="right"))
+        n_new = 0 if inc is None else int(inc.f[:, ARRIVAL].searchsorted(T + self._R, "right"))
         if not (n_old or n_new):
             return True
-        if (n_old > up.qmgr_message_active_limit or up.smtp_transaction_time <= 0
-                or T < site.dead_until):
+        if n_old > up.qmgr_message_active_limit or T < site.dead_until:
             return False
         o_start = self.relay.next_down(T)[0]
         if o_start <= T:
             return False
         c = self.agents.free.size
         per = n_old // c + 1
-        service = self._draw((c, Agents.points(per))) if n_old else np.empty((c, 0))
-        new_service = self._draw((n_new,)) if n_new else np.empty(0)
-        inc_f, inc_r = (inc.f, inc.rcpt) if n_new else (np.empty((0, len(FIELDS))), _NO_RCPT)
-        q.reserve(n_old + n_new)
-        p, rec = self.policy.params[0], self.rec
+        m = Agents.points(per) if n_old else 0
+        # one draw for the scan and the new mail: the same numbers as two draws in turn
+        drawn = self._draw((c * m + n_new,))
+        service, new_service = drawn[:c * m].reshape(c, m), drawn[c * m:]
+        inc_f, inc_r = (inc.f, inc.rcpt) if n_new else self._no_mail
+        st = q.state
+        if st[0] + n_old + n_new > q.f.shape[0] or st[1] + n_old + n_new > q.chunks.shape[0]:
+            q.reserve(n_old + n_new)
+        rec = self.rec
         while True:
             code, delays = _scan_postfix(
-                q.f, q.rcpt, q.head, q.tail, q.count, q.chunks, q.state, q.unit, k, float(T),
-                inc_f, inc_r, n_new, self.agents.free, service, new_service,
-                float(site.dead_until), float(o_start), int(self.relay.users[0]),
-                self.relay.unknown_reply(0), self.soft, p.minimal_backoff_time,
-                p.maximal_backoff_time, p.maximal_queue_lifetime, p.bounce_queue_lifetime,
-                self.policy.interval(self.cur), self.policy.slack, int(self.next_tick),
-                rec.acc, self._series_rows, self._warn_row, rec.duration, rec.interval, rec.n,
-                self.duration, float(up.delay_warning_time), self.qshape, self.qshape_edges)
+                q.f, q.rcpt, q.head, q.tail, q.count, q.chunks, st, q.unit, k, float(T), inc_f,
+                inc_r, n_new, self.agents.free, service, new_service, float(site.dead_until),
+                float(o_start), *self._fused_relay, int(self.next_tick), rec.acc,
+                *self._fused_rec)
             if code != 1:
                 break
             per *= 2  # an agent ran out of drawn service times (see Agents.batch)
@@ -453,7 +465,7 @@ class QueueHost:
             return False
         if n_new:
             self.incoming = inc.take(slice(n_new, None))
-        if n_old:
+        if n_old and site.first_failed is not None:
             site(T)  # what the general path's check of the relay at T leaves behind
         self.delays.add(delays)
         return True
