@@ -275,7 +275,9 @@ class QueueHost:
                 return d
             self._predrawn = []
         mean = self.up.smtp_transaction_time
-        return self.rng.exponential(mean, shape) if mean > 0 else np.zeros(shape)
+        # numpy's exponential(mean) is mean * standard_exponential(), number for number;
+        # drawn this way the product is one vectorised pass, which is faster
+        return self.rng.standard_exponential(shape) * mean if mean > 0 else np.zeros(shape)
 
     # --- arrivals ------------------------------------------------------------------------
     def receive(self, msgs: dict) -> None:
