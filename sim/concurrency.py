@@ -1,7 +1,7 @@
 """Destination concurrency: c delivery agents serving the relay's in-core queue, first come first
 served, computed for whole batches.
 
-Public names: Agents.
+Public names: Agents, ServiceTimes.
 
 Contract:
 - Agents(c) models `default_destination_concurrency_limit` SMTP client processes working one
@@ -20,12 +20,18 @@ Contract:
   vetoed, in Python when `site` may veto a job (relay down or throttled) so that it takes no
   agent time.
 - draw(shape) returns service times (seconds); a mean of 0 is allowed (zero-time attempts).
+- ServiceTimes(rng).take(n) hands out the generator's standard exponential variates in order:
+  the same numbers rng.standard_exponential(n) would give at that point. Once a run has used
+  two blocks, a helper thread draws the following blocks ahead while the model computes
+  (numpy draws without holding the GIL, and so do the compiled kernels); close() stops it.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import queue
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -101,6 +107,59 @@ class Agents:
             end[i] = e
         self.free = np.array(heap)
         return start, end, vetoed
+
+
+class ServiceTimes:
+    """One generator's standard exponential variates, drawn in blocks (see the contract)."""
+
+    BLOCK = 1 << 19  # variates per block (4 MiB)
+    AHEAD = 2  # blocks the helper thread may have ready
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.block = np.empty(0)
+        self.pos = 0
+        self.used = 0  # blocks handed out so far
+        self.ready: queue.Queue | None = None
+        self.stop = threading.Event()
+
+    def take(self, n: int) -> np.ndarray:
+        """The next n variates (a view when they lie in one block)."""
+        if self.pos + n <= self.block.size:
+            self.pos += n
+            return self.block[self.pos - n:self.pos]
+        parts = [self.block[self.pos:]]
+        need = n - parts[0].size
+        while need > 0:
+            self.block, self.pos = self._next_block(), 0
+            k = min(need, self.block.size)
+            parts.append(self.block[:k])
+            self.pos, need = k, need - k
+        return np.concatenate(parts)
+
+    def _next_block(self) -> np.ndarray:
+        self.used += 1
+        if self.ready is None:
+            if self.used <= 2:  # a short run never starts the thread
+                return self.rng.standard_exponential(self.BLOCK)
+            self.ready = queue.Queue(self.AHEAD)
+            threading.Thread(target=self._draw_ahead, daemon=True,
+                             name="relaysim-service-times").start()
+        return self.ready.get()
+
+    def _draw_ahead(self) -> None:
+        while not self.stop.is_set():
+            block = self.rng.standard_exponential(self.BLOCK)
+            while not self.stop.is_set():
+                try:
+                    self.ready.put(block, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def close(self) -> None:
+        """Stop the helper thread (if any); take() must not be called afterwards."""
+        self.stop.set()
 
 
 @njit(cache=True)

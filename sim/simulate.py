@@ -75,7 +75,10 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     env.process(changes())
     if progress is not None:
         env.process(sampler())
-    env.run(until=duration + 1e-6)
+    try:
+        env.run(until=duration + 1e-6)
+    finally:
+        host.close()
 
     ts = {"t_s": rec.t}
     ts["incoming"] = np.zeros(rec.n)

@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit
 
 from sim import schedules
-from sim.concurrency import Agents, fifo, merge
+from sim.concurrency import Agents, ServiceTimes, fifo, merge
 from sim.deferred import DeferredQueue, file_rows, slot_rows
 from sim.metrics import DelaySketch, Recorder, bin_of, bins_of, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, replies
@@ -219,7 +219,7 @@ class QueueHost:
         self.up = self.snaps[0]
         self.duration = scenario.simulation.duration
         self.relay = relay
-        self.rng = rng_service
+        self.service = ServiceTimes(rng_service)
         self.agents = Agents(self.up.default_destination_concurrency_limit)
         self.rec = recorder
         self.delays = DelaySketch()
@@ -275,9 +275,9 @@ class QueueHost:
                 return d
             self._predrawn = []
         mean = self.up.smtp_transaction_time
-        # numpy's exponential(mean) is mean * standard_exponential(), number for number;
-        # drawn this way the product is one vectorised pass, which is faster
-        return self.rng.standard_exponential(shape) * mean if mean > 0 else np.zeros(shape)
+        # numpy's exponential(mean) is mean * standard_exponential(), number for number
+        return (self.service.take(math.prod(shape)).reshape(shape) * mean if mean > 0
+                else np.zeros(shape))
 
     # --- arrivals ------------------------------------------------------------------------
     def receive(self, msgs: dict) -> None:
@@ -649,6 +649,10 @@ class QueueHost:
             self.scan(T)
             T = self.next_tick
 
+    def close(self) -> None:
+        """The run is over: stop drawing service times ahead."""
+        self.service.close()
+
     def reload(self, snap: int) -> None:
         """`postfix reload` into upstream snapshot `snap` (a scheduled change)."""
         old, self.cur = self.cur, snap
@@ -843,7 +847,7 @@ def _refile(qf, dest, keep, now, wake, key, end, dwt, acc, warn_row, rec_duratio
         _stay(qshape, edges, interval, end[i], key[i], qf[d, ARRIVAL], 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # the service-time thread draws meanwhile
 def _scan_postfix(qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f, inc_r, n_new,
                   free, service, new_service, dead_until, o_start, users, unknown, soft,
                   minimal, maximal, lifetime, bounce_lifetime, R, slack, nxt, acc, rows,

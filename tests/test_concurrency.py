@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.concurrency import Agents
+from sim.concurrency import Agents, ServiceTimes
 from sim.concurrency import fifo as compiled_fifo
 
 
@@ -65,3 +65,15 @@ def test_batch_with_zero_service_starts_everything_at_once():
     pool = Agents(3)
     s, e = pool.batch(5.0, 10, lambda shape: np.zeros(shape))
     assert (s == 5.0).all() and (e == 5.0).all()
+
+
+def test_service_times_are_the_generators_stream_across_blocks_and_the_thread(monkeypatch):
+    """Handed out in pieces of any size, across block ends and after the helper thread has
+    started, the variates are exactly the generator's own sequence."""
+    monkeypatch.setattr(ServiceTimes, "BLOCK", 1000)
+    stream = ServiceTimes(np.random.default_rng(7))
+    sizes = [1, 999, 0, 1500, 3, 2500, 7000, 1, 4000]
+    got = np.concatenate([stream.take(k) for k in sizes])
+    assert stream.ready is not None  # the helper thread did start
+    stream.close()
+    assert np.array_equal(got, np.random.default_rng(7).standard_exponential(sum(sizes)))
