@@ -6,9 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.concurrency import Agents, ServiceTimes
+from sim.concurrency import Agents, ServiceTimes, merge
 from sim.concurrency import fifo as compiled_fifo
-from sim.concurrency import merge
 
 
 def fifo(free, entries, service):
