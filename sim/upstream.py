@@ -25,11 +25,18 @@ message):
   recipients either expires (the retry policy's give_up: for Postfix, age >= lifetime, and
   bounce_queue_lifetime for null-sender mail) or is deferred until its wake-up time (for
   Postfix, now + clamp(age, minimal_backoff_time, maximal_backoff_time)).
-- Per-message state lives in numpy arrays (FIELDS), bucketed by the scan that will take the
-  message; memory grows with the queue, not with the mail simulated. The loops over a batch's
-  messages are compiled (numba): replies (sim.relay), _retry_inputs, and _settle, which
-  records the batch, re-files the survivors and counts their stay in the deferred queue for
-  qshape; the retry policies stay numpy functions (sim.schedules).
+- Per-message state lives in numpy arrays (FIELDS), filed in the deferred queue
+  (sim.deferred) under the tick that will take the message; memory grows with the queue, not
+  with the mail simulated. Two paths compute a tick, and give the same run (a test holds them
+  to it, bit for bit):
+  - the fused one (_scan_fused, _scan_postfix): one compiled call per tick for a run with
+    Postfix's schedule, one configuration, no greylisting, error limit or attempt log, and
+    transactions that take time; it declines a tick (changing nothing) when the relay is
+    down or throttled while the tick's attempts start, or the scan overflows the active queue;
+  - the general one: numpy around compiled per-batch loops: replies (sim.relay),
+    _retry_inputs, the schedule's retry policy, and _settle, which records the batch and
+    re-files the survivors.
+  Both count each survivor's stay in the deferred queue for qshape when it is filed.
 - Everything observed goes to a metrics.Recorder, the DelaySketch and `qshape` (messages per
   qshape age bucket at each sample, counted when a message is filed); nothing is printed.
 Simplifications (documented in the README): one SMTP transaction per message attempt; the
