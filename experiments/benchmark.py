@@ -297,10 +297,12 @@ def profile(label: str, table: dict, seed: int) -> str:
 def kernel_times(scenario: Scenario, seed: int) -> dict:
     """Wall time and calls per compiled kernel in one run (each wrapped in a timer)."""
     import sim.concurrency
+    import sim.deferred
     import sim.relay
     import sim.upstream
+    mods = (sim.upstream, sim.concurrency, sim.relay, sim.deferred)
     found = {}
-    for mod in (sim.upstream, sim.concurrency, sim.relay):
+    for mod in mods:
         for name, obj in vars(mod).items():
             if hasattr(obj, "py_func") and hasattr(obj, "signatures"):
                 found[name] = obj
@@ -316,7 +318,7 @@ def kernel_times(scenario: Scenario, seed: int) -> dict:
                 times[name][1] += 1
         return run
     patched = []
-    for mod in (sim.upstream, sim.concurrency, sim.relay):
+    for mod in mods:
         for name, fn in found.items():
             if vars(mod).get(name) is fn:
                 patched.append((mod, name, fn))
@@ -648,7 +650,9 @@ def report(m: dict, cfg: dict, out: Path, vers: dict, command: str) -> str:
     notes = [
         "Wall and CPU times are simulate() (or naive_simulate()) alone: no interpreter start, "
         "imports or file output. CPU time (time.process_time) is the fairer figure on a "
-        "shared machine: wall time also counts the time other processes held the CPU.",
+        "shared machine: wall time also counts the time other processes held the CPU. It "
+        "counts every thread: relaysim draws its service times ahead on a helper thread "
+        "while the compiled scan runs, so its CPU time can exceed its wall time.",
         "relaysim's compiled kernels are loaded from numba's on-disk cache before timing, as "
         "imports are: a one-hour warm-up run in each child took "
         f"{span([r['warmup_s'] for r in isp + m['scaling']], '.2f')} s"
