@@ -234,6 +234,7 @@ class QueueHost:
         self.next_qid = 0
         self.log: list[tuple] | None = [] if record_attempts else None
         self.policy = Policy(self.snaps)
+        self.validating = any(up.recipient_validation != "none" for up in self.snaps)
         width = max(s.recipients_per_message for s in scenario.senders)
         unit = math.gcd(*(self.policy.interval(j) for j in range(len(self.snaps))))
         self.queue = DeferredQueue(len(FIELDS), width, unit, self.duration)
@@ -291,8 +292,8 @@ class QueueHost:
         """New mail from a sender (arrival times may lie ahead of the clock)."""
         # recipient validation as configured at each message's arrival (mail is received ahead
         # of the clock, so a scheduled change must be looked up, not taken from self.up)
-        snap = np.searchsorted(self.snap_times, msgs["arrival"], side="right") - 1
-        if any(self.snaps[j].recipient_validation != "none" for j in np.unique(snap)):
+        if self.validating:
+            snap = np.searchsorted(self.snap_times, msgs["arrival"], side="right") - 1
             parts = [self._validate({k: v[snap == j] for k, v in msgs.items()}, self.snaps[j])
                      for j in np.unique(snap)]
             msgs = {k: np.concatenate([p[k] for p in parts]) for k in msgs}
