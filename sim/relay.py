@@ -1,6 +1,7 @@
 """The local relay: recipient map, reject codes and availability, answered for batches of RCPTs.
 
-Public names: RelayTimeline, rcpt_reply, replies, outage_intervals, SENT, DEFERRED, BOUNCED.
+Public names: RelayTimeline, rcpt_reply, replies, outcome, outage_intervals, SENT, DEFERRED,
+BOUNCED.
 
 Contract:
 - rcpt_reply(known, code, soft_bounce) is the relay's smtpd decision for one RCPT, vectorised:
@@ -33,16 +34,21 @@ def rcpt_reply(known: np.ndarray, code: np.ndarray, soft_bounce: np.ndarray) -> 
 @njit(cache=True)
 def replies(rcpt, users, unknown):
     """rcpt_reply for a batch under one configuration, compiled: the outcome per recipient,
-    -1 where none is pending (id -2). Known means 0 <= id < users, as in
-    RelayTimeline.reply; unknown is rcpt_reply's answer for an unknown recipient
-    (RelayTimeline.unknown_reply)."""
+    -1 where none is pending (id -2); see outcome."""
     n, k = rcpt.shape
     out = np.empty((n, k), dtype=np.int8)
     for i in range(n):
         for j in range(k):
-            u = rcpt[i, j]
-            out[i, j] = -1 if u == -2 else (SENT if 0 <= u < users else unknown)
+            out[i, j] = outcome(rcpt[i, j], users, unknown)
     return out
+
+
+@njit(cache=True)
+def outcome(u, users, unknown):
+    """One recipient id's outcome under one configuration: -1 if none is pending (id -2),
+    SENT if known (0 <= id < users, as in RelayTimeline.reply), else `unknown`, rcpt_reply's
+    answer for an unknown recipient (RelayTimeline.unknown_reply)."""
+    return -1 if u == -2 else (SENT if 0 <= u < users else unknown)
 
 
 def outage_intervals(scheduled, mtbf: float, mttr: float, duration: float,

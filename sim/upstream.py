@@ -56,7 +56,7 @@ from sim import schedules
 from sim.concurrency import Agents, ServiceTimes, fifo, merge
 from sim.deferred import DeferredQueue, file_rows, slot_rows
 from sim.metrics import DelaySketch, Recorder, bin_of, bins_of, qshape_edges
-from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, replies
+from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, outcome, replies
 from sim.sender import FORGED, NULL
 
 FIELDS = ("qid", "arrival", "create", "kind", "size", "source", "tries", "last_fail",
@@ -513,11 +513,11 @@ class QueueHost:
         # no earlier than the next tick: a runner under way has passed these messages already;
         # and the next tick takes whatever is due by then, even when a reload has moved the
         # grid and that pending tick is not on the new one
-        key = self.policy.key(wake, self.cur)
         nxt = int(self.next_tick)
         if self.policy.sched.runner:
-            return np.where(wake - self.policy.slack <= nxt, nxt, key)
-        return np.maximum(key, nxt)
+            return _runner_ticks(np.asarray(wake, dtype=np.int64), nxt,
+                                 self.policy.interval(self.cur), self.policy.slack)
+        return np.maximum(self.policy.key(wake, self.cur), nxt)
 
     def rebucket(self) -> None:
         """After a reload that changed the runner interval: re-file every deferred message
@@ -674,6 +674,23 @@ class QueueHost:
 
 
 # --- compiled per-attempt bookkeeping (numba): one pass over a batch instead of dozens ---------
+@njit(cache=True)
+def _runner_tick(wake, pending, interval, slack):
+    """The tick that takes a message with this wake-up time on a runner grid: the pending
+    tick if the message is due by then (a runner under way has passed it already, and after
+    a reload the pending tick may be off the new grid), else the first runner start
+    (schedules.queue_run)."""
+    return pending if wake - slack <= pending else schedules.queue_run(wake, interval, slack)
+
+
+@njit(cache=True)
+def _runner_ticks(wake, pending, interval, slack):
+    out = np.empty_like(wake)
+    for i in range(wake.size):
+        out[i] = _runner_tick(wake[i], pending, interval, slack)
+    return out
+
+
 @njit(cache=True)
 def _tally(out):
     """Per message (row of RCPT outcomes, -1 where no recipient is pending): pending, sent,
@@ -940,9 +957,8 @@ def _answer(sf, sr, src, i0, users, unknown, end, due, tally, kind, size, arrive
     for m in range(src.size):
         i, j = i0 + m, src[m]
         for c in range(sr.shape[1]):
-            u = sr[j, c]
-            if u != -2:
-                o = SENT if 0 <= u < users else unknown
+            o = outcome(sr[j, c], users, unknown)
+            if o >= 0:
                 tally[i, 0] += 1
                 tally[i, 1 + o] += 1
         kind[i] = sf[j, KIND]
@@ -957,8 +973,7 @@ def _answer(sf, sr, src, i0, users, unknown, end, due, tally, kind, size, arrive
                 expired[i] = True
             else:
                 keep[i] = True
-                key[i] = nxt if wake[i] - slack <= nxt else schedules.queue_run(wake[i], R,
-                                                                               slack)
+                key[i] = _runner_tick(wake[i], nxt, R, slack)
                 slots[i] = min(key[i] // unit, last)
 
 
@@ -974,8 +989,7 @@ def _move(sf, sr, src, i0, keep, dest, qf, qr, users, unknown):
         for c in range(sf.shape[1]):
             qf[d, c] = sf[j, c]
         for c in range(sr.shape[1]):
-            u = sr[j, c]
-            qr[d, c] = u if u != -2 and not (0 <= u < users) and unknown == DEFERRED else -2
+            qr[d, c] = sr[j, c] if outcome(sr[j, c], users, unknown) == DEFERRED else -2
 
 
 @njit(cache=True, inline="always")
