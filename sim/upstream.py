@@ -55,7 +55,7 @@ from numba import njit
 from sim import schedules
 from sim.concurrency import Agents, ServiceTimes, fifo, merge
 from sim.deferred import DeferredQueue, file_rows, slot_rows
-from sim.metrics import DelaySketch, Recorder, bin_of, bins_of, qshape_edges
+from sim.metrics import DelaySketch, Recorder, bin_of, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, outcome, replies
 from sim.sender import FORGED, NULL
 
@@ -720,50 +720,73 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     """Add one batch of attempts to the recorder's series (acc[rows[k]], SERIES order) and
     return the delivered recipients' delays (end - arrival, one per sent recipient, attempts
     ending within the run). Each of the three groups (entry, start, end times) is summed per
-    bin first, in row order (as a bincount would), and then added."""
+    bin first, in row order (as a bincount would), and then added. Whole-number columns are
+    summed in registers while consecutive attempts share a bin (exact: they are integers);
+    bytes, the one column that is not, is added attempt by attempt."""
     n = start.size
-    bins = np.empty(n, dtype=np.int64)
     # at entry: active, active_recipients
-    lo, hi = bins_of(entry, bins, rec_duration, interval, nbins)
+    lo, hi = _bin_span(entry, rec_duration, interval, nbins)
     local = np.zeros((hi - lo + 1, 2))
+    j, a0, a1 = -1, 0.0, 0.0
     for i in range(n):
-        j = bins[i] - lo
-        local[j, 0] += 1.0
-        local[j, 1] += tally[i, 0]
+        b = bin_of(entry[i], rec_duration, interval, nbins) - lo
+        if b != j:
+            if j >= 0:
+                local[j, 0] += a0
+                local[j, 1] += a1
+            j, a0, a1 = b, 0.0, 0.0
+        a0 += 1.0
+        a1 += tally[i, 0]
+    if j >= 0:
+        local[j, 0] += a0
+        local[j, 1] += a1
     _add(acc, rows[0:2], lo, local)
     # at the start: attempts, relay_sessions, rejects_4xx, rejects_5xx
-    lo, hi = bins_of(start, bins, rec_duration, interval, nbins)
+    lo, hi = _bin_span(start, rec_duration, interval, nbins)
     local = np.zeros((hi - lo + 1, 4))
+    part = np.zeros(4)
+    j = -1
     for i in range(n):
-        j = bins[i] - lo
+        b = bin_of(start[i], rec_duration, interval, nbins) - lo
+        if b != j:
+            _flush(local, j, part)
+            j = b
         gr = greyed[i if greyed.size > 1 else 0]
         ok = 0 if vetoed[i] else 1
         rej = (tally[i, 2] + tally[i, 3] - gr) * ok
         sf = soft[i if soft.size > 1 else 0]
-        local[j, 0] += tally[i, 0]
-        local[j, 1] += ok
-        local[j, 2] += (rej if sf else 0) + gr * ok
-        local[j, 3] += 0 if sf else rej
+        part[0] += tally[i, 0]
+        part[1] += ok
+        part[2] += (rej if sf else 0) + gr * ok
+        part[3] += 0 if sf else rej
+    _flush(local, j, part)
     _add(acc, rows[2:6], lo, local)
     # at the end: active, active_recipients, delivered, bounced, expired, dsn, backscatter,
     # bytes, deferred, deferred_recipients
-    lo, hi = bins_of(end, bins, rec_duration, interval, nbins)
+    lo, hi = _bin_span(end, rec_duration, interval, nbins)
     local = np.zeros((hi - lo + 1, 10))
+    part = np.zeros(10)
+    j = -1
     for i in range(n):
-        j = bins[i] - lo
+        b = bin_of(end[i], rec_duration, interval, nbins) - lo
+        if b != j:
+            _flush(local, j, part)
+            j = b
         nd, nb = tally[i, 2], tally[i, 3]
         real = kind[i] != NULL
         dsn = (1 if (nb > 0 and real) else 0) + (1 if (expired[i] and real) else 0)
-        local[j, 0] += -1.0
-        local[j, 1] += -tally[i, 0]
-        local[j, 2] += tally[i, 1]
-        local[j, 3] += nb
-        local[j, 4] += nd * expired[i]
-        local[j, 5] += dsn
-        local[j, 6] += dsn * (kind[i] == FORGED)
-        local[j, 7] += 0.0 if keep[i] else -size[i]
-        local[j, 8] += keep[i]
-        local[j, 9] += nd * keep[i]
+        part[0] += -1.0
+        part[1] += -tally[i, 0]
+        part[2] += tally[i, 1]
+        part[3] += nb
+        part[4] += nd * expired[i]
+        part[5] += dsn
+        part[6] += dsn * (kind[i] == FORGED)
+        if not keep[i]:
+            local[b, 7] += -size[i]  # bytes
+        part[8] += keep[i]
+        part[9] += nd * keep[i]
+    _flush(local, j, part)
     _add(acc, rows[6:16], lo, local)
     m = 0
     for i in range(n):
@@ -777,6 +800,25 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
                 delays[m] = end[i] - arrival[i]
                 m += 1
     return delays
+
+
+@njit(cache=True)
+def _bin_span(times, rec_duration, interval, nbins):
+    """The lowest and highest recorder bin of times (bin_of is monotone)."""
+    lo = hi = times[0]
+    for i in range(1, times.size):
+        lo = min(lo, times[i])
+        hi = max(hi, times[i])
+    return bin_of(lo, rec_duration, interval, nbins), bin_of(hi, rec_duration, interval, nbins)
+
+
+@njit(cache=True)
+def _flush(local, j, part):
+    """local[j] += part, part = 0 (nothing while j < 0)."""
+    if j >= 0:
+        for c in range(part.size):
+            local[j, c] += part[c]
+    part[:] = 0.0
 
 
 @njit(cache=True)
