@@ -21,7 +21,8 @@ Contract:
   agent time.
 - draw(shape) returns service times (seconds); a mean of 0 is allowed (zero-time attempts).
 - ServiceTimes(rng).take(n) hands out the generator's standard exponential variates in order:
-  the same numbers rng.standard_exponential(n) would give at that point. Once a run has used
+  the same numbers rng.standard_exponential(n) would give at that point; give_back(v) puts the
+  last ones taken back, to be handed out again first. Once a run has used
   two blocks, a helper thread draws the following blocks ahead while the model computes
   (numpy draws without holding the GIL, and so do the compiled kernels); close() stops it.
 """
@@ -119,12 +120,17 @@ class ServiceTimes:
         self.rng = rng
         self.block = np.empty(0)
         self.pos = 0
+        self.back = np.empty(0)  # given back, handed out first
         self.used = 0  # blocks handed out so far
         self.ready: queue.Queue | None = None
         self.stop = threading.Event()
 
     def take(self, n: int) -> np.ndarray:
         """The next n variates (a view when they lie in one block)."""
+        if self.back.size:
+            k = min(n, self.back.size)
+            head, self.back = self.back[:k], self.back[k:]
+            return head if k == n else np.concatenate([head, self.take(n - k)])
         if self.pos + n <= self.block.size:
             self.pos += n
             return self.block[self.pos - n:self.pos]
@@ -136,6 +142,10 @@ class ServiceTimes:
             parts.append(self.block[:k])
             self.pos, need = k, need - k
         return np.concatenate(parts)
+
+    def give_back(self, values: np.ndarray) -> None:
+        """Hand `values` (the last ones taken, in order) out again before any others."""
+        self.back = np.concatenate([values, self.back]) if self.back.size else values
 
     def _next_block(self) -> np.ndarray:
         self.used += 1

@@ -273,15 +273,9 @@ class QueueHost:
                                float(self.up.delay_warning_time), self.qshape,
                                self.qshape_edges)
             self._no_mail = (np.empty((0, len(FIELDS))), np.zeros((0, width), dtype=np.int32))
-        self._predrawn: list[np.ndarray] = []  # service times a declined fused scan drew
 
     # --- service times -------------------------------------------------------------------
     def _draw(self, shape):
-        if self._predrawn:  # drawn for this scan by _scan_fused, which declined it
-            d = self._predrawn.pop(0)
-            if d.shape == shape:
-                return d
-            self._predrawn = []
         mean = self.up.smtp_transaction_time
         # numpy's exponential(mean) is mean * standard_exponential(), number for number
         return (self.service.take(math.prod(shape)).reshape(shape) * mean if mean > 0
@@ -434,7 +428,8 @@ class QueueHost:
         """scan(T) in one compiled pass (_scan_postfix) when nothing in it needs the general
         path: no outage or throttle while its attempts start, the active queue has room,
         transactions take time. False: nothing was changed, and the service times drawn
-        for the scan are handed to the general path (_draw), so both give the same run.
+        for the scan are given back to the stream, so the general path draws the same ones
+        in the same order (also after an agent ran out): both paths give the same run.
         Runs once per tick, so it does little besides the call (the run has one
         configuration: see `fused`)."""
         q, up, site = self.queue, self.up, self.site
@@ -452,9 +447,9 @@ class QueueHost:
         c = self.agents.free.size
         per = n_old // c + 1
         m = Agents.points(per) if n_old else 0
-        # one draw for the scan and the new mail: the same numbers as two draws in turn
-        drawn = self._draw((c * m + n_new,))
-        service, new_service = drawn[:c * m].reshape(c, m), drawn[c * m:]
+        stream, mean = self.service, up.smtp_transaction_time
+        taken = [stream.take(c * m), stream.take(n_new)]  # for the scan, for the new mail
+        service, new_service = taken[0].reshape(c, m) * mean, taken[1] * mean
         inc_f, inc_r = (inc.f, inc.rcpt) if n_new else self._no_mail
         st = q.state
         if st[0] + n_old + n_new > q.f.shape[0] or st[1] + n_old + n_new > q.chunks.shape[0]:
@@ -468,10 +463,15 @@ class QueueHost:
                 *self._fused_rec)
             if code != 1:
                 break
-            per *= 2  # an agent ran out of drawn service times (see Agents.batch)
-            service = self._draw((c, Agents.points(per)))
+            # an agent ran out of drawn service times: more for the scan (see Agents.batch),
+            # drawn, as the general path does, before the new mail's
+            stream.give_back(taken.pop())
+            per *= 2
+            m = Agents.points(per)
+            taken += [stream.take(c * m), stream.take(n_new)]
+            service, new_service = taken[-2].reshape(c, m) * mean, taken[-1] * mean
         if code == 2:
-            self._predrawn = [d for d in (service, new_service) if d.size]
+            stream.give_back(np.concatenate(taken))
             return False
         if n_new:
             self.incoming = inc.take(slice(n_new, None))
