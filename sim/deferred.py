@@ -1,6 +1,6 @@
 """The deferred queue: queue files waiting for the qmgr tick that will take them.
 
-Public names: DeferredQueue, slot_rows, file_rows, copy_row.
+Public names: DeferredQueue, slot_rows, file_rows.
 
 Contract:
 - A queue file is a row of `f` (float64 fields, sim.upstream.FIELDS) and of `rcpt` (int32
@@ -169,7 +169,7 @@ def _append(head, tail, count, chunks, state, k, first, n):
 
 
 @njit(cache=True, inline="always")
-def copy_row(f, rcpt, i, nf, nr, d):
+def _copy_row(f, rcpt, i, nf, nr, d):
     """Queue file i of (f, rcpt) copied to row d of (nf, nr) (element by element: numba's
     row slices cost more than the copy)."""
     for c in range(f.shape[1]):
@@ -190,7 +190,7 @@ def _compact(f, rcpt, chunks, head, tail, count, nf, nr, nchunks, state):
         c = head[k] - 1
         while c >= 0:
             for j in range(chunks[c, 1]):
-                copy_row(f, rcpt, chunks[c, 0] + j, nf, nr, top)
+                _copy_row(f, rcpt, chunks[c, 0] + j, nf, nr, top)
                 top += 1
             c = chunks[c, 2]
         nchunks[nc, 0] = first

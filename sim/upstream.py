@@ -55,7 +55,7 @@ from numba import njit
 from sim import schedules
 from sim.concurrency import Agents, ServiceTimes, fifo, merge
 from sim.deferred import DeferredQueue, file_rows, slot_rows
-from sim.metrics import DelaySketch, Recorder, bin_of, qshape_edges
+from sim.metrics import DelaySketch, Recorder, bin_of, bin_span, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, outcome, replies
 from sim.sender import FORGED, NULL
 
@@ -396,12 +396,11 @@ class QueueHost:
         next one (wake <= T + 1), as in Postfix."""
         if self.fused and self._scan_fused(T):
             return
-        old = self.queue.take(T)
-        batches = [] if old is None else [Batch(*old)]
+        files = self.queue.take(T)  # a copy of the scan's queue files, in filing order
+        old = None if files is None else Batch(*files)
         new = self._due_arrivals(T + self.policy.interval(self.cur))
         if not self.policy.sched.runner:
-            if batches:
-                old = Batch.concat(batches)
+            if old is not None:
                 self._leave_deferred(old, old.f[:, LAST_NEXT])
                 new = old if new is None else Batch.concat([new, old])
             if new is None:
@@ -410,15 +409,13 @@ class QueueHost:
             order = np.argsort(entry, kind="stable")
             self._attempt(new.take(order), *self._serve_timed(entry[order]))
             return
-        if new is not None:
-            batches.append(new)
-        if not batches:
+        present = [p for p in (old, new) if p is not None]
+        if not present:
             return
-        b = Batch.concat(batches)  # one copy: the scan's messages, then the new mail
-        n_old = len(b) - (0 if new is None else len(new))
+        b = Batch.concat(present)  # the scan's messages, then the new mail
         parts = []
-        if n_old:
-            parts.append(self._serve_scan(T, b.take(slice(0, n_old))))
+        if old is not None:
+            parts.append(self._serve_scan(T, old))
         if new is not None:
             parts.append(self._serve_timed(new.f[:, ARRIVAL]))
         self._attempt(b, *(parts[0] if len(parts) == 1 else
@@ -725,7 +722,7 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     bytes, the one column that is not, is added attempt by attempt."""
     n = start.size
     # at entry: active, active_recipients
-    lo, hi = _bin_span(entry, rec_duration, interval, nbins)
+    lo, hi = bin_span(entry, rec_duration, interval, nbins)
     local = np.zeros((hi - lo + 1, 2))
     j, a0, a1 = -1, 0.0, 0.0
     for i in range(n):
@@ -742,7 +739,7 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
         local[j, 1] += a1
     _add(acc, rows[0:2], lo, local)
     # at the start: attempts, relay_sessions, rejects_4xx, rejects_5xx
-    lo, hi = _bin_span(start, rec_duration, interval, nbins)
+    lo, hi = bin_span(start, rec_duration, interval, nbins)
     local = np.zeros((hi - lo + 1, 4))
     part = np.zeros(4)
     j = -1
@@ -763,7 +760,7 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     _add(acc, rows[2:6], lo, local)
     # at the end: active, active_recipients, delivered, bounced, expired, dsn, backscatter,
     # bytes, deferred, deferred_recipients
-    lo, hi = _bin_span(end, rec_duration, interval, nbins)
+    lo, hi = bin_span(end, rec_duration, interval, nbins)
     local = np.zeros((hi - lo + 1, 10))
     part = np.zeros(10)
     j = -1
@@ -800,16 +797,6 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
                 delays[m] = end[i] - arrival[i]
                 m += 1
     return delays
-
-
-@njit(cache=True)
-def _bin_span(times, rec_duration, interval, nbins):
-    """The lowest and highest recorder bin of times (bin_of is monotone)."""
-    lo = hi = times[0]
-    for i in range(1, times.size):
-        lo = min(lo, times[i])
-        hi = max(hi, times[i])
-    return bin_of(lo, rec_duration, interval, nbins), bin_of(hi, rec_duration, interval, nbins)
 
 
 @njit(cache=True)
