@@ -21,10 +21,11 @@ Contract:
   agent time.
 - draw(shape) returns service times (seconds); a mean of 0 is allowed (zero-time attempts).
 - ServiceTimes(rng).take(n) hands out the generator's standard exponential variates in order:
-  the same numbers rng.standard_exponential(n) would give at that point; give_back(v) puts the
-  last ones taken back, to be handed out again first. Once a run has used
-  two blocks, a helper thread draws the following blocks ahead while the model computes
-  (numpy draws without holding the GIL, and so do the compiled kernels); close() stops it.
+  the same numbers rng.standard_exponential(n) would give at that point; window(n) shows the
+  next ones (at least n) without taking them, for compiled code that takes what it uses
+  (skip(k)). Blocks grow from FIRST to BLOCK variates; once a run needs a second block, a
+  helper thread draws the following blocks ahead while the model computes (numpy draws
+  without holding the GIL, and so do the compiled kernels); close() stops it.
 """
 
 from __future__ import annotations
@@ -65,11 +66,14 @@ class Agents:
         self.free = free
         return start, end
 
-    @staticmethod
-    def points(per: int) -> int:
-        """Service times to draw per agent when each is expected to take `per` jobs: enough
-        in all but rare cases (4 standard deviations and 4 jobs more)."""
-        return int(per + 4 * math.sqrt(per) + 4)
+    # service times drawn per agent expected to take `per` jobs: share * per + spread *
+    # sqrt(per) + extra; enough in all but rare cases (4 standard deviations and 4 jobs more)
+    SPARE = (1.0, 4.0, 4.0)
+
+    @classmethod
+    def points(cls, per: int) -> int:
+        """Service times to draw per agent when each is expected to take `per` jobs."""
+        return int(points(per, *cls.SPARE))
 
     def timed(self, entries: np.ndarray, draw: Callable,
               site: Callable[[float], bool] | None = None, clear: Callable | None = None):
@@ -113,53 +117,68 @@ class Agents:
 class ServiceTimes:
     """One generator's standard exponential variates, drawn in blocks (see the contract)."""
 
-    BLOCK = 1 << 19  # variates per block (4 MiB)
+    BLOCK = 1 << 19  # variates per block (4 MiB); the first blocks are smaller, from FIRST
+    FIRST = 1 << 13  # up, doubling, so that a short run draws little it does not use
+    ROOM = 1 << 16  # free room before each block: a window across a block's end moves the
+    #                 old block's rest there instead of copying the new block
     AHEAD = 2  # blocks the helper thread may have ready
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
         self.block = np.empty(0)
         self.pos = 0
-        self.back = np.empty(0)  # given back, handed out first
         self.used = 0  # blocks handed out so far
+        self.drawn = 0  # blocks drawn so far
         self.ready: queue.Queue | None = None
         self.stop = threading.Event()
 
     def take(self, n: int) -> np.ndarray:
-        """The next n variates (a view when they lie in one block)."""
-        if self.back.size:
-            k = min(n, self.back.size)
-            head, self.back = self.back[:k], self.back[k:]
-            return head if k == n else np.concatenate([head, self.take(n - k)])
-        if self.pos + n <= self.block.size:
-            self.pos += n
-            return self.block[self.pos - n:self.pos]
-        parts = [self.block[self.pos:]]
-        need = n - parts[0].size
-        while need > 0:
-            self.block, self.pos = self._next_block(), 0
-            k = min(need, self.block.size)
-            parts.append(self.block[:k])
-            self.pos, need = k, need - k
-        return np.concatenate(parts)
+        """The next n variates (a view of the stream's current block)."""
+        a, i = self.window(n)
+        self.pos = i + n
+        return a[i:i + n]
 
-    def give_back(self, values: np.ndarray) -> None:
-        """Hand `values` (the last ones taken, in order) out again before any others."""
-        self.back = np.concatenate([values, self.back]) if self.back.size else values
+    def window(self, n: int) -> tuple[np.ndarray, int]:
+        """(a, i): a[i:i + n] are the next n variates, and what follows them in a comes next
+        too; nothing is taken (skip(k) takes the first k)."""
+        rest = self.block.size - self.pos
+        if rest < n:
+            new = self._next_block()
+            if rest <= self.ROOM and n <= rest + new.size - self.ROOM:
+                new[self.ROOM - rest:self.ROOM] = self.block[self.pos:]
+                self.block, self.pos = new, self.ROOM - rest
+            else:
+                parts = [self.block[self.pos:], new[self.ROOM:]]
+                while sum(p.size for p in parts) < n:
+                    parts.append(self._next_block()[self.ROOM:])
+                self.block, self.pos = np.concatenate(parts), 0
+        return self.block, self.pos
+
+    def skip(self, k: int) -> None:
+        """Take the first k variates of the window (see window)."""
+        self.pos += k
+
+    def _draw(self) -> np.ndarray:
+        self.drawn += 1
+        a = np.empty(self.ROOM + min(self.BLOCK, self.FIRST << (self.drawn - 1)))
+        self.rng.standard_exponential(out=a[self.ROOM:])
+        return a
 
     def _next_block(self) -> np.ndarray:
+        """A block of variates after ROOM free places."""
         self.used += 1
-        if self.ready is None:
-            if self.used <= 2:  # a short run never starts the thread
-                return self.rng.standard_exponential(self.BLOCK)
+        if self.ready is not None:
+            return self.ready.get()
+        block = self._draw()
+        if self.used == 2:  # a run that needs a second block: the thread draws from the third
             self.ready = queue.Queue(self.AHEAD)
             threading.Thread(target=self._draw_ahead, daemon=True,
                              name="relaysim-service-times").start()
-        return self.ready.get()
+        return block
 
     def _draw_ahead(self) -> None:
         while not self.stop.is_set():
-            block = self.rng.standard_exponential(self.BLOCK)
+            block = self._draw()
             while not self.stop.is_set():
                 try:
                     self.ready.put(block, timeout=0.1)
@@ -170,6 +189,12 @@ class ServiceTimes:
     def close(self) -> None:
         """Stop the helper thread (if any); take() must not be called afterwards."""
         self.stop.set()
+
+
+@njit(cache=True)
+def points(per, share, spread, extra):
+    """Agents.points, for compiled callers (Agents.SPARE passed in)."""
+    return np.int64(share * per + spread * math.sqrt(per) + extra)
 
 
 @njit(cache=True)

@@ -12,13 +12,17 @@ Contract:
 - new_messages(...) -> a message batch (dict of equal-length arrays, the upstream's queue-file
   fields): recipients (rows of user ids drawn from every user that has existed so far, so mail
   for a removed user keeps coming; -1 unknown, -2 no recipient), envelope sender kind
-  (REAL, FORGED, NULL), size in bytes (lognormal with the given mean, sigma 1).
+  (REAL, FORGED, NULL), size in whole bytes (lognormal with the given mean, sigma 1, rounded;
+  at least 1).
 - sender_process is the SimPy process: every CHUNK seconds it hands the next chunk of arrivals
-  (one chunk ahead of the clock) to the upstream. One process per sender, never one per message.
+  (one chunk ahead of the clock) to the upstream, and says how far its mail is handed over
+  (upstream.heard_until). One process per sender, never one per message.
 A burst (a dictionary attack, a newsletter) is simply another sender with `start` and `stop`.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -76,7 +80,8 @@ def new_messages(sender, source: int, times: np.ndarray, users: int, width: int,
                              + (1 - sender.forged_sender_fraction) * sender.null_sender_fraction,
                              NULL, REAL)).astype(np.int8)
     # lognormal with mean message_size: mu = ln(mean) - sigma^2/2, sigma = 1
-    size = np.maximum(1.0, rng.lognormal(np.log(sender.message_size) - 0.5, 1.0, n))
+    # in whole bytes, as a queue file's size is: sums of them are exact in any order
+    size = np.maximum(1.0, np.rint(rng.lognormal(np.log(sender.message_size) - 0.5, 1.0, n)))
     return {"arrival": times, "create": np.floor(times).astype(np.int64), "rcpt": rcpt,
             "kind": kind, "size": size.astype(np.float32),
             "source": np.full(n, source, dtype=np.int16)}
@@ -88,10 +93,12 @@ def sender_process(env, sender, source: int, upstream, users_at, width: int,
     """SimPy process: hand each hour's arrivals to the upstream one chunk ahead of the clock."""
     t = 0.0
     while t < duration:
-        times = arrival_times(sender, t, min(t + CHUNK, duration), rng_arrivals)
+        t1 = min(t + CHUNK, duration)
+        times = arrival_times(sender, t, t1, rng_arrivals)
         if times.size:
             upstream.receive(new_messages(sender, source, times, users_at(times[0]), width,
                                           rng_rcpt))
+        upstream.heard_until(source, t1 if t1 < duration else math.inf)
         t += CHUNK
         if t - CHUNK > env.now:
             yield env.timeout(t - CHUNK - env.now)

@@ -29,10 +29,12 @@ message):
   (sim.deferred) under the tick that will take the message; memory grows with the queue, not
   with the mail simulated. Two paths compute a tick, and give the same run (a test holds them
   to it, bit for bit):
-  - the fused one (_scan_fused, _scan_postfix): one compiled call per tick for a run with
-    Postfix's schedule, one configuration, no greylisting, error limit or attempt log, and
-    transactions that take time; it declines a tick (changing nothing) when the relay is
-    down or throttled while the tick's attempts start, or the scan overflows the active queue;
+  - the fused one (_run_fused, _run_postfix, _scan_postfix): for a run with Postfix's
+    schedule, one configuration, no greylisting, error limit or attempt log, and
+    transactions that take time, one compiled call runs tick after tick, as far as the
+    senders have handed over the new mail (heard_until); it leaves a tick to the general
+    path (changing nothing) when the relay is down or throttled while the tick's attempts
+    start, or the scan overflows the active queue;
   - the general one: numpy around compiled per-batch loops: replies (sim.relay),
     _retry_inputs, the schedule's retry policy, and _settle, which records the batch and
     re-files the survivors.
@@ -53,7 +55,7 @@ import numpy as np
 from numba import njit
 
 from sim import schedules
-from sim.concurrency import Agents, ServiceTimes, fifo, merge
+from sim.concurrency import Agents, ServiceTimes, fifo, merge, points
 from sim.deferred import DeferredQueue, file_rows, slot_rows
 from sim.metrics import DelaySketch, Recorder, bin_of, bin_span, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, outcome, replies
@@ -218,6 +220,8 @@ class _Site:
 class QueueHost:
     """The upstream queue host (see the module contract)."""
 
+    DELAYS = 1 << 16  # room for delays in one call of _run_postfix, to begin with
+
     def __init__(self, env, scenario, relay: RelayTimeline, rng_service: np.random.Generator,
                  recorder: Recorder, record_attempts: bool = False):
         self.env = env
@@ -241,6 +245,7 @@ class QueueHost:
         self.site = _Site(relay, self.policy)
         self.cur = 0  # index of the upstream snapshot in force
         self.next_tick = 0.0  # the qmgr tick that will run next
+        self.heard = np.zeros(len(scenario.senders))  # per sender: its mail before this is here
         self.last_probe = np.empty(0)  # verify cache: last probe time per known user id
         self.grey = scenario.relay.greylisting
         self.relay_limit = scenario.relay.smtpd_hard_error_limit
@@ -264,15 +269,16 @@ class QueueHost:
         if self.fused:  # one configuration for the whole run (soft): fixed arguments
             p = self.policy.params[0]
             self._R = self.policy.interval(0)
-            self._fused_relay = (int(relay.users[0]), relay.unknown_reply(0), self.soft,
-                                 p.minimal_backoff_time, p.maximal_backoff_time,
-                                 p.maximal_queue_lifetime, p.bounce_queue_lifetime, self._R,
-                                 self.policy.slack)
-            self._fused_rec = (self._series_rows, self._warn_row, recorder.duration,
-                               recorder.interval, recorder.n, self.duration,
-                               float(self.up.delay_warning_time), self.qshape,
-                               self.qshape_edges)
+            self._fused_args = (
+                float(self.up.smtp_transaction_time), int(self.up.qmgr_message_active_limit),
+                int(relay.users[0]), relay.unknown_reply(0), self.soft, p.minimal_backoff_time,
+                p.maximal_backoff_time, p.maximal_queue_lifetime, p.bounce_queue_lifetime,
+                self._R, self.policy.slack, self._series_rows, self._warn_row,
+                recorder.duration, recorder.interval, recorder.n, self.duration,
+                float(self.up.delay_warning_time), self.qshape, self.qshape_edges)
             self._no_mail = (np.empty((0, len(FIELDS))), np.zeros((0, width), dtype=np.int32))
+            self._delays = np.empty(self.DELAYS)  # the delays a call of _run_postfix found
+            self._io = np.zeros(len(_IO))
 
     # --- service times -------------------------------------------------------------------
     def _draw(self, shape):
@@ -394,8 +400,6 @@ class QueueHost:
         their own times. Deciding new mail one tick ahead is exact: the relay is a fixed
         function of time, and mail that arrives just after a scan can still be due at the
         next one (wake <= T + 1), as in Postfix."""
-        if self.fused and self._scan_fused(T):
-            return
         files = self.queue.take(T)  # a copy of the scan's queue files, in filing order
         old = None if files is None else Batch(*files)
         new = self._due_arrivals(T + self.policy.interval(self.cur))
@@ -421,61 +425,48 @@ class QueueHost:
         self._attempt(b, *(parts[0] if len(parts) == 1 else
                            (np.concatenate([p[i] for p in parts]) for i in range(4))))
 
-    def _scan_fused(self, T: float) -> bool:
-        """scan(T) in one compiled pass (_scan_postfix) when nothing in it needs the general
-        path: no outage or throttle while its attempts start, the active queue has room,
-        transactions take time. False: nothing was changed, and the service times drawn
-        for the scan are given back to the stream, so the general path draws the same ones
-        in the same order (also after an agent ran out): both paths give the same run.
-        Runs once per tick, so it does little besides the call (the run has one
-        configuration: see `fused`)."""
-        q, up, site = self.queue, self.up, self.site
-        k = min(int(T) // q.unit, q.nslot - 1)
-        n_old = int(q.count[k])
-        inc = self.incoming
-        n_new = 0 if inc is None else int(inc.f[:, ARRIVAL].searchsorted(T + self._R, "right"))
-        if not (n_old or n_new):
-            return True
-        if n_old > up.qmgr_message_active_limit or T < site.dead_until:
-            return False
-        o_start = self.relay.next_down(T)[0]
-        if o_start <= T:
-            return False
-        c = self.agents.free.size
-        per = n_old // c + 1
-        m = Agents.points(per) if n_old else 0
-        stream, mean = self.service, up.smtp_transaction_time
-        taken = [stream.take(c * m), stream.take(n_new)]  # for the scan, for the new mail
-        service, new_service = taken[0].reshape(c, m) * mean, taken[1] * mean
-        inc_f, inc_r = (inc.f, inc.rcpt) if n_new else self._no_mail
-        st = q.state
-        if st[0] + n_old + n_new > q.f.shape[0] or st[1] + n_old + n_new > q.chunks.shape[0]:
-            q.reserve(n_old + n_new)
-        rec = self.rec
+    def heard_until(self, source: int, t: float) -> None:
+        """Sender `source` has handed over all its mail arriving before t (inf: all)."""
+        self.heard[source] = t
+
+    def _run_fused(self, T: float) -> float:
+        """The ticks from T on, in one compiled call (_run_postfix), each as scan() would run
+        it, while no tick needs the general path or mail not handed over yet: the tick at T
+        runs with the mail there is (as scan's does); a later tick only when the senders
+        have handed over all mail arriving by the tick after it (`heard`). Stops to reserve
+        room in the deferred queue, see more service times or make room for delays, and
+        goes on. Returns the first tick not run: T itself when the general path must take
+        it (the relay down or throttled while its attempts start, or a scan that overflows
+        the active queue)."""
+        q, site, io, service = self.queue, self.site, self._io, self.service
+        o_start = float(self.relay.next_down(T)[0])  # the same for every tick before it
+        horizon = float(self.heard.min())
+        now, need = T, 0
         while True:
-            code, delays = _scan_postfix(
-                q.f, q.rcpt, q.head, q.tail, q.count, q.chunks, st, q.unit, k, float(T), inc_f,
-                inc_r, n_new, self.agents.free, service, new_service, float(site.dead_until),
-                float(o_start), *self._fused_relay, int(self.next_tick), rec.acc,
-                *self._fused_rec)
-            if code != 1:
-                break
-            # an agent ran out of drawn service times: more for the scan (see Agents.batch),
-            # drawn, as the general path does, before the new mail's
-            stream.give_back(taken.pop())
-            per *= 2
-            m = Agents.points(per)
-            taken += [stream.take(c * m), stream.take(n_new)]
-            service, new_service = taken[-2].reshape(c, m) * mean, taken[-1] * mean
-        if code == 2:
-            stream.give_back(np.concatenate(taken))
-            return False
-        if n_new:
-            self.incoming = inc.take(slice(n_new, None))
-        if n_old and site.first_failed is not None:
-            site(T)  # what the general path's check of the relay at T leaves behind
-        self.delays.add(delays)
-        return True
+            inc = self.incoming
+            inc_f, inc_r = (inc.f, inc.rcpt) if inc is not None else self._no_mail
+            buf, pos = service.window(need)
+            io[:] = 0
+            io[_T], io[_NOW], io[_POS], io[_FIRST_OLD] = T, now, pos, -1
+            _run_postfix(q.f, q.rcpt, q.head, q.tail, q.count, q.chunks, q.state, q.unit,
+                         horizon, inc_f, inc_r, self.agents.free, buf, *Agents.SPARE,
+                         float(site.dead_until), o_start, self.rec.acc, self._delays, io,
+                         *self._fused_args)
+            T = int(io[_T])
+            service.skip(int(io[_POS]) - pos)
+            if io[_NEW]:
+                self.incoming = inc.take(slice(int(io[_NEW]), None))
+            if io[_DELAYS]:
+                self.delays.add(self._delays[:int(io[_DELAYS])].copy())
+            if io[_FIRST_OLD] >= 0 and site.first_failed is not None:
+                site(io[_FIRST_OLD])  # what the general path's check of the relay leaves
+            why, need = int(io[_WHY]), int(io[_NEED])
+            if why == _ROOM:
+                q.reserve(need)
+            elif why == _DELAY_ROOM:
+                self._delays = np.empty(max(need, 2 * self._delays.size))
+            elif why != _SERVICE:
+                return T
 
     def _serve_scan(self, T: float, batch: Batch) -> tuple:
         n = batch.f[:, ARRIVAL].size
@@ -643,12 +634,18 @@ class QueueHost:
 
     # --- the SimPy process ---------------------------------------------------------------
     def process(self):
-        """qmgr: a tick at 0 and at every runner interval (see scan)."""
+        """qmgr: a tick at 0 and at every runner interval (see scan). A run on the fused path
+        (see `fused`) runs all the ticks it can in one event (_run_fused)."""
         env = self.env
         T = 0.0
         while T <= self.duration:
             self.next_tick = T
             yield env.timeout(T - env.now)
+            if self.fused:
+                done = self._run_fused(T)
+                if done > T:
+                    T = done
+                    continue
             R = self.policy.interval(self.cur)
             self.next_tick = (math.floor(T / R + 1e-9) + 1) * R
             self.scan(T)
@@ -899,6 +896,99 @@ def _refile(qf, dest, keep, now, wake, key, end, dwt, acc, warn_row, rec_duratio
             acc[warn_row, bin_of(end[i], rec_duration, interval, nbins)] += 1.0
             qf[d, WARNED] = 1
         _stay(qshape, edges, interval, end[i], key[i], qf[d, ARRIVAL], 1)
+
+
+# _run_postfix's io array: in: the first tick, the clock's tick, the position in the service
+# times; out: why it stopped, the first tick not run, the position in the service times, new
+# mail taken, delays written, the first tick that took deferred mail, what it needs
+_T, _NOW, _POS, _WHY, _NEW, _DELAYS, _FIRST_OLD, _NEED = range(8)
+_IO = range(8)
+# why: ran past the run's end, waits for mail, the general path must take the tick, or it
+# needs room in the deferred queue (NEED files), service times (NEED from POS) or room for
+# delays (NEED)
+_DONE, _WAIT, _GENERAL, _ROOM, _SERVICE, _DELAY_ROOM = range(6)
+
+
+@njit(cache=True, nogil=True)  # the service-time thread draws meanwhile
+def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f, inc_r, free,
+                 buf, share, spread, extra, dead_until, o_start, acc, dbuf, io, mean,
+                 active_limit, users, unknown, soft, minimal, maximal, lifetime,
+                 bounce_lifetime, R, slack, rows, warn_row, rec_duration, interval, nbins,
+                 duration, dwt, qshape, edges):
+    """Postfix qmgr ticks T = io[_T], the next tick, ... each as _scan_postfix, until one
+    cannot run here (io[_WHY]): past the run's end; a tick after the clock's (io[_NOW])
+    whose new mail may not all be here (the senders have handed over the mail arriving
+    before `horizon`); one the general path must take (the relay down from o_start or
+    throttled until dead_until while its attempts start, or a scan of more than
+    active_limit messages); or one that needs room or service times. The service times
+    are the standard exponentials buf[io[_POS]:], times `mean`, taken in the general
+    path's order (the scan's (c, Agents.points) block, again twice as large after an
+    agent ran out, then one per new message). New mail is taken from the front of inc_f,
+    the delays are written to dbuf. A tick that stops changes nothing."""
+    c = free.size
+    width = qr.shape[1]
+    T = io[_T]
+    pos = np.int64(io[_POS])
+    p_in = 0
+    nd = 0
+    why = _DONE
+    need = 0
+    while T <= duration:
+        if T > io[_NOW] and T + R >= horizon:
+            why = _WAIT
+            break
+        k = min(np.int64(T) // unit, head.size - 1)
+        n_old = count[k]
+        n_new = 0
+        while p_in + n_new < inc_f.shape[0] and inc_f[p_in + n_new, ARRIVAL] <= T + R:
+            n_new += 1
+        nxt = np.int64((math.floor(T / R + 1e-9) + 1) * R)
+        if n_old or n_new:
+            n = n_old + n_new
+            if n_old > active_limit or T < dead_until or o_start <= T:
+                why = _GENERAL
+                break
+            if state[0] + n > qf.shape[0] or state[1] + n > chunks.shape[0]:
+                why, need = _ROOM, n
+                break
+            if nd + n * width > dbuf.size:
+                why, need = _DELAY_ROOM, nd + n * width
+                break
+            per = n_old // c + 1
+            m = points(per, share, spread, extra) if n_old else 0
+            p = pos
+            delays = np.empty(0)
+            while True:
+                if p + c * m + n_new > buf.size:
+                    code = 3  # see more service times, and run the tick again
+                    break
+                service = buf[p:p + c * m].reshape((c, m)) * mean
+                new_service = buf[p + c * m:p + c * m + n_new] * mean
+                code, delays = _scan_postfix(
+                    qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f[p_in:],
+                    inc_r[p_in:], n_new, free, service, new_service, dead_until, o_start,
+                    users, unknown, soft, minimal, maximal, lifetime, bounce_lifetime, R,
+                    slack, nxt, acc, rows, warn_row, rec_duration, interval, nbins, duration,
+                    dwt, qshape, edges)
+                if code != 1:
+                    break
+                p += c * m  # an agent ran out: the scan's draws are spent, draw twice as many
+                per *= 2
+                m = points(per, share, spread, extra)
+            if code == 3:
+                why, need = _SERVICE, p + c * m + n_new - pos
+                break
+            if code == 2:
+                why = _GENERAL
+                break
+            pos = p + c * m + n_new
+            p_in += n_new
+            dbuf[nd:nd + delays.size] = delays
+            nd += delays.size
+            if n_old and io[_FIRST_OLD] < 0:
+                io[_FIRST_OLD] = T
+        T = float(nxt)
+    io[_WHY], io[_T], io[_POS], io[_NEW], io[_DELAYS], io[_NEED] = why, T, pos, p_in, nd, need
 
 
 @njit(cache=True, nogil=True)  # the service-time thread draws meanwhile

@@ -94,23 +94,26 @@ def test_batch_with_zero_service_starts_everything_at_once():
 
 
 def test_service_times_are_the_generators_stream_across_blocks_and_the_thread(monkeypatch):
-    """Handed out in pieces of any size, across block ends, after the helper thread has
-    started and with some given back, the variates are exactly the generator's own sequence."""
+    """Handed out in pieces of any size (taken, or seen through a window and partly
+    taken), across block ends, within a block's room and beyond it, after the helper thread
+    has started, the variates are exactly the generator's own sequence."""
     monkeypatch.setattr(ServiceTimes, "BLOCK", 1000)
+    monkeypatch.setattr(ServiceTimes, "ROOM", 300)
+    monkeypatch.setattr(ServiceTimes, "FIRST", 100)
     stream = ServiceTimes(np.random.default_rng(7))
-    sizes = [1, 999, 0, 1500, 3, 2500, 7000, 1, 4000]
+    sizes = [1, 999, 0, 250, 3, 2500, 7000, 1, 4000, 301, 299, 1200]
     got = []
-    for k in sizes:
-        x = stream.take(k)
-        stream.give_back(x)  # all of it back: handed out again
-        y = stream.take(k)
-        assert np.array_equal(x, y)
-        if k > 1:  # the last half back: the next take starts with it
-            stream.give_back(y[k // 2:])
-            y = y[:k // 2]
-        got.append(y)
-    got.append(stream.take(sum(sizes) - sum(g.size for g in got)))
+    for i, k in enumerate(sizes):
+        if i % 2:
+            got.append(stream.take(k).copy())
+        else:
+            a, j = stream.window(k)
+            assert a.size - j >= k
+            got.append(a[j:j + k // 2].copy())
+            stream.skip(k // 2)
+    total = sum(g.size for g in got)
+    got.append(stream.take(3000))
     got = np.concatenate(got)
     assert stream.ready is not None  # the helper thread did start
     stream.close()
-    assert np.array_equal(got, np.random.default_rng(7).standard_exponential(sum(sizes)))
+    assert np.array_equal(got, np.random.default_rng(7).standard_exponential(total + 3000))

@@ -353,28 +353,36 @@ FUSED_CASES = {
 @pytest.mark.parametrize("short", [False, True], ids=["", "agents run out of service times"])
 @pytest.mark.parametrize("extra", FUSED_CASES.values(), ids=FUSED_CASES.keys())
 def test_fused_scan_gives_the_general_paths_run(monkeypatch, extra, short):
-    """The compiled one-pass scan (upstream._scan_postfix) and the general path give the same
-    run, bit for bit; the fused pass must have taken scans (most of them, but for the
-    small active queue)."""
+    """The compiled fused path (upstream._run_postfix, many ticks a call) and the general
+    path give the same run, bit for bit; the fused path must have run most ticks (but for
+    the small active queue)."""
     from sim import upstream
     if short:  # too few service times drawn per agent: merge asks for more, again and again
-        monkeypatch.setattr(upstream.Agents, "points", staticmethod(lambda per: per // 2 + 1))
+        monkeypatch.setattr(upstream.Agents, "SPARE", (0.5, 0.0, 1.0))
+        assert upstream.Agents.points(10) == 6
+        # and the fused path stops often for more service times and room for delays
+        monkeypatch.setattr(upstream.ServiceTimes, "BLOCK", 3000)
+        monkeypatch.setattr(upstream.ServiceTimes, "ROOM", 1000)
+        monkeypatch.setattr(upstream.QueueHost, "DELAYS", 10)
     table = {"simulation": {"duration": "3d", "sample_interval": "30m"},
              "senders": [{"rate": "4000/d", "unknown_recipient_fraction": 0.3}],
              "relay": {"unknown_local_recipient_reject_code": 450}}
     table.update(extra)
     s = Scenario.from_dict(table)
-    taken = []
-    fused = upstream.QueueHost._scan_fused
+    ran = []
+    fused = upstream.QueueHost._run_fused
 
     def count(self, T):
-        taken.append(fused(self, T))
-        return taken[-1]
-    monkeypatch.setattr(upstream.QueueHost, "_scan_fused", count)
+        done = fused(self, T)
+        ran.append(len(range(int(T), int(done), self._R)))
+        return done
+    monkeypatch.setattr(upstream.QueueHost, "_run_fused", count)
     a = simulate(s, seed=5)
-    monkeypatch.setattr(upstream.QueueHost, "_scan_fused", lambda self, T: False)
+    monkeypatch.setattr(upstream.QueueHost, "_run_fused", lambda self, T: T)
     b = simulate(s, seed=5)
-    assert sum(taken) > (0.05 if "qmgr_message_active_limit" in str(extra) else 0.8) * len(taken)
+    ticks = s.simulation.duration // s.upstream.queue_run_delay + 1
+    assert sum(ran) > (0.05 if "qmgr_message_active_limit" in str(extra) else 0.8) * ticks
+    assert max(ran) >= 10  # many ticks a call
     assert a.summary["attempts"] == b.summary["attempts"] > 10_000
     for k, v in a.timeseries.items():
         assert np.array_equal(v, b.timeseries[k]), k
