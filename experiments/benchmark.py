@@ -274,11 +274,13 @@ def profile(label: str, table: dict, seed: int) -> str:
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
         return (f"## {label}: cProfile, {wall:.1f} s under the profiler\n\n"
                 f"### Top 30 functions by own time\n\n{buf.getvalue()}")
-    prof = Profiler(interval=0.005)
+    prof = Profiler(interval=0.001)
     prof.start()
     simulate(s, seed=seed)
     prof.stop()
     root = prof.last_session.root_frame()
+    if root is None:  # a quick run can end before the first sample
+        return f"## {label}: pyinstrument\n\n### Top functions: none, the run was too short\n"
     tree = prof.output_text().splitlines()
     tree = [ln for ln in tree[next(i for i, ln in enumerate(tree)
                                    if ln.startswith("Profile at")) + 1:] if ln.strip()]

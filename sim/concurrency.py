@@ -8,17 +8,13 @@ Contract:
   FIFO queue (qmgr's in-core queue for the relay; all mail goes to one destination, and with
   one-recipient jobs qmgr's preemptive scheduler never reorders them). free[k] is the time agent
   k is next free.
-- batch(T, n, draw) serves n jobs that all enter at time T (one deferred-queue scan) and returns
-  their (start, end) times in queue order. It is exact, not an approximation: service times
-  are independent of the job, so they can be attached to agents instead of jobs (agent k's
-  j-th job takes S[k, j]). Agent k is then available at the points p[k,0] = max(free[k], T)
-  and p[k,j] = p[k,j-1] + S[k,j]; FIFO hands the queue's i-th job the i-th smallest point,
-  because each agent's points increase: a c-way merge of the agents' points (merge, numba).
-- timed(entries, draw, site) serves jobs that enter one by one at sorted times (new mail); a
-  job waits only if every agent is busy. It is the textbook c-server FIFO recursion, a loop
-  because each job depends on the one before: compiled (fifo, numba) when nothing can be
-  vetoed, in Python when `site` may veto a job (relay down or throttled) so that it takes no
-  agent time.
+- batch(T, n, draw) serves n jobs that all enter at time T (one deferred-queue scan) and
+  timed(entries, draw, site) jobs that enter one by one at sorted times (new mail); both
+  return (start, end) in queue order. Each job has its own service time, drawn in queue
+  order. It is the textbook c-server FIFO recursion: a job starts when it has entered and an
+  agent is free, on the agent free first; a loop, because each job depends on the one before,
+  compiled (fifo, numba), or in Python when `site` may veto a job (relay down or throttled)
+  so that it takes no agent time.
 - draw(shape) returns service times (seconds); a mean of 0 is allowed (zero-time attempts).
 - ServiceTimes(rng).take(n) hands out the generator's standard exponential variates in order:
   the same numbers rng.standard_exponential(n) would give at that point; window(n) shows the
@@ -52,28 +48,9 @@ class Agents:
         self.free = f[:c] if c <= f.size else np.concatenate([f, np.full(c - f.size, t)])
 
     def batch(self, T: float, n: int, draw: Callable) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end times of n jobs entering together at T, in FIFO order (starts
-        ascending: the queue's i-th job gets the i-th earliest agent)."""
-        c = self.free.size
-        if n == 0:
-            return np.empty(0), np.empty(0)
-        per = n // c + 1
-        while True:
-            start, end, free = merge(self.free, T, draw((c, self.points(per))), n)
-            if start.size == n:
-                break
-            per *= 2  # an agent ran out of drawn service times: draw again, twice as many
-        self.free = free
+        """Start and end times of n jobs entering together at T, in FIFO order."""
+        start, end, self.free = fifo(np.full(n, float(T)), draw((n,)), self.free)
         return start, end
-
-    # service times drawn per agent expected to take `per` jobs: share * per + spread *
-    # sqrt(per) + extra; enough in all but rare cases (4 standard deviations and 4 jobs more)
-    SPARE = (1.0, 4.0, 4.0)
-
-    @classmethod
-    def points(cls, per: int) -> int:
-        """Service times to draw per agent when each is expected to take `per` jobs."""
-        return int(points(per, *cls.SPARE))
 
     def timed(self, entries: np.ndarray, draw: Callable,
               site: Callable[[float], bool] | None = None, clear: Callable | None = None):
@@ -192,72 +169,23 @@ class ServiceTimes:
 
 
 @njit(cache=True)
-def points(per, share, spread, extra):
-    """Agents.points, for compiled callers (Agents.SPARE passed in)."""
-    return np.int64(share * per + spread * math.sqrt(per) + extra)
-
-
-@njit(cache=True)
 def fifo(entries, service, free):
     """The c-server FIFO recursion, compiled: job i starts at max(entries[i], earliest free
-    agent) and holds that agent for service[i]. Returns (start, end, agents' free times); the
-    free times are a binary min-heap (their order carries no meaning)."""
-    heap = free.copy()
-    c = heap.size
-    for k in range(c // 2 - 1, -1, -1):
-        _sift(heap, k)
-    n = entries.size
-    start = np.empty(n)
-    end = np.empty(n)
-    for i in range(n):
-        a = entries[i]
-        s = a if a >= heap[0] else heap[0]
-        e = s + service[i]
-        start[i] = s
-        end[i] = e
-        heap[0] = e
-        _sift(heap, 0)
-    return start, end, heap
-
-
-@njit(cache=True, inline="always")
-def _sift(heap, k):
-    """Move heap[k] down until neither child is smaller."""
-    c = heap.size
-    v = heap[k]
-    while True:
-        j = 2 * k + 1
-        if j >= c:
-            break
-        if j + 1 < c and heap[j + 1] < heap[j]:
-            j += 1
-        if heap[j] >= v:
-            break
-        heap[k] = heap[j]
-        k = j
-    heap[k] = v
-
-
-@njit(cache=True)
-def merge(free, T, service, n):
-    """The n smallest of the agents' availability points, in increasing order (see batch):
-    agent k (agents sorted by free time, so that the order does not depend on the path) is
-    available at max(free, T), then after each of its drawn service times service[k, :].
-    Returns (start, end, free after the n jobs); start is empty if an agent would need more
-    service times than were drawn (the caller draws again). Ties go to the lower agent. The
-    earliest agent is found by linear scans: over the agents' groups of about sqrt(c) (each
-    group keeps its earliest), then within the group that served; for tens of agents this
-    beats a heap."""
-    c, m = service.shape
-    g = int(round(math.sqrt(c))) if c > 8 else 1  # agents per group
+    agent) and holds that agent for service[i]. Returns (start, end, agents' free times; their
+    order carries no meaning). Which of two agents free at the same time a job takes changes
+    nothing. The earliest agent is found by linear scans: over the agents' groups of about
+    sqrt(c) (each group keeps its earliest), then within the group that served; for tens of
+    agents this beats a heap."""
+    c = free.size
+    g = int(round(math.sqrt(c))) if c > 8 else c  # agents per group
     ng = (c + g - 1) // g
     nxt = np.full(ng * g, np.inf)
-    nxt[:c] = np.maximum(np.sort(free), T)  # each agent's next availability point
-    best = np.empty(ng)  # per group: its earliest point and (lowest on ties) agent
+    nxt[:c] = free
+    best = np.empty(ng)  # per group: its earliest free time and agent
     who = np.empty(ng, dtype=np.int64)
     for h in range(ng):
         _group_min(nxt, h * g, g, best, who, h)
-    used = np.zeros(c, dtype=np.int64)
+    n = entries.size
     start = np.empty(n)
     end = np.empty(n)
     for i in range(n):
@@ -267,13 +195,12 @@ def merge(free, T, service, n):
             if best[j] < v:
                 v = best[j]
                 h = j
-        k = who[h]
-        if used[k] == m:
-            return np.empty(0), np.empty(0), free
-        start[i] = v
-        nxt[k] = v + service[k, used[k]]
-        used[k] += 1
-        end[i] = nxt[k]
+        a = entries[i]
+        s = a if a >= v else v
+        e = s + service[i]
+        start[i] = s
+        end[i] = e
+        nxt[who[h]] = e
         _group_min(nxt, h * g, g, best, who, h)
     return start, end, nxt[:c].copy()
 
@@ -288,4 +215,3 @@ def _group_min(nxt, lo, g, best, who, h):
             k = a
     best[h] = v
     who[h] = k
-

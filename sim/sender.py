@@ -1,6 +1,7 @@
 """Senders: the traffic sources that hand mail to the upstream queue host.
 
-Public names: PROFILES, rate_multiplier, arrival_times, new_messages, sender_process.
+Public names: PROFILES, rate_multiplier, arrival_times, new_messages, chunk_length,
+sender_process.
 
 Contract:
 - arrival_times(sender, t0, t1, rng) -> sorted float arrival times in [t0, t1): explicit
@@ -10,13 +11,16 @@ Contract:
   a day (daily) or a week (weekly), so `rate` stays the mean rate. Day 0 of a run is a Monday,
   starting at midnight.
 - new_messages(...) -> a message batch (dict of equal-length arrays, the upstream's queue-file
-  fields): recipients (rows of user ids drawn from every user that has existed so far, so mail
-  for a removed user keeps coming; -1 unknown, -2 no recipient), envelope sender kind
+  fields): recipients (rows of user ids drawn from every user that has existed by the
+  message's arrival, so mail for a removed user keeps coming; -1 unknown, -2 no recipient),
+  envelope sender kind
   (REAL, FORGED, NULL), size in whole bytes (lognormal with the given mean, sigma 1, rounded;
   at least 1).
-- sender_process is the SimPy process: every CHUNK seconds it hands the next chunk of arrivals
-  (one chunk ahead of the clock) to the upstream, and says how far its mail is handed over
-  (upstream.heard_until). One process per sender, never one per message.
+- sender_process is the SimPy process: it hands its arrivals to the upstream in chunks of
+  chunk_length(sender) seconds (whole hours holding about CHUNK_MESSAGES messages, an hour to
+  a day), one chunk ahead of the clock, and says how far its mail is handed over
+  (upstream.heard_until). One process per sender, never one per message. The chunks change
+  only how the random streams are consumed, not the distribution of the mail.
 A burst (a dictionary attack, a newsletter) is simply another sender with `start` and `stop`.
 """
 
@@ -25,9 +29,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 REAL, FORGED, NULL = 0, 1, 2
-CHUNK = 3600.0
+CHUNK_MESSAGES = 1 << 15  # a sender hands over about this many messages at a time
 
 _DAILY = np.array([0.45, 0.40, 0.35, 0.35, 0.40, 0.50, 0.70, 0.95, 1.20, 1.35, 1.40, 1.40,
                    1.35, 1.35, 1.40, 1.40, 1.35, 1.25, 1.10, 1.00, 0.90, 0.80, 0.70, 0.55])
@@ -65,40 +70,67 @@ def arrival_times(sender, t0: float, t1: float, rng: np.random.Generator) -> np.
     return times
 
 
-def new_messages(sender, source: int, times: np.ndarray, users: int, width: int,
+def new_messages(sender, source: int, times: np.ndarray, users: np.ndarray, width: int,
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Queue-file fields of messages arriving at `times` from `sender` (see the contract)."""
+    """Queue-file fields of messages arriving at `times` from `sender`, `users` local users
+    having existed by each arrival (see the contract)."""
     n = times.size
     k = sender.recipients_per_message
-    rcpt = np.full((n, width), -2, dtype=np.int32)
-    unknown = rng.random((n, k)) < sender.unknown_recipient_fraction
-    ids = rng.integers(0, max(users, 1), size=(n, k)) if users > 0 else np.zeros((n, k))
-    rcpt[:, :k] = np.where(unknown | (users <= 0), -1, ids)
+    users = np.asarray(users, dtype=np.int64)
+    unknown = rng.random((n, k))
+    high = np.maximum(users, 1)
+    ids = rng.integers(0, high[0] if high.min() == high.max() else high[:, None], size=(n, k))
     u = rng.random(n)
-    kind = np.where(u < sender.forged_sender_fraction, FORGED,
-                    np.where(u < sender.forged_sender_fraction
-                             + (1 - sender.forged_sender_fraction) * sender.null_sender_fraction,
-                             NULL, REAL)).astype(np.int8)
     # lognormal with mean message_size: mu = ln(mean) - sigma^2/2, sigma = 1
-    # in whole bytes, as a queue file's size is: sums of them are exact in any order
-    size = np.maximum(1.0, np.rint(rng.lognormal(np.log(sender.message_size) - 0.5, 1.0, n)))
-    return {"arrival": times, "create": np.floor(times).astype(np.int64), "rcpt": rcpt,
-            "kind": kind, "size": size.astype(np.float32),
-            "source": np.full(n, source, dtype=np.int16)}
+    size = rng.lognormal(np.log(sender.message_size) - 0.5, 1.0, n)
+    forged = sender.forged_sender_fraction
+    rcpt, kind, create = _assemble(times, unknown, ids, u, size, width,
+                                   sender.unknown_recipient_fraction, users, forged,
+                                   forged + (1 - forged) * sender.null_sender_fraction)
+    return {"arrival": times, "create": create, "rcpt": rcpt, "kind": kind,
+            "size": size.astype(np.float32), "source": np.full(n, source, dtype=np.int16)}
+
+
+@njit(cache=True)
+def _assemble(times, unknown, ids, u, size, width, unknown_share, users, forged, forged_or_null):
+    """new_messages from its draws: recipients (unknown where the draw < unknown_share),
+    sender kinds, sizes rounded in place to whole bytes (at least 1), creation times."""
+    n, k = ids.shape
+    rcpt = np.full((n, width), -2, dtype=np.int32)
+    kind = np.empty(n, dtype=np.int8)
+    create = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        for c in range(k):
+            rcpt[i, c] = -1 if (unknown[i, c] < unknown_share or users[i] <= 0) else ids[i, c]
+        kind[i] = FORGED if u[i] < forged else (NULL if u[i] < forged_or_null else REAL)
+        size[i] = max(1.0, np.rint(size[i]))  # a queue file's size is whole bytes: sums of
+        create[i] = np.int64(math.floor(times[i]))  # sizes are exact in any order
+    return rcpt, kind, create
+
+
+def chunk_length(sender) -> float:
+    """Seconds of arrivals a sender hands over at a time: whole hours holding about
+    CHUNK_MESSAGES messages, at least an hour and at most a day."""
+    if sender.arrivals:
+        return 86400.0
+    hours = CHUNK_MESSAGES / max(sender.rate * 3600.0, 1e-12)
+    return 3600.0 * min(24, max(1, math.floor(hours)))
 
 
 def sender_process(env, sender, source: int, upstream, users_at, width: int,
                    rng_arrivals: np.random.Generator, rng_rcpt: np.random.Generator,
                    duration: float):
-    """SimPy process: hand each hour's arrivals to the upstream one chunk ahead of the clock."""
+    """SimPy process: hand each chunk of arrivals to the upstream a chunk ahead of the clock;
+    users_at(times) is the number of local users that have existed by each time."""
+    step = chunk_length(sender)
     t = 0.0
     while t < duration:
-        t1 = min(t + CHUNK, duration)
+        t1 = min(t + step, duration)
         times = arrival_times(sender, t, t1, rng_arrivals)
         if times.size:
-            upstream.receive(new_messages(sender, source, times, users_at(times[0]), width,
+            upstream.receive(new_messages(sender, source, times, users_at(times), width,
                                           rng_rcpt))
         upstream.heard_until(source, t1 if t1 < duration else math.inf)
-        t += CHUNK
-        if t - CHUNK > env.now:
-            yield env.timeout(t - CHUNK - env.now)
+        t += step
+        if t - step > env.now:
+            yield env.timeout(t - step - env.now)

@@ -51,8 +51,8 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     # (and is now unknown); a new user starts getting mail once added
     users_ever = np.maximum.accumulate(relay.users)
 
-    def users_at(t: float) -> int:
-        return int(users_ever[np.searchsorted(relay.times, t, side="right") - 1])
+    def users_at(t: np.ndarray) -> np.ndarray:
+        return users_ever[np.searchsorted(relay.times, t, side="right") - 1]
 
     for i, sender in enumerate(scenario.senders):
         env.process(sender_process(env, sender, i, host, users_at, width,

@@ -55,7 +55,7 @@ import numpy as np
 from numba import njit
 
 from sim import schedules
-from sim.concurrency import Agents, ServiceTimes, fifo, merge, points
+from sim.concurrency import Agents, ServiceTimes, fifo
 from sim.deferred import DeferredQueue, file_rows, slot_rows
 from sim.metrics import DelaySketch, Recorder, bin_of, bin_span, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, outcome, replies
@@ -260,6 +260,7 @@ class QueueHost:
         self.soft = (np.array([relay.code[0] < 500]) if self.grey is None and
                      relay.code.size == 1 and not relay.soft.any() else None)
         self._series_rows = recorder.rows(SERIES)  # created now: compiled code adds to them
+        self._received_rows = recorder.rows(("received", "received_messages", "bytes"))
         self._warn_row = int(recorder.rows(("delay_dsn",))[0])
         # the common Postfix case, scanned in one compiled pass (_scan_postfix): one relay
         # configuration (soft), no greylisting or error limit, no attempt log
@@ -298,24 +299,18 @@ class QueueHost:
                      for j in np.unique(snap)]
             msgs = {k: np.concatenate([p[k] for p in parts]) for k in msgs}
         n = msgs["arrival"].size
-        f = np.zeros((n, len(FIELDS)))
-        f[:, QID] = np.arange(self.next_qid, self.next_qid + n)
+        f = np.empty((n, len(FIELDS)))
+        rec = self.rec
+        _queue_files(f, self.next_qid, msgs["arrival"], msgs["create"], msgs["kind"],
+                     msgs["size"], msgs["source"], msgs["rcpt"], rec.acc, self._received_rows,
+                     rec.duration, rec.interval, rec.n)
         self.next_qid += n
-        for name in ("arrival", "create", "kind", "size", "source"):
-            f[:, FIELDS.index(name)] = msgs[name]
-        f[:, LAST_FAIL] = f[:, LAST_NEXT] = f[:, GREY_FIRST] = -1
-        f[:, LAST_END] = -np.inf
         new = Batch(f, msgs["rcpt"])
         if self.incoming is not None and len(self.incoming):
             new = Batch.concat([self.incoming, new])
             if n and f[0, ARRIVAL] < self.incoming.f[-1, ARRIVAL]:  # several senders
                 new = new.take(np.argsort(new.f[:, ARRIVAL], kind="stable"))
         self.incoming = new
-        rec = self.rec
-        bins = rec.bins(msgs["arrival"])
-        rec.add("received", bins, (msgs["rcpt"] != -2).sum(axis=1))
-        rec.add("received_messages", bins)
-        rec.add("bytes", bins, msgs["size"])
 
     def _validate(self, msgs: dict, up) -> dict:
         """Recipient validation at the upstream's smtpd: turned-away recipients never enter
@@ -449,9 +444,8 @@ class QueueHost:
             io[:] = 0
             io[_T], io[_NOW], io[_POS], io[_FIRST_OLD] = T, now, pos, -1
             _run_postfix(q.f, q.rcpt, q.head, q.tail, q.count, q.chunks, q.state, q.unit,
-                         horizon, inc_f, inc_r, self.agents.free, buf, *Agents.SPARE,
-                         float(site.dead_until), o_start, self.rec.acc, self._delays, io,
-                         *self._fused_args)
+                         horizon, inc_f, inc_r, self.agents.free, buf, float(site.dead_until),
+                         o_start, self.rec.acc, self._delays, io, *self._fused_args)
             T = int(io[_T])
             service.skip(int(io[_POS]) - pos)
             if io[_NEW]:
@@ -665,6 +659,31 @@ class QueueHost:
             self.agents.resize(c, self.env.now)
         if self.policy.interval(snap) != self.policy.interval(old):
             self.rebucket()
+
+
+@njit(cache=True)
+def _queue_files(f, qid, arrival, create, kind, size, source, rcpt, acc, rows, rec_duration,
+                 interval, nbins):
+    """f[i]: the queue file of new message i (queue id qid + i, not tried yet), counted at
+    its arrival in acc[rows] (received recipients, messages and bytes; whole numbers, so
+    the sums do not depend on their order)."""
+    for i in range(f.shape[0]):
+        f[i, QID] = qid + i
+        f[i, ARRIVAL] = arrival[i]
+        f[i, CREATE] = create[i]
+        f[i, KIND] = kind[i]
+        f[i, SIZE] = size[i]
+        f[i, SOURCE] = source[i]
+        f[i, TRIES] = f[i, WARNED] = f[i, GREY_OK] = 0.0
+        f[i, LAST_FAIL] = f[i, LAST_NEXT] = f[i, GREY_FIRST] = -1.0
+        f[i, LAST_END] = -np.inf
+        b = bin_of(arrival[i], rec_duration, interval, nbins)
+        r = 0
+        for c in range(rcpt.shape[1]):
+            r += rcpt[i, c] != -2
+        acc[rows[0], b] += r
+        acc[rows[1], b] += 1.0
+        acc[rows[2], b] += size[i]
 
 
 # --- compiled per-attempt bookkeeping (numba): one pass over a batch instead of dozens ---------
@@ -911,10 +930,9 @@ _DONE, _WAIT, _GENERAL, _ROOM, _SERVICE, _DELAY_ROOM = range(6)
 
 @njit(cache=True, nogil=True)  # the service-time thread draws meanwhile
 def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f, inc_r, free,
-                 buf, share, spread, extra, dead_until, o_start, acc, dbuf, io, mean,
-                 active_limit, users, unknown, soft, minimal, maximal, lifetime,
-                 bounce_lifetime, R, slack, rows, warn_row, rec_duration, interval, nbins,
-                 duration, dwt, qshape, edges):
+                 buf, dead_until, o_start, acc, dbuf, io, mean, active_limit, users, unknown,
+                 soft, minimal, maximal, lifetime, bounce_lifetime, R, slack, rows, warn_row,
+                 rec_duration, interval, nbins, duration, dwt, qshape, edges):
     """Postfix qmgr ticks T = io[_T], the next tick, ... each as _scan_postfix, until one
     cannot run here (io[_WHY]): past the run's end; a tick after the clock's (io[_NOW])
     whose new mail may not all be here (the senders have handed over the mail arriving
@@ -922,10 +940,9 @@ def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f,
     throttled until dead_until while its attempts start, or a scan of more than
     active_limit messages); or one that needs room or service times. The service times
     are the standard exponentials buf[io[_POS]:], times `mean`, taken in the general
-    path's order (the scan's (c, Agents.points) block, again twice as large after an
-    agent ran out, then one per new message). New mail is taken from the front of inc_f,
-    the delays are written to dbuf. A tick that stops changes nothing."""
-    c = free.size
+    path's order (one per message of the scan, then one per new message). New mail is
+    taken from the front of inc_f, the delays are written to dbuf. A tick that stops
+    changes nothing."""
     width = qr.shape[1]
     T = io[_T]
     pos = np.int64(io[_POS])
@@ -954,34 +971,18 @@ def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f,
             if nd + n * width > dbuf.size:
                 why, need = _DELAY_ROOM, nd + n * width
                 break
-            per = n_old // c + 1
-            m = points(per, share, spread, extra) if n_old else 0
-            p = pos
-            delays = np.empty(0)
-            while True:
-                if p + c * m + n_new > buf.size:
-                    code = 3  # see more service times, and run the tick again
-                    break
-                service = buf[p:p + c * m].reshape((c, m)) * mean
-                new_service = buf[p + c * m:p + c * m + n_new] * mean
-                code, delays = _scan_postfix(
-                    qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f[p_in:],
-                    inc_r[p_in:], n_new, free, service, new_service, dead_until, o_start,
-                    users, unknown, soft, minimal, maximal, lifetime, bounce_lifetime, R,
-                    slack, nxt, acc, rows, warn_row, rec_duration, interval, nbins, duration,
-                    dwt, qshape, edges)
-                if code != 1:
-                    break
-                p += c * m  # an agent ran out: the scan's draws are spent, draw twice as many
-                per *= 2
-                m = points(per, share, spread, extra)
-            if code == 3:
-                why, need = _SERVICE, p + c * m + n_new - pos
+            if pos + n > buf.size:
+                why, need = _SERVICE, n
                 break
-            if code == 2:
+            code, delays = _scan_postfix(
+                qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f[p_in:],
+                inc_r[p_in:], n_new, free, buf[pos:pos + n] * mean, dead_until, o_start, users,
+                unknown, soft, minimal, maximal, lifetime, bounce_lifetime, R, slack, nxt, acc,
+                rows, warn_row, rec_duration, interval, nbins, duration, dwt, qshape, edges)
+            if code:
                 why = _GENERAL
                 break
-            pos = p + c * m + n_new
+            pos += n
             p_in += n_new
             dbuf[nd:nd + delays.size] = delays
             nd += delays.size
@@ -993,41 +994,27 @@ def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f,
 
 @njit(cache=True, nogil=True)  # the service-time thread draws meanwhile
 def _scan_postfix(qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f, inc_r, n_new,
-                  free, service, new_service, dead_until, o_start, users, unknown, soft,
-                  minimal, maximal, lifetime, bounce_lifetime, R, slack, nxt, acc, rows,
-                  warn_row, rec_duration, interval, nbins, duration, dwt, qshape, edges):
+                  free, service, dead_until, o_start, users, unknown, soft, minimal, maximal,
+                  lifetime, bounce_lifetime, R, slack, nxt, acc, rows, warn_row, rec_duration,
+                  interval, nbins, duration, dwt, qshape, edges):
     """One Postfix qmgr tick at T, as the general path computes it (QueueHost.scan with
     _serve_scan, _serve_timed, _attempt and _settle), in one pass: the files of slot k of the
-    deferred queue (sim.deferred) and the first n_new rows of the incoming mail are served
-    by the agents (free, updated in place; service times drawn by the caller), answered by
-    the relay (one configuration: users, unknown, soft), retried by postfix_due and filed
-    again (room reserved by the caller). Returns (code, delays): 0 done; 1 an agent ran out
-    of service times (draw more); 2 an attempt would start while the relay is down
-    (o_start: the next outage after T) or throttled (dead_until): the general path must
-    take the scan. Codes 1 and 2 change nothing."""
+    deferred queue (sim.deferred), entering at T, and then the first n_new rows of the
+    incoming mail, at their arrival, are served by the agents (free, updated in place;
+    `service`: one service time each, in that order), answered by the relay (one
+    configuration: users, unknown, soft), retried by postfix_due and filed again (room
+    reserved by the caller). Returns (code, delays): 0 done; 1 (nothing changed) an attempt
+    would start while the relay is down (o_start: the next outage after T) or throttled
+    (dead_until): the general path must take the tick."""
     n_old = count[k]
     n = n_old + n_new
     entry = np.empty(n)
-    start = np.empty(n)
-    end = np.empty(n)
-    fr = free
-    if n_old:
-        s, e, fr = merge(free, T, service, n_old)
-        if s.size == 0:
-            return 1, np.empty(0)
-        if o_start <= s[-1]:
-            return 2, np.empty(0)
-        entry[:n_old] = T
-        start[:n_old] = s
-        end[:n_old] = e
-    if n_new:
-        arrival = inc_f[:n_new, ARRIVAL].copy()
-        s, e, fr = fifo(arrival, new_service, fr)
-        if s[0] < dead_until or o_start <= s[-1]:
-            return 2, np.empty(0)
-        entry[n_old:] = arrival
-        start[n_old:] = s
-        end[n_old:] = e
+    entry[:n_old] = T
+    for i in range(n_new):
+        entry[n_old + i] = inc_f[i, ARRIVAL]
+    start, end, fr = fifo(entry, service, free)
+    if o_start <= start[n - 1] or (n_new and start[n_old] < dead_until):
+        return 1, np.empty(0)
     free[:] = fr
     idx = slot_rows(head, tail, count, chunks, k)
     tally = np.zeros((n, 4), dtype=np.int64)
