@@ -1,7 +1,7 @@
 """Observation: event binning onto the sample grid, queue levels, delay sketch, qshape ages.
 
 Public names: Recorder, DelaySketch, QSHAPE_EDGES_MIN, qshape_bucket, qshape_edges, bin_of,
-bins_of, bin_span.
+bins_of.
 
 Contract:
 - Samples are taken at t_j = j * sample_interval, j = 0 .. n-1 (t_{n-1} <= duration).
@@ -138,17 +138,6 @@ def bins_of(times, bins, duration, interval, n):
     """bins[:] = bin_of each time."""
     for i in range(times.size):
         bins[i] = bin_of(times[i], duration, interval, n)
-
-
-@njit(cache=True)
-def bin_span(times, duration, interval, n):
-    """The lowest and highest bin of (non-empty) times, from their extremes: bin_of is
-    monotone."""
-    lo = hi = times[0]
-    for i in range(1, times.size):
-        lo = min(lo, times[i])
-        hi = max(hi, times[i])
-    return bin_of(lo, duration, interval, n), bin_of(hi, duration, interval, n)
 
 
 class DelaySketch:

@@ -57,7 +57,7 @@ from numba import njit
 from sim import schedules
 from sim.concurrency import Agents, ServiceTimes, fifo
 from sim.deferred import DeferredQueue, file_rows, slot_rows
-from sim.metrics import DelaySketch, Recorder, bin_of, bin_span, qshape_edges
+from sim.metrics import DelaySketch, Recorder, bin_of, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, outcome, replies
 from sim.sender import FORGED, NULL
 
@@ -720,87 +720,73 @@ def _tally(out):
 
 
 @njit(cache=True)
-def _add(acc, rows, lo, local):
-    """acc[rows[c], lo + j] += local[j, c]."""
-    for j in range(local.shape[0]):
-        for c in range(local.shape[1]):
-            acc[rows[c], lo + j] += local[j, c]
-
-
-@njit(cache=True)
 def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end, tally,
             vetoed, greyed, soft, kind, size, arrival, expired, keep):
     """Add one batch of attempts to the recorder's series (acc[rows[k]], SERIES order) and
     return the delivered recipients' delays (end - arrival, one per sent recipient, attempts
-    ending within the run). Each of the three groups (entry, start, end times) is summed per
-    bin first, in row order (as a bincount would), and then added. Whole-number columns are
-    summed in registers while consecutive attempts share a bin (exact: they are integers);
-    bytes, the one column that is not, is added attempt by attempt."""
+    ending within the run). One pass: each of the three groups (at the entry, start and end
+    times) is summed in registers while consecutive attempts share its bin, and added to acc
+    when the bin changes. Every column is a whole number (bytes too: sizes are whole bytes),
+    so the sums are exact whatever their order."""
     n = start.size
-    # at entry: active, active_recipients
-    lo, hi = bin_span(entry, rec_duration, interval, nbins)
-    local = np.zeros((hi - lo + 1, 2))
-    j, a0, a1 = -1, 0.0, 0.0
+    b0 = b1 = b2 = -1
+    a0 = a1 = 0.0  # at entry: active, active_recipients
+    s0 = s1 = s2 = s3 = 0.0  # at the start: attempts, relay_sessions, rejects_4xx, rejects_5xx
+    e0 = e1 = e2 = e3 = e4 = e5 = e6 = e7 = e8 = e9 = 0.0  # at the end: see SERIES
     for i in range(n):
-        b = bin_of(entry[i], rec_duration, interval, nbins) - lo
-        if b != j:
-            if j >= 0:
-                local[j, 0] += a0
-                local[j, 1] += a1
-            j, a0, a1 = b, 0.0, 0.0
+        b = bin_of(entry[i], rec_duration, interval, nbins)
+        if b != b0:
+            if b0 >= 0:
+                acc[rows[0], b0] += a0
+                acc[rows[1], b0] += a1
+            b0, a0, a1 = b, 0.0, 0.0
         a0 += 1.0
         a1 += tally[i, 0]
-    if j >= 0:
-        local[j, 0] += a0
-        local[j, 1] += a1
-    _add(acc, rows[0:2], lo, local)
-    # at the start: attempts, relay_sessions, rejects_4xx, rejects_5xx
-    lo, hi = bin_span(start, rec_duration, interval, nbins)
-    local = np.zeros((hi - lo + 1, 4))
-    part = np.zeros(4)
-    j = -1
-    for i in range(n):
-        b = bin_of(start[i], rec_duration, interval, nbins) - lo
-        if b != j:
-            _flush(local, j, part)
-            j = b
         gr = greyed[i if greyed.size > 1 else 0]
         ok = 0 if vetoed[i] else 1
         rej = (tally[i, 2] + tally[i, 3] - gr) * ok
         sf = soft[i if soft.size > 1 else 0]
-        part[0] += tally[i, 0]
-        part[1] += ok
-        part[2] += (rej if sf else 0) + gr * ok
-        part[3] += 0 if sf else rej
-    _flush(local, j, part)
-    _add(acc, rows[2:6], lo, local)
-    # at the end: active, active_recipients, delivered, bounced, expired, dsn, backscatter,
-    # bytes, deferred, deferred_recipients
-    lo, hi = bin_span(end, rec_duration, interval, nbins)
-    local = np.zeros((hi - lo + 1, 10))
-    part = np.zeros(10)
-    j = -1
-    for i in range(n):
-        b = bin_of(end[i], rec_duration, interval, nbins) - lo
-        if b != j:
-            _flush(local, j, part)
-            j = b
+        b = bin_of(start[i], rec_duration, interval, nbins)
+        if b != b1:
+            if b1 >= 0:
+                acc[rows[2], b1] += s0
+                acc[rows[3], b1] += s1
+                acc[rows[4], b1] += s2
+                acc[rows[5], b1] += s3
+            b1, s0, s1, s2, s3 = b, 0.0, 0.0, 0.0, 0.0
+        s0 += tally[i, 0]
+        s1 += ok
+        s2 += (rej if sf else 0) + gr * ok
+        s3 += 0 if sf else rej
         nd, nb = tally[i, 2], tally[i, 3]
         real = kind[i] != NULL
         dsn = (1 if (nb > 0 and real) else 0) + (1 if (expired[i] and real) else 0)
-        part[0] += -1.0
-        part[1] += -tally[i, 0]
-        part[2] += tally[i, 1]
-        part[3] += nb
-        part[4] += nd * expired[i]
-        part[5] += dsn
-        part[6] += dsn * (kind[i] == FORGED)
-        if not keep[i]:
-            local[b, 7] += -size[i]  # bytes
-        part[8] += keep[i]
-        part[9] += nd * keep[i]
-    _flush(local, j, part)
-    _add(acc, rows[6:16], lo, local)
+        b = bin_of(end[i], rec_duration, interval, nbins)
+        if b != b2:
+            if b2 >= 0:
+                _spill(acc, rows, b2, (e0, e1, e2, e3, e4, e5, e6, e7, e8, e9))
+            b2 = b
+            e0 = e1 = e2 = e3 = e4 = e5 = e6 = e7 = e8 = e9 = 0.0
+        e0 -= 1.0
+        e1 -= tally[i, 0]
+        e2 += tally[i, 1]
+        e3 += nb
+        e4 += nd * expired[i]
+        e5 += dsn
+        e6 += dsn * (kind[i] == FORGED)
+        e7 -= 0.0 if keep[i] else size[i]
+        e8 += keep[i]
+        e9 += nd * keep[i]
+    if b0 >= 0:
+        acc[rows[0], b0] += a0
+        acc[rows[1], b0] += a1
+    if b1 >= 0:
+        acc[rows[2], b1] += s0
+        acc[rows[3], b1] += s1
+        acc[rows[4], b1] += s2
+        acc[rows[5], b1] += s3
+    if b2 >= 0:
+        _spill(acc, rows, b2, (e0, e1, e2, e3, e4, e5, e6, e7, e8, e9))
     m = 0
     for i in range(n):
         if end[i] <= duration:
@@ -815,13 +801,11 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     return delays
 
 
-@njit(cache=True)
-def _flush(local, j, part):
-    """local[j] += part, part = 0 (nothing while j < 0)."""
-    if j >= 0:
-        for c in range(part.size):
-            local[j, c] += part[c]
-    part[:] = 0.0
+@njit(cache=True, inline="always")
+def _spill(acc, rows, b, part):
+    """acc[rows[6 + c], b] += part[c]: the end-of-attempt group of _record."""
+    for c in range(len(part)):
+        acc[rows[6 + c], b] += part[c]
 
 
 @njit(cache=True)
