@@ -1,7 +1,7 @@
 """Observation: event binning onto the sample grid, queue levels, delay sketch, qshape ages.
 
 Public names: Recorder, DelaySketch, QSHAPE_EDGES_MIN, qshape_bucket, qshape_edges, bin_of,
-bins_of.
+bin_near, bins_of.
 
 Contract:
 - Samples are taken at t_j = j * sample_interval, j = 0 .. n-1 (t_{n-1} <= duration).
@@ -131,6 +131,21 @@ def bin_of(t, duration, interval, n):
     if u > duration:
         return n + 1
     return min(np.int64(math.ceil(u / interval - 1e-12)), n)
+
+
+@njit(cache=True, inline="always")
+def bin_near(t, b, lo, hi, duration, interval, n):
+    """(bin_of(t), lo, hi) for a time likely to be in bin b, whose interior is (lo, hi): two
+    comparisons when it is, else bin_of and the new bin's interior. The interior keeps 1e-6
+    of the interval off each edge, so that bin_of's rounding never matters inside it; the
+    first bin and those at and after the run's end have none."""
+    if lo < t < hi:
+        return b, lo, hi
+    b = bin_of(t, duration, interval, n)
+    if 1 <= b < n:
+        eps = 1e-6 * interval
+        return b, (b - 1) * interval + eps, b * interval - eps
+    return b, np.inf, -np.inf
 
 
 @njit(cache=True)

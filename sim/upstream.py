@@ -57,7 +57,7 @@ from numba import njit
 from sim import schedules
 from sim.concurrency import Agents, ServiceTimes, fifo
 from sim.deferred import DeferredQueue, file_rows, slot_rows
-from sim.metrics import DelaySketch, Recorder, bin_of, qshape_edges
+from sim.metrics import DelaySketch, Recorder, bin_near, bin_of, qshape_edges
 from sim.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, outcome, replies
 from sim.sender import FORGED, NULL
 
@@ -730,11 +730,14 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     so the sums are exact whatever their order."""
     n = start.size
     b0 = b1 = b2 = -1
+    lo0 = lo1 = lo2 = np.inf  # each group's bin's interior (see bin_near)
+    hi0 = hi1 = hi2 = -np.inf
     a0 = a1 = 0.0  # at entry: active, active_recipients
     s0 = s1 = s2 = s3 = 0.0  # at the start: attempts, relay_sessions, rejects_4xx, rejects_5xx
     e0 = e1 = e2 = e3 = e4 = e5 = e6 = e7 = e8 = e9 = 0.0  # at the end: see SERIES
     for i in range(n):
-        b = bin_of(entry[i], rec_duration, interval, nbins)
+        b, lo0, hi0 = bin_near(entry[i], b0, lo0, hi0, rec_duration, interval,
+                                  nbins)
         if b != b0:
             if b0 >= 0:
                 acc[rows[0], b0] += a0
@@ -746,7 +749,8 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
         ok = 0 if vetoed[i] else 1
         rej = (tally[i, 2] + tally[i, 3] - gr) * ok
         sf = soft[i if soft.size > 1 else 0]
-        b = bin_of(start[i], rec_duration, interval, nbins)
+        b, lo1, hi1 = bin_near(start[i], b1, lo1, hi1, rec_duration, interval,
+                                  nbins)
         if b != b1:
             if b1 >= 0:
                 acc[rows[2], b1] += s0
@@ -761,7 +765,8 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
         nd, nb = tally[i, 2], tally[i, 3]
         real = kind[i] != NULL
         dsn = (1 if (nb > 0 and real) else 0) + (1 if (expired[i] and real) else 0)
-        b = bin_of(end[i], rec_duration, interval, nbins)
+        b, lo2, hi2 = bin_near(end[i], b2, lo2, hi2, rec_duration, interval,
+                                  nbins)
         if b != b2:
             if b2 >= 0:
                 _spill(acc, rows, b2, (e0, e1, e2, e3, e4, e5, e6, e7, e8, e9))
