@@ -736,12 +736,9 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
     s0 = s1 = s2 = s3 = 0.0  # at the start: attempts, relay_sessions, rejects_4xx, rejects_5xx
     e0 = e1 = e2 = e3 = e4 = e5 = e6 = e7 = e8 = e9 = 0.0  # at the end: see SERIES
     for i in range(n):
-        b, lo0, hi0 = bin_near(entry[i], b0, lo0, hi0, rec_duration, interval,
-                                  nbins)
+        b, lo0, hi0 = bin_near(entry[i], b0, lo0, hi0, rec_duration, interval, nbins)
         if b != b0:
-            if b0 >= 0:
-                acc[rows[0], b0] += a0
-                acc[rows[1], b0] += a1
+            _spill(acc, rows, 0, b0, (a0, a1))
             b0, a0, a1 = b, 0.0, 0.0
         a0 += 1.0
         a1 += tally[i, 0]
@@ -749,14 +746,9 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
         ok = 0 if vetoed[i] else 1
         rej = (tally[i, 2] + tally[i, 3] - gr) * ok
         sf = soft[i if soft.size > 1 else 0]
-        b, lo1, hi1 = bin_near(start[i], b1, lo1, hi1, rec_duration, interval,
-                                  nbins)
+        b, lo1, hi1 = bin_near(start[i], b1, lo1, hi1, rec_duration, interval, nbins)
         if b != b1:
-            if b1 >= 0:
-                acc[rows[2], b1] += s0
-                acc[rows[3], b1] += s1
-                acc[rows[4], b1] += s2
-                acc[rows[5], b1] += s3
+            _spill(acc, rows, 2, b1, (s0, s1, s2, s3))
             b1, s0, s1, s2, s3 = b, 0.0, 0.0, 0.0, 0.0
         s0 += tally[i, 0]
         s1 += ok
@@ -765,11 +757,9 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
         nd, nb = tally[i, 2], tally[i, 3]
         real = kind[i] != NULL
         dsn = (1 if (nb > 0 and real) else 0) + (1 if (expired[i] and real) else 0)
-        b, lo2, hi2 = bin_near(end[i], b2, lo2, hi2, rec_duration, interval,
-                                  nbins)
+        b, lo2, hi2 = bin_near(end[i], b2, lo2, hi2, rec_duration, interval, nbins)
         if b != b2:
-            if b2 >= 0:
-                _spill(acc, rows, b2, (e0, e1, e2, e3, e4, e5, e6, e7, e8, e9))
+            _spill(acc, rows, 6, b2, (e0, e1, e2, e3, e4, e5, e6, e7, e8, e9))
             b2 = b
             e0 = e1 = e2 = e3 = e4 = e5 = e6 = e7 = e8 = e9 = 0.0
         e0 -= 1.0
@@ -782,16 +772,9 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
         e7 -= 0.0 if keep[i] else size[i]
         e8 += keep[i]
         e9 += nd * keep[i]
-    if b0 >= 0:
-        acc[rows[0], b0] += a0
-        acc[rows[1], b0] += a1
-    if b1 >= 0:
-        acc[rows[2], b1] += s0
-        acc[rows[3], b1] += s1
-        acc[rows[4], b1] += s2
-        acc[rows[5], b1] += s3
-    if b2 >= 0:
-        _spill(acc, rows, b2, (e0, e1, e2, e3, e4, e5, e6, e7, e8, e9))
+    _spill(acc, rows, 0, b0, (a0, a1))
+    _spill(acc, rows, 2, b1, (s0, s1, s2, s3))
+    _spill(acc, rows, 6, b2, (e0, e1, e2, e3, e4, e5, e6, e7, e8, e9))
     m = 0
     for i in range(n):
         if end[i] <= duration:
@@ -807,10 +790,11 @@ def _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, en
 
 
 @njit(cache=True, inline="always")
-def _spill(acc, rows, b, part):
-    """acc[rows[6 + c], b] += part[c]: the end-of-attempt group of _record."""
-    for c in range(len(part)):
-        acc[rows[6 + c], b] += part[c]
+def _spill(acc, rows, first, b, part):
+    """acc[rows[first + c], b] += part[c] (nothing before the first bin, b < 0)."""
+    if b >= 0:
+        for c in range(len(part)):
+            acc[rows[first + c], b] += part[c]
 
 
 @njit(cache=True)
