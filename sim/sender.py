@@ -13,14 +13,14 @@ Contract:
 - new_messages(...) -> a message batch (dict of equal-length arrays, the upstream's queue-file
   fields): recipients (rows of user ids drawn from every user that has existed by the
   message's arrival, so mail for a removed user keeps coming; -1 unknown, -2 no recipient),
-  envelope sender kind
-  (REAL, FORGED, NULL), size in whole bytes (lognormal with the given mean, sigma 1, rounded;
-  at least 1).
+  envelope sender kind (REAL, FORGED, NULL), size in whole bytes (lognormal with the given
+  mean, sigma 1, rounded; at least 1).
 - sender_process is the SimPy process: it hands its arrivals to the upstream in chunks of
   chunk_length(sender) seconds (whole hours holding about CHUNK_MESSAGES messages, an hour to
-  a day), one chunk ahead of the clock, and says how far its mail is handed over
-  (upstream.heard_until). One process per sender, never one per message. The chunks change
-  only how the random streams are consumed, not the distribution of the mail.
+  a day), a chunk (and the upstream's longest queue-run interval) ahead of the clock, and
+  says how far its mail is handed over (upstream.heard_until). One process per sender, never
+  one per message. The chunks change only how the random streams are consumed, not the
+  distribution of the mail.
 A burst (a dictionary attack, a newsletter) is simply another sender with `start` and `stop`.
 """
 
@@ -119,12 +119,16 @@ def chunk_length(sender) -> float:
 
 def sender_process(env, sender, source: int, upstream, users_at, width: int,
                    rng_arrivals: np.random.Generator, rng_rcpt: np.random.Generator,
-                   duration: float):
-    """SimPy process: hand each chunk of arrivals to the upstream a chunk ahead of the clock;
-    users_at(times) is the number of local users that have existed by each time."""
+                   duration: float, lead: float = 0.0):
+    """SimPy process: hand each chunk of arrivals to the upstream a chunk and `lead` seconds
+    ahead of the clock (lead: the upstream's longest queue-run interval, so that a qmgr tick
+    has all the mail arriving before the next); users_at(times) is the number of local users
+    that have existed by each time."""
     step = chunk_length(sender)
     t = 0.0
     while t < duration:
+        if t - step - lead > env.now:
+            yield env.timeout(t - step - lead - env.now)
         t1 = min(t + step, duration)
         times = arrival_times(sender, t, t1, rng_arrivals)
         if times.size:
@@ -132,5 +136,3 @@ def sender_process(env, sender, source: int, upstream, users_at, width: int,
                                           rng_rcpt))
         upstream.heard_until(source, t1 if t1 < duration else math.inf)
         t += step
-        if t - step > env.now:
-            yield env.timeout(t - step - env.now)

@@ -54,10 +54,11 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     def users_at(t: np.ndarray) -> np.ndarray:
         return users_ever[np.searchsorted(relay.times, t, side="right") - 1]
 
+    lead = max(host.policy.interval(j) for j in range(len(host.snaps)))
     for i, sender in enumerate(scenario.senders):
         env.process(sender_process(env, sender, i, host, users_at, width,
                                    np.random.default_rng(s_senders[2 * i]),
-                                   np.random.default_rng(s_senders[2 * i + 1]), duration))
+                                   np.random.default_rng(s_senders[2 * i + 1]), duration, lead))
     env.process(host.process())
 
     def changes():

@@ -79,17 +79,20 @@ class Upstream:
         self.heard.append((self.env.now, t))
 
 
-def test_chunks_are_handed_over_a_chunk_ahead_and_the_end_is_said():
+@pytest.mark.parametrize("lead", [0.0, 7200.0])
+def test_chunks_are_handed_over_a_chunk_ahead_and_the_end_is_said(lead):
     s = sender(rate="2000/d")
     env = simpy.Environment()
     up = Upstream(env)
     duration = 3.5 * 86400
     env.process(sender_process(env, s, 0, up, lambda t: np.full(np.size(t), 10), 1,
-                               np.random.default_rng(1), np.random.default_rng(2), duration))
+                               np.random.default_rng(1), np.random.default_rng(2), duration,
+                               lead))
     env.run()
     step = chunk_length(s)
     assert [t for _, t in up.heard] == [86400, 172800, 259200, math.inf]
-    for (now, until), (_, times) in zip(up.heard, up.got, strict=True):
-        assert now <= max(0.0, until - 2 * step)  # at least a chunk before the clock needs it
-        assert times.max() < until
+    for k, ((now, until), (_, times)) in enumerate(zip(up.heard, up.got, strict=True)):
+        # chunk k starts at k * step: handed a chunk and the lead before that, and no earlier
+        assert now == max(0.0, (k - 1) * step - lead)
+        assert k * step <= times.min() and times.max() < until
     assert sum(t.size for _, t in up.got) == pytest.approx(2000 * 3.5, rel=0.1)

@@ -386,3 +386,28 @@ def test_fused_scan_gives_the_general_paths_run(monkeypatch, extra, short):
     assert np.array_equal(a.qshape, b.qshape)
     assert [a.summary["delivery_delay_s"][q] for q in ("p50", "p95", "max")] == [
         b.summary["delivery_delay_s"][q] for q in ("p50", "p95", "max")]
+
+
+@pytest.mark.parametrize("mta, runner", [("postfix", "3h"), ("exim", "2h")])
+def test_every_tick_has_the_mail_arriving_before_the_next(monkeypatch, mta, runner):
+    """Senders hand over their mail far enough ahead (a chunk plus the longest queue-run
+    interval) that each qmgr tick sees all mail arriving up to the next tick, even when the
+    runner interval is longer than the senders' chunks (an hour at this rate)."""
+    from sim import upstream
+    key = "queue_run_delay" if mta == "postfix" else "queue_runner_interval"
+    s = Scenario.from_dict({
+        "simulation": {"duration": "12h"},
+        "senders": [{"rate": "2000000/d", "unknown_recipient_fraction": 0.3}],
+        "upstream": {"mta": mta, key: runner},
+        "relay": {"unknown_local_recipient_reject_code": 450}})
+    seen = []
+    for name in ("scan", "_run_fused"):
+        orig = getattr(upstream.QueueHost, name)
+
+        def spy(self, T, orig=orig):
+            seen.append((T, self.heard.min(), self.policy.interval(self.cur)))
+            return orig(self, T)
+        monkeypatch.setattr(upstream.QueueHost, name, spy)
+    simulate(s, seed=1)
+    assert len(seen) > 3
+    assert all(heard >= min(T + R, s.simulation.duration) for T, heard, R in seen)
