@@ -94,11 +94,11 @@ class Agents:
 class ServiceTimes:
     """One generator's standard exponential variates, drawn in blocks (see the contract)."""
 
-    BLOCK = 1 << 19  # variates per block (4 MiB); the first blocks are smaller, from FIRST
+    BLOCK = 1 << 17  # variates per block (1 MiB); the first blocks are smaller, from FIRST
     FIRST = 1 << 13  # up, doubling, so that a short run draws little it does not use
     ROOM = 1 << 16  # free room before each block: a window across a block's end moves the
     #                 old block's rest there instead of copying the new block
-    AHEAD = 2  # blocks the helper thread may have ready
+    AHEAD = 1  # blocks the helper thread may have ready
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
