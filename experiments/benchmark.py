@@ -521,6 +521,23 @@ def cost_model(scaling: list[dict], queue_run_delay: float) -> tuple[float, floa
     return float(per_scan), float(per_attempt)
 
 
+def cost_sentence(cost: tuple[float, float] | None, isp_attempts: float) -> str:
+    """The cost model in words: CPU time per attempt, and per scan when it is measurable."""
+    if cost is None:
+        return ""
+    per_scan, per_attempt = cost
+    text = f" Over the sweep, CPU time is about {per_attempt * 1e6:.3f} µs per attempt "
+    if per_scan >= 5e-6:
+        text += (f"plus {per_scan * 1e3:.2f} ms per deferred-queue scan (least squares): the "
+                 "speed rises with work as the scans' fixed cost is spread, towards "
+                 f"{1 / per_attempt:,.0f} attempts/s")
+    else:
+        text += (f"and nothing measurable per deferred-queue scan (least squares: "
+                 f"{per_scan * 1e6:+.1f} µs): {1 / per_attempt:,.0f} attempts/s")
+    return (text + f"; at that cost isp-month's attempts take {isp_attempts * per_attempt:.1f} "
+            "s of CPU.")
+
+
 def scaling_figure(m: dict, stem: Path) -> None:
     """Attempts per second against attempts: the sweep, bench-week's runs and isp-month's."""
     rate, _ = flatness(m["scaling"])
@@ -630,11 +647,7 @@ def report(m: dict, cfg: dict, out: Path, vers: dict, command: str) -> str:
         f"{met(max(isp_wall), 10)}, < 1 GB {met(max(isp_mb), 1024)}). From 1e6 to 1e8 "
         f"attempts the speed varies by a factor {num(flat, '.2f')} in wall time and "
         f"{num(flat_cpu, '.2f')} in CPU time (target 1.5 {met(flat, 1.5)})."
-        + (f" Over the sweep, CPU time is about {cost[0] * 1e3:.2f} ms per deferred-queue scan "
-           f"plus {cost[1] * 1e6:.2f} µs per attempt (least squares): the speed rises with work "
-           f"as the scans' fixed cost is spread, towards {1 / cost[1]:,.0f} attempts/s; at that "
-           f"per-attempt cost isp-month's attempts alone take "
-           f"{np.median([r['attempts'] for r in isp]) * cost[1]:.1f} s." if cost else "")
+        + cost_sentence(cost, np.median([r["attempts"] for r in isp]))
         + (f" The sweep stopped before {stopped[0]:g} d x {stopped[1]:,}/d, predicted to take "
            f"{stopped[2]:.0f} s (limit {LIMIT_S:.0f} s)." if stopped else "")
         + "\n\n" + main
