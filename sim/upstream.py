@@ -383,9 +383,9 @@ class QueueHost:
         return entry, start, end, vetoed
 
     def _leave_deferred(self, batch: Batch, entry: np.ndarray) -> None:
-        bins = self.rec.bins(entry)
-        self.rec.add("deferred", bins, -1.0)
-        self.rec.add("deferred_recipients", bins, -(batch.rcpt != -2).sum(axis=1))
+        rec = self.rec
+        _leaving(rec.acc, self._series_rows[14:16], entry, batch.rcpt, rec.duration,
+                 rec.interval, rec.n)
 
     def scan(self, T: float) -> None:
         """One qmgr tick at T, one batch: the deferred-queue scan at T (every message bucketed
@@ -659,6 +659,19 @@ class QueueHost:
             self.agents.resize(c, self.env.now)
         if self.policy.interval(snap) != self.policy.interval(old):
             self.rebucket()
+
+
+@njit(cache=True)
+def _leaving(acc, rows, entry, rcpt, rec_duration, interval, nbins):
+    """Queue files leaving the deferred queue at `entry`, counted in acc[rows] (SERIES:
+    deferred, deferred_recipients)."""
+    for i in range(entry.size):
+        b = bin_of(entry[i], rec_duration, interval, nbins)
+        r = 0
+        for c in range(rcpt.shape[1]):
+            r += rcpt[i, c] != -2
+        acc[rows[0], b] -= 1.0
+        acc[rows[1], b] -= r
 
 
 @njit(cache=True)
