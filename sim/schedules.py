@@ -74,6 +74,7 @@ functions check nothing: the scenario bounds-checks parameters before a run.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -295,11 +296,18 @@ class QmailParams:
     queuelifetime: int = 7 * DAY
 
 
+@njit(cache=True)
 def _isqrt(x: np.ndarray) -> np.ndarray:
-    r = np.floor(np.sqrt(x)).astype(np.int64)
-    r -= r * r > x  # float rounding, either way
-    r += (r + 1) * (r + 1) <= x
-    return r
+    """floor(sqrt(x)) of non-negative int64s, exact (compiled: a qmail tick is a few)."""
+    out = np.empty_like(x)
+    for i in range(x.size):
+        r = np.int64(math.floor(math.sqrt(x[i])))
+        if r * r > x[i]:  # float rounding, either way
+            r -= 1
+        if (r + 1) * (r + 1) <= x[i]:
+            r += 1
+        out[i] = r
+    return out
 
 
 def qmail_retry(create, now, tries, last_fail, last_next, p: QmailParams
@@ -307,7 +315,7 @@ def qmail_retry(create, now, tries, last_fail, last_next, p: QmailParams
     """Quadratic schedule on the message's age: attempts at birth + (c k)^2 when on time."""
     create, now = _int64(create, now)
     age = np.maximum(now - create, 0)
-    wake = create + (_isqrt(age) + int(p.chanskip)) ** 2
+    wake = create + (_isqrt(age.ravel()).reshape(age.shape) + int(p.chanskip)) ** 2
     return wake, age > int(p.queuelifetime)
 
 
