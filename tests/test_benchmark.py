@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = ("README.md", "bench_week.csv", "agreement.csv", "isp_month.csv", "scaling.csv",
-           "scaling.png", "scaling.svg", "mmc.csv", "profile.txt")
+OUTPUTS = ("README.md", "bench_week.csv", "agreement.csv", "isp_month.csv",
+           "isp_month_mtas.csv", "scaling.csv", "scaling.png", "scaling.svg", "mmc.csv",
+           "profile.txt")
 
 
 def test_quick_benchmark_writes_its_outputs(tmp_path):
@@ -19,7 +20,8 @@ def test_quick_benchmark_writes_its_outputs(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     readme = (tmp_path / "README.md").read_text()
     for row in ("| bench-week | relaysim |", "| bench-week | naive |", "| isp-month | relaysim |",
-                "| Erlang C (closed form) |", "| delivered |", "| attempts |"):
+                "| Erlang C (closed form) |", "| delivered |", "| attempts |", "| qmail |",
+                "| exchange |"):
         assert row in readme, row
     assert "model name" not in readme and "cores" in readme  # the machine, parsed
     assert "| bench-week | relaysim |" in run.stdout  # the short table on stdout
