@@ -398,8 +398,9 @@ def span(values, fmt: str = ",.0f") -> str:
 
 def spread(r: dict, key: str) -> str:
     """A scaling point's median time (key: wall or cpu) and its range."""
-    v = [r[f"{key}_s"]] if r["runs"] == 1 else [r[f"{key}_{x}_s"] for x in ("min", "max")]
-    return span([r[f"{key}_s"], *v] if len(v) == 2 else v, ".2f")
+    if r["runs"] == 1:
+        return span([r[f"{key}_s"]], ".2f")
+    return span([r[f"{key}_min_s"], r[f"{key}_s"], r[f"{key}_max_s"]], ".2f")
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:

@@ -57,7 +57,7 @@ class Recorder:
     """Bins events and intervals onto the sample grid; produces cumulative and level series.
 
     Callers turn times into bins once (bins()) and add any number of series on those bins
-    (add(), add_at()); compiled code adds to the series' rows of `acc` directly (rows()).
+    (add()); compiled code adds to the series' rows of `acc` directly (rows()).
     Bin j < n holds (t_{j-1}, t_j]; bin n holds (t_{n-1}, duration]; bin n+1 is after the run.
     """
 
@@ -95,13 +95,6 @@ class Recorder:
                 1.0 if weights is None else float(weights))
         else:
             self.acc[row] += np.bincount(bins, weights=weights, minlength=self.n + 2)
-
-    def add_at(self, name: str, t: float, weight: float) -> None:
-        """add() of one event of weight `weight` at time t."""
-        row = self._row.get(name)
-        if row is None:
-            row = int(self.rows((name,))[0])
-        self.acc[row, bin_of(float(t), self.duration, self.interval, self.n)] += weight
 
     def _series(self, name: str) -> np.ndarray | None:
         row = self._row.get(name)

@@ -2,9 +2,8 @@
 
 Public names: SCHEDULES, Schedule, next_queue_run, queue_run, postfix_retry, postfix_due,
 exim_retry, sendmail_retry, qmail_retry, exchange_retry, list_retry, parse_exim_rules, EximRule,
-PostfixParams,
-POSTFIX_PRE_2_4, EximParams, EXIM_DEFAULT_RETRY, SendmailParams, QmailParams, ExchangeParams,
-ExchangeOnlineParams, ListParams.
+PostfixParams, POSTFIX_PRE_2_4, EximParams, EXIM_DEFAULT_RETRY, SendmailParams, QmailParams,
+ExchangeParams, ExchangeOnlineParams, ListParams.
 
 Contract:
 - Every schedule is one pure, vectorised function

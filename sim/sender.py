@@ -103,8 +103,9 @@ def _assemble(times, unknown, ids, u, size, width, unknown_share, users, forged,
         for c in range(k):
             rcpt[i, c] = -1 if (unknown[i, c] < unknown_share or users[i] <= 0) else ids[i, c]
         kind[i] = FORGED if u[i] < forged else (NULL if u[i] < forged_or_null else REAL)
-        size[i] = max(1.0, np.rint(size[i]))  # a queue file's size is whole bytes: sums of
-        create[i] = np.int64(math.floor(times[i]))  # sizes are exact in any order
+        # a queue file's size is whole bytes: sums of sizes are exact in any order
+        size[i] = max(1.0, np.rint(size[i]))
+        create[i] = np.int64(math.floor(times[i]))
     return rcpt, kind, create
 
 

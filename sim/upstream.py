@@ -72,6 +72,7 @@ SERIES = ("active", "active_recipients",
           "attempts", "relay_sessions", "rejects_4xx", "rejects_5xx",
           "active", "active_recipients", "delivered", "bounced", "expired", "dsn", "backscatter",
           "bytes", "deferred", "deferred_recipients")
+_LEFT = SERIES.index("deferred")  # and deferred_recipients next: files leaving the queue
 EXPIRED = 3
 
 
@@ -262,8 +263,8 @@ class QueueHost:
         self._series_rows = recorder.rows(SERIES)  # created now: compiled code adds to them
         self._received_rows = recorder.rows(("received", "received_messages", "bytes"))
         self._warn_row = int(recorder.rows(("delay_dsn",))[0])
-        # the common Postfix case, scanned in one compiled pass (_scan_postfix): one relay
-        # configuration (soft), no greylisting or error limit, no attempt log
+        # the common Postfix case, run tick after tick in compiled code (_run_fused): one
+        # relay configuration (soft), no greylisting or error limit, no attempt log
         self.fused = (self.soft is not None and self.plain and not record_attempts
                       and self.policy.sched.retry is schedules.postfix_retry
                       and self.up.smtp_transaction_time > 0)
@@ -279,7 +280,7 @@ class QueueHost:
                 float(self.up.delay_warning_time), self.qshape, self.qshape_edges)
             self._no_mail = (np.empty((0, len(FIELDS))), np.zeros((0, width), dtype=np.int32))
             self._delays = np.empty(self.DELAYS)  # the delays a call of _run_postfix found
-            self._io = np.zeros(len(_IO))
+            self._io = np.zeros(_NEED + 1)
 
     # --- service times -------------------------------------------------------------------
     def _draw(self, shape):
@@ -384,7 +385,7 @@ class QueueHost:
 
     def _leave_deferred(self, batch: Batch, entry: np.ndarray) -> None:
         rec = self.rec
-        _leaving(rec.acc, self._series_rows[14:16], entry, batch.rcpt, rec.duration,
+        _leaving(rec.acc, self._series_rows[_LEFT:_LEFT + 2], entry, batch.rcpt, rec.duration,
                  rec.interval, rec.n)
 
     def scan(self, T: float) -> None:
@@ -483,11 +484,7 @@ class QueueHost:
         entry = np.full(n, float(T))
         if n > limit:  # the rest wait in the deferred queue until the active queue has room
             entry[limit:] = np.maximum(T, end[:-limit])
-            self._leave_deferred(batch, entry)
-        else:  # all leave at T
-            r = n if batch.rcpt.shape[1] == 1 else int(np.count_nonzero(batch.rcpt != -2))
-            self.rec.add_at("deferred", T, -float(n))
-            self.rec.add_at("deferred_recipients", T, -float(r))
+        self._leave_deferred(batch, entry)
         return entry, start, end, vetoed
 
     def _key(self, wake: np.ndarray) -> np.ndarray:
@@ -907,7 +904,6 @@ def _refile(qf, dest, keep, now, wake, key, end, dwt, acc, warn_row, rec_duratio
 # times; out: why it stopped, the first tick not run, the position in the service times, new
 # mail taken, delays written, the first tick that took deferred mail, what it needs
 _T, _NOW, _POS, _WHY, _NEW, _DELAYS, _FIRST_OLD, _NEED = range(8)
-_IO = range(8)
 # why: ran past the run's end, waits for mail, the general path must take the tick, or it
 # needs room in the deferred queue (NEED files), service times (NEED from POS) or room for
 # delays (NEED)
@@ -1026,8 +1022,8 @@ def _scan_postfix(qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f, i
         for i in range(n_old):
             left += tally[i, 0]
         b = bin_of(T, rec_duration, interval, nbins)
-        acc[rows[14], b] += -float(n_old)  # SERIES: deferred, deferred_recipients
-        acc[rows[15], b] += -float(left)
+        acc[rows[_LEFT], b] += -float(n_old)  # SERIES: deferred, deferred_recipients
+        acc[rows[_LEFT + 1], b] += -float(left)
     delays = _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end,
                      tally, np.zeros(n, dtype=np.bool_), np.zeros(1, dtype=np.int64), soft, kind,
                      size, arrived, expired, keep)
