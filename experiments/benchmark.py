@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import simpy
 
-from sim import Scenario, __version__, plotting, simulate
+from sim import Scenario, __version__, simulate
+from sim.reports import plotting
 from sim.results import write_atomic
-from sim.sweep import (
+from sim.studies.sweep import (
     experiment_args,
     fmt_time,
     mean_ci,
@@ -85,7 +86,8 @@ def load_naive():
 
 
 def key_stats(summary: dict, timeseries: dict) -> dict:
-    """The statistics both engines report, by the same definitions (tests/test_agreement.py)."""
+    """The statistics both engines report, by the same definitions
+    (tests/model/test_agreement.py)."""
     return {"delivered": summary["recipients"]["delivered"],
             "expired": summary["recipients"]["expired"],
             "attempts": summary["attempts"],
@@ -184,7 +186,7 @@ def speedups(runs: list[dict], key: str = "wall_s") -> np.ndarray:
 
 def agreement(runs: list[dict]) -> dict:
     """Per statistic: both engines' means over their seeds, the relative difference, the z-score
-    of the difference, and the verdict of tests/test_agreement.py's rule (|difference| within
+    of the difference, and the verdict of tests/model/test_agreement.py's rule (|difference| within
     4 standard errors plus 1 % of the level, for quantities whose seed-to-seed spread is ~0)."""
     cols = {k: [] for k in ("statistic", "relaysim_mean", "relaysim_sd", "relaysim_seeds",
                             "naive_mean", "naive_sd", "naive_seeds", "rel_diff", "z", "agree")}
@@ -301,11 +303,11 @@ def profile(label: str, table: dict, seed: int) -> str:
 
 def kernel_times(scenario: Scenario, seed: int) -> dict:
     """Wall time and calls per compiled kernel in one run (each wrapped in a timer)."""
-    import sim.concurrency
-    import sim.deferred
-    import sim.relay
-    import sim.upstream
-    mods = (sim.upstream, sim.concurrency, sim.relay, sim.deferred)
+    import sim.model.agents
+    import sim.model.deferred
+    import sim.model.qmgr
+    import sim.model.relay
+    mods = (sim.model.qmgr, sim.model.agents, sim.model.relay, sim.model.deferred)
     found = {}
     for mod in mods:
         for name, obj in vars(mod).items():

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import NullLocator
 
-from sim import plotting
-from sim.explain import littles_law, residence_time
-from sim.sweep import (
+from sim.reports import plotting
+from sim.reports.explain import littles_law, residence_time
+from sim.studies.sweep import (
     base_scenario,
     experiment_args,
     fmt_ci,
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
          "each run lasts lifetime + 1.5 d; the steady state is the mean over its last day",
          "Little's law: arrivals with an unknown recipient x residence time, the residence "
          "time from the engine's own retry policy iterated over arrival phases "
-         "(sim.explain.residence_time)",
+         "(sim.reports.explain.residence_time)",
          f"{a.seeds} seeds per point; error bars are 95 % t-intervals over seeds"],
         [(NAME, "Steady-state backlog versus lifetime and unknown share, with Little's law")],
         answer, f"python experiments/{NAME}.py" + (" --quick" if a.quick else ""),

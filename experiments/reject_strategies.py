@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim import plotting
-from sim.sweep import (
+from sim.reports import plotting
+from sim.studies.sweep import (
     base_scenario,
     experiment_args,
     fmt_ci,

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MultipleLocator
 
-from sim import plotting
-from sim.explain import littles_law
-from sim.sweep import (
+from sim.reports import plotting
+from sim.reports.explain import littles_law
+from sim.studies.sweep import (
     base_scenario,
     experiment_args,
     fmt_ci,
@@ -223,7 +223,8 @@ def main(argv=None) -> int:
         answer, "python experiments/seed_story.py" + (" --quick" if a.quick else ""),
         notes=["The queue is deferred + active messages sampled every 10 minutes; samples "
                "fall on queue-run instants, when one scan's batch is in the active queue.",
-               "Little's law uses the exact Postfix schedule (sim.explain.residence_time): a "
+               "Little's law uses the exact Postfix schedule "
+               "(sim.reports.explain.residence_time): a "
                "message to an unknown user stays lifetime + the lag to its first retry after "
                "the lifetime."],
         headline=(f"A 450 parks {np.mean(plateau_q):,.0f} messages at a default Postfix "

@@ -69,9 +69,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import postfix_lab as pl  # noqa: E402
 
 import sim  # noqa: E402
-from sim import plotting  # noqa: E402
+from sim.reports import plotting  # noqa: E402
 from sim.results import write_atomic  # noqa: E402
-from sim.sweep import write_readme  # noqa: E402
+from sim.studies.sweep import write_readme  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "validation" / "postfix"
 QUEUES = ("incoming", "active", "deferred", "hold")

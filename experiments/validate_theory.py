@@ -23,7 +23,7 @@ attempt's start (Results.attempts, message id = order of arrival) minus its arri
 5 % of messages are dropped as warm-up. (b), (c): Poisson senders; smtp_transaction_time = 0,
 so an attempt starts and ends at the same instant and a message is in the deferred queue
 exactly between consecutive attempts. Every check compares a closed form with the 95 %
-t-interval over seeds (sim.sweep.mean_ci).
+t-interval over seeds (sim.studies.sweep.mean_ci).
 
 Figures: mmc_wait (mean wait, P(wait > 0) and their relative error vs rho, per c),
 littles_law (deferred queue over time with L and lambda x W), expiry_lag (backlog / rate -
@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 import sim
-from sim import plotting
+from sim.reports import plotting
 from sim.results import write_atomic
-from sim.sweep import mean_ci, write_readme
+from sim.studies.sweep import mean_ci, write_readme
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "validation" / "theory"
 DAY = 86400.0
@@ -189,8 +189,9 @@ def littles_run(seed: int, quick: bool = False) -> dict:
     """(b): 1 d lifetime, 2000 messages/d of which 30 % to unknown users (600/d deferred), for
     14 d (quick: 4 d); then no new mail until the last message has expired."""
     stop = (4 if quick else 14) * DAY
-    r = sim.simulate(deferred_scenario(DAY, 2000, 0.3, stop + DAY + 3 * 3600, seed, stop=stop),
-                     record_attempts=True)
+    r = sim.simulate(
+        deferred_scenario(DAY, 2000, 0.3, stop + DAY + 3 * 3600, seed, stop=stop),
+        record_attempts=True)
     return {"seed": seed, **littles_law(r)}
 
 
@@ -452,7 +453,7 @@ def _readme(out, mmc, again, lit, lags, seeds, n, rate, window, quick):
         "within one 300 s window of lags.")
     setup = [
         f"Seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} per setting); 95 % Student-t intervals "
-        "over seeds (sim.sweep.mean_ci).",
+        "over seeds (sim.studies.sweep.mean_ci).",
         f"(a) {n:,} messages per run, explicit Poisson arrival times (numpy, own seed), "
         f"every recipient known, smtp_transaction_time = {MEAN_SERVICE:g} s (exponential), "
         f"default_destination_concurrency_limit = c; the first {WARMUP_SHARE:.0%} of messages "
@@ -498,7 +499,8 @@ def _readme(out, mmc, again, lit, lags, seeds, n, rate, window, quick):
         "lifetime, else mtime = floor(T) + clamp(age, minimal_backoff_time, "
         "maximal_backoff_time) and the next attempt is the first scan k x queue_run_delay with "
         "mtime <= scan + 1) from arrivals spread over one queue-run interval (expiry_lag(); "
-        "it agrees with sim.sweep.residence_time, the engine's own reference, to the second).",
+        "it agrees with sim.studies.sweep.residence_time, the engine's own reference, "
+        "to the second).",
         "The domain brief (mta-semantics.md sections 0.6, 2.4 and 7) puts the mean lag at "
         "about 2100 s, half the 4200 s steady retry interval, assuming the retry cycle's phase "
         "is uniform. It is not: backoff is anchored to each message's own arrival, so the ages "

@@ -7,8 +7,8 @@ Public names: Scenario, simulate, Results, ScenarioError, __version__.
 __version__ = "0.1.0"
 
 from sim.errors import ScenarioError  # noqa: E402
+from sim.model.simulate import simulate  # noqa: E402
 from sim.results import Results  # noqa: E402
 from sim.scenario import Scenario  # noqa: E402
-from sim.simulate import simulate  # noqa: E402
 
 __all__ = ["Scenario", "simulate", "Results", "ScenarioError", "__version__"]

@@ -4,11 +4,11 @@ Public names: main.
 
 Contract:
 - main(argv) -> exit status; `relaysim ...` and `python -m sim ...` both call it.
-  `run` simulates a scenario file and writes its run folder (sim.output.write_run), then prints
-  a short summary on stdout; `explain` prints the effective parameters, the retry timeline of
-  one deferred message and the Little's-law backlog (computed by sim.explain); `qshape` prints
-  the deferred queue's qshape table at a sample of a run folder (sim.qshape); `plot` redraws a
-  run folder's figures without simulating.
+  `run` simulates a scenario file and writes its run folder (sim.reports.output.write_run),
+  then prints a short summary on stdout; `explain` prints the effective parameters, the retry
+  timeline of one deferred message and the Little's-law backlog (computed by
+  sim.reports.explain); `qshape` prints the deferred queue's qshape table at a sample of a run
+  folder (sim.postfix.qshape); `plot` redraws a run folder's figures without simulating.
 - Every bad input (scenario, --set, --seed, --out, arguments) is one line on stderr,
   `relaysim: error: <what>`, and exit status 2, before anything is written. A run that fails or
   is interrupted leaves the previous run's files untouched; Ctrl-C exits with 130.
@@ -188,8 +188,8 @@ def _overrides(items: list[str]) -> dict:
 
 def _scenario(args):
     """The scenario file with --set and --seed applied, every schedule parameter checked."""
+    from sim.model.qmgr import schedule_params
     from sim.scenario import Scenario
-    from sim.upstream import schedule_params
 
     scen = Scenario.from_toml(args.scenario)
     ov = _overrides(args.set)
@@ -207,8 +207,8 @@ def _scenario(args):
 def _run(args) -> int:
     import time
 
-    from sim.output import plotting_available, write_run
-    from sim.simulate import simulate
+    from sim.model.simulate import simulate
+    from sim.reports.output import plotting_available, write_run
 
     scen = _scenario(args)
     out = Path(args.out) if args.out else Path("results") / scen.simulation.name
@@ -240,7 +240,7 @@ def _bar(scen):
 
 
 def _summary_text(results, out: Path, written, wall_s: float, plotted: bool) -> str:
-    from sim.explain import format_seconds, format_span
+    from sim.reports.explain import format_seconds, format_span
 
     s, scen = results.summary, results.scenario
     r = s["recipients"]
@@ -265,15 +265,15 @@ def _summary_text(results, out: Path, written, wall_s: float, plotted: bool) -> 
         lines.append("not modelled (ignored): " + ", ".join(scen.not_modelled))
     lines.append(f"wrote {out}/: " + ", ".join(p.name for p in written
                                                if p.suffix in (".json", ".csv")))
-    lines.append(f"figures: {', '.join(figs)}" if figs else "figures: none (sim.plotting is "
-                 "not available)" if not plotted else "figures: none")
+    lines.append(f"figures: {', '.join(figs)}" if figs else "figures: none ("
+                 "sim.reports.plotting is not available)" if not plotted else "figures: none")
     return "\n".join(lines) + "\n"
 
 
 # --- explain ---------------------------------------------------------------------------------
 
 def _explain(args) -> int:
-    from sim import explain
+    from sim.reports import explain
 
     scen = _scenario(args)
     params = explain.parameters(scen, all_=args.defaults)
@@ -304,7 +304,7 @@ def _field(obj, name: str):
 
 
 def _timeline_text(scen) -> list[str]:
-    from sim import explain
+    from sim.reports import explain
 
     up = scen.upstream
     tl = explain.retry_timeline(up)
@@ -339,7 +339,7 @@ def _timeline_text(scen) -> list[str]:
 
 
 def _backlog_text(scen) -> list[str]:
-    from sim import explain
+    from sim.reports import explain
 
     b = explain.littles_law(scen)
     span = explain.format_span
@@ -364,9 +364,9 @@ def _backlog_text(scen) -> list[str]:
 # --- qshape and plot -------------------------------------------------------------------------
 
 def _qshape(args) -> int:
-    from sim.explain import format_seconds
-    from sim.output import read_run
-    from sim.qshape import RELAY_DOMAIN, format_table, nearest_sample
+    from sim.postfix.qshape import RELAY_DOMAIN, format_table, nearest_sample
+    from sim.reports.explain import format_seconds
+    from sim.reports.output import read_run
     from sim.units import parse_time
 
     run = read_run(args.results)
@@ -383,11 +383,11 @@ def _qshape(args) -> int:
 
 
 def _plot(args) -> int:
-    from sim.output import draw_figures, plotting_available, read_run, stage_and_commit
+    from sim.reports.output import draw_figures, plotting_available, read_run, stage_and_commit
 
     run = read_run(args.results)
     if not plotting_available():
-        return _fail("plot: sim.plotting is not available in this installation", 1)
+        return _fail("plot: sim.reports.plotting is not available in this installation", 1)
     written = stage_and_commit(args.results, lambda staging: draw_figures(run, staging))
     print("\n".join(str(p) for p in written))
     return 0

@@ -19,7 +19,7 @@ Contract:
   part in equality.
 - [upstream] and [relay] accept `main_cf = '''...'''` (main.cf or `postconf -n` text) and
   `main_cf_file = "path"`: Postfix syntax, `$name` expansion against Postfix's defaults, each
-  parameter's own default unit (sim.maincf). Explicit TOML keys win over pasted ones.
+  parameter's own default unit (sim.postfix.maincf). Explicit TOML keys win over pasted ones.
 Errors: every bad key, type, unit or value raises ScenarioError naming the key (dotted, e.g.
 `upstream.maximal_queue_lifetime`), the value and what is allowed.
 """
@@ -119,7 +119,7 @@ class Upstream:
     address_verify_positive_refresh_time: float = knob(
         7 * 86400.0, "time", "re-probe a known-good address after this", "s", default_unit="d",
         lo=1)
-    # --- other MTAs' schedules (mta = ...); see sim.schedules for their sources -----------
+    # --- other MTAs' schedules (mta = ...); see sim.model.schedules for their sources -----------
     exim_retry_rule: str = knob("F,2h,15m; G,16h,1h,1.5; F,4d,6h", "str",
                                 "exim: retry rules in Exim's syntax")
     queue_runner_interval: float = knob(1800.0, "time", "exim: queue runner interval (-q30m)",
@@ -297,10 +297,10 @@ def _with_main_cf(table: Any, cls, prefix: str, origins: dict, not_modelled: lis
 
     `main_cf = '''...'''` holds main.cf or `postconf -n` text, `main_cf_file` a path to one.
     Parameters relaysim models take effect; other Postfix parameters are listed in
-    `not_modelled`; names Postfix does not know are an error (sim.maincf)."""
+    `not_modelled`; names Postfix does not know are an error (sim.postfix.maincf)."""
     if not isinstance(table, Mapping) or not ({"main_cf", "main_cf_file"} & set(table)):
         return table
-    from sim import maincf
+    from sim.postfix import maincf
 
     table = dict(table)
     text = table.pop("main_cf", "")

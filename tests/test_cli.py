@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.qshape import format_table
+from sim.postfix.qshape import format_table
 from sim.results import QSHAPE_LABELS, TIMESERIES_UNITS
 
 AGES = [f"age_{lab}" for lab in QSHAPE_LABELS]
@@ -178,7 +178,7 @@ def test_sigint_keeps_the_previous_run_and_exits_130(run_dir, tmp_path):
 
 @pytest.mark.parametrize("existing", [True, False], ids=["previous-run", "new-folder"])
 def test_a_write_interrupted_before_the_renames_changes_nothing(run_dir, tmp_path, existing):
-    from sim.output import stage_and_commit
+    from sim.reports.output import stage_and_commit
 
     out = tmp_path / "out"
     if existing:
@@ -344,7 +344,7 @@ def test_explain_littles_law(tmp_path):
     scen = write(tmp_path / "e.toml", SHORT)
     out = relaysim("explain", scen).stdout
     # lambda = 2000/d x 0.3 = 600/d; W = the exact residence time of the default schedule
-    from sim.explain import residence_time
+    from sim.reports.explain import residence_time
     from sim.scenario import Upstream
     expected = 600 / 86400 * residence_time(Upstream())
     assert 3005 < expected < 3010  # 5 d plus about 17.5 min
@@ -436,7 +436,7 @@ def test_qshape_rejects_times_outside_the_run_and_other_queues(run_dir):
 
 
 def test_plot_redraws_the_figures_from_saved_files(run_dir, tmp_path):
-    pytest.importorskip("sim.plotting")
+    pytest.importorskip("sim.reports.plotting")
     out = tmp_path / "copy"
     shutil.copytree(run_dir[0], out)
     figures = {p.name for p in out.iterdir() if p.suffix in (".png", ".svg")}

@@ -1,0 +1,1 @@
+"""Reports: figures (plotting), explain, and run folders (output)."""

@@ -1,0 +1,242 @@
+"""explain: what a scenario means before it runs: effective parameters, the retry timeline of
+one deferred message, and the steady-state deferred backlog by Little's law.
+
+Public names: parameters, Parameter, retry_timeline, Timeline, residence_time, littles_law,
+Backlog, littles_law_backlog, lifetime, steady_interval, format_value, format_seconds, format_span.
+
+Contract:
+- parameters(scenario, all_=False) -> [Parameter(name, value, origin, doc)] in declaration
+  order, named as --set names them (simulation.duration, senders.0.rate, relay.outages). Like
+  `postconf -n`, only what was set or differs from the default, unless all_ (`postconf -d`
+  style). `value` is the Postfix-style spelling with its unit (5d, 10000/d, 20k); `origin` is
+  where it came from: Scenario.origins (file, main_cf, --set, ...), else "default" when it
+  equals the default and "file" otherwise (sender tables record no origins).
+- retry_timeline(upstream) -> Timeline(attempts, expiry_s): the attempts [(number, seconds since
+  arrival)] of one message, sent by a non-null sender, whose recipient is deferred at every
+  attempt, under the upstream's MTA schedule (sim.model.schedules), until it is returned;
+  expiry_s is the age at that last attempt. Assumptions: attempts take no time, the first is on
+  arrival, and the message arrives `phase_s` seconds (default 1 s) after a queue-runner start; MTAs
+  without a runner grid retry at the wake time itself.
+- littles_law(scenario) -> Backlog: the messages queued (deferred, or active during a queue
+  run) in steady state, L = lambda * W, for the configuration at t = 0. lambda counts messages
+  with at least one unknown recipient from the senders with a constant Poisson inflow (no
+  explicit arrivals, no stop time): per sender rate * (1 - (1 - f)^k), f =
+  unknown_recipient_fraction (1 when relay.local_users is 0), k = recipients_per_message.
+  W = residence_time(upstream): the mean time from arrival to the expiring attempt of an
+  always-deferred message, iterated with the engine's own retry policy over arrival phases
+  spread across one queue-run interval (expiry waits for the first attempt past the lifetime;
+  the lag is not half a retry interval: backoff counts from each message's own arrival, so for
+  one lifetime the lags fall in a window of one queue-run interval). `messages` is None, with
+  a `reason`, when unknown recipients are not deferred (5xx without soft_bounce) or no sender
+  has a constant inflow.
+  Null-sender mail is counted with the ordinary lifetime.
+Errors: ScenarioError from sim.model.qmgr.schedule_params (bad Exim rules). Nothing is printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import NamedTuple
+
+import numpy as np
+
+from sim.model.qmgr import Policy, schedule_params
+from sim.model.schedules import SCHEDULES, next_queue_run
+from sim.units import TIME_UNITS, format_time
+
+DAY = 86400
+
+
+class Parameter(NamedTuple):
+    name: str
+    value: str
+    origin: str
+    doc: str
+
+
+def format_value(f: dataclasses.Field, value) -> str:
+    """A field's value in Postfix style, with its unit: 5d, 10000/d, 20k, yes, 0.35."""
+    kind = f.metadata["kind"]
+    if kind == "time":
+        return "inf" if value == math.inf else format_seconds(value)
+    if kind == "rate":
+        return f"{value * DAY:.6g}/d"
+    if kind == "size":
+        for suffix, n in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+            if value >= n and (value / n) == round(value / n, 3):
+                return f"{value / n:g}{suffix}"
+        return f"{value:g}"
+    if kind == "times":
+        return "[" + ", ".join(format_seconds(v) for v in value) + "]"
+    if kind == "outages":
+        return "[" + ", ".join(f"{{start = {format_seconds(o.start)}, duration = "
+                               f"{format_seconds(o.duration)}}}" for o in value) + "]"
+    if kind == "bool":
+        return "yes" if value else "no"
+    if kind == "float":
+        return f"{value:g}"
+    return str(value)
+
+
+def parameters(scenario, all_: bool = False) -> list[Parameter]:
+    """The effective parameters (see the module contract)."""
+    tables = [("simulation", scenario.simulation), *(
+        (f"senders.{i}", s) for i, s in enumerate(scenario.senders)),
+        ("upstream", scenario.upstream), ("relay", scenario.relay)]
+    out = []
+    for prefix, obj in tables:
+        default_obj = type(obj)()
+        for f in dataclasses.fields(obj):
+            name = f"{prefix}.{f.name}"
+            value, default = getattr(obj, f.name), getattr(default_obj, f.name)
+            origin = scenario.origins.get(name) or scenario.origins.get(
+                re.sub(r"^senders\.(\d+)", r"senders[\1]", name))
+            if origin is None:
+                origin = "default" if value == default else "file"
+            if all_ or origin != "default":
+                out.append(Parameter(name, format_value(f, value), origin, f.metadata["doc"]))
+    return out
+
+
+class Timeline(NamedTuple):
+    attempts: list[tuple[int, int]]  # (attempt number, seconds since arrival)
+    expiry_s: int  # age at the last attempt, when the message is returned to its sender
+
+
+def retry_timeline(upstream, phase_s: int = 1, max_attempts: int = 1_000_000) -> Timeline:
+    """Attempts of one always-deferred message until it is returned (see the contract)."""
+    sched = SCHEDULES[upstream.mta]
+    p = schedule_params(upstream)
+    grid = getattr(p, sched.runner) if sched.runner else 0
+    create = grid + phase_s if grid else 0
+    now, tries, last_fail, last_next = create, 0, -1, -1
+    attempts = []
+    while tries < max_attempts:
+        tries += 1
+        attempts.append((tries, now - create))
+        wake, give_up = sched.retry(*(np.array([v]) for v in (create, now, tries, last_fail,
+                                                                last_next)), p)
+        if give_up[0]:
+            return Timeline(attempts, now - create)
+        last_fail, last_next = now, int(wake[0])
+        now = int(next_queue_run(wake, grid, sched.slack)[0]) if grid else int(wake[0])
+    raise ValueError(f"no expiry within {max_attempts} attempts")  # pragma: no cover
+
+
+def lifetime(upstream) -> int:
+    """The smallest age at which a failed attempt returns the message (bisection on the
+    schedule's give_up, which depends on the age only)."""
+    sched = SCHEDULES[upstream.mta]
+    p = schedule_params(upstream)
+
+    def gives_up(age: int) -> bool:
+        a = [np.array([v]) for v in (0, age, 1, -1, -1)]
+        return bool(sched.retry(*a, p)[1][0])
+
+    lo, hi = -1, retry_timeline(upstream).expiry_s  # gives_up(hi) is true
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if gives_up(mid) else (mid, hi)
+    return hi
+
+
+def steady_interval(tl: Timeline) -> int:
+    """The last full gap between attempts (the final one may be cut short by an ultimate
+    timeout), 0 for a single attempt."""
+    t = [s for _, s in tl.attempts]
+    gaps = np.diff(t)
+    return int(gaps[-2:].max()) if gaps.size else 0
+
+
+def residence_time(up, phases: int = 600) -> float:
+    """Mean time (s) from arrival until a message that is always deferred is returned: the
+    upstream's retry schedule iterated from arrival times spread over one queue-run interval."""
+    pol = Policy([up])
+    step = pol.interval(0)
+    arrival = 10 * step + (np.arange(phases) + 0.5) * step / phases
+    create = np.floor(arrival).astype(np.int64)
+    now = create.copy()
+    tries = np.zeros(phases, dtype=np.int64)
+    last_fail = np.full(phases, -1, dtype=np.int64)
+    last_next = np.full(phases, -1, dtype=np.int64)
+    done = np.full(phases, np.nan)
+    live = np.ones(phases, dtype=bool)
+    snap = np.zeros(phases, dtype=np.int64)
+    null = np.zeros(phases, dtype=bool)
+    for _ in range(100000):
+        if not live.any():
+            break
+        idx = np.flatnonzero(live)
+        tries[idx] += 1
+        wake, give_up = pol.retry(snap[idx], create[idx], now[idx], tries[idx],
+                                  last_fail[idx], last_next[idx], null[idx])
+        done[idx[give_up]] = (now[idx] - arrival[idx])[give_up]
+        live[idx[give_up]] = False
+        go = idx[~give_up]
+        last_fail[go] = now[go]
+        last_next[go] = wake[~give_up]
+        now[go] = pol.entry(wake[~give_up], 0)
+    return float(np.nanmean(done))
+
+
+class Backlog(NamedTuple):
+    messages: float | None  # steady-state deferred messages; None when there is none
+    rate_per_s: float  # lambda: messages with at least one unknown recipient, per second
+    lifetime_s: float
+    lag_s: float  # mean expiry lag: residence time minus the lifetime
+    senders: tuple[int, ...]  # indexes of the senders counted
+    reason: str  # why messages is None, else ""
+
+    @property
+    def residence_s(self) -> float:
+        return self.lifetime_s + self.lag_s
+
+
+def littles_law(scenario) -> Backlog:
+    """Steady-state deferred backlog from unknown recipients (see the module contract)."""
+    relay, up = scenario.relay, scenario.upstream
+    deferred = relay.unknown_local_recipient_reject_code < 500 or relay.soft_bounce
+    steady = tuple(i for i, s in enumerate(scenario.senders)
+                   if not s.arrivals and s.stop == math.inf and s.rate > 0)
+    lam = 0.0
+    for i in steady:
+        s = scenario.senders[i]
+        f = 1.0 if relay.local_users == 0 else s.unknown_recipient_fraction
+        lam += s.rate * (1 - (1 - f) ** s.recipients_per_message)
+    life = lifetime(up)
+    lag = residence_time(up) - life
+    reason = ""
+    if not deferred:
+        reason = (f"the relay answers unknown recipients with "
+                  f"{relay.unknown_local_recipient_reject_code}, so they bounce at the first "
+                  "attempt instead of waiting in the deferred queue")
+    elif not steady:
+        reason = "no sender has a constant inflow (explicit arrivals or a stop time)"
+    messages = None if reason else lam * (life + lag)
+    return Backlog(messages, lam, float(life), lag, steady, reason)
+
+
+def littles_law_backlog(scenario) -> float | None:
+    """Steady-state deferred messages, lambda_unknown * (lifetime + mean expiry lag), or None."""
+    return littles_law(scenario).messages
+
+
+def format_seconds(seconds: float) -> str:
+    """A time as one Postfix value, in days rather than weeks: 2419200 -> '28d', 4200 -> '70m'."""
+    if seconds and float(seconds).is_integer() and seconds % DAY == 0:
+        return f"{int(seconds // DAY)}d"
+    return format_time(seconds)
+
+
+def format_span(seconds: float) -> str:
+    """A duration in days, hours, minutes and seconds: 4799 -> '1h19m59s', 0 -> '0s'."""
+    s = int(round(seconds))
+    sign, s = ("-", -s) if s < 0 else ("", s)
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        n, s = divmod(s, TIME_UNITS[unit])
+        if n:
+            parts.append(f"{n}{unit}")
+    return sign + ("".join(parts) or "0s")

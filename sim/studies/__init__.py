@@ -1,0 +1,1 @@
+"""Studies: many runs of one scenario (sweeps, seeds, statistics, experiment scaffolding)."""

@@ -1,0 +1,413 @@
+"""The upstream queue host through the whole engine: Postfix's schedule, expiry, DSNs,
+throttling, and the invariants every run must keep."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim import Scenario, simulate
+
+DAY = 86400
+
+
+def one_message(arrival="1s", code=450, duration="6d", upstream=None, relay=None, sender=None):
+    """One message to an unknown user, zero-time attempts, so times are exact."""
+    return Scenario.from_dict({
+        "simulation": {"duration": duration, "sample_interval": "1h"},
+        "senders": [{"arrivals": [arrival], "unknown_recipient_fraction": 1, **(sender or {})}],
+        "upstream": {"smtp_transaction_time": "0s", **(upstream or {})},
+        "relay": {"unknown_local_recipient_reject_code": code, **(relay or {})},
+    })
+
+
+def ages(res, arrival):
+    return res.attempts["t_s"] - arrival
+
+
+@pytest.mark.parametrize("arrival, first", [
+    (1.0, [0, 299, 599, 1199, 2399, 4799]),
+    (150.0, [0, 450, 1050, 2250, 4650, 8850]),
+], ids=["just-after-scan", "mid-grid"])
+def test_postfix_default_schedule(arrival, first):
+    res = simulate(one_message(f"{arrival}s"), record_attempts=True)
+    a = ages(res, arrival)
+    assert a[:6].tolist() == first
+    assert np.all(np.diff(a[5:]) == 4200)  # steady interval 14 x 300 s, not 4000 s
+    out = res.attempts["outcome"]
+    assert out[-1] == "expired" and (out[:-1] == "deferred").all()
+    assert a[-1] >= 5 * DAY and a[-2] < 5 * DAY  # the first failed attempt at or after 5 d
+    assert res.summary["recipients"]["expired"] == 1
+    assert res.summary["dsn"]["nondelivery"] == 1
+
+
+def test_pre_24_defaults_retry_every_4000s():
+    res = simulate(one_message("1s", upstream={"postfix_version": "2.3"}), record_attempts=True)
+    a = ages(res, 1.0)
+    assert a[1] == 999  # first scan of the 1000 s grid
+    assert np.all(np.diff(a[6:]) == 4000)
+
+
+def test_bare_lifetime_is_days():
+    res = simulate(one_message(upstream={"maximal_queue_lifetime": 2}), record_attempts=True)
+    a = ages(res, 1.0)
+    assert 2 * DAY <= a[-1] < 2 * DAY + 4200
+    assert res.attempts["outcome"][-1] == "expired"
+
+
+@pytest.mark.parametrize("kind, dsn, backscatter", [
+    ({}, 1, 0),
+    ({"forged_sender_fraction": 1}, 1, 1),
+    ({"null_sender_fraction": 1}, 0, 0),
+], ids=["real-sender", "forged-sender", "null-sender"])
+def test_550_bounces_at_once_with_one_dsn(kind, dsn, backscatter):
+    res = simulate(one_message(code=550, sender=kind), record_attempts=True)
+    assert res.attempts["outcome"].tolist() == ["bounced"]
+    assert res.summary["dsn"]["nondelivery"] == dsn
+    assert res.summary["dsn"]["backscatter"] == backscatter
+
+
+def test_null_sender_uses_bounce_queue_lifetime():
+    res = simulate(one_message(sender={"null_sender_fraction": 1},
+                               upstream={"bounce_queue_lifetime": "1d"}), record_attempts=True)
+    a = ages(res, 1.0)
+    assert DAY <= a[-1] < DAY + 4200
+    assert res.summary["dsn"]["nondelivery"] == 0  # a failed bounce is dropped
+
+
+def test_soft_bounce_turns_550_into_deferral():
+    res = simulate(one_message(code=550, relay={"soft_bounce": True}, duration="1d"),
+                   record_attempts=True)
+    assert res.summary["recipients"]["bounced"] == 0
+    assert (res.attempts["outcome"] == "deferred").all() and res.attempts["t_s"].size > 5
+
+
+def test_fix_to_550_bounces_the_backlog_within_one_retry_cycle():
+    s = one_message(duration="3d").with_overrides({})
+    s = Scenario.from_dict({**s.to_dict(), "changes": [
+        {"at": "1d", "relay": {"unknown_local_recipient_reject_code": 550}}]})
+    res = simulate(s, record_attempts=True)
+    t = res.attempts["t_s"]
+    assert res.attempts["outcome"][-1] == "bounced"
+    assert DAY <= t[-1] <= DAY + 4200 + 300
+
+
+def test_known_user_is_delivered_at_once():
+    s = one_message(sender={"unknown_recipient_fraction": 0})
+    res = simulate(s, record_attempts=True)
+    assert res.attempts["outcome"].tolist() == ["sent"]
+    assert res.summary["delivery_delay_s"]["max"] == 0
+
+
+def test_outage_defers_and_throttles():
+    # mail every 10 s during a 1 h outage: one refused connection per minimal_backoff_time,
+    # the rest deferred without a connection
+    arrivals = [f"{3600 + 10 * i}s" for i in range(360)]
+    s = Scenario.from_dict({
+        "simulation": {"duration": "4h", "sample_interval": "5m"},
+        "senders": [{"arrivals": arrivals, "unknown_recipient_fraction": 0}],
+        "upstream": {"smtp_transaction_time": "0s"},
+        "relay": {"outages": [{"start": "1h", "duration": "1h"}]},
+    })
+    res = simulate(s, record_attempts=True)
+    t, out = res.attempts["t_s"], res.attempts["outcome"]
+    during = (t >= 3600) & (t < 7200)
+    assert (out[during] == "deferred").all()
+    sessions = res.timeseries["relay_sessions"]
+    tt = res.timeseries["t_s"]
+    assert sessions[(tt > 3600) & (tt < 7200)].sum() == 0  # refused: no SMTP session
+    assert res.summary["recipients"]["delivered"] == 360  # all delivered after the outage
+    # throttled until 300 s after the last refused connection, at most
+    first_sent = t[out == "sent"].min()
+    assert 7200 <= first_sent <= 7200 + 300
+
+
+def seed_story(code=450, **over):
+    d = {"simulation": {"duration": "3d", "sample_interval": "30m"},
+         "senders": [{"rate": "3000/d", "unknown_recipient_fraction": 0.35,
+                      "forged_sender_fraction": 0.8, "recipients_per_message": 2}],
+         "upstream": {"default_destination_concurrency_limit": 5, "maximal_queue_lifetime": "1d"},
+         "relay": {"unknown_local_recipient_reject_code": code}}
+    for k, v in over.items():
+        sec, key = k.split("__")
+        d.setdefault(sec, {})[key] = v
+    return Scenario.from_dict(d)
+
+
+@pytest.fixture(scope="module")
+def run450():
+    return simulate(seed_story(), record_attempts=True)
+
+
+def test_conservation_at_every_sample(run450):
+    ts = run450.timeseries
+    total = ts["delivered"] + ts["bounced"] + ts["expired"] + ts["queued_recipients"]
+    assert np.array_equal(total, ts["received"])
+    # queued recipients, counted independently from the active and deferred intervals
+    assert np.array_equal(ts["queued_recipients"],
+                          ts["active_recipients"] + ts["deferred_recipients"])
+    r = run450.summary["recipients"]
+    assert r["received"] == r["delivered"] + r["bounced"] + r["expired"] + r["queued_at_end"]
+
+
+def test_qshape_buckets_add_up_to_the_deferred_queue(run450):
+    assert np.array_equal(run450.qshape.sum(axis=1), run450.timeseries["deferred"])
+
+
+def test_nothing_attempted_before_its_wake_up(run450):
+    a = run450.attempts
+    # one row per recipient: keep one per (message, attempt time)
+    mid, t = np.unique(np.stack([a["message_id"], a["t_s"]]), axis=1)
+    same = mid[1:] == mid[:-1]
+    gaps = np.diff(t)[same]
+    # the shortest gap is the minimal backoff less the 1 s scan slack and the attempt time
+    assert gaps.min() >= 300 - 1 - 60
+
+
+def test_same_seed_same_results_other_seed_differs():
+    a, b = simulate(seed_story()), simulate(seed_story())
+    c = simulate(seed_story(), seed=2)
+    for k in a.timeseries:
+        assert np.array_equal(a.timeseries[k], b.timeseries[k]), k
+    assert a.summary == b.summary
+    assert a.summary != c.summary
+
+
+def test_550_never_holds_more_backlog_than_450(run450):
+    r550 = simulate(seed_story(550))
+    assert (r550.timeseries["deferred"] <= run450.timeseries["deferred"]).all()
+    assert r550.summary["dsn"]["backscatter"] > 0
+    assert run450.summary["recipients"]["bounced"] == 0
+
+
+def test_delay_warning_once_per_message():
+    res = simulate(one_message(upstream={"delay_warning_time": "4h"}))
+    assert res.summary["dsn"]["delay"] == 1
+    res = simulate(one_message(upstream={"delay_warning_time": "4h"},
+                               sender={"null_sender_fraction": 1}))
+    assert res.summary["dsn"]["delay"] == 0
+
+
+def test_active_queue_limit_keeps_the_rest_deferred():
+    # 200 messages due at the same scan, one agent, 1 s per attempt: with an active-queue limit
+    # of 50 the rest wait in the deferred queue instead of the active queue
+    arrivals = [f"{1 + i * 0.001}s" for i in range(200)]
+    base = {"simulation": {"duration": "600s", "sample_interval": "1s"},
+            "senders": [{"arrivals": arrivals, "unknown_recipient_fraction": 1}],
+            "upstream": {"default_destination_concurrency_limit": 1,
+                         "smtp_transaction_time": "0s"},
+            "relay": {"unknown_local_recipient_reject_code": 450},
+            "changes": [{"at": "100s", "upstream": {"smtp_transaction_time": "1s"}}]}
+    full = simulate(Scenario.from_dict(base))
+    base["upstream"]["qmgr_message_active_limit"] = 50
+    part = simulate(Scenario.from_dict(base))
+    t = full.timeseries["t_s"]
+    at = (t >= 310) & (t <= 400)
+    assert full.timeseries["active"][at].min() > 100
+    assert part.timeseries["active"].max() <= 50
+    assert (part.timeseries["deferred"][at] > full.timeseries["deferred"][at]).all()
+    assert np.array_equal(part.timeseries["deferred"] + part.timeseries["active"],
+                          full.timeseries["deferred"] + full.timeseries["active"])
+
+
+@pytest.mark.parametrize("mode, queued, turned_4xx", [
+    ("none", True, 0),
+    ("relay_recipient_maps", False, 0),
+    ("verify", False, 1),
+], ids=["none", "relay_recipient_maps", "verify"])
+def test_recipient_validation_at_the_upstream(mode, queued, turned_4xx):
+    s = one_message(duration="1d", upstream={"recipient_validation": mode})
+    res = simulate(s, record_attempts=True)
+    r = res.summary["recipients"]
+    assert (r["received"] == 1) == queued
+    assert r["rejected_at_upstream"] == (0 if queued else 1)
+    assert r["rejected_at_upstream_4xx"] == turned_4xx  # verify answers 450 while 450 probes
+    assert (res.summary["relay"]["probes"] > 0) == (mode == "verify")
+    if not queued:
+        assert res.attempts["t_s"].size == 0 and res.summary["dsn"]["nondelivery"] == 0
+
+
+def test_relay_recipient_maps_lag_lets_removed_users_through():
+    # user ids drawn from 100 users; at 1 h the relay drops to 10 users; with a 1 d lag the
+    # upstream still accepts mail for the removed ones, which the relay then rejects
+    d = {"simulation": {"duration": "3h"},
+         "senders": [{"rate": "2/m", "unknown_recipient_fraction": 0}],
+         "upstream": {"recipient_validation": "relay_recipient_maps"},
+         "relay": {"unknown_local_recipient_reject_code": 550},
+         "changes": [{"at": "1h", "relay": {"local_users": 10}}]}
+    fresh = simulate(Scenario.from_dict(d))
+    d["upstream"]["relay_recipient_maps_lag"] = "1d"
+    stale = simulate(Scenario.from_dict(d))
+    assert fresh.summary["recipients"]["bounced"] == 0
+    assert fresh.summary["recipients"]["rejected_at_upstream"] > 100
+    assert stale.summary["recipients"]["bounced"] > 100
+    assert stale.summary["recipients"]["rejected_at_upstream"] == 0
+
+
+@pytest.mark.parametrize("mta, upstream, expect_h", [
+    ("exim", {"queue_runner_interval": "30m"},
+     [0, .5, 1, 1.5, 2, 2.5, 3.5, 5, 7.5, 11, 16.5, 22.5, 28.5]),
+    ("qmail", {}, [0, 400 / 3600, 1600 / 3600, 1, 6400 / 3600]),
+    ("exchange", {}, [0, .25, .5, .75, 1]),
+    ("sendmail", {"queue_interval": "1h"}, [0, 1, 2, 3]),
+], ids=["exim-q30m", "qmail", "exchange", "sendmail-q1h"])
+def test_other_mta_schedules_through_the_engine(mta, upstream, expect_h):
+    s = one_message(arrival="0s", duration="2d", upstream={"mta": mta, **upstream})
+    res = simulate(s, record_attempts=True)
+    t = res.attempts["t_s"][: len(expect_h)] / 3600
+    assert np.allclose(t, expect_h, atol=1 / 3600 + 60 / 3600 * (mta in ("qmail", "exchange")))
+
+
+def test_reload_with_a_new_queue_run_delay_moves_the_scan_grid():
+    # a message deferred before the change is re-filed on the new 1000 s grid
+    s = Scenario.from_dict({
+        "simulation": {"duration": "1d"},
+        "senders": [{"arrivals": ["1s"], "unknown_recipient_fraction": 1}],
+        "upstream": {"smtp_transaction_time": "0s"},
+        "relay": {"unknown_local_recipient_reject_code": 450},
+        "changes": [{"at": "2h", "upstream": {"queue_run_delay": "1000s"}}]})
+    t = simulate(s, record_attempts=True).attempts["t_s"]
+    assert (t[t < 7200] % 300 == 0).sum() == (t < 7200).sum() - 1  # all but the arrival
+    assert t[t > 7200].size > 5 and (t[t > 7200] % 1000 == 0).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1e7), min_size=1, max_size=200), st.integers(1, 400))
+def test_qshape_stays_bucket_like_qshape_bucket(ages, j):
+    """A stay counted at filing lands in metrics.qshape_bucket's bucket, edges included, and
+    only at samples in [attempt end, tick)."""
+    from sim.model.metrics import qshape_bucket, qshape_edges
+    from sim.model.qmgr.host import _stay
+    edges = qshape_edges()
+    interval = 3600.0
+    t = j * interval
+    ages = np.array(ages + [300.0 * 2 ** k for k in range(10)])
+    q = np.zeros((j + 3, 10), dtype=np.int64)
+    for a in ages:
+        _stay(q, edges, interval, t - 5.0, t + 1.0, t - a, 1)  # waits over sample j only
+    assert q[j].tolist() == np.bincount(qshape_bucket(ages), minlength=10).tolist()
+    assert q.sum() == ages.size
+    _stay(q, edges, interval, t + 1.0, t + 1.0, 0.0, 1)  # an empty stay counts nowhere
+    _stay(q, edges, interval, t, t + interval, 0.0, 1)  # ended exactly at a sample: counted there
+    assert q.sum() == ages.size + 1 and q[j].sum() == ages.size + 1
+
+
+def test_qshape_counted_at_filing_matches_a_scan_of_the_deferred_queue(monkeypatch):
+    """Across reloads that move the scan grid and an outage, the qshape counts kept as
+    messages are filed equal a direct look at the deferred queue at every sample."""
+    from sim.model.metrics import qshape_bucket
+    from sim.model.qmgr import host as upstream
+    hosts, seen = [], {}
+    init = upstream.QueueHost.__init__
+
+    def capture(self, *a, **k):
+        init(self, *a, **k)
+        hosts.append(self)
+    monkeypatch.setattr(upstream.QueueHost, "__init__", capture)
+    scan = upstream.QueueHost.scan
+
+    def scan_then_look(self, T):  # a sample at a tick's instant is taken after the tick
+        scan(self, T)
+        if T in seen:
+            look(T)
+    monkeypatch.setattr(upstream.QueueHost, "scan", scan_then_look)
+
+    def look(t):
+        h = hosts[0]
+        files = [h.queue.files(key)[0] for key in h.queue.ticks() if key > t]
+        ages = [t - f[f[:, upstream.LAST_END] <= t, upstream.ARRIVAL] for f in files]
+        ages = np.concatenate(ages) if ages else np.empty(0)
+        seen[t] = np.bincount(qshape_bucket(ages), minlength=10)
+    s = Scenario.from_dict({
+        "simulation": {"duration": "3d", "sample_interval": "10m"},
+        "senders": [{"rate": "5000/d", "unknown_recipient_fraction": 0.3}],
+        "relay": {"unknown_local_recipient_reject_code": 450,
+                  "outages": [{"start": "20h", "duration": "3h"}]},
+        "changes": [{"at": "36h", "upstream": {"queue_run_delay": "7m"}},
+                    {"at": "180300s", "upstream": {"queue_run_delay": "1000s"}}]})
+    r = simulate(s, seed=3, progress=look)
+    assert r.qshape.sum() > 10_000
+    for j, t in enumerate(r.timeseries["t_s"]):
+        assert r.qshape[j].tolist() == seen[t].tolist(), t
+
+
+FUSED_CASES = {
+    "450": {},
+    "550, forged and null senders, 3 recipients": {
+        "relay": {"unknown_local_recipient_reject_code": 550},
+        "senders": [{"rate": "4000/d", "unknown_recipient_fraction": 0.4,
+                     "recipients_per_message": 3, "forged_sender_fraction": 0.3,
+                     "null_sender_fraction": 0.3}]},
+    "delay warnings, short bounce lifetime": {
+        "upstream": {"delay_warning_time": "3h", "bounce_queue_lifetime": "1d"},
+        "senders": [{"rate": "4000/d", "unknown_recipient_fraction": 0.3,
+                     "null_sender_fraction": 0.2}]},
+    "outages (the general path takes some scans)": {
+        "relay": {"unknown_local_recipient_reject_code": 450, "outage_mtbf": "10h",
+                  "outage_mttr": "1h"}},
+    "small active queue (the general path takes the larger scans)": {
+        "upstream": {"qmgr_message_active_limit": 40}},
+}
+
+
+@pytest.mark.parametrize("short", [False, True], ids=["", "many stops"])
+@pytest.mark.parametrize("extra", FUSED_CASES.values(), ids=FUSED_CASES.keys())
+def test_fused_scan_gives_the_general_paths_run(monkeypatch, extra, short):
+    """The compiled fused path (upstream._run_postfix, many ticks a call) and the general
+    path give the same run, bit for bit; the fused path must have run most ticks (but for
+    the small active queue)."""
+    from sim.model.qmgr import host as upstream
+    if short:  # the fused path stops often for more service times and room for delays
+        monkeypatch.setattr(upstream.ServiceTimes, "BLOCK", 3000)
+        monkeypatch.setattr(upstream.ServiceTimes, "ROOM", 1000)
+        monkeypatch.setattr(upstream.QueueHost, "DELAYS", 10)
+    table = {"simulation": {"duration": "3d", "sample_interval": "30m"},
+             "senders": [{"rate": "4000/d", "unknown_recipient_fraction": 0.3}],
+             "relay": {"unknown_local_recipient_reject_code": 450}}
+    table.update(extra)
+    s = Scenario.from_dict(table)
+    ran = []
+    fused = upstream.QueueHost._run_fused
+
+    def count(self, T):
+        done = fused(self, T)
+        ran.append(len(range(int(T), int(done), self._R)))
+        return done
+    monkeypatch.setattr(upstream.QueueHost, "_run_fused", count)
+    a = simulate(s, seed=5)
+    monkeypatch.setattr(upstream.QueueHost, "_run_fused", lambda self, T: T)
+    b = simulate(s, seed=5)
+    ticks = s.simulation.duration // s.upstream.queue_run_delay + 1
+    assert sum(ran) > (0.05 if "qmgr_message_active_limit" in str(extra) else 0.8) * ticks
+    assert max(ran) >= 10  # many ticks a call
+    assert a.summary["attempts"] == b.summary["attempts"] > 10_000
+    for k, v in a.timeseries.items():
+        assert np.array_equal(v, b.timeseries[k]), k
+    assert np.array_equal(a.qshape, b.qshape)
+    assert [a.summary["delivery_delay_s"][q] for q in ("p50", "p95", "max")] == [
+        b.summary["delivery_delay_s"][q] for q in ("p50", "p95", "max")]
+
+
+@pytest.mark.parametrize("mta, runner", [("postfix", "3h"), ("exim", "2h")])
+def test_every_tick_has_the_mail_arriving_before_the_next(monkeypatch, mta, runner):
+    """Senders hand over their mail far enough ahead (a chunk plus the longest queue-run
+    interval) that each qmgr tick sees all mail arriving up to the next tick, even when the
+    runner interval is longer than the senders' chunks (an hour at this rate)."""
+    from sim.model.qmgr import host as upstream
+    key = "queue_run_delay" if mta == "postfix" else "queue_runner_interval"
+    s = Scenario.from_dict({
+        "simulation": {"duration": "12h"},
+        "senders": [{"rate": "2000000/d", "unknown_recipient_fraction": 0.3}],
+        "upstream": {"mta": mta, key: runner},
+        "relay": {"unknown_local_recipient_reject_code": 450}})
+    seen = []
+    for name in ("scan", "_run_fused"):
+        orig = getattr(upstream.QueueHost, name)
+
+        def spy(self, T, orig=orig):
+            seen.append((T, self.heard.min(), self.policy.interval(self.cur)))
+            return orig(self, T)
+        monkeypatch.setattr(upstream.QueueHost, name, spy)
+    simulate(s, seed=1)
+    assert len(seen) > 3
+    assert all(heard >= min(T + R, s.simulation.duration) for T, heard, R in seen)
