@@ -1,9 +1,10 @@
 """Retry schedules of upstream MTAs: when a deferred message is tried again, and when returned.
 
-Public names: SCHEDULES, Schedule, next_queue_run, queue_run, postfix_retry, postfix_due,
-exim_retry, sendmail_retry, qmail_retry, exchange_retry, list_retry, parse_exim_rules, EximRule,
-PostfixParams, POSTFIX_PRE_2_4, EximParams, EXIM_DEFAULT_RETRY, SendmailParams, QmailParams,
-ExchangeParams, ExchangeOnlineParams, ListParams.
+Public names: SCHEDULES, Schedule, pack, due, site_due, next_queue_run, queue_run,
+postfix_retry, postfix_due, exim_retry, exim_due, sendmail_retry, qmail_retry, exchange_retry,
+list_retry, parse_exim_rules, EximRule, PostfixParams, POSTFIX_PRE_2_4, EximParams,
+EXIM_DEFAULT_RETRY, SendmailParams, QmailParams, ExchangeParams, ExchangeOnlineParams,
+ListParams; the rule numbers POSTFIX .. LIST and the site rules DEAD .. NO_MEMORY.
 
 Contract:
 - Every schedule is one pure, vectorised function
@@ -16,17 +17,22 @@ Contract:
   Outputs: `wake` (int64) = earliest time of the next attempt, before queue-runner quantisation;
   `give_up` (bool) = return the message to its sender now instead of retrying. `wake` has no
   meaning where `give_up` is set. No input is modified; nothing is random unless an rng is given.
+- Each rule is stated once, as a compiled function of one message's scalars: due(rule, P, ...)
+  chooses it by the schedule's number, with P = pack(params) (int64); the vectorised functions
+  above and the qmgr's tick engine both call it. site_due(site, P, ...) is the same for
+  site-level failures.
 - next_queue_run(wake, interval, slack) -> the first runner start T = k * interval (k >= 1;
   runners start at every multiple of `interval` since time 0) with wake <= T + slack. Postfix:
   interval = queue_run_delay, slack = 1 s (the qmgr skips files whose mtime > time() + 1). Exim
   and sendmail: the -q interval, slack 0. qmail, Exchange and `list` have no runner grid: the
   engine uses `wake` directly.
 - SCHEDULES maps the names of sim.scenario's `upstream.mta` to Schedule(retry, params, runner,
-  slack, site): the function, its parameters class (defaults = the MTA's defaults), the name of
-  the params field holding the runner interval (None: no grid), the slack, and the site-level
-  policy: how long a host that refused a connection is left alone (Postfix: dead for
-  minimal_backoff_time; Exim: the host's own retry record; sendmail: the host-status cache).
-  A new schedule is a new entry, not an `if`.
+  slack, rule, site): the vectorised function, its parameters class (defaults = the MTA's
+  defaults), the name of the params field holding the runner interval (None: no grid), the
+  slack, the rule's number and the site-level policy's: how long a host that refused a
+  connection is left alone (Postfix: dead for minimal_backoff_time; Exim: the host's own retry
+  record; sendmail: the host-status cache). A new schedule is a new entry (and, for a new
+  rule, a branch of `due`), never an `if` in the engine.
 
 Policies (citation keys as in the domain brief mta-semantics.md):
 - postfix_retry (PF25/PF37 src/qmgr/qmgr_active.c): wake = now + clamp(now - create,
@@ -131,13 +137,7 @@ def postfix_retry(create, now, tries, last_fail, last_next, p: PostfixParams, *,
                   null_sender=None) -> tuple[np.ndarray, np.ndarray]:
     """Backoff by queue age, clamped; expiry at the first failed attempt after the lifetime
     (postfix_due per message)."""
-    create, now = np.broadcast_arrays(*_int64(create, now))
-    null = (np.zeros(now.shape, dtype=bool) if null_sender is None
-            else np.broadcast_to(np.asarray(null_sender, dtype=bool), now.shape))
-    wake, give_up = _postfix_many(create.ravel(), now.ravel(), null.ravel(),
-                                  int(p.minimal_backoff_time), int(p.maximal_backoff_time),
-                                  int(p.maximal_queue_lifetime), int(p.bounce_queue_lifetime))
-    return wake.reshape(now.shape), give_up.reshape(now.shape)
+    return _retry(POSTFIX, pack(p), create, now, tries, last_fail, last_next, null_sender)
 
 
 @njit(cache=True)
@@ -147,16 +147,6 @@ def postfix_due(create, now, null, minimal, maximal, lifetime, bounce_lifetime):
     # Upper clamp first, then lower, as qmgr_active.c does (the minimum wins if they cross).
     delay = max(min(now - create, maximal), minimal)
     return now + delay, now >= create + (bounce_lifetime if null else lifetime)
-
-
-@njit(cache=True)
-def _postfix_many(create, now, null, minimal, maximal, lifetime, bounce_lifetime):
-    wake = np.empty_like(now)
-    give_up = np.empty(now.size, dtype=np.bool_)
-    for i in range(now.size):
-        wake[i], give_up[i] = postfix_due(create[i], now[i], null[i], minimal, maximal,
-                                          lifetime, bounce_lifetime)
-    return wake, give_up
 
 
 # --- Exim ------------------------------------------------------------------------------------
@@ -242,32 +232,47 @@ class EximParams:
 
 def exim_retry(create, now, tries, last_fail, last_next, p: EximParams, *,
                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """retry.c's next try from the first rule whose cutoff covers the failing interval."""
-    create, now, last_fail, last_next = _int64(create, now, last_fail, last_next)
-    if not p.rules:
-        return now + 1, np.ones(now.shape, dtype=bool)
-    fi = now - create
-    covered = fi[..., None] <= np.array([r.cutoff for r in p.rules])
-    give_up = ~covered.any(axis=-1)
-    rule = covered.argmax(axis=-1)  # first match in the order written, not the smallest cutoff
-    letter = np.array([r.letter for r in p.rules])[rule]
-    i = np.array([r.interval for r in p.rules], dtype=np.int64)[rule]
-    m = np.array([r.multiplier for r in p.rules], dtype=np.int64)[rule]
+    """retry.c's next try from the first rule whose cutoff covers the failing interval
+    (exim_due per message; with `rng`, H rules draw their extra at random)."""
+    create = np.asarray(create, dtype=np.int64)
+    u = None if rng is None else rng.random(create.shape)
+    return _retry(EXIM, pack(p), create, now, tries, last_fail, last_next, None, u)
 
-    first = last_fail < 0  # a new record has last_try = next_try = now: lastgap 0
-    lastgap = np.where(first, 0, np.minimum(last_next - last_fail, now - last_fail))
+
+@njit(cache=True)
+def exim_due(P, create, now, last_fail, last_next, u):
+    """One message's (wake, give_up) under exim_retry. P = pack(EximParams): the number of
+    rules, retry_interval_max, ultimate_timeout, then (letter 0 F / 1 G / 2 H, cutoff,
+    interval, multiplier in thousandths) per rule; u in [0, 1) draws an H rule's extra at
+    random, u < 0 takes the middle of its range."""
+    n = P[0]
+    if n == 0:
+        return now + 1, True
+    fi = now - create
+    r = -1
+    for k in range(n):  # the first rule in the order written that covers fi
+        if fi <= P[3 + 4 * k + 1]:
+            r = k
+            break
+    give_up = r < 0
+    r = max(r, 0)  # a wake without meaning when it gives up: the first rule's
+    letter, i, m = P[3 + 4 * r], P[3 + 4 * r + 2], P[3 + 4 * r + 3]
+    # a new record has last_try = next_try = now: lastgap 0
+    lastgap = 0 if last_fail < 0 else min(last_next - last_fail, now - last_fail)
     grown = lastgap * m // 1000
-    extra = np.maximum(grown - i, 0)
-    if rng is None:
-        extra = extra // 2 + extra // 4
-    else:
-        extra = rng.integers(0, np.maximum(extra, 1)) // 2 + extra // 2
-    gap = np.select([letter == "G", letter == "H"],
-                    [np.where(lastgap < i, i, grown), i + extra], default=i)
-    wake = now + np.minimum(gap, int(p.retry_interval_max))
-    if p.ultimate_timeout:
-        wake = np.minimum(wake, create + p.rules[-1].cutoff + 1)
-    return np.maximum(wake, now + 1), give_up
+    gap = i
+    if letter == 1:
+        gap = i if lastgap < i else grown
+    elif letter == 2:
+        extra = max(grown - i, 0)
+        if u < 0:
+            gap = i + extra // 2 + extra // 4
+        else:
+            gap = i + np.int64(u * max(extra, 1)) // 2 + extra // 2
+    wake = now + min(gap, P[1])
+    if P[2]:  # ultimate timeout: tried at the next run once older than the last cutoff
+        wake = min(wake, create + P[3 + 4 * (n - 1) + 1] + 1)
+    return max(wake, now + 1), give_up
 
 
 # --- sendmail, qmail, Exchange, explicit list ------------------------------------------------
@@ -284,8 +289,7 @@ class SendmailParams:
 def sendmail_retry(create, now, tries, last_fail, last_next, p: SendmailParams
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Every queue run tries the message once it has aged MinQueueAge since its last attempt."""
-    create, now = _int64(create, now)
-    return now + max(int(p.min_queue_age), 1), now >= create + int(p.queuereturn)
+    return _retry(SENDMAIL, pack(p), create, now, tries, last_fail, last_next)
 
 
 @dataclass(frozen=True)
@@ -296,26 +300,20 @@ class QmailParams:
 
 
 @njit(cache=True)
-def _isqrt(x: np.ndarray) -> np.ndarray:
-    """floor(sqrt(x)) of non-negative int64s, exact (compiled: a qmail tick is a few)."""
-    out = np.empty_like(x)
-    for i in range(x.size):
-        r = np.int64(math.floor(math.sqrt(x[i])))
-        if r * r > x[i]:  # float rounding, either way
-            r -= 1
-        if (r + 1) * (r + 1) <= x[i]:
-            r += 1
-        out[i] = r
-    return out
+def isqrt(x):
+    """floor(sqrt(x)) of a non-negative int64, exact."""
+    r = np.int64(math.floor(math.sqrt(x)))
+    if r * r > x:  # float rounding, either way
+        r -= 1
+    if (r + 1) * (r + 1) <= x:
+        r += 1
+    return r
 
 
 def qmail_retry(create, now, tries, last_fail, last_next, p: QmailParams
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Quadratic schedule on the message's age: attempts at birth + (c k)^2 when on time."""
-    create, now = _int64(create, now)
-    age = np.maximum(now - create, 0)
-    wake = create + (_isqrt(age.ravel()).reshape(age.shape) + int(p.chanskip)) ** 2
-    return wake, age > int(p.queuelifetime)
+    return _retry(QMAIL, pack(p), create, now, tries, last_fail, last_next)
 
 
 @dataclass(frozen=True)
@@ -335,9 +333,7 @@ class ExchangeOnlineParams(ExchangeParams):
 def exchange_retry(create, now, tries, last_fail, last_next, p: ExchangeParams
                    ) -> tuple[np.ndarray, np.ndarray]:
     """A fixed retry interval until the expiration timeout."""
-    create, now = _int64(create, now)
-    return (now + int(p.message_retry_interval),
-            now >= create + int(p.message_expiration_timeout))
+    return _retry(EXCHANGE, pack(p), create, now, tries, last_fail, last_next)
 
 
 @dataclass(frozen=True)
@@ -350,62 +346,124 @@ class ListParams:
 def list_retry(create, now, tries, last_fail, last_next, p: ListParams
                ) -> tuple[np.ndarray, np.ndarray]:
     """Gap number `tries` from the list, the last one repeating."""
-    create, now, tries = _int64(create, now, tries)
-    gaps = np.asarray(p.gaps, dtype=np.int64)
-    gap = gaps[np.clip(tries, 1, len(gaps)) - 1]
-    return now + gap, now >= create + int(p.lifetime)
+    return _retry(LIST, pack(p), create, now, tries, last_fail, last_next)
+
+
+# --- the rules, compiled: one function per rule, chosen by the schedule's number ----------------
+# P is a schedule's parameters packed as int64 (pack), so that compiled code takes any schedule.
+POSTFIX, EXIM, SENDMAIL, QMAIL, EXCHANGE, LIST = range(6)
+
+
+def pack(p) -> np.ndarray:
+    """A parameters object as the int64 vector its rule reads (see each *_due)."""
+    if isinstance(p, PostfixParams):
+        v = [p.minimal_backoff_time, p.maximal_backoff_time, p.maximal_queue_lifetime,
+             p.bounce_queue_lifetime]
+    elif isinstance(p, EximParams):
+        v = [len(p.rules), p.retry_interval_max, int(p.ultimate_timeout)]
+        for r in p.rules:
+            v += ["FGH".index(r.letter), r.cutoff, r.interval, r.multiplier]
+    elif isinstance(p, SendmailParams):
+        v = [p.min_queue_age, p.queuereturn, p.hoststatus]
+    elif isinstance(p, QmailParams):
+        v = [p.chanskip, p.queuelifetime]
+    elif isinstance(p, ExchangeParams):
+        v = [p.message_retry_interval, p.message_expiration_timeout]
+    else:
+        v = [p.lifetime, len(p.gaps), *p.gaps]
+    return np.array(v, dtype=np.int64)
+
+
+@njit(cache=True)
+def due(rule, P, create, now, tries, last_fail, last_next, null, u=-1.0):
+    """(wake, give_up) of one message after a failed attempt, under schedule `rule` with
+    packed parameters P (the contract's inputs, scalars)."""
+    if rule == POSTFIX:
+        return postfix_due(create, now, null, P[0], P[1], P[2], P[3])
+    if rule == EXIM:
+        return exim_due(P, create, now, last_fail, last_next, u)
+    if rule == SENDMAIL:  # a queue run that started before now has passed the message
+        return now + max(P[0], 1), now >= create + P[1]
+    if rule == QMAIL:  # create + (floor(sqrt(age)) + chanskip)^2; dying past queuelifetime
+        age = max(now - create, 0)
+        return create + (isqrt(age) + P[0]) ** 2, age > P[1]
+    if rule == EXCHANGE:
+        return now + P[0], now >= create + P[1]
+    # LIST: gap number `tries`, the last repeating
+    return now + P[2 + min(max(tries, 1), P[1]) - 1], now >= create + P[0]
+
+
+@njit(cache=True)
+def _due_many(rule, P, create, now, tries, last_fail, last_next, null, u):
+    wake = np.empty_like(now)
+    give_up = np.empty(now.size, dtype=np.bool_)
+    for k in range(now.size):
+        wake[k], give_up[k] = due(rule, P, create[k], now[k], tries[k], last_fail[k],
+                                  last_next[k], null[k], u[k])
+    return wake, give_up
+
+
+def _retry(rule, P, create, now, tries, last_fail, last_next, null=None, u=None):
+    """due over arrays (broadcast together), as the public *_retry functions offer it."""
+    arrays = np.broadcast_arrays(*_int64(create, now, tries, last_fail, last_next))
+    shape = arrays[0].shape
+    null = np.zeros(shape, dtype=bool) if null is None else np.broadcast_to(
+        np.asarray(null, dtype=bool), shape)
+    u = np.full(shape, -1.0) if u is None else np.broadcast_to(np.asarray(u, float), shape)
+    wake, give_up = _due_many(rule, P, *(a.ravel() for a in arrays), null.ravel(), u.ravel())
+    return wake.reshape(shape), give_up.reshape(shape)
 
 
 # --- site-level failures (the relay refuses connections) ----------------------------------------
-# site(first_failed, now, tries, last_fail, last_next, p) -> the time before which no delivery to
-# the host is tried, after the host refused a connection at `now` (scalars, whole seconds).
+# site_due(site, P, first_failed, now, tries, last_fail, last_next) -> the time before which no
+# delivery to the host is tried, after the host refused a connection at `now` (whole seconds).
 # first_failed: the first refusal since the host last accepted a connection; tries counts them.
-
-def postfix_site(first_failed, now, tries, last_fail, last_next, p) -> int:
-    """qmgr marks the destination dead and unthrottles it minimal_backoff_time later
-    (qmgr_queue.c qmgr_queue_throttle / qmgr_queue_unthrottle_wrapper)."""
-    return int(now + p.minimal_backoff_time)
-
-
-def exim_site(first_failed, now, tries, last_fail, last_next, p) -> int:
-    """A host error updates the host's own retry record (key = the IP address), with the same
-    rules, fi counted from the host's first failure (retry.c); mail to the host waits for it.
-    When the rules time out, the host is tried at each queue run."""
-    wake, give_up = exim_retry(*(np.array([v], dtype=np.int64) for v in (
-        first_failed, now, tries, last_fail, last_next)), p)
-    return int(now) if give_up[0] else int(wake[0])
+# DEAD: Postfix's qmgr marks the destination dead and unthrottles it minimal_backoff_time later
+#   (qmgr_queue.c qmgr_queue_throttle / qmgr_queue_unthrottle_wrapper; P[0] of Postfix's pack).
+# HOST_RECORD: Exim's host error updates the host's own retry record (key = the IP address),
+#   with the same rules, fi counted from the host's first failure (retry.c); mail to the host
+#   waits for it; when the rules time out, the host is tried at each queue run.
+# HOST_STATUS: sendmail's host-status cache keeps the host down for Timeout.hoststatus (30 min,
+#   conf.c MciInfoTimeout; P[2] of sendmail's pack); queue runs skip its mail meanwhile.
+# NO_MEMORY: qmail's qmail-tcpto records only connect timeouts; Exchange's glitch retries (1 min)
+#   are shorter than a queue tick (an ASSUMPTION: Microsoft documents the intervals, not how they
+#   interact with a refused connection); `list` has none.
+DEAD, HOST_RECORD, HOST_STATUS, NO_MEMORY = range(4)
 
 
-def sendmail_site(first_failed, now, tries, last_fail, last_next, p) -> int:
-    """The host-status cache keeps the host down for Timeout.hoststatus (30 min, conf.c
-    MciInfoTimeout); queue runs skip its mail meanwhile."""
-    return int(now + p.hoststatus)
-
-
-def no_site_memory(first_failed, now, tries, last_fail, last_next, p) -> int:
-    """No memory of refused connections: qmail's qmail-tcpto records only connect timeouts;
-    Exchange's glitch retries (1 min) are shorter than a queue tick (an ASSUMPTION: Microsoft
-    documents the intervals, not how they interact with a refused connection); `list` has none."""
-    return int(now)
+@njit(cache=True)
+def site_due(site, P, first_failed, now, tries, last_fail, last_next):
+    """When a host that refused a connection at `now` is tried again (see above)."""
+    if site == DEAD:
+        return now + P[0]
+    if site == HOST_RECORD:
+        wake, give_up = exim_due(P, first_failed, now, last_fail, last_next, -1.0)
+        return now if give_up else wake
+    if site == HOST_STATUS:
+        return now + P[2]
+    return now
 
 
 # --- registry --------------------------------------------------------------------------------
 
 class Schedule(NamedTuple):
     """One MTA's schedule as the engine uses it."""
-    retry: Callable[..., tuple[np.ndarray, np.ndarray]]
+    retry: Callable[..., tuple[np.ndarray, np.ndarray]]  # the vectorised rule, for readers
     params: type
     runner: str | None  # params field with the queue-runner interval; None: no runner grid
     slack: int  # seconds by which a runner may start before the wake time
-    site: Callable[..., int]  # when a host that refused a connection is tried again
+    rule: int  # its rule for compiled code: due(rule, pack(params), ...)
+    site: int  # when a host that refused a connection is tried again: site_due(site, ...)
 
 
 SCHEDULES: dict[str, Schedule] = {
-    "postfix": Schedule(postfix_retry, PostfixParams, "queue_run_delay", 1, postfix_site),
-    "exim": Schedule(exim_retry, EximParams, "queue_interval", 0, exim_site),
-    "sendmail": Schedule(sendmail_retry, SendmailParams, "queue_interval", 0, sendmail_site),
-    "qmail": Schedule(qmail_retry, QmailParams, None, 0, no_site_memory),
-    "exchange": Schedule(exchange_retry, ExchangeParams, None, 0, no_site_memory),
-    "exchange-online": Schedule(exchange_retry, ExchangeOnlineParams, None, 0, no_site_memory),
-    "list": Schedule(list_retry, ListParams, None, 0, no_site_memory),
+    "postfix": Schedule(postfix_retry, PostfixParams, "queue_run_delay", 1, POSTFIX, DEAD),
+    "exim": Schedule(exim_retry, EximParams, "queue_interval", 0, EXIM, HOST_RECORD),
+    "sendmail": Schedule(sendmail_retry, SendmailParams, "queue_interval", 0, SENDMAIL,
+                         HOST_STATUS),
+    "qmail": Schedule(qmail_retry, QmailParams, None, 0, QMAIL, NO_MEMORY),
+    "exchange": Schedule(exchange_retry, ExchangeParams, None, 0, EXCHANGE, NO_MEMORY),
+    "exchange-online": Schedule(exchange_retry, ExchangeOnlineParams, None, 0, EXCHANGE,
+                                NO_MEMORY),
+    "list": Schedule(list_retry, ListParams, None, 0, LIST, NO_MEMORY),
 }

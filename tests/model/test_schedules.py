@@ -21,10 +21,13 @@ from sim.model.schedules import (
     PostfixParams,
     QmailParams,
     SendmailParams,
+    due,
     exim_retry,
     next_queue_run,
+    pack,
     parse_exim_rules,
     postfix_retry,
+    site_due,
 )
 from sim.scenario import Upstream
 
@@ -305,7 +308,7 @@ def test_registry_matches_scenario_choices_and_is_vectorised():
     tries = rng.integers(1, 30, n)
     last_fail = np.where(tries > 1, now - rng.integers(1, DAY, n), -1)
     last_next = np.where(tries > 1, now - rng.integers(0, H, n), -1)
-    for name, (retry, params, runner, _slack, _site) in SCHEDULES.items():
+    for name, (retry, params, runner, _slack, rule, _site) in SCHEDULES.items():
         p = params()
         assert runner is None or getattr(p, runner) > 0, name
         wake, give_up = retry(create, now, tries, last_fail, last_next, p)
@@ -315,6 +318,10 @@ def test_registry_matches_scenario_choices_and_is_vectorised():
             w1, g1 = retry(create[i:i + 1], now[i:i + 1], tries[i:i + 1], last_fail[i:i + 1],
                            last_next[i:i + 1], p)
             assert (w1[0], g1[0]) == (wake[i], give_up[i]), name
+            # and with the compiled rule the engine calls
+            w2, g2 = due(rule, pack(p), create[i], now[i], tries[i], last_fail[i], last_next[i],
+                         False)
+            assert (w2, g2) == (wake[i], give_up[i]), name
 
 
 @pytest.mark.parametrize("mta, refusals, expect", [
@@ -330,11 +337,11 @@ def test_registry_matches_scenario_choices_and_is_vectorised():
 ], ids=["postfix", "exim", "sendmail", "qmail", "exchange"])
 def test_site_policies(mta, refusals, expect):
     sched = SCHEDULES[mta]
-    p = sched.params()
+    P = pack(sched.params())
     last = (-1, -1)
     got = []
     for k, now in enumerate(refusals, start=1):
-        nxt = sched.site(refusals[0], now, k, *last, p)
+        nxt = int(site_due(sched.site, P, refusals[0], now, k, *last))
         got.append(nxt)
         last = (now, nxt)
     assert got == expect

@@ -112,6 +112,7 @@ class Policy:
     def __init__(self, snaps):
         self.sched = schedules.SCHEDULES[snaps[0].mta]
         self.params = [schedule_params(up) for up in snaps]
+        self.packed = [schedules.pack(p) for p in self.params]
         self.slack = self.sched.slack
 
     def interval(self, snap: int) -> int:
@@ -210,9 +211,8 @@ class _Site:
         if self.first_failed is None:
             self.first_failed, self.last = now, (-1, -1)
         self.tries += 1
-        sched = self.policy.sched
-        nxt = sched.site(self.first_failed, now, self.tries, *self.last,
-                         self.policy.params[self.snap])
+        nxt = int(schedules.site_due(self.policy.sched.site, self.policy.packed[self.snap],
+                                     self.first_failed, now, self.tries, *self.last))
         self.last = (now, nxt)
         self.dead_until = max(float(nxt), t)
         return True
