@@ -347,6 +347,17 @@ FUSED_CASES = {
                   "outage_mttr": "1h"}},
     "small active queue (the general path takes the larger scans)": {
         "upstream": {"qmgr_message_active_limit": 40}},
+    "transactions that take no time": {"upstream": {"smtp_transaction_time": "0s"}},
+    "exim": {"upstream": {"mta": "exim", "queue_runner_interval": "10m"}},
+    "exim, outages": {"upstream": {"mta": "exim", "queue_runner_interval": "10m"},
+                      "relay": {"unknown_local_recipient_reject_code": 450,
+                                "outage_mtbf": "10h", "outage_mttr": "1h"}},
+    "sendmail": {"upstream": {"mta": "sendmail", "queue_interval": "10m"}},
+    "qmail (no runner grid)": {"upstream": {"mta": "qmail"}},
+    "exchange, outages": {"upstream": {"mta": "exchange"},
+                          "relay": {"unknown_local_recipient_reject_code": 450,
+                                    "outage_mtbf": "10h", "outage_mttr": "1h"}},
+    "list": {"upstream": {"mta": "list", "retry_list": ["2m", "5m", "10m"], "lifetime": "1d"}},
 }
 
 
@@ -377,7 +388,7 @@ def test_fused_scan_gives_the_general_paths_run(monkeypatch, extra, short):
     a = simulate(s, seed=5)
     monkeypatch.setattr(upstream.QueueHost, "_run_fused", lambda self, T: T)
     b = simulate(s, seed=5)
-    ticks = s.simulation.duration // s.upstream.queue_run_delay + 1
+    ticks = s.simulation.duration // upstream.Policy([s.upstream]).interval(0) + 1
     assert sum(ran) > (0.05 if "qmgr_message_active_limit" in str(extra) else 0.8) * ticks
     assert max(ran) >= 10  # many ticks a call
     assert a.summary["attempts"] == b.summary["attempts"] > 10_000

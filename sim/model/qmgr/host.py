@@ -56,7 +56,7 @@ from numba import njit
 
 from sim.model import schedules
 from sim.model.agents import Agents, ServiceTimes, fifo
-from sim.model.deferred import DeferredQueue, file_rows, slot_rows
+from sim.model.deferred import DeferredQueue, file_rows, peek_rows, slot_rows
 from sim.model.metrics import DelaySketch, Recorder, bin_near, bin_of, qshape_edges
 from sim.model.relay import BOUNCED, DEFERRED, SENT, RelayTimeline, outcome, replies
 from sim.model.sender import FORGED, NULL
@@ -122,18 +122,18 @@ class Policy:
     def retry(self, snap, create, now, tries, last_fail, last_next, null):
         """(wake, give_up) per message; snap: the snapshot in force, one int for all or an
         array per message."""
+        rule = self.sched.rule
         if isinstance(snap, int) or snap.min() == snap.max():
             j = snap if isinstance(snap, int) else int(snap[0])
-            kw = {"null_sender": null} if self.sched.retry is schedules.postfix_retry else {}
-            return self.sched.retry(create, now, tries, last_fail, last_next, self.params[j],
-                                    **kw)
+            return schedules._retry(rule, self.packed[j], create, now, tries, last_fail,
+                                    last_next, null)
         wake = np.empty(now.size, dtype=np.int64)
         give_up = np.empty(now.size, dtype=bool)
         for j in np.unique(snap):
             m = snap == j
-            kw = {"null_sender": null[m]} if self.sched.retry is schedules.postfix_retry else {}
-            wake[m], give_up[m] = self.sched.retry(create[m], now[m], tries[m], last_fail[m],
-                                                   last_next[m], self.params[j], **kw)
+            wake[m], give_up[m] = schedules._retry(rule, self.packed[j], create[m], now[m],
+                                                   tries[m], last_fail[m], last_next[m],
+                                                   null[m])
         return wake, give_up
 
     def entry(self, wake: np.ndarray, snap: int) -> np.ndarray:
@@ -265,16 +265,14 @@ class QueueHost:
         self._warn_row = int(recorder.rows(("delay_dsn",))[0])
         # the common Postfix case, run tick after tick in compiled code (_run_fused): one
         # relay configuration (soft), no greylisting or error limit, no attempt log
-        self.fused = (self.soft is not None and self.plain and not record_attempts
-                      and self.policy.sched.retry is schedules.postfix_retry
-                      and self.up.smtp_transaction_time > 0)
+        self.fused = self.soft is not None and self.plain and not record_attempts
         if self.fused:  # one configuration for the whole run (soft): fixed arguments
-            p = self.policy.params[0]
+            sched = self.policy.sched
             self._R = self.policy.interval(0)
             self._fused_args = (
                 float(self.up.smtp_transaction_time), int(self.up.qmgr_message_active_limit),
-                int(relay.users[0]), relay.unknown_reply(0), self.soft, p.minimal_backoff_time,
-                p.maximal_backoff_time, p.maximal_queue_lifetime, p.bounce_queue_lifetime,
+                int(relay.users[0]), relay.unknown_reply(0), self.soft, sched.rule,
+                self.policy.packed[0], sched.runner is not None,
                 self._R, self.policy.slack, self._series_rows, self._warn_row,
                 recorder.duration, recorder.interval, recorder.n, self.duration,
                 float(self.up.delay_warning_time), self.qshape, self.qshape_edges)
@@ -435,7 +433,10 @@ class QueueHost:
         it (the relay down or throttled while its attempts start, or a scan that overflows
         the active queue)."""
         q, site, io, service = self.queue, self.site, self._io, self.service
-        o_start = float(self.relay.next_down(T)[0])  # the same for every tick before it
+        # the same for every tick before it (without a grid, a tick's retries may start
+        # before it: look from the tick before)
+        o_start = float(self.relay.next_down(T if self.policy.sched.runner else
+                                             max(T - TICK, 0.0))[0])
         horizon = float(self.heard.min())
         now, need = T, 0
         while True:
@@ -913,18 +914,20 @@ _DONE, _WAIT, _GENERAL, _ROOM, _SERVICE, _DELAY_ROOM = range(6)
 @njit(cache=True, nogil=True)  # the service-time thread draws meanwhile
 def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f, inc_r, free,
                  buf, dead_until, o_start, acc, dbuf, io, mean, active_limit, users, unknown,
-                 soft, minimal, maximal, lifetime, bounce_lifetime, R, slack, rows, warn_row,
+                 soft, rule, P, grid, R, slack, rows, warn_row,
                  rec_duration, interval, nbins, duration, dwt, qshape, edges):
-    """Postfix qmgr ticks T = io[_T], the next tick, ... each as _scan_postfix, until one
+    """qmgr ticks T = io[_T], the next tick, ... each as _scan_postfix, until one
     cannot run here (io[_WHY]): past the run's end; a tick after the clock's (io[_NOW])
     whose new mail may not all be here (the senders have handed over the mail arriving
     before `horizon`); one the general path must take (the relay down from o_start or
     throttled until dead_until while its attempts start, or a scan of more than
     active_limit messages); or one that needs room or service times. The service times
     are the standard exponentials buf[io[_POS]:], times `mean`, taken in the general
-    path's order (one per message of the scan, then one per new message). New mail is
-    taken from the front of inc_f, the delays are written to dbuf. A tick that stops
-    changes nothing."""
+    path's order (one per message of the tick, in queue order). New mail is taken from the
+    front of inc_f, the delays are written to dbuf. A tick that stops changes nothing.
+    rule, P: the schedule's rule and packed parameters (schedules.due); grid: the MTA has a
+    queue-runner grid of R s (else ticks every R = TICK s serve each message at its own
+    wake-up time)."""
     width = qr.shape[1]
     T = io[_T]
     pos = np.int64(io[_POS])
@@ -944,7 +947,7 @@ def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f,
         nxt = np.int64((math.floor(T / R + 1e-9) + 1) * R)
         if n_old or n_new:
             n = n_old + n_new
-            if n_old > active_limit or T < dead_until or o_start <= T:
+            if (grid and n_old > active_limit) or T < dead_until or o_start <= T:
                 why = _GENERAL
                 break
             if state[0] + n > qf.shape[0] or state[1] + n > chunks.shape[0]:
@@ -959,7 +962,7 @@ def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f,
             code, delays = _scan_postfix(
                 qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f[p_in:],
                 inc_r[p_in:], n_new, free, buf[pos:pos + n] * mean, dead_until, o_start, users,
-                unknown, soft, minimal, maximal, lifetime, bounce_lifetime, R, slack, nxt, acc,
+                unknown, soft, rule, P, grid, R, slack, nxt, acc,
                 rows, warn_row, rec_duration, interval, nbins, duration, dwt, qshape, edges)
             if code:
                 why = _GENERAL
@@ -968,7 +971,7 @@ def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f,
             p_in += n_new
             dbuf[nd:nd + delays.size] = delays
             nd += delays.size
-            if n_old and io[_FIRST_OLD] < 0:
+            if grid and n_old and io[_FIRST_OLD] < 0:
                 io[_FIRST_OLD] = T
         T = float(nxt)
     io[_WHY], io[_T], io[_POS], io[_NEW], io[_DELAYS], io[_NEED] = why, T, pos, p_in, nd, need
@@ -976,29 +979,52 @@ def _run_postfix(qf, qr, head, tail, count, chunks, state, unit, horizon, inc_f,
 
 @njit(cache=True, nogil=True)  # the service-time thread draws meanwhile
 def _scan_postfix(qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f, inc_r, n_new,
-                  free, service, dead_until, o_start, users, unknown, soft, minimal, maximal,
-                  lifetime, bounce_lifetime, R, slack, nxt, acc, rows, warn_row, rec_duration,
+                  free, service, dead_until, o_start, users, unknown, soft, rule, P, grid, R,
+                  slack, nxt, acc, rows, warn_row, rec_duration,
                   interval, nbins, duration, dwt, qshape, edges):
-    """One Postfix qmgr tick at T, as the general path computes it (QueueHost.scan with
+    """One qmgr tick at T, as the general path computes it (QueueHost.scan with
     _serve_scan, _serve_timed, _attempt and _settle), in one pass: the files of slot k of the
-    deferred queue (sim.model.deferred), entering at T, and then the first n_new rows of the
-    incoming mail, at their arrival, are served by the agents (free, updated in place;
-    `service`: one service time each, in that order), answered by the relay (one
-    configuration: users, unknown, soft), retried by postfix_due and filed again (room
-    reserved by the caller). Returns (code, delays): 0 done; 1 (nothing changed) an attempt
-    would start while the relay is down (o_start: the next outage after T) or throttled
-    (dead_until): the general path must take the tick."""
+    deferred queue (sim.deferred) and the first n_new rows of the incoming mail, in queue
+    order (grid: the scan's files entering at T, then new mail at its arrival; no grid: every
+    message at its own time, the wake-up time or the arrival, new mail first among equals),
+    are served by the agents (free, updated in place; `service`: one service time each, in
+    that order), answered by the relay (one configuration: users, unknown, soft), retried by
+    schedules.due and filed again (room reserved by the caller). Returns (code, delays): 0
+    done; 1 (nothing changed) an attempt would start while the relay is down (o_start: the
+    next outage) or throttled (dead_until): the general path must take the tick."""
     n_old = count[k]
     n = n_old + n_new
+    idx = peek_rows(head, count, chunks, k)
     entry = np.empty(n)
-    entry[:n_old] = T
-    for i in range(n_new):
-        entry[n_old + i] = inc_f[i, ARRIVAL]
+    p_old = np.empty(n_old, dtype=np.int64)
+    p_new = np.empty(n_new, dtype=np.int64)
+    if grid:
+        for i in range(n_old):
+            p_old[i] = i
+            entry[i] = T
+        for i in range(n_new):
+            p_new[i] = n_old + i
+            entry[n_old + i] = inc_f[i, ARRIVAL]
+    else:
+        ent = np.empty(n)
+        for i in range(n_new):
+            ent[i] = inc_f[i, ARRIVAL]
+        for i in range(n_old):
+            ent[n_new + i] = qf[idx[i], LAST_NEXT]
+        order = np.argsort(ent, kind="mergesort")
+        for q in range(n):
+            m = order[q]
+            entry[q] = ent[m]
+            if m < n_new:
+                p_new[m] = q
+            else:
+                p_old[m - n_new] = q
     start, end, fr = fifo(entry, service, free)
-    if o_start <= start[n - 1] or (n_new and start[n_old] < dead_until):
+    if o_start <= start[n - 1] or (n_new and start[n_old] < dead_until) or (
+            not grid and start[0] < dead_until):
         return 1, np.empty(0)
     free[:] = fr
-    idx = slot_rows(head, tail, count, chunks, k)
+    slot_rows(head, tail, count, chunks, k)  # the scan takes them
     tally = np.zeros((n, 4), dtype=np.int64)
     kind = np.empty(n)
     size = np.empty(n)
@@ -1009,41 +1035,49 @@ def _scan_postfix(qf, qr, head, tail, count, chunks, state, unit, k, T, inc_f, i
     slots = np.zeros(n, dtype=np.int64)
     expired = np.zeros(n, dtype=np.bool_)
     keep = np.zeros(n, dtype=np.bool_)
-    due = (minimal, maximal, lifetime, bounce_lifetime, R, slack, nxt, unit, head.size - 1)
+    due = (R, slack, nxt, unit, head.size - 1)
     new = np.arange(n_new)
     # one call per source, each looping over its messages: a call per message would cost
     # more than the message (numba passes every array as a dozen scalars)
-    _answer(qf, qr, idx, 0, users, unknown, end, due, tally, kind, size, arrived, now, wake,
-            key, slots, expired, keep)
-    _answer(inc_f, inc_r, new, n_old, users, unknown, end, due, tally, kind, size, arrived,
-            now, wake, key, slots, expired, keep)
-    if n_old:
-        left = 0  # recipients leaving the deferred queue
-        for i in range(n_old):
-            left += tally[i, 0]
-        b = bin_of(T, rec_duration, interval, nbins)
-        acc[rows[_LEFT], b] += -float(n_old)  # SERIES: deferred, deferred_recipients
-        acc[rows[_LEFT + 1], b] += -float(left)
+    _answer(qf, qr, idx, p_old, users, unknown, end, rule, P, grid, due, tally, kind, size,
+            arrived, now, wake, key, slots, expired, keep)
+    _answer(inc_f, inc_r, new, p_new, users, unknown, end, rule, P, grid, due, tally, kind,
+            size, arrived, now, wake, key, slots, expired, keep)
+    for m in range(n_old):  # SERIES: deferred, deferred_recipients, as they leave
+        i = p_old[m]
+        b = bin_of(entry[i], rec_duration, interval, nbins)
+        acc[rows[_LEFT], b] -= 1.0
+        acc[rows[_LEFT + 1], b] -= tally[i, 0]
     delays = _record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end,
                      tally, np.zeros(n, dtype=np.bool_), np.zeros(1, dtype=np.int64), soft, kind,
                      size, arrived, expired, keep)
     dest = file_rows(head, tail, count, chunks, state, slots, keep)
-    _move(qf, qr, idx, 0, keep, dest, qf, qr, users, unknown)
-    _move(inc_f, inc_r, new, n_old, keep, dest, qf, qr, users, unknown)
+    _move(qf, qr, idx, p_old, keep, dest, qf, qr, users, unknown)
+    _move(inc_f, inc_r, new, p_new, keep, dest, qf, qr, users, unknown)
     _refile(qf, dest, keep, now, wake, key, end, dwt, acc, warn_row, rec_duration, interval,
             nbins, qshape, edges)
     return 0, delays
 
 
 @njit(cache=True)
-def _answer(sf, sr, src, i0, users, unknown, end, due, tally, kind, size, arrived, now, wake,
-            key, slots, expired, keep):
-    """_scan_postfix for messages i = i0 + m, queue files src[m] of (sf, sr): the relay's
-    answers, and for deferred recipients Postfix's retry (due: minimal, maximal, lifetime,
-    bounce_lifetime, R, slack, next tick, the queue's unit and last slot)."""
-    minimal, maximal, lifetime, bounce_lifetime, R, slack, nxt, unit, last = due
+def _tick_key(wake, pending, R, slack, grid):
+    """The tick that takes a message with this wake-up time: on a runner grid, see
+    _runner_tick; without one, the tick before the wake-up time (which serves everything due
+    up to the next tick), no earlier than the pending tick."""
+    if grid:
+        return _runner_tick(wake, pending, R, slack)
+    return max((-(-wake // R) - 1) * R, pending)
+
+
+@njit(cache=True)
+def _answer(sf, sr, src, at, users, unknown, end, rule, P, grid, due, tally, kind, size,
+            arrived, now, wake, key, slots, expired, keep):
+    """_scan_postfix for messages i = at[m], queue files src[m] of (sf, sr): the relay's
+    answers, and for deferred recipients the schedule's retry (schedules.due; due: R, slack,
+    next tick, the queue's unit and last slot)."""
+    R, slack, nxt, unit, last = due
     for m in range(src.size):
-        i, j = i0 + m, src[m]
+        i, j = at[m], src[m]
         for c in range(sr.shape[1]):
             o = outcome(sr[j, c], users, unknown)
             if o >= 0:
@@ -1054,23 +1088,23 @@ def _answer(sf, sr, src, i0, users, unknown, end, due, tally, kind, size, arrive
         arrived[i] = sf[j, ARRIVAL]
         if tally[i, 2] > 0:
             now[i] = np.int64(math.floor(end[i]))
-            wake[i], give_up = schedules.postfix_due(np.int64(sf[j, CREATE]), now[i],
-                                                     kind[i] == NULL, minimal, maximal,
-                                                     lifetime, bounce_lifetime)
+            wake[i], give_up = schedules.due(
+                rule, P, np.int64(sf[j, CREATE]), now[i], np.int64(sf[j, TRIES]) + 1,
+                np.int64(sf[j, LAST_FAIL]), np.int64(sf[j, LAST_NEXT]), kind[i] == NULL)
             if give_up:
                 expired[i] = True
             else:
                 keep[i] = True
-                key[i] = _runner_tick(wake[i], nxt, R, slack)
+                key[i] = _tick_key(wake[i], nxt, R, slack, grid)
                 slots[i] = min(key[i] // unit, last)
 
 
 @njit(cache=True)
-def _move(sf, sr, src, i0, keep, dest, qf, qr, users, unknown):
-    """Queue file src[m] of (sf, sr) of each kept message i = i0 + m copied to row dest[i]
+def _move(sf, sr, src, at, keep, dest, qf, qr, users, unknown):
+    """Queue file src[m] of (sf, sr) of each kept message i = at[m] copied to row dest[i]
     of the deferred queue, its recipients that are not deferred (known, or bounced) done."""
     for m in range(src.size):
-        i, j = i0 + m, src[m]
+        i, j = at[m], src[m]
         if not keep[i]:
             continue
         d = dest[i]
