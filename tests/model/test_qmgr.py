@@ -271,25 +271,49 @@ def test_reload_with_a_new_queue_run_delay_moves_the_scan_grid():
     assert t[t > 7200].size > 5 and (t[t > 7200] % 1000 == 0).all()
 
 
+def _counted(stays, n, interval):
+    """qshape from _stay's differences, for stays (left_at, key, arrival, sign)."""
+    from sim.model.metrics import qshape_edges
+    from sim.model.qmgr.host import _stay
+    d = np.zeros((n + 1, 10), dtype=np.int64)
+    for left_at, key, arrival, sign in stays:
+        _stay(d, qshape_edges(), interval, left_at, key, arrival, sign)
+    return np.cumsum(d[:-1], axis=0)
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(0, 1e7), min_size=1, max_size=200), st.integers(1, 400))
 def test_qshape_stays_bucket_like_qshape_bucket(ages, j):
     """A stay counted at filing lands in metrics.qshape_bucket's bucket, edges included, and
     only at samples in [attempt end, tick)."""
-    from sim.model.metrics import qshape_bucket, qshape_edges
-    from sim.model.qmgr.host import _stay
-    edges = qshape_edges()
+    from sim.model.metrics import qshape_bucket
     interval = 3600.0
     t = j * interval
     ages = np.array(ages + [300.0 * 2 ** k for k in range(10)])
-    q = np.zeros((j + 3, 10), dtype=np.int64)
-    for a in ages:
-        _stay(q, edges, interval, t - 5.0, t + 1.0, t - a, 1)  # waits over sample j only
+    stays = [(t - 5.0, t + 1.0, t - a, 1) for a in ages]  # waits over sample j only
+    q = _counted(stays, j + 3, interval)
     assert q[j].tolist() == np.bincount(qshape_bucket(ages), minlength=10).tolist()
     assert q.sum() == ages.size
-    _stay(q, edges, interval, t + 1.0, t + 1.0, 0.0, 1)  # an empty stay counts nowhere
-    _stay(q, edges, interval, t, t + interval, 0.0, 1)  # ended exactly at a sample: counted there
+    stays += [(t + 1.0, t + 1.0, 0.0, 1),  # an empty stay counts nowhere
+              (t, t + interval, 0.0, 1)]  # ended exactly at a sample: counted there
+    q = _counted(stays, j + 3, interval)
     assert q.sum() == ages.size + 1 and q[j].sum() == ages.size + 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(0, 2e6), st.floats(0, 3e6), st.floats(0, 1e6), st.sampled_from([60.0, 600.0,
+                                                                                 3600.0]))
+def test_a_long_stay_counts_every_sample_in_its_bucket(left_at, stay, before, interval):
+    """A stay over many samples is counted at each sample t_j in [left_at, key), in the
+    bucket of its age there, and nowhere else (the differences cross buckets, not samples)."""
+    from sim.model.metrics import qshape_bucket
+    key, arrival, n = left_at + stay, max(left_at - before, 0.0), 6000
+    q = _counted([(left_at, key, arrival, 1)], n, interval)
+    t = np.arange(n) * interval
+    inside = (t >= left_at) & (t < key)
+    want = np.zeros((n, 10), dtype=np.int64)
+    want[np.nonzero(inside)[0], qshape_bucket(t[inside] - arrival)] = 1
+    assert np.array_equal(q, want)
 
 
 def test_qshape_counted_at_filing_matches_a_scan_of_the_deferred_queue(monkeypatch):

@@ -254,7 +254,7 @@ class QueueHost:
         self.whitelisted_at = math.inf
         # qshape's view of the deferred queue at each sample (messages per age bucket),
         # counted when a message is filed: it waits from its attempt's end to its tick
-        self.qshape = np.zeros((recorder.n, 10), dtype=np.int64)
+        self._qdiff = np.zeros((recorder.n + 1, 10), dtype=np.int64)  # see _stay
         self.qshape_edges = qshape_edges()
         # the common case, decided once: no greylisting or error limit, one reject code
         self.plain = self.grey is None and not self.relay_limit
@@ -275,7 +275,7 @@ class QueueHost:
                 self.policy.packed[0], sched.runner is not None,
                 self._R, self.policy.slack, self._series_rows, self._warn_row,
                 recorder.duration, recorder.interval, recorder.n, self.duration,
-                float(self.up.delay_warning_time), self.qshape, self.qshape_edges)
+                float(self.up.delay_warning_time), self._qdiff, self.qshape_edges)
             self._no_mail = (np.empty((0, len(FIELDS))), np.zeros((0, width), dtype=np.int32))
             self._delays = np.empty(self.DELAYS)  # the delays a call of _run_postfix found
             self._io = np.zeros(_NEED + 1)
@@ -510,9 +510,9 @@ class QueueHost:
         f = np.concatenate([p[0] for p in parts])
         rcpt = np.concatenate([p[1] for p in parts])
         old = np.repeat(ticks, [p[0].shape[0] for p in parts])
-        _stays(self.qshape, self.qshape_edges, self.rec.interval, f, old, -1)
+        _stays(self._qdiff, self.qshape_edges, self.rec.interval, f, old, -1)
         key = self._key(f[:, LAST_NEXT].astype(np.int64))
-        _stays(self.qshape, self.qshape_edges, self.rec.interval, f, key, 1)
+        _stays(self._qdiff, self.qshape_edges, self.rec.interval, f, key, 1)
         q.put(f, rcpt, key)
 
     # --- one attempt per message of a batch ----------------------------------------------
@@ -558,7 +558,7 @@ class QueueHost:
         delays = _settle(
             rec.acc, self._series_rows, self._warn_row, rec.duration, rec.interval, rec.n,
             self.duration, entry, start, end, tally, vetoed, greyed, soft, b.f, rcpt, out, r,
-            now, wake, give_up, key, float(self.up.delay_warning_time), self.qshape,
+            now, wake, give_up, key, float(self.up.delay_warning_time), self._qdiff,
             self.qshape_edges, q.f, q.rcpt, q.head, q.tail, q.count, q.chunks, q.state, q.unit)
         self.delays.add(delays)
         if self.log is not None:
@@ -611,6 +611,12 @@ class QueueHost:
         return per_row
 
     # --- observation ---------------------------------------------------------------------
+    @property
+    def qshape(self) -> np.ndarray:
+        """Messages in the deferred queue per qshape age bucket at each sample (int64, samples
+        x 10 buckets)."""
+        return np.cumsum(self._qdiff[:-1], axis=0)
+
     def attempts_table(self) -> dict[str, np.ndarray]:
         """All recorded attempts (record_attempts=True), in the order they were computed."""
         parts = self.log or []
@@ -1115,26 +1121,46 @@ def _move(sf, sr, src, at, keep, dest, qf, qr, users, unknown):
 
 
 @njit(cache=True, inline="always")
-def _stay(qshape, edges, interval, left_at, key, arrival, sign):
-    """qshape[j, b] += sign for every sample t_j = j * interval with left_at <= t_j < key: a
-    message whose attempt ended at left_at waits in the deferred queue until the tick at
-    `key` takes it; b is its qshape age bucket at t_j, the number of edges <= its age
-    (metrics.qshape_edges)."""
+def _stay(qdiff, edges, interval, left_at, key, arrival, sign):
+    """qshape[j, b] += sign for every sample t_j = j * interval with left_at <= t_j < key, as
+    differences over j (qdiff[j0, b] += sign, qdiff[j1, b] -= sign; qshape is their running
+    sum, QueueHost.qshape): a message whose attempt ended at left_at waits in the deferred
+    queue until the tick at `key` takes it; b is its qshape age bucket at t_j, the number of
+    edges <= its age (metrics.qshape_edges). Its cost is the buckets it crosses, not the
+    samples."""
     top = edges.size
+    n = qdiff.shape[0] - 1
     j = np.int64(left_at * (1.0 / interval))  # the first sample at or after left_at: this
     if j > 0 and (j - 1) * interval >= left_at:  # guess is off by one at most, and the
         j -= 1                                   # comparisons below are exact
     elif j * interval < left_at:
         j += 1
-    while j < qshape.shape[0] and j * interval < key:
+    j1 = np.int64(key * (1.0 / interval))  # the first sample at or after key (none after n)
+    if j1 > 0 and (j1 - 1) * interval >= key:
+        j1 -= 1
+    elif j1 * interval < key:
+        j1 += 1
+    j1 = min(j1, n)
+    while j < j1:
         age = j * interval - arrival
         b = top
         if age < edges[top - 1]:
             b = 0
             while age >= edges[b]:
                 b += 1
-        qshape[j, b] += sign
-        j += 1
+        jn = j1  # the first sample of the next bucket
+        if b < top:
+            e = edges[b]
+            g = np.int64(math.ceil((e + arrival) * (1.0 / interval)))
+            g = max(g, j + 1)
+            while g - 1 > j and (g - 1) * interval - arrival >= e:
+                g -= 1
+            while g * interval - arrival < e:
+                g += 1
+            jn = min(g, j1)
+        qdiff[j, b] += sign
+        qdiff[jn, b] -= sign
+        j = jn
 
 
 @njit(cache=True)
