@@ -163,15 +163,14 @@ def residence_time(up, phases: int = 600) -> float:
     last_next = np.full(phases, -1, dtype=np.int64)
     done = np.full(phases, np.nan)
     live = np.ones(phases, dtype=bool)
-    snap = np.zeros(phases, dtype=np.int64)
     null = np.zeros(phases, dtype=bool)
     for _ in range(100000):
         if not live.any():
             break
         idx = np.flatnonzero(live)
         tries[idx] += 1
-        wake, give_up = pol.retry(snap[idx], create[idx], now[idx], tries[idx],
-                                  last_fail[idx], last_next[idx], null[idx])
+        wake, give_up = pol.retry(0, create[idx], now[idx], tries[idx], last_fail[idx],
+                                  last_next[idx], null[idx])
         done[idx[give_up]] = (now[idx] - arrival[idx])[give_up]
         live[idx[give_up]] = False
         go = idx[~give_up]

@@ -1,8 +1,13 @@
-"""The upstream queue host's queue manager, in Postfix's words (src/qmgr/).
+"""The upstream queue host's queue manager, laid out like Postfix's src/qmgr/.
 
-Public names: QueueHost, Batch, Policy, schedule_params, FIELDS, TICK (see sim.model.qmgr.host).
+Modules: host (QueueHost, the SimPy process; Policy, schedule_params), incoming (the upstream's
+smtpd validation and incoming queue), queue_file (FIELDS), engine (the compiled tick engine),
+rules (per-message rules), site (the destination's throttle), observe (counting).
+
+Public names: QueueHost, Policy, schedule_params, FIELDS, TICK, ATTEMPT.
 """
 
-from sim.model.qmgr.host import FIELDS, TICK, Batch, Policy, QueueHost, schedule_params
+from sim.model.qmgr.host import ATTEMPT, TICK, Policy, QueueHost, schedule_params
+from sim.model.qmgr.queue_file import FIELDS
 
-__all__ = ["QueueHost", "Batch", "Policy", "schedule_params", "FIELDS", "TICK"]
+__all__ = ["QueueHost", "Policy", "schedule_params", "FIELDS", "TICK", "ATTEMPT"]

@@ -1,0 +1,492 @@
+"""The queue manager's tick engine: every qmgr tick of every schedule, in compiled code.
+
+Public names: Store, Mail, Relay, Upstream, Obs, Log, State, run, tick, IO, I_T .. I_NEED,
+WHY, DONE .. LOG_ROOM, LOG_FIELDS.
+
+Contract (mta-semantics.md sections 2 and 3):
+- A tick at T takes the deferred queue's files filed under T (sim.model.deferred) and the new
+  mail arriving before the next tick. On a runner grid (Postfix's queue_run_delay, Exim's and
+  sendmail's -q interval) the scan's files enter the active queue together at T, at most
+  qmgr_message_active_limit of them (the rest as agents free up), then the new mail at its
+  arrival; without a grid (qmail, Exchange, list) every message enters at its own wake-up or
+  arrival time, new mail first among equals. The delivery agents serve them first come first
+  served (sim.model.agents.fifo), one service time each in that order.
+- An attempt gets no SMTP session when the destination is dead or the relay refuses it
+  (sim.model.qmgr.site); an outage that begins during a scan's batch refuses the rest of the
+  batch at that moment and frees the agents then. Otherwise the relay answers each recipient
+  as configured at the attempt's start (rules.snapshot, relay.outcome), after postgrey
+  (rules.greylist) and with smtpd_hard_error_limit (rules.hard_error_hit, which throttles the
+  destination from the end of the session).
+- At the attempt's end (whole seconds) a message with deferred recipients is retried by its
+  schedule (schedules.due, with the upstream configuration in force then) or expires; one that
+  is kept is filed again under its tick (rules.tick_key) with only its deferred recipients,
+  its stay counted for qshape and a delay warning sent when rules.delay_warning says so.
+- run(...) runs ticks from io[I_T] on until one cannot run here (io[I_WHY], WHY): past the
+  run's end; at or after io[I_STOP_AT] (a scheduled change: the caller reloads first) or
+  after io[I_MAX] ticks (0: no limit); a tick
+  after the clock's (io[I_NOW]) whose new mail may not all be here (the senders have handed
+  over the mail arriving before io[I_HORIZON]); or one that needs room in the deferred queue,
+  service times, room for delays or for the attempt log (io[I_NEED]). A tick that stops
+  changes nothing. Results: io[I_POS] service times used, io[I_NEW] new mail taken from the
+  front of Mail, io[I_DELAYS] delays written to the delay buffer, io[I_LOGGED] rows written
+  to the Log (a Log of size 0 records nothing).
+- Log rows are one per (attempt, recipient pending then), in the order computed, with
+  LOG_FIELDS (the attempt stream of sim.postfix.maillog.ATTEMPT).
+Observation goes through sim.model.qmgr.observe; the rules are those of sim.model.qmgr.rules,
+sim.model.schedules, sim.model.relay and sim.model.qmgr.site. No SimPy, nothing printed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from sim.model import schedules
+from sim.model.agents import fifo
+from sim.model.deferred import file_rows, slot_rows
+from sim.model.metrics import bin_of
+from sim.model.qmgr import rules, site
+from sim.model.qmgr.observe import LEFT, record, stay
+from sim.model.qmgr.queue_file import (
+    ARRIVAL,
+    CREATE,
+    EXPIRED,
+    GREY_FIRST,
+    GREY_OK,
+    KIND,
+    LAST_END,
+    LAST_FAIL,
+    LAST_NEXT,
+    NRCPT,
+    QID,
+    SIZE,
+    TRIES,
+    WARNED,
+)
+from sim.model.relay import BOUNCED, DEFERRED, SENT, outcome
+from sim.model.sender import NULL
+
+
+class Store(NamedTuple):
+    """The deferred queue's arrays (sim.model.deferred.DeferredQueue)."""
+    f: np.ndarray
+    rcpt: np.ndarray
+    head: np.ndarray
+    tail: np.ndarray
+    count: np.ndarray
+    chunks: np.ndarray
+    state: np.ndarray
+    unit: int
+
+
+class Mail(NamedTuple):
+    """New mail handed over by the senders, in arrival order (queue files)."""
+    f: np.ndarray
+    rcpt: np.ndarray
+
+
+class Relay(NamedTuple):
+    """The relay as a step function of time (sim.model.relay.RelayTimeline): per
+    configuration its start, local users, an unknown user's outcome and reject code (after
+    soft_bounce); outages; postgrey (on, delay, retry_window, auto_whitelist_clients) and
+    smtpd_hard_error_limit (0: none)."""
+    times: np.ndarray
+    users: np.ndarray
+    unknown: np.ndarray
+    code: np.ndarray
+    down_start: np.ndarray
+    down_end: np.ndarray
+    grey: np.ndarray
+    limit: int
+
+
+class Upstream(NamedTuple):
+    """The upstream's schedule (rule and site numbers, packed parameters per configuration
+    and their start times) and the configuration in force (cur): runner grid or not, interval
+    R, slack, active-queue limit, delay_warning_time and the mean transaction time."""
+    rule: int
+    site: int
+    P: np.ndarray
+    times: np.ndarray
+    cur: int
+    grid: bool
+    R: int
+    slack: int
+    active_limit: int
+    dwt: float
+    mean: float
+
+
+class Obs(NamedTuple):
+    """Where ticks are counted: the recorder's rows (observe.SERIES; delay warnings,
+    greylisted, hard-error disconnects), its grid, the run's duration, qshape's differences
+    and edges."""
+    acc: np.ndarray
+    rows: np.ndarray
+    warn_row: int
+    grey_row: int
+    err_row: int
+    rec_duration: float
+    interval: float
+    nbins: int
+    duration: float
+    qdiff: np.ndarray
+    edges: np.ndarray
+
+
+LOG_FIELDS = ("qid", "rcpt", "user", "kind", "size", "nrcpt", "arrival", "entry", "start", "end",
+              "outcome", "code", "tries")
+
+
+class Log(NamedTuple):
+    """The attempt log's buffer, one array per LOG_FIELDS entry (size 0: no log)."""
+    qid: np.ndarray
+    rcpt: np.ndarray
+    user: np.ndarray
+    kind: np.ndarray
+    size: np.ndarray
+    nrcpt: np.ndarray
+    arrival: np.ndarray
+    entry: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    outcome: np.ndarray
+    code: np.ndarray
+    tries: np.ndarray
+
+
+class State(NamedTuple):
+    """What persists between ticks besides the queue: the agents' free times, the site state
+    (sim.model.qmgr.site), postgrey's first pass per hour and [whitelisted_at]."""
+    free: np.ndarray
+    site: np.ndarray
+    grey_hours: np.ndarray
+    grey: np.ndarray
+
+
+# io: in: the first tick, the clock, the position in the service times, the senders' horizon,
+# the next scheduled change, at most this many ticks (0: any); out: why it stopped, new mail
+# taken, delays and log rows written, what it needs (and the first tick not run, in I_T, and
+# the position in the service times, in I_POS)
+IO = ("t", "now", "pos", "horizon", "stop_at", "max_ticks", "why", "new", "delays", "logged",
+      "need")
+(I_T, I_NOW, I_POS, I_HORIZON, I_STOP_AT, I_MAX, I_WHY, I_NEW, I_DELAYS, I_LOGGED,
+ I_NEED) = range(11)
+WHY = ("done", "wait", "change", "room", "service", "delay_room", "log_room")
+DONE, WAIT, CHANGE, ROOM, SERVICE, DELAY_ROOM, LOG_ROOM = range(7)
+
+
+@njit(cache=True, nogil=True)  # the service-time thread draws meanwhile
+def run(store, mail, buf, relay, up, obs, log, st, dbuf, io):
+    """qmgr ticks from io[I_T] on (see the contract)."""
+    width = store.rcpt.shape[1]
+    R = up.R
+    T = io[I_T]
+    pos = np.int64(io[I_POS])
+    p_in = 0
+    nd = 0
+    nl = 0
+    why = DONE
+    need = 0
+    ran = 0
+    while T <= obs.duration:
+        if T >= io[I_STOP_AT] or (io[I_MAX] and ran >= io[I_MAX]):
+            why = CHANGE
+            break
+        ran += 1
+        if T > io[I_NOW] and T + R >= io[I_HORIZON]:
+            why = WAIT
+            break
+        k = min(np.int64(T) // store.unit, store.head.size - 1)
+        n_old = store.count[k]
+        n_new = 0
+        while p_in + n_new < mail.f.shape[0] and mail.f[p_in + n_new, ARRIVAL] <= T + R:
+            n_new += 1
+        nxt = np.int64((math.floor(T / R + 1e-9) + 1) * R)
+        if n_old or n_new:
+            n = n_old + n_new
+            if store.state[0] + n > store.f.shape[0] or store.state[1] + n > \
+                    store.chunks.shape[0]:
+                why, need = ROOM, n
+                break
+            if nd + n * width > dbuf.size:
+                why, need = DELAY_ROOM, nd + n * width
+                break
+            if pos + n > buf.size:
+                why, need = SERVICE, n
+                break
+            if log.qid.size and nl + n * width > log.qid.size:
+                why, need = LOG_ROOM, n * width
+                break
+            used, nd, nl = tick(store, mail.f[p_in:], mail.rcpt[p_in:], n_new, k, T, nxt,
+                                buf[pos:pos + n], relay, up, obs, log, nl, st, dbuf, nd)
+            pos += used
+            p_in += n_new
+        T = float(nxt)
+    io[I_WHY], io[I_T], io[I_POS], io[I_NEW], io[I_DELAYS], io[I_LOGGED], io[I_NEED] = (
+        why, T, pos, p_in, nd, nl, need)
+
+
+@njit(cache=True, nogil=True)
+def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl, st, dbuf,
+         nd):
+    """One qmgr tick at T: slot k of the deferred queue and the first n_new rows of the new
+    mail (see the contract). Returns (service times used, delays and log rows written)."""
+    qf, qr = store.f, store.rcpt
+    n_old = store.count[k]
+    n = n_old + n_new
+    idx = slot_rows(store.head, store.tail, store.count, store.chunks, k)
+    # the tick's messages in queue order: position -> (source, row)
+    src = np.empty(n, dtype=np.int64)  # 0 deferred queue, 1 new mail
+    row = np.empty(n, dtype=np.int64)
+    entry = np.empty(n)
+    if up.grid:
+        for i in range(n_old):
+            src[i], row[i], entry[i] = 0, idx[i], T
+        for i in range(n_new):
+            src[n_old + i], row[n_old + i], entry[n_old + i] = 1, i, inc_f[i, ARRIVAL]
+    else:
+        ent = np.empty(n)
+        for i in range(n_new):
+            ent[i] = inc_f[i, ARRIVAL]
+        for i in range(n_old):
+            ent[n_new + i] = qf[idx[i], LAST_NEXT]
+        order = np.argsort(ent, kind="mergesort")
+        for q in range(n):
+            m = order[q]
+            entry[q] = ent[m]
+            if m < n_new:
+                src[q], row[q] = 1, m
+            else:
+                src[q], row[q] = 0, idx[m - n_new]
+    start, end, vetoed, used = _serve(entry, n_old if up.grid else 0, T, service, relay, up,
+                                      obs, st)
+    for i in range(n):  # SERIES: deferred, deferred_recipients, as the files leave
+        if src[i] == 0:
+            left = 0
+            for c in range(qr.shape[1]):
+                left += qr[row[i], c] != -2
+            b = bin_of(entry[i], obs.rec_duration, obs.interval, obs.nbins)
+            obs.acc[obs.rows[LEFT], b] -= 1.0
+            obs.acc[obs.rows[LEFT + 1], b] -= left
+
+    # the relay's answers, postgrey and the hard error limit
+    width = qr.shape[1]
+    out = np.empty((n, width), dtype=np.int8)
+    held = np.zeros(n, dtype=np.bool_)
+    hit = np.zeros(n, dtype=np.bool_)
+    greyed = np.zeros(n if relay.grey[0] else 1, dtype=np.int64)
+    new_pass = False
+    hit_end = -np.inf
+    for i in range(n):
+        f, r = (qf, qr) if src[i] == 0 else (inc_f, inc_r)
+        j = row[i]
+        snap = rules.snapshot(relay.times, start[i])
+        for c in range(width):
+            u = r[j, c]
+            out[i, c] = -1 if u == -2 else (
+                DEFERRED if vetoed[i] else outcome(u, relay.users[snap], relay.unknown[snap]))
+        if relay.grey[0]:
+            first, ok_now, fresh_pass, held[i] = rules.greylist(
+                f[j, GREY_FIRST], f[j, GREY_OK] == 1, start[i], relay.grey[1], relay.grey[2],
+                st.grey[0], not vetoed[i])
+            f[j, GREY_FIRST] = first
+            if ok_now:
+                f[j, GREY_OK] = 1.0
+            if held[i]:
+                for c in range(width):
+                    if out[i, c] == SENT:
+                        out[i, c] = DEFERRED
+                        greyed[i] += 1
+                obs.acc[obs.grey_row, bin_of(start[i], obs.rec_duration, obs.interval,
+                                             obs.nbins)] += greyed[i]
+            if fresh_pass and relay.grey[3] and st.grey[0] == np.inf:
+                h = min(np.int64(math.floor(start[i] / 3600.0)), st.grey_hours.size - 1)
+                st.grey_hours[h] = min(st.grey_hours[h], start[i])
+                new_pass = True
+        if relay.limit and not vetoed[i]:
+            rejected = 0
+            for c in range(width):
+                rejected += out[i, c] == DEFERRED or out[i, c] == BOUNCED
+            if rules.hard_error_hit(rejected, relay.limit):
+                hit[i] = True
+                for c in range(width):
+                    if out[i, c] >= 0:
+                        out[i, c] = DEFERRED
+                obs.acc[obs.err_row, bin_of(start[i], obs.rec_duration, obs.interval,
+                                            obs.nbins)] += 1.0
+                hit_end = max(hit_end, end[i])
+    if hit_end > -np.inf:
+        site.refused(st.site, up.site, up.P[up.cur], hit_end)
+    if new_pass:
+        _whitelist(st, int(relay.grey[3]))
+
+    # per message: the outcome's tally and, with deferred recipients, the retry
+    tally = np.zeros((n, 4), dtype=np.int64)
+    kind = np.empty(n)
+    size = np.empty(n)
+    arrived = np.empty(n)
+    soft = np.empty(n, dtype=np.bool_)
+    now = np.zeros(n, dtype=np.int64)
+    wake = np.zeros(n, dtype=np.int64)
+    key = np.zeros(n, dtype=np.int64)
+    slots = np.zeros(n, dtype=np.int64)
+    expired = np.zeros(n, dtype=np.bool_)
+    keep = np.zeros(n, dtype=np.bool_)
+    last = store.head.size - 1
+    for i in range(n):
+        f = qf if src[i] == 0 else inc_f
+        j = row[i]
+        for c in range(width):
+            o = out[i, c]
+            if o >= 0:
+                tally[i, 0] += 1
+                tally[i, 1 + o] += 1
+        kind[i], size[i], arrived[i] = f[j, KIND], f[j, SIZE], f[j, ARRIVAL]
+        soft[i] = relay.code[rules.snapshot(relay.times, start[i])] < 500
+        if tally[i, 2] > 0:
+            now[i] = rules.now_of(end[i])
+            P = up.P[rules.snapshot(up.times, end[i])]
+            wake[i], give_up = schedules.due(
+                up.rule, P, np.int64(f[j, CREATE]), now[i], np.int64(f[j, TRIES]) + 1,
+                np.int64(f[j, LAST_FAIL]), np.int64(f[j, LAST_NEXT]), kind[i] == NULL)
+            if give_up:
+                expired[i] = True
+            else:
+                keep[i] = True
+                key[i] = rules.tick_key(wake[i], nxt, up.R, up.slack, up.grid)
+                slots[i] = min(key[i] // store.unit, last)
+    delays = record(obs.acc, obs.rows, obs.rec_duration, obs.interval, obs.nbins, obs.duration,
+                    entry, start, end, tally, vetoed, greyed, soft, kind, size, arrived, expired,
+                    keep)
+    dbuf[nd:nd + delays.size] = delays
+    nd += delays.size
+    if log.qid.size:
+        nl = _log(log, nl, qf, qr, inc_f, inc_r, src, row, out, entry, start, end, vetoed,
+                  held, hit, expired, relay)
+
+    # the survivors filed again, with only their deferred recipients
+    dest = file_rows(store.head, store.tail, store.count, store.chunks, store.state, slots, keep)
+    for i in range(n):
+        if not keep[i]:
+            continue
+        f, r = (qf, qr) if src[i] == 0 else (inc_f, inc_r)
+        j, d = row[i], dest[i]
+        for c in range(f.shape[1]):
+            qf[d, c] = f[j, c]
+        for c in range(width):
+            qr[d, c] = r[j, c] if out[i, c] == DEFERRED else -2
+        qf[d, TRIES] += 1
+        qf[d, LAST_FAIL] = now[i]
+        qf[d, LAST_NEXT] = wake[i]
+        qf[d, LAST_END] = end[i]
+        if rules.delay_warning(now[i], qf[d, CREATE], qf[d, KIND], qf[d, WARNED], up.dwt):
+            obs.acc[obs.warn_row, bin_of(end[i], obs.rec_duration, obs.interval,
+                                         obs.nbins)] += 1.0
+            qf[d, WARNED] = 1
+        stay(obs.qdiff, obs.edges, obs.interval, end[i], key[i], qf[d, ARRIVAL], 1)
+    return used, nd, nl
+
+
+@njit(cache=True)
+def _serve(entry, n_scan, T, service, relay, up, obs, st):
+    """(start, end, vetoed, service times used) of the tick's jobs in queue order: the first
+    n_scan enter together at T (a runner's scan), the rest at their own sorted times. Each job
+    takes one service time (standard exponential, times the mean; none when the mean is 0)."""
+    n = entry.size
+    start = np.empty(n)
+    end = np.empty(n)
+    vetoed = np.zeros(n, dtype=np.bool_)
+    P = up.P[up.cur]
+    used = 0
+    if n_scan:
+        if site.vetoes(st.site, up.site, P, relay.down_start, relay.down_end, T):
+            start[:n_scan] = T
+            end[:n_scan] = T
+            vetoed[:n_scan] = True
+        else:
+            s, e, fr = fifo(entry[:n_scan], service[:n_scan] * up.mean, st.free)
+            st.free[:] = fr
+            used = n_scan if up.mean > 0 else 0  # no transaction time: no draws
+            o_start = site.next_down(relay.down_start, relay.down_end, T)[0]
+            if o_start <= s[n_scan - 1]:  # an outage begins during the batch: refused from then
+                first = np.searchsorted(s, max(o_start, T))
+                s_f = s[first]
+                site.vetoes(st.site, up.site, P, relay.down_start, relay.down_end, s_f)
+                s[first:] = s_f
+                e[first:] = s_f
+                vetoed[first:n_scan] = True
+                for a in range(st.free.size):
+                    st.free[a] = min(st.free[a], s_f)
+            start[:n_scan] = s
+            end[:n_scan] = e
+        limit = up.active_limit
+        for i in range(limit, n_scan):  # the rest wait until the active queue has room
+            entry[i] = max(T, end[i - limit])
+    if n > n_scan:
+        m = n - n_scan
+        svc = service[used:used + m] * up.mean
+        s, e, fr = fifo(entry[n_scan:], svc, st.free)
+        if site.clear(st.site, relay.down_start, relay.down_end, s[0], s[m - 1]):
+            st.free[:] = fr
+        else:  # one by one: a vetoed job takes no agent time
+            for q in range(m):
+                a = 0
+                for b in range(1, st.free.size):
+                    if st.free[b] < st.free[a]:
+                        a = b
+                x = entry[n_scan + q]
+                s[q] = x if x >= st.free[a] else st.free[a]
+                if site.vetoes(st.site, up.site, P, relay.down_start, relay.down_end, s[q]):
+                    e[q] = s[q]
+                    vetoed[n_scan + q] = True
+                else:
+                    e[q] = s[q] + svc[q]
+                    st.free[a] = e[q]
+        start[n_scan:] = s
+        end[n_scan:] = e
+        used += m if up.mean > 0 else 0
+    return start, end, vetoed, used
+
+
+@njit(cache=True)
+def _whitelist(st, clients):
+    """postgrey's auto-whitelist: the client is whitelisted from its `clients`-th pass,
+    passes counted once per hour."""
+    seen = st.grey_hours[st.grey_hours < np.inf]
+    if seen.size >= clients:
+        st.grey[0] = np.sort(seen)[clients - 1]
+
+
+@njit(cache=True)
+def _log(log, nl, qf, qr, inc_f, inc_r, src, row, out, entry, start, end, vetoed, held, hit,
+         expired, relay):
+    """The tick's attempts written to the log from row nl on; returns the next free row."""
+    for i in range(src.size):
+        f, r = (qf, qr) if src[i] == 0 else (inc_f, inc_r)
+        j = row[i]
+        snap = rules.snapshot(relay.times, start[i])
+        for c in range(r.shape[1]):
+            u = r[j, c]
+            if u == -2:
+                continue
+            o = out[i, c]
+            log.qid[nl] = np.int64(f[j, QID])
+            log.rcpt[nl] = c
+            log.user[nl] = u
+            log.kind[nl] = np.int8(f[j, KIND])
+            log.size[nl] = np.int64(f[j, SIZE])
+            log.nrcpt[nl] = np.int16(f[j, NRCPT])
+            log.arrival[nl] = f[j, ARRIVAL]
+            log.entry[nl] = entry[i]
+            log.start[nl] = start[i]
+            log.end[nl] = end[i]
+            log.outcome[nl] = EXPIRED if (expired[i] and o == DEFERRED) else o
+            log.code[nl] = rules.reply_code(o, u, relay.users[snap], relay.code[snap],
+                                            vetoed[i], held[i], hit[i])
+            log.tries[nl] = np.int16(f[j, TRIES] + 1)
+            nl += 1
+    return nl

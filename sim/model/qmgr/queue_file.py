@@ -1,0 +1,58 @@
+"""A queue file as the queue manager sees it: one float64 row of fields and a row of recipients.
+
+Public names: FIELDS, QID .. GREY_OK (column numbers), OUTCOMES, EXPIRED, new_files.
+
+Contract:
+- A message's queue file is a row of FIELDS (float64: queue id, arrival and create times,
+  sender kind (sim.model.sender: ordinary, NULL, FORGED), size in bytes, sender number,
+  recipients queued at arrival, tries so far, the last failure, the wake-up time computed
+  then and the end of that attempt, whether a delay warning was sent, postgrey's first
+  attempt and pass) and a row of recipient ids (int32: >= 0 a relay user, -1 unknown at the
+  relay, -2 done). Postfix keeps the same facts in the queue file's records (T arrival,
+  create time, sender, recipients with their done flags); the wake-up time is the file's
+  mtime.
+- OUTCOMES names a recipient's outcome of one attempt: sent, deferred, bounced (the relay's
+  answers, sim.model.relay) and expired (deferred at the attempt that returned the message).
+- new_files(...) writes the queue files of newly received mail (not tried yet) and counts
+  them at their arrival (received recipients, messages and bytes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from sim.model.metrics import bin_of
+
+FIELDS = ("qid", "arrival", "create", "kind", "size", "source", "nrcpt", "tries", "last_fail",
+          "last_next", "last_end", "warned", "grey_first", "grey_ok")
+(QID, ARRIVAL, CREATE, KIND, SIZE, SOURCE, NRCPT, TRIES, LAST_FAIL, LAST_NEXT, LAST_END, WARNED,
+ GREY_FIRST, GREY_OK) = range(14)
+OUTCOMES = ("sent", "deferred", "bounced", "expired")
+EXPIRED = 3
+
+
+@njit(cache=True)
+def new_files(f, qid, arrival, create, kind, size, source, rcpt, acc, rows, rec_duration,
+              interval, nbins):
+    """f[i]: the queue file of new message i (queue id qid + i, not tried yet), counted at
+    its arrival in acc[rows] (received recipients, messages and bytes; whole numbers, so
+    the sums do not depend on their order)."""
+    for i in range(f.shape[0]):
+        f[i, QID] = qid + i
+        f[i, ARRIVAL] = arrival[i]
+        f[i, CREATE] = create[i]
+        f[i, KIND] = kind[i]
+        f[i, SIZE] = size[i]
+        f[i, SOURCE] = source[i]
+        f[i, TRIES] = f[i, WARNED] = f[i, GREY_OK] = 0.0
+        f[i, LAST_FAIL] = f[i, LAST_NEXT] = f[i, GREY_FIRST] = -1.0
+        f[i, LAST_END] = -np.inf
+        r = 0
+        for c in range(rcpt.shape[1]):
+            r += rcpt[i, c] != -2
+        f[i, NRCPT] = r
+        b = bin_of(arrival[i], rec_duration, interval, nbins)
+        acc[rows[0], b] += r
+        acc[rows[1], b] += 1.0
+        acc[rows[2], b] += size[i]

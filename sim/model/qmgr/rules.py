@@ -1,0 +1,123 @@
+"""The queue manager's per-message rules, each stated once, compiled; the engine and readers
+use them (sim.model.qmgr.engine).
+
+Public names: runner_tick, tick_key, snapshot, greylist, hard_error_hit, dsn_count,
+delay_warning, reply_code.
+
+Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
+- The relay's answer to one recipient is sim.model.relay.outcome (known: sent; unknown: the
+  reject code's outcome, after soft_bounce); the retry after a deferral is
+  sim.model.schedules.due (backoff, or the MTA's schedule, and expiry); the destination's
+  throttle is sim.model.qmgr.site. What is re-filed: a message with deferred recipients that
+  does not expire, carrying only its deferred recipients.
+- runner_tick / tick_key: which qmgr tick takes a message with a given wake-up time.
+- snapshot: the relay's or upstream's configuration in force at a time (scheduled changes).
+- greylist: postgrey's decision for one message's attempt (a triplet per message).
+- hard_error_hit: smtpd_hard_error_limit at the relay: the session is disconnected.
+- dsn_count: the non-delivery notices one attempt causes (a bounced recipient, or expiry;
+  never for null-sender mail, whose failures are discarded under default notify_classes).
+- delay_warning: Postfix's delay_warning_time rule (qmgr_active.c).
+- reply_code: the SMTP code the upstream logs for one recipient's attempt.
+Nothing here keeps state or counts anything.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from sim.model import schedules
+from sim.model.relay import BOUNCED, DEFERRED, SENT
+from sim.model.sender import NULL
+
+
+@njit(cache=True)
+def runner_tick(wake, pending, interval, slack):
+    """The tick that takes a message with this wake-up time on a runner grid: the pending
+    tick if the message is due by then (a runner under way has passed it already, and after
+    a reload the pending tick may be off the new grid), else the first runner start
+    (schedules.queue_run)."""
+    return pending if wake - slack <= pending else schedules.queue_run(wake, interval, slack)
+
+
+@njit(cache=True)
+def tick_key(wake, pending, R, slack, grid):
+    """The tick that takes a message with this wake-up time: on a runner grid, runner_tick;
+    without one (ticks every R s serving each message at its own time), the tick before the
+    wake-up time, which serves everything due up to the next tick, no earlier than the
+    pending tick."""
+    if grid:
+        return runner_tick(wake, pending, R, slack)
+    return max((-(-wake // R) - 1) * R, pending)
+
+
+@njit(cache=True)
+def snapshot(times, t):
+    """Index of the configuration in force at t, for configurations starting at `times`
+    (scheduled changes; the first one for times before 0)."""
+    if times.size == 1:
+        return 0
+    return max(np.searchsorted(times, t, side="right") - 1, 0)
+
+
+@njit(cache=True)
+def greylist(first, ok_before, start, delay, retry_window, whitelisted_at, tried):
+    """postgrey before the relay's recipient check, for one message's attempt at `start`
+    (first: its triplet's first attempt, -1 none; ok_before: it has passed; tried: the attempt
+    reached the relay). A new triplet is deferred with 450 4.2.0 until `delay` has passed since
+    its first attempt; a first retry later than `retry_window` starts over; a whitelisted
+    client (from whitelisted_at on) passes. Returns (first, passes now, newly passed, held)."""
+    if first < 0 or (not ok_before and start - first > retry_window):
+        first = start
+    waited = start - first >= delay
+    passed = ok_before or waited or start >= whitelisted_at
+    return first, tried and passed, tried and passed and not ok_before and waited, \
+        tried and not passed
+
+
+@njit(cache=True)
+def hard_error_hit(rejected, limit):
+    """smtpd_hard_error_limit: a session with `limit` or more rejected RCPTs gets 421 and is
+    disconnected before DATA; the upstream sees a lost connection, a site-level failure, and
+    defers every recipient. Derived from Postfix's smtpd.c, not verified on a live system."""
+    return limit > 0 and rejected >= limit
+
+
+@njit(cache=True)
+def dsn_count(kind, bounced, expired):
+    """Non-delivery notices to the sender after one attempt: one if a recipient bounced, one
+    if the message expired; none for null-sender mail (no bounce of a bounce)."""
+    if kind == NULL:
+        return 0
+    return (1 if bounced > 0 else 0) + (1 if expired else 0)
+
+
+@njit(cache=True)
+def delay_warning(now, create, kind, warned, dwt):
+    """Postfix's delayed-mail notice at a deferral that keeps the message: once, for
+    non-null-sender mail, when now >= create + delay_warning_time - 1 (dwt > 0)."""
+    return dwt > 0 and warned == 0 and kind != NULL and now >= create + dwt - 1
+
+
+@njit(cache=True)
+def reply_code(out, user, users, code, vetoed, held, hit):
+    """The code logged for one recipient: 0 without an SMTP session (refused, or the
+    destination dead), 421 for a session cut by the hard error limit, 450 for a greylisted
+    known recipient, 250 sent, else the relay's reject code for unknown users (code)."""
+    if vetoed:
+        return 0
+    if hit:
+        return 421
+    if out == SENT:
+        return 250
+    if out == DEFERRED and held and 0 <= user < users:
+        return 450
+    return code if out in (DEFERRED, BOUNCED) else 0
+
+
+@njit(cache=True)
+def now_of(t):
+    """Postfix's time_t of a time in seconds."""
+    return np.int64(math.floor(t))
