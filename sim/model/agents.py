@@ -1,21 +1,16 @@
 """Destination concurrency: c delivery agents serving the relay's in-core queue, first come first
-served, computed for whole batches.
+served, computed for whole batches; and their service times.
 
-Public names: Agents, ServiceTimes.
+Public names: fifo, ServiceTimes.
 
 Contract:
-- Agents(c) models `default_destination_concurrency_limit` SMTP client processes working one
-  FIFO queue (qmgr's in-core queue for the relay; all mail goes to one destination, and with
-  one-recipient jobs qmgr's preemptive scheduler never reorders them). free[k] is the time agent
-  k is next free.
-- batch(T, n, draw) serves n jobs that all enter at time T (one deferred-queue scan) and
-  timed(entries, draw, site) jobs that enter one by one at sorted times (new mail); both
-  return (start, end) in queue order. Each job has its own service time, drawn in queue
-  order. It is the textbook c-server FIFO recursion: a job starts when it has entered and an
-  agent is free, on the agent free first; a loop, because each job depends on the one before,
-  compiled (fifo, numba), or in Python when `site` may veto a job (relay down or throttled)
-  so that it takes no agent time.
-- draw(shape) returns service times (seconds); a mean of 0 is allowed (zero-time attempts).
+- default_destination_concurrency_limit SMTP client processes work one FIFO queue (qmgr's
+  in-core queue for the relay; all mail goes to one destination, and with one-recipient jobs
+  qmgr's preemptive scheduler never reorders them). free[k] is the time agent k is next free.
+- fifo(entries, service, free) is the textbook c-server FIFO recursion, compiled: a job starts
+  when it has entered and an agent is free, on the agent free first, and holds it for its own
+  service time (drawn in queue order by the caller). The engine (sim.model.qmgr.engine) serves
+  each tick's jobs with it, one by one where the destination may refuse a job.
 - ServiceTimes(rng).take(n) hands out the generator's standard exponential variates in order:
   the same numbers rng.standard_exponential(n) would give at that point; window(n) shows the
   next ones (at least n) without taking them, for compiled code that takes what it uses
@@ -26,69 +21,12 @@ Contract:
 
 from __future__ import annotations
 
-import heapq
 import math
 import queue
 import threading
-from collections.abc import Callable
 
 import numpy as np
 from numba import njit
-
-
-class Agents:
-    """A pool of c delivery agents (see the module contract)."""
-
-    def __init__(self, c: int, t0: float = 0.0):
-        self.free = np.full(c, float(t0))
-
-    def resize(self, c: int, t: float) -> None:
-        """A reload with a new concurrency limit: keep the c earliest-free agents, or add idle."""
-        f = np.sort(self.free)
-        self.free = f[:c] if c <= f.size else np.concatenate([f, np.full(c - f.size, t)])
-
-    def batch(self, T: float, n: int, draw: Callable) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end times of n jobs entering together at T, in FIFO order."""
-        start, end, self.free = fifo(np.full(n, float(T)), draw((n,)), self.free)
-        return start, end
-
-    def timed(self, entries: np.ndarray, draw: Callable,
-              site: Callable[[float], bool] | None = None, clear: Callable | None = None):
-        """(start, end, vetoed) of jobs entering at sorted `entries`, served FIFO.
-
-        site(t) -> True vetoes the job at time t: it fails at once, taking no agent time.
-        clear(t0, t1) -> True promises that site would veto nothing in [t0, t1]; then the jobs
-        are served by the compiled recursion (fifo) instead of the Python loop."""
-        n = entries.size
-        service = draw((n,))
-        free0 = self.free
-        if clear is not None and n:
-            start, end, self.free = fifo(entries, service, self.free)
-            if clear(float(start[0]), float(start[-1])):
-                return start, end, np.zeros(n, dtype=bool)
-            self.free = free0
-        return self._loop(entries, service, site)
-
-    def _loop(self, entries, service, site):
-        n = entries.size
-        start = np.empty(n)
-        end = np.empty(n)
-        vetoed = np.zeros(n, dtype=bool)
-        heap = self.free.tolist()
-        heapq.heapify(heap)
-        for i, (a, d) in enumerate(zip(entries.tolist(), service.tolist(), strict=True)):
-            f = heap[0]
-            s = a if a >= f else f
-            if site is not None and site(s):
-                start[i] = end[i] = s
-                vetoed[i] = True
-                continue
-            e = s + d
-            heapq.heapreplace(heap, e)
-            start[i] = s
-            end[i] = e
-        self.free = np.array(heap)
-        return start, end, vetoed
 
 
 class ServiceTimes:

@@ -1,6 +1,6 @@
 """The deferred queue: queue files waiting for the qmgr tick that will take them.
 
-Public names: DeferredQueue, slot_rows, peek_rows, file_rows.
+Public names: DeferredQueue, slot_rows, file_rows.
 
 Contract:
 - A queue file is a row of `f` (float64 fields, sim.model.qmgr.FIELDS) and of `rcpt` (int32
@@ -14,10 +14,10 @@ Contract:
   slot by slot into the arrays it used before (one chunk per slot) if they have room for
   three times the live files, else into new ones with room for six times: the copying
   costs at most one row for every two filed (about one in five once the queue is steady).
-- peek_rows(k) lists slot k's rows and leaves them filed; slot_rows(k) lists them and
-  empties the slot (the rows stay readable until the next reserve()); file_rows writes
-  files into rows reserved before, in the given order, stable by slot. take(tick) and
-  put(f, rcpt, ticks) do the same on copies, for Python callers.
+- slot_rows(k) lists slot k's rows and empties the slot (the rows stay readable until the
+  next reserve()); file_rows writes files into rows reserved before, in the given order,
+  stable by slot. take(tick) and put(f, rcpt, ticks) do the same on copies, for Python
+  callers.
 Nothing here knows about time series, policies or SimPy.
 """
 
@@ -119,12 +119,6 @@ def slot_rows(head, tail, count, chunks, k):
     rows = _rows(head, count, chunks, k)
     head[k] = tail[k] = count[k] = 0
     return rows
-
-
-@njit(cache=True)
-def peek_rows(head, count, chunks, k):
-    """The rows filed in slot k, in filing order; the slot stays as it is."""
-    return _rows(head, count, chunks, k)
 
 
 @njit(cache=True)

@@ -1,7 +1,6 @@
 """The local relay: recipient map, reject codes and availability, answered for batches of RCPTs.
 
-Public names: RelayTimeline, rcpt_reply, replies, outcome, outage_intervals, SENT, DEFERRED,
-BOUNCED.
+Public names: RelayTimeline, rcpt_reply, outcome, outage_intervals, SENT, DEFERRED, BOUNCED.
 
 Contract:
 - rcpt_reply(known, code, soft_bounce) is the relay's smtpd decision for one RCPT, vectorised:
@@ -29,18 +28,6 @@ def rcpt_reply(known: np.ndarray, code: np.ndarray, soft_bounce: np.ndarray) -> 
     """SENT for known recipients, else DEFERRED (4xx) or BOUNCED (5xx, unless soft_bounce)."""
     code = np.where(soft_bounce & (code >= 500), code - 100, code)
     return np.where(known, SENT, np.where(code >= 500, BOUNCED, DEFERRED)).astype(np.int8)
-
-
-@njit(cache=True)
-def replies(rcpt, users, unknown):
-    """rcpt_reply for a batch under one configuration, compiled: the outcome per recipient,
-    -1 where none is pending (id -2); see outcome."""
-    n, k = rcpt.shape
-    out = np.empty((n, k), dtype=np.int8)
-    for i in range(n):
-        for j in range(k):
-            out[i, j] = outcome(rcpt[i, j], users, unknown)
-    return out
 
 
 @njit(cache=True)
@@ -85,7 +72,6 @@ class RelayTimeline:
         self.code = np.array([r.unknown_local_recipient_reject_code for _, r in snapshots])
         self.soft = np.array([r.soft_bounce for _, r in snapshots], dtype=bool)
         self.down_start, self.down_end = outages
-        self._next_down = (np.inf, (np.inf, np.inf))  # (asked at, answer): see next_down
         self._unknown = [int(rcpt_reply(np.False_, c, sf))
                          for c, sf in zip(self.code, self.soft, strict=True)]
 
@@ -98,10 +84,6 @@ class RelayTimeline:
         if lo == hi:
             return max(int(lo), 0)
         return np.maximum(np.searchsorted(self.times, t, side="right") - 1, 0)
-
-    def snap_of(self, t: np.ndarray):
-        """The configuration in force over all of t as an int, or an array per time."""
-        return self._snap(np.asarray(t, dtype=float)) if t.size else 0
 
     def unknown_reply(self, j: int) -> int:
         """The outcome (DEFERRED or BOUNCED) of an unknown recipient under configuration j."""
@@ -119,17 +101,6 @@ class RelayTimeline:
         i = np.searchsorted(self.down_start, t, side="right") - 1
         return (i >= 0) & (t < self.down_end[np.maximum(i, 0)])
 
-    def next_down(self, t: float) -> tuple[float, float]:
-        """(start, end) of the first outage that is in force at or after t, or (inf, inf)."""
-        since, answer = self._next_down
-        if since <= t < answer[1]:  # asked every tick: the last answer holds until its end
-            return answer
-        i = int(np.searchsorted(self.down_end, t, side="right"))
-        answer = ((np.inf, np.inf) if i == self.down_start.size else
-                  (float(self.down_start[i]), float(self.down_end[i])))
-        self._next_down = (t, answer)
-        return answer
-
     def reply(self, t: np.ndarray, rcpt: np.ndarray) -> np.ndarray:
         """Outcome per recipient (rows: attempts at times t; columns: recipient ids)."""
         j = self._snap(np.asarray(t, dtype=float))
@@ -137,11 +108,3 @@ class RelayTimeline:
             j = j[:, None]
         known = (rcpt >= 0) & (rcpt < self.users[j])
         return rcpt_reply(known, self.code[j], self.soft[j])
-
-    def reject_codes(self, t: np.ndarray) -> np.ndarray:
-        """The code an unknown recipient gets at time t, after soft_bounce."""
-        t = np.asarray(t, dtype=float)
-        j = self._snap(t)
-        c = self.code[j]
-        c = np.where(self.soft[j] & (c >= 500), c - 100, c)
-        return np.broadcast_to(c, t.shape)

@@ -1,4 +1,4 @@
-"""The delivery agents' FIFO pool: the compiled and bulk paths against the c-server recursion."""
+"""The delivery agents' FIFO pool against the textbook c-server recursion; service times."""
 
 import heapq
 
@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.model.agents import Agents, ServiceTimes
+from sim.model.agents import ServiceTimes
 from sim.model.agents import fifo as compiled_fifo
 
 
@@ -35,35 +35,6 @@ def test_compiled_recursion_equals_the_textbook_one(c, n, scale, mean, seed):
     assert np.array_equal(start, ref_start)
     assert np.array_equal(end, ref_start + service)
     assert np.array_equal(np.sort(heap), ref_free)
-
-
-def test_timed_veto_takes_no_agent_time():
-    pool = Agents(1)
-    start, end, vetoed = pool.timed(np.array([0.0, 1.0, 2.0]), lambda shape: np.full(shape, 5.0),
-                                    site=lambda t: t < 1.5)
-    assert vetoed.tolist() == [True, True, False]
-    assert end.tolist() == [0.0, 1.0, 7.0]
-
-
-def test_batch_is_the_recursion_with_every_job_entering_at_once():
-    """A scan batch: each job in queue order takes its own service time (drawn in that order)
-    on the agent free first."""
-    rng = np.random.default_rng(1)
-    for _ in range(50):
-        free = rng.random(4) * 3
-        service = rng.exponential(1.0, 60)
-        pool = Agents(4)
-        pool.free = free.copy()
-        s, e = pool.batch(1.0, 60, lambda shape, v=service: v.reshape(shape))
-        ref_start, ref_free = fifo(free, np.full(60, 1.0), service)
-        assert np.array_equal(s, ref_start) and np.array_equal(e, ref_start + service)
-        assert np.array_equal(np.sort(pool.free), ref_free)
-
-
-def test_batch_with_zero_service_starts_everything_at_once():
-    pool = Agents(3)
-    s, e = pool.batch(5.0, 10, lambda shape: np.zeros(shape))
-    assert (s == 5.0).all() and (e == 5.0).all()
 
 
 def test_service_times_are_the_generators_stream_across_blocks_and_the_thread(monkeypatch):

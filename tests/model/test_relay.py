@@ -112,13 +112,14 @@ def test_hard_error_limit_turns_many_unknown_recipients_into_a_site_failure():
 
 @pytest.mark.parametrize("code,soft", [(450, False), (550, False), (550, True)])
 def test_compiled_replies_agree_with_the_timeline(code, soft):
-    """relay.replies (the compiled batch path) answers as RelayTimeline.reply does, with -1
-    where no recipient is pending."""
-    from sim.model.relay import replies
+    """relay.outcome (the compiled rule the engine uses) answers as RelayTimeline.reply does,
+    with -1 where no recipient is pending."""
+    from sim.model.relay import outcome
     rng = np.random.default_rng(4)
     rcpt = rng.integers(-2, 12, size=(300, 3)).astype(np.int32)
     tl = RelayTimeline([(0.0, Relay(local_users=8, unknown_local_recipient_reject_code=code,
                                     soft_bounce=soft))], (np.empty(0), np.empty(0)))
     want = tl.reply(np.zeros(300), rcpt)
     want[rcpt == -2] = -1
-    assert np.array_equal(replies(rcpt, 8, tl.unknown_reply(0)), want)
+    got = [[outcome(u, 8, tl.unknown_reply(0)) for u in row] for row in rcpt.tolist()]
+    assert np.array_equal(np.array(got), want)

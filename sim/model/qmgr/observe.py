@@ -2,12 +2,12 @@
 delivered recipients' delays and qshape's view of the deferred queue. It decides nothing: it
 takes the engine's results (sim.model.qmgr.engine) as inputs.
 
-Public names: SERIES, LEFT, record, leaving, stay, stays.
+Public names: SERIES, LEFT, record, stay, stays.
 
 Contract:
 - SERIES names the rows record() adds to, in its order: at the time a message enters the
   active queue, at the attempt's start, at its end; LEFT is the row of "deferred" (and
-  "deferred_recipients" follows), which leaving() lowers as files leave the deferred queue.
+  "deferred_recipients" follows), which the engine lowers as files leave the deferred queue.
 - Times go to the sample grid as sim.model.metrics says (bin_of, bin_near); every column is a
   whole number (bytes too), so the sums are exact whatever the order of additions.
 - stay() counts a message's wait in the deferred queue, from its attempt's end to the tick that
@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numba import njit
 
-from sim.model.metrics import bin_near, bin_of
+from sim.model.metrics import bin_near
 from sim.model.qmgr.queue_file import ARRIVAL, LAST_END
 from sim.model.sender import FORGED, NULL
 
@@ -31,19 +31,6 @@ SERIES = ("active", "active_recipients",
           "active", "active_recipients", "delivered", "bounced", "expired", "dsn", "backscatter",
           "bytes", "deferred", "deferred_recipients")
 LEFT = SERIES.index("deferred")  # and deferred_recipients next: files leaving the queue
-
-
-@njit(cache=True)
-def leaving(acc, rows, entry, rcpt, rec_duration, interval, nbins):
-    """Queue files leaving the deferred queue at `entry`, counted in acc[rows] (SERIES:
-    deferred, deferred_recipients)."""
-    for i in range(entry.size):
-        b = bin_of(entry[i], rec_duration, interval, nbins)
-        r = 0
-        for c in range(rcpt.shape[1]):
-            r += rcpt[i, c] != -2
-        acc[rows[0], b] -= 1.0
-        acc[rows[1], b] -= r
 
 
 @njit(cache=True)

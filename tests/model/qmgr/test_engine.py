@@ -1,0 +1,50 @@
+"""sim.model.qmgr.engine: how a tick's jobs are served when the destination refuses some."""
+
+import numpy as np
+
+from sim.model import schedules
+from sim.model.qmgr import engine, site
+
+
+def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf):
+    sched = schedules.SCHEDULES["postfix"]
+    P = schedules.pack(sched.params())[None, :]
+    relay = engine.Relay(np.zeros(1), np.array([10]), np.array([1]), np.array([450]),
+                         np.array(down[0], float), np.array(down[1], float), np.zeros(4), 0)
+    up = engine.Upstream(sched.rule, sched.site, P, np.zeros(1), 0, True, 300, 1, 20000, 0.0,
+                         mean)
+    st = engine.State(np.array(free, float), site.new_state(), np.full(4, np.inf),
+                      np.array([np.inf]))
+    st.site[0] = dead_until
+    service = np.ones(len(entry))
+    start, end, vetoed, used = engine._serve(np.array(entry, float), n_scan, T, service, relay,
+                                             up, None, st)
+    return start, end, vetoed, used, st
+
+
+def test_a_refused_job_takes_no_agent_time():
+    """New mail, one agent, 5 s a job, the relay down over [4, 6): the job starting at 5 is
+    refused (dead until 305), so is the next (no agent time: it starts at 5 too); the job at
+    400 finds the agent free."""
+    start, end, vetoed, used, st = _serve([0.0, 1.0, 2.0, 400.0], 0, 0.0, [0.0],
+                                          ([4.0], [6.0]))
+    assert vetoed.tolist() == [False, True, True, False]
+    assert start.tolist() == [0.0, 5.0, 5.0, 400.0]  # the 2nd waits for the agent, then refused
+    assert end.tolist() == [5.0, 5.0, 5.0, 405.0]
+    assert used == 4  # one service time drawn per job, in queue order
+
+
+def test_an_outage_during_a_scan_refuses_the_rest_and_frees_the_agents():
+    """A scan's batch of 6 at T = 300 on 2 agents, 5 s each; the relay goes down at 310: the
+    jobs starting from then are refused at 310 and the agents are free at 310."""
+    start, end, vetoed, used, st = _serve([300.0] * 6, 6, 300.0, [0.0, 0.0], ([310.0], [900.0]))
+    assert start.tolist() == [300.0, 300.0, 305.0, 305.0, 310.0, 310.0]
+    assert vetoed.tolist() == [False] * 4 + [True] * 2
+    assert end[:4].tolist() == [305.0, 305.0, 310.0, 310.0] and end[4:].tolist() == [310.0] * 2
+    assert st.free.tolist() == [310.0, 310.0] and st.site[0] == 610.0  # dead until 310 + 300
+
+
+def test_a_scan_while_dead_is_refused_whole_and_draws_no_service_times():
+    start, end, vetoed, used, st = _serve([300.0] * 3, 3, 300.0, [0.0], ([], []),
+                                          dead_until=1000.0)
+    assert vetoed.all() and used == 0 and (start == 300.0).all() and (end == 300.0).all()

@@ -1,0 +1,80 @@
+"""sim.model.qmgr.rules: each per-message rule against hand-worked cases."""
+
+import numpy as np
+import pytest
+
+from sim.model.qmgr import rules
+from sim.model.relay import BOUNCED, DEFERRED, SENT
+from sim.model.sender import FORGED, NULL
+
+
+@pytest.mark.parametrize("wake, pending, R, slack, grid, key", [
+    (1201, 1200, 300, 1, True, 1200),   # due by the pending tick (Postfix: mtime <= T + 1)
+    (1502, 1200, 300, 1, True, 1800),   # the first scan with wake <= T + 1
+    (1501, 1200, 300, 1, True, 1500),
+    (1800, 1200, 1800, 0, True, 1800),  # Exim: no slack
+    (1801, 1200, 1800, 0, True, 3600),
+    (1000, 900, 60, 0, False, 960),     # no grid: the tick before the wake-up time
+    (961, 900, 60, 0, False, 960),
+    (960, 900, 60, 0, False, 900),
+    (850, 900, 60, 0, False, 900),      # never before the pending tick
+], ids=["pending", "next-scan", "scan-with-slack", "exim-on-grid", "exim-next", "no-grid",
+        "no-grid-just-after", "no-grid-on-tick", "no-grid-late"])
+def test_tick_key(wake, pending, R, slack, grid, key):
+    assert rules.tick_key(wake, pending, R, slack, grid) == key
+
+
+def test_snapshot_is_the_configuration_in_force():
+    times = np.array([0.0, 100.0, 250.0])
+    assert [rules.snapshot(times, t) for t in (-5.0, 0.0, 99.9, 100.0, 300.0)] == [0, 0, 0, 1, 2]
+    assert rules.snapshot(np.array([0.0]), 1e9) == 0
+
+
+@pytest.mark.parametrize("first, ok, start, whitelisted, tried, want", [
+    (-1.0, False, 100.0, np.inf, True, (100.0, False, False, True)),   # new triplet: held
+    (100.0, False, 399.0, np.inf, True, (100.0, False, False, True)),  # 299 s: still held
+    (100.0, False, 400.0, np.inf, True, (100.0, True, True, False)),   # 300 s: passes
+    (100.0, False, 100.0 + 2 * 86400 + 1, np.inf, True,                # retry window over
+     (100.0 + 2 * 86400 + 1, False, False, True)),
+    (100.0, True, 5e6, np.inf, True, (100.0, True, False, False)),     # passed before
+    (-1.0, False, 900.0, 800.0, True, (900.0, True, False, False)),    # whitelisted client
+    (-1.0, False, 100.0, np.inf, False, (100.0, False, False, False)),  # no session
+], ids=["new", "just-short", "delay-passed", "retry-window", "passed-before", "whitelisted",
+        "not-tried"])
+def test_greylist(first, ok, start, whitelisted, tried, want):
+    """postgrey defaults: delay 300 s, retry window 2 d."""
+    assert rules.greylist(first, ok, start, 300.0, 2 * 86400.0, whitelisted, tried) == want
+
+
+def test_hard_error_limit():
+    assert not rules.hard_error_hit(19, 20) and rules.hard_error_hit(20, 20)
+    assert not rules.hard_error_hit(100, 0)  # no limit
+
+
+@pytest.mark.parametrize("kind, bounced, expired, n", [
+    (0, 1, False, 1), (0, 0, True, 1), (0, 2, True, 2), (FORGED, 1, False, 1),
+    (NULL, 1, True, 0), (0, 0, False, 0)],
+    ids=["bounce", "expiry", "both", "forged", "null-sender", "none"])
+def test_dsn_count(kind, bounced, expired, n):
+    assert rules.dsn_count(kind, bounced, expired) == n
+
+
+@pytest.mark.parametrize("now, warned, kind, dwt, want", [
+    (3 * 3600 - 1, 0, 0, 3 * 3600, True),   # at create + delay_warning_time - 1 (qmgr_active.c)
+    (3 * 3600 - 2, 0, 0, 3 * 3600, False),
+    (9 * 3600, 1, 0, 3 * 3600, False),      # once
+    (9 * 3600, 0, NULL, 3 * 3600, False),   # never for <>
+    (9 * 3600, 0, 0, 0, False),             # off
+], ids=["due", "a-second-early", "once", "null-sender", "off"])
+def test_delay_warning(now, warned, kind, dwt, want):
+    assert rules.delay_warning(now, 0, kind, warned, dwt) == want
+
+
+@pytest.mark.parametrize("out, user, vetoed, held, hit, code", [
+    (SENT, 3, False, False, False, 250), (DEFERRED, -1, False, False, False, 450),
+    (BOUNCED, -1, False, False, False, 550), (DEFERRED, 3, True, False, False, 0),
+    (DEFERRED, 3, False, True, False, 450), (DEFERRED, 3, False, False, True, 421)],
+    ids=["sent", "unknown-450", "unknown-550", "no-session", "greylisted", "hard-error-limit"])
+def test_reply_code(out, user, vetoed, held, hit, code):
+    reject = 550 if out == BOUNCED else 450
+    assert rules.reply_code(out, user, 10, reject, vetoed, held, hit) == code
