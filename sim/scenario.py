@@ -1,6 +1,6 @@
 """The scenario: every knob of a run, declared once with its default, unit and bounds.
 
-Public names: Scenario, Simulation, Sender, Upstream, Relay, Outage, Change, FIELDS_DOC.
+Public names: Scenario, Simulation, Sender, Upstream, Relay, Outage, Change, Pasted, FIELDS_DOC.
 
 Contract:
 - A Scenario is frozen. It is built by Scenario.from_toml(path) or Scenario.from_dict(d); sweeps
@@ -14,12 +14,21 @@ Contract:
   queue_run_delay and minimal_backoff_time to 1000 s, as in Postfix 2.3 and earlier.
 - Scheduled changes ([[changes]] with `at` and `relay.X = ...` / `upstream.X = ...`) are checked
   when the scenario is loaded; Scenario.timeline() gives the (time, Upstream, Relay) snapshots.
-- `origins` records where each non-default value came from (file, main_cf, --set), and
-  `not_modelled` lists pasted Postfix parameters that relaysim does not model; neither takes
-  part in equality.
-- [upstream] and [relay] accept `main_cf = '''...'''` (main.cf or `postconf -n` text) and
-  `main_cf_file = "path"`: Postfix syntax, `$name` expansion against Postfix's defaults, each
-  parameter's own default unit (sim.postfix.maincf). Explicit TOML keys win over pasted ones.
+- `origins` records where each non-default value came from (file, main_cf, main_cf: <why>,
+  --set); `main_cf` holds one Pasted record per pasted parameter (its host, line, status:
+  modelled, overridden, other host, not modelled or unused parameter, and the key it sets);
+  `not_modelled` names the pasted parameters relaysim ignores, once each ("x (the relay's)",
+  "x (unused parameter)"); `warnings` holds Postfix's "unused parameter" warnings and the
+  warning for an upstream soft_bounce = yes, for the command line to print once. None of
+  these takes part in equality.
+- [upstream] and [relay] accept `main_cf = '''...'''` (main.cf or `postconf -n` text, or
+  postconf commands) and `main_cf_file = "path"` (relative to the scenario file's folder in
+  from_toml): read by sim.postfix.maincf as Postfix reads it, values converted as Postfix's
+  daemons do. The Postfix names of a section's knobs set them; on the upstream also the limits
+  of the transport that reaches the relay (they win over default_destination_*),
+  recipient_validation from relay_recipient_maps and reject_unverified_recipient, and a
+  minimal_backoff_time above maximal_backoff_time raises the maximum to it (qmgr_active.c
+  clamps to the minimum last). Explicit TOML keys win over pasted ones.
 Errors: every bad key, type, unit or value raises ScenarioError naming the key (dotted, e.g.
 `upstream.maximal_queue_lifetime`), the value and what is allowed.
 """

@@ -753,3 +753,171 @@ def test_corpus_values_match_postconf(path, tmp_path):
         str(tmp_path), maincf.DEFAULTS["config_directory"]).splitlines()
     assert same_words({n: maincf.expanded(mc.raw, n) for n in names}) == same_words(
         dict(zip(names, hx, strict=True)))
+
+
+# ---------------------------------------------------------------------------------------------
+# a pasted main.cf in a scenario: what each host's main.cf sets (sim.scenario._with_main_cf)
+
+def scenario(upstream: str = "", relay: str = "", up_table=None, relay_table=None):
+    from sim.scenario import Scenario
+
+    d = {"upstream": dict(up_table or {}), "relay": dict(relay_table or {})}
+    if upstream:
+        d["upstream"]["main_cf"] = upstream
+    if relay:
+        d["relay"]["main_cf"] = relay
+    return Scenario.from_dict(d)
+
+
+def pasted(scen, name: str):
+    return next(p for p in scen.main_cf if p.name == name)
+
+
+@pytest.mark.parametrize("text", [
+    "smtp_destination_concurrency_limit = 5\ndefault_destination_concurrency_limit = 50",
+    "default_destination_concurrency_limit = 50\nsmtp_destination_concurrency_limit = 5",
+], ids=["transport-first", "default-first"])
+def test_transport_limit_wins_whatever_the_order(text):
+    scen = scenario(text)
+    assert scen.upstream.default_destination_concurrency_limit == 5
+    assert scen.origins["upstream.default_destination_concurrency_limit"] == (
+        "main_cf: smtp_destination_concurrency_limit")
+    assert pasted(scen, "default_destination_concurrency_limit").status == "overridden"
+
+
+def test_relay_domain_uses_the_relay_transports_limits():
+    scen = scenario("relay_domains = example.org\nsmtp_destination_concurrency_limit = 5\n"
+                    "relay_destination_concurrency_limit = 3\n"
+                    "relay_destination_recipient_limit = 10\n")
+    assert scen.upstream.default_destination_concurrency_limit == 3
+    assert scen.upstream.default_destination_recipient_limit == 10
+    assert pasted(scen, "smtp_destination_concurrency_limit").status == "not modelled"
+    assert "relay transport" in pasted(scen, "smtp_destination_concurrency_limit").note
+
+
+def test_default_limit_alone_still_applies_through_the_transport():
+    scen = scenario("default_destination_concurrency_limit = 7")
+    assert scen.upstream.default_destination_concurrency_limit == 7
+    assert scen.origins["upstream.default_destination_concurrency_limit"] == "main_cf"
+
+
+def test_minimal_backoff_above_the_default_maximum_runs_as_in_postfix():
+    scen = scenario("minimal_backoff_time = 2h")
+    assert scen.upstream.minimal_backoff_time == scen.upstream.maximal_backoff_time == 7200
+    assert "minimal_backoff_time" in scen.origins["upstream.maximal_backoff_time"]
+
+
+def test_maximal_backoff_below_the_default_minimum_is_raised_to_it():
+    assert scenario("maximal_backoff_time = 100s").upstream.maximal_backoff_time == 300
+
+
+def test_backoff_keys_in_the_scenario_file_keep_their_own_check():
+    with pytest.raises(ScenarioError, match="maximal_backoff_time"):
+        scenario("minimal_backoff_time = 2h", up_table={"maximal_backoff_time": "1h"})
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("maximal_queue_lifetime = 5days", 5 * 86400),
+    ("maximal_queue_lifetime = 2d # two days", 2 * 86400),
+    ("maximal_queue_lifetime = 2", 2 * 86400),
+    ("queue_run_delay = 1000", 1000),
+], ids=["word-after-unit", "comment-after-unit", "bare-days", "bare-seconds"])
+def test_pasted_times_read_as_postfix_reads_them(text, seconds):
+    scen = scenario(text)
+    name = text.split()[0]
+    assert getattr(scen.upstream, name) == seconds
+
+
+def test_pasted_decimal_time_is_refused_but_a_toml_key_may_have_one():
+    with pytest.raises(ScenarioError) as err:
+        scenario("delay_warning_time = 1.5h")
+    assert err.value.key == "delay_warning_time" and "no decimals" in err.value.allowed
+    assert scenario(up_table={"delay_warning_time": "1.5h"}).upstream.delay_warning_time == 5400
+
+
+def test_pasted_hard_error_limit_has_postfixs_minimum():
+    with pytest.raises(ScenarioError) as err:
+        scenario(relay="smtpd_hard_error_limit = 0")
+    assert err.value.key == "smtpd_hard_error_limit" and "at least 1" in err.value.allowed
+    assert scenario(relay="smtpd_hard_error_limit = ${stress?1}${stress:5}"
+                    ).relay.smtpd_hard_error_limit == 5
+    assert scenario(relay_table={"smtpd_hard_error_limit": 0}).relay.smtpd_hard_error_limit == 0
+
+
+@pytest.mark.parametrize("text, mode, code", [
+    ("relay_domains = example.org\nrelay_recipient_maps = hash:/etc/postfix/relay_recipients",
+     "relay_recipient_maps", None),
+    ("smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination,\n"
+     "    reject_unverified_recipient\nunverified_recipient_reject_code = 550", "verify", 550),
+], ids=["relay-recipient-maps", "reject-unverified-recipient"])
+def test_upstream_recipient_validation_from_main_cf(text, mode, code):
+    scen = scenario(text)
+    assert scen.upstream.recipient_validation == mode
+    assert scen.origins["upstream.recipient_validation"].startswith("main_cf: ")
+    if code:
+        assert scen.upstream.unverified_recipient_reject_code == code
+    assert scen.not_modelled == ()
+
+
+def test_recipient_validation_key_in_the_scenario_file_wins():
+    scen = scenario("relay_recipient_maps = hash:/x", up_table={"recipient_validation": "none"})
+    assert scen.upstream.recipient_validation == "none"
+    assert pasted(scen, "relay_recipient_maps").status == "overridden"
+
+
+def test_soft_bounce_on_each_host():
+    relay = scenario(relay="soft_bounce = yes")
+    assert relay.relay.soft_bounce is True and relay.warnings == ()
+    up = scenario("soft_bounce = yes")
+    assert up.relay.soft_bounce is False
+    assert pasted(up, "soft_bounce").status == "not modelled"
+    assert len(up.warnings) == 1 and "soft_bounce = yes on the upstream" in up.warnings[0]
+    assert scenario("soft_bounce = no").warnings == ()
+
+
+def test_a_parameter_of_the_other_host_says_where_it_belongs():
+    scen = scenario("unknown_local_recipient_reject_code = 450",
+                    relay="maximal_queue_lifetime = 1d")
+    assert scen.relay.unknown_local_recipient_reject_code == 550
+    assert scen.upstream.maximal_queue_lifetime == 5 * 86400
+    assert pasted(scen, "unknown_local_recipient_reject_code").status == "other host"
+    assert "[relay]" in pasted(scen, "unknown_local_recipient_reject_code").note
+    assert scen.not_modelled == ("unknown_local_recipient_reject_code (the relay's)",
+                                 "maximal_queue_lifetime (the upstream's)")
+
+
+def test_unknown_names_are_warnings_in_postfixs_words():
+    scen = scenario("mua_sender_restrictions = permit_sasl_authenticated, reject\n"
+                    "smtp_tlsrpt_enable = yes\nsmtpd_banner = $myhostname ESMTP")
+    assert scen.warnings == ("upstream.main_cf: unused parameter: "
+                             "mua_sender_restrictions=permit_sasl_authenticated, reject",)
+    assert scen.not_modelled == ("mua_sender_restrictions (unused parameter)",
+                                 "smtp_tlsrpt_enable", "smtpd_banner")
+
+
+def test_master_cf_pasted_is_one_clear_line():
+    with pytest.raises(ScenarioError) as err:
+        scenario("smtp      inet  n       -       y       -       -       smtpd\n"
+                 "  -o smtpd_sasl_auth_enable=yes")
+    assert err.value.key == "upstream.main_cf line 1" and "master.cf" in err.value.hint
+
+
+def test_main_cf_file_is_found_next_to_the_scenario_file(tmp_path, monkeypatch):
+    from sim.scenario import Scenario
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "upstream.cf").write_text("maximal_queue_lifetime = 3\n")
+    (tmp_path / "s.toml").write_text('[upstream]\nmain_cf_file = "conf/upstream.cf"\n'
+                                     "main_cf = '''\nqueue_run_delay = 1000\n'''\n")
+    monkeypatch.chdir("/")
+    scen = Scenario.from_toml(tmp_path / "s.toml")
+    assert scen.upstream.maximal_queue_lifetime == 3 * 86400
+    assert scen.upstream.queue_run_delay == 1000
+
+
+def test_overrides_keep_what_the_paste_said():
+    scen = scenario("my_thing = 1\nsmtpd_banner = x\nmaximal_queue_lifetime = 2")
+    new = scen.with_overrides({"upstream.queue_run_delay": "10m"})
+    assert (new.main_cf, new.warnings, new.not_modelled) == (
+        scen.main_cf, scen.warnings, scen.not_modelled)
+    assert new.upstream.maximal_queue_lifetime == 2 * 86400
