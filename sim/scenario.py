@@ -353,14 +353,14 @@ def _with_main_cf(table: Any, cls, prefix: str, origins: dict, pasted: list,
     if not isinstance(text, str):
         raise ScenarioError(f"{prefix}.main_cf", text, "main.cf text in a string")
     origin = f"{prefix}.main_cf"
-    if path is not None:
+    if path is not None:                         # its lines first, then main_cf's
         file = Path(str(path)).expanduser()
+        origin = f"{prefix}.main_cf_file" + (" and main_cf" if text.strip() else "")
         try:
             text = (base / file if base else file).read_text() + "\n" + text
         except OSError as e:
             raise ScenarioError(f"{prefix}.main_cf_file", path,
                                 f"a readable main.cf file ({e.strerror})") from None
-        origin = f"{prefix}.main_cf_file" if not text.strip() else origin
     mc = maincf.read(text, origin, _modelled_names())
     warnings.extend(mc.warnings)
     knobs = _postfix_knobs(cls)

@@ -178,8 +178,8 @@ def _assignments(line: str, where: str) -> list[tuple[str, str | None]]:
                             hint="a quote is not closed") from None
     mode, args, words = "", [], iter(words)
     for word in words:
-        if word in _SHELL_END or word.startswith((">", "2>")):
-            break                                # `postconf -e x=y || exit 1`
+        if word in _SHELL_END or word.startswith((">", "2>", "#")):
+            break                                # `postconf -e x=y || exit 1  # why`
         if word.startswith("-") and len(word) > 1 and not args:
             for i, letter in enumerate(word[1:]):
                 if letter in "co":               # -c config_dir, -o name=value

@@ -1,7 +1,8 @@
 """explain: what a scenario means before it runs: effective parameters, the retry timeline of
 one deferred message, and the steady-state deferred backlog by Little's law.
 
-Public names: parameters, Parameter, main_cf, PastedParameter, retry_timeline, Timeline,
+Public names: parameters, Parameter, main_cf, PastedParameter, main_cf_lines, retry_timeline,
+Timeline,
 residence_time, littles_law, Backlog, littles_law_backlog, lifetime, steady_interval,
 format_value, format_seconds, format_span.
 
@@ -20,7 +21,9 @@ Contract:
   "<host>.main_cf line <n>"; `status` is modelled, overridden (the scenario file sets the key),
   other host (relaysim models it on the other host), not modelled (accepted) or unused parameter
   (Postfix does not know the name either); `effect` is "<key> = <effective value>" for the
-  scenario key it is read for, else ""; `note` says how or why not.
+  scenario key it is read for, else ""; `note` says how or why not. main_cf_lines(scenario)
+  is that listing as text lines for the command line, one per parameter:
+  `<source>: <name> = <value>  # <status>: <effect> (<note>)`.
 - retry_timeline(upstream) -> Timeline(attempts, expiry_s): the attempts [(number, seconds since
   arrival)] of one message, sent by a non-null sender, whose recipient is deferred at every
   attempt, under the upstream's MTA schedule (sim.model.schedules), until it is returned;
@@ -133,6 +136,16 @@ def main_cf(scenario) -> list[PastedParameter]:
             note = "; ".join(filter(None, (note, lowered and "set " + lowered)))
         out.append(PastedParameter(p.host, p.name, p.value, f"{p.host}.main_cf line {p.line}",
                                    p.status, effect, note))
+    return out
+
+
+def main_cf_lines(scenario) -> list[str]:
+    """main_cf(scenario) as printable lines (see the module contract)."""
+    out = []
+    for p in main_cf(scenario):
+        what = "; ".join(filter(None, (p.effect, p.note)))
+        out.append(f"{p.source}: {p.name} = {p.value}  # {p.status}" + (f": {what}" if what
+                                                                        else ""))
     return out
 
 

@@ -14,6 +14,7 @@ from sim.reports.explain import (
     littles_law,
     littles_law_backlog,
     main_cf,
+    main_cf_lines,
     parameters,
     residence_time,
     retry_timeline,
@@ -234,4 +235,16 @@ def test_main_cf_lists_every_pasted_parameter_with_what_it_does():
 
 
 def test_main_cf_is_empty_without_a_paste():
-    assert main_cf(Scenario.from_dict({})) == []
+    assert main_cf(Scenario.from_dict({})) == [] == main_cf_lines(Scenario.from_dict({}))
+
+
+def test_main_cf_lines_print_one_line_per_parameter():
+    scen = Scenario.from_dict({"upstream": {"main_cf": UPSTREAM_CF}})
+    lines = main_cf_lines(scen)
+    assert len(lines) == 9
+    assert lines[5] == ("upstream.main_cf line 7: bounce_queue_lifetime = 3d  # modelled: "
+                        "upstream.bounce_queue_lifetime = 1d; set 3d, lowered to "
+                        "maximal_queue_lifetime as Postfix's qmgr does")
+    assert lines[8] == ("upstream.main_cf line 10: mua_sender_restrictions = "
+                        "permit_sasl_authenticated, reject  # unused parameter: Postfix warns "
+                        "too (unless master.cf uses it)")
