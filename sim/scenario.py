@@ -413,10 +413,9 @@ def _with_main_cf(table: Any, cls, prefix: str, origins: dict, pasted: list,
                             "instead of 5xx and never return mail); relay.soft_bounce is")
         _clamp_backoff(table, merged, origins, prefix)
     other, where = (Relay, "relay") if cls is Upstream else (Upstream, "upstream")
-    unused = {w.split(": unused parameter: ", 1)[1].split("=", 1)[0] for w in mc.warnings}
     for name, value in mc.params.items():
         key = ""
-        if name in unused:
+        if name in mc.unused:
             status, note = "unused parameter", "Postfix warns too (unless master.cf uses it)"
         elif name in notes:
             status, key, note = notes[name]

@@ -19,16 +19,17 @@ Contract:
   (`postconf -d` with an empty master.cf, stored once; see its header). NEWER_NAMES: the
   parameters Postfix 3.8 to 3.11.6 added (data/postfix_names_3.11.txt, from postconf.proto of
   tag v3.11.6); known names without a default here (an undefined name expands to empty).
-- check_names(params, origin, modelled) -> warnings. A name is Postfix's if `postconf -d` lists
-  it, it is in NEWER_NAMES, it is a per-transport one (`<transport>_<suffix>` with one of the 17
-  suffixes Postfix derives for each master.cf service, postconf(5) `transport_*`; its default is
-  the built-in it is named after), or some value refers to it as $name (a legacy name a default
-  still reads, like virtual_maps, or a user's own macro, `my_nets = ...` with `mynetworks =
-  $my_nets`). Any other name gets Postfix's warning, "<origin>: unused parameter: name=value"
-  (Postfix does not warn when a master.cf `-o x=$name` uses it; relaysim cannot see master.cf),
-  except a name one edit (an inserted, deleted, replaced or swapped letter) away from a name in
-  `modelled`: that is a ScenarioError with a did-you-mean, because a silently lost
-  `maximal_queue_lifetme` would make a wrong study.
+- check_names(params, origin, modelled) -> the unused names. A name is Postfix's if
+  `postconf -d` lists it, it is in NEWER_NAMES, it is a per-transport one
+  (`<transport>_<suffix>` with one of the 17 suffixes Postfix derives for each master.cf
+  service, postconf(5) `transport_*`; its default is the built-in it is named after), or some
+  value refers to it as $name (a legacy name a default still reads, like virtual_maps, or a
+  user's own macro, `my_nets = ...` with `mynetworks = $my_nets`). Any other name is unused,
+  and read() gives it Postfix's warning, "<origin>: unused parameter: name=value" (Postfix does
+  not warn when a master.cf `-o x=$name` uses it; relaysim cannot see master.cf), except a name
+  one edit (an inserted, deleted, replaced or swapped letter) away from a name in `modelled`:
+  that is a ScenarioError with a did-you-mean, because a silently lost `maximal_queue_lifetme`
+  would make a wrong study.
 - expand(params) -> {name: value} for the names of `params`, with $name, ${name}, $(name),
   ${name?value}, ${name:value}, ${name?{v1}:{v2}}, ${{a} == {b} ? {v1} : {v2}} (also !=, <, <=,
   >, >=, and `<level` etc. on compatibility levels) and $$ evaluated recursively against
@@ -37,8 +38,8 @@ Contract:
   expands later, per message (forward_path, mailbox_command, smtpd_reject_footer, ...), are
   returned as written, as `postconf -x` does. expanded(params, name) gives one name's value,
   set or not (its default, expanded).
-- read(text, origin, modelled) -> MainCf(params (expanded), raw, lines, warnings): parse,
-  check_names, expand, with the first physical line of each name's last assignment.
+- read(text, origin, modelled) -> MainCf(params (expanded), raw, lines, unused, warnings):
+  parse, check_names, expand, with the first physical line of each name's last assignment.
   load(text, origin) = read(text, origin).params.
 - Values as Postfix's daemons convert them (global/conv_time.c, mail_conf_int.c,
   mail_conf_bool.c): time_seconds(name, value) -> whole seconds: an optional sign and digits,
@@ -253,10 +254,10 @@ def _one_edit(a: str, b: str) -> bool:
 
 def check_names(params: Mapping[str, str], origin: str = "main_cf",
                 modelled: Iterable[str] = ()) -> tuple[str, ...]:
-    """Postfix's "unused parameter" warnings for `params` (see the module contract)."""
+    """The names of `params` that Postfix calls unused (see the module contract)."""
     used = _LEGACY | _referenced(params.values())
     modelled = tuple(modelled)
-    warnings = []
+    unused = []
     for name, value in params.items():
         if _builtin(name) or name in NEWER_NAMES or name in used:
             continue
@@ -264,8 +265,8 @@ def check_names(params: Mapping[str, str], origin: str = "main_cf",
         if near:
             raise ScenarioError(name, value, f"a Postfix parameter name in {origin}",
                                 hint=f"did you mean {near[0]!r}?")
-        warnings.append(f"{origin}: unused parameter: {name}={value}")
-    return tuple(warnings)
+        unused.append(name)
+    return tuple(unused)
 
 
 def expand(params: Mapping[str, str]) -> dict[str, str]:
@@ -471,14 +472,16 @@ class MainCf(NamedTuple):
     params: dict[str, str]      # name -> expanded value, for each name set
     raw: dict[str, str]         # name -> value as written
     lines: dict[str, int]       # name -> line of its (last) assignment
+    unused: tuple[str, ...]     # the names Postfix does not know
     warnings: tuple[str, ...]   # "unused parameter" warnings, in Postfix's words
 
 
 def read(text: str, origin: str = "main_cf", modelled: Iterable[str] = ()) -> MainCf:
     """Parsed, checked and expanded main.cf text (see the module contract)."""
     raw, lines = _parse(text, origin)
-    warnings = check_names(raw, origin, modelled)
-    return MainCf(expand(raw), raw, lines, warnings)
+    unused = check_names(raw, origin, modelled)
+    warnings = tuple(f"{origin}: unused parameter: {name}={raw[name]}" for name in unused)
+    return MainCf(expand(raw), raw, lines, unused, warnings)
 
 
 def load(text: str, origin: str = "main_cf") -> dict[str, str]:
