@@ -1,6 +1,6 @@
 """The scenario: every knob of a run, declared once with its default, unit and bounds.
 
-Public names: Scenario, Simulation, Sender, Upstream, Relay, Outage, Change, FIELDS_DOC.
+Public names: Scenario, Simulation, Sender, Upstream, Relay, Outage, Change, Pasted, FIELDS_DOC.
 
 Contract:
 - A Scenario is frozen. It is built by Scenario.from_toml(path) or Scenario.from_dict(d); sweeps
@@ -14,12 +14,21 @@ Contract:
   queue_run_delay and minimal_backoff_time to 1000 s, as in Postfix 2.3 and earlier.
 - Scheduled changes ([[changes]] with `at` and `relay.X = ...` / `upstream.X = ...`) are checked
   when the scenario is loaded; Scenario.timeline() gives the (time, Upstream, Relay) snapshots.
-- `origins` records where each non-default value came from (file, main_cf, --set), and
-  `not_modelled` lists pasted Postfix parameters that relaysim does not model; neither takes
-  part in equality.
-- [upstream] and [relay] accept `main_cf = '''...'''` (main.cf or `postconf -n` text) and
-  `main_cf_file = "path"`: Postfix syntax, `$name` expansion against Postfix's defaults, each
-  parameter's own default unit (sim.postfix.maincf). Explicit TOML keys win over pasted ones.
+- `origins` records where each non-default value came from (file, main_cf, main_cf: <why>,
+  --set); `main_cf` holds one Pasted record per pasted parameter (its host, line, status:
+  modelled, overridden, other host, not modelled or unused parameter, and the key it sets);
+  `not_modelled` names the pasted parameters relaysim ignores, once each ("x (the relay's)",
+  "x (unused parameter)"); `warnings` holds Postfix's "unused parameter" warnings and the
+  warning for an upstream soft_bounce = yes, for the command line to print once. None of
+  these takes part in equality.
+- [upstream] and [relay] accept `main_cf = '''...'''` (main.cf or `postconf -n` text, or
+  postconf commands) and `main_cf_file = "path"` (relative to the scenario file's folder in
+  from_toml): read by sim.postfix.maincf as Postfix reads it, values converted as Postfix's
+  daemons do. The Postfix names of a section's knobs set them; on the upstream also the limits
+  of the transport that reaches the relay (they win over default_destination_*),
+  recipient_validation from relay_recipient_maps and reject_unverified_recipient, and a
+  minimal_backoff_time above maximal_backoff_time raises the maximum to it (qmgr_active.c
+  clamps to the minimum last). Explicit TOML keys win over pasted ones.
 Errors: every bad key, type, unit or value raises ScenarioError naming the key (dotted, e.g.
 `upstream.maximal_queue_lifetime`), the value and what is allowed.
 """
@@ -32,7 +41,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sim.errors import ScenarioError, did_you_mean
 from sim.units import format_time, parse_rate, parse_size, parse_time
@@ -282,22 +291,58 @@ def _build(cls, table: Any, prefix: str, defaults: Mapping[str, Any] | None = No
     return cls(**kwargs)
 
 
-# Postfix parameters that set a modelled knob under another name (per-transport overrides of
-# the default_* concurrency: the upstream delivers through its smtp or relay transport).
-_ALIASES = {
-    "smtp_destination_concurrency_limit": "default_destination_concurrency_limit",
-    "relay_destination_concurrency_limit": "default_destination_concurrency_limit",
-    "smtp_destination_recipient_limit": "default_destination_recipient_limit",
-    "relay_destination_recipient_limit": "default_destination_recipient_limit",
-}
+class Pasted(NamedTuple):
+    """One parameter of a pasted main.cf and what relaysim does with it."""
+    host: str       # whose main.cf: upstream or relay
+    name: str
+    value: str      # expanded, as `postconf -nx` shows it
+    line: int       # of its (last) assignment
+    status: str     # modelled, overridden, other host, not modelled, unused parameter
+    key: str        # the scenario key it is read for (upstream.recipient_validation), or ""
+    note: str       # how it is read, or why it is not
 
 
-def _with_main_cf(table: Any, cls, prefix: str, origins: dict, not_modelled: list) -> Any:
+# Postfix parameters that the upstream's main.cf is read for beyond the knobs of the same name.
+_TRANSPORT_LIMITS = ("destination_concurrency_limit", "destination_recipient_limit")
+_VALIDATION = ("relay_recipient_maps", "smtpd_recipient_restrictions", "smtpd_relay_restrictions",
+               "smtpd_reject_unlisted_recipient")
+_ROUTING = ("relay_domains", "relay_transport", "default_transport")
+
+
+def _postfix_knobs(cls) -> dict[str, dataclasses.Field]:
+    """The fields of `cls` named after a Postfix parameter (they take main.cf values)."""
+    from sim.postfix import maincf
+
+    return {f.name: f for f in dataclasses.fields(cls) if f.name in maincf.DEFAULTS}
+
+
+def _modelled_names() -> set[str]:
+    """Every Postfix name relaysim reads on either host (a near-miss of one is an error)."""
+    return {*_postfix_knobs(Upstream), *_postfix_knobs(Relay), *_VALIDATION, *_ROUTING,
+            "soft_bounce", *(f"{t}_{s}" for t in ("smtp", "relay") for s in _TRANSPORT_LIMITS)}
+
+
+def _main_cf_value(name: str, f: dataclasses.Field, value: str) -> Any:
+    """A pasted value converted as Postfix's daemons do, for the scenario knob `f`."""
+    from sim.postfix import maincf
+
+    kind = f.metadata["kind"]
+    if kind == "time":
+        return f"{maincf.time_seconds(name, value)}s"
+    if kind == "int":
+        return maincf.int_value(name, value)
+    if kind == "bool":
+        return maincf.bool_value(name, value)
+    return value
+
+
+def _with_main_cf(table: Any, cls, prefix: str, origins: dict, pasted: list,
+                  warnings: list, base: Path | None = None) -> Any:
     """The section's table with pasted main.cf settings merged in (explicit TOML keys win).
 
-    `main_cf = '''...'''` holds main.cf or `postconf -n` text, `main_cf_file` a path to one.
-    Parameters relaysim models take effect; other Postfix parameters are listed in
-    `not_modelled`; names Postfix does not know are an error (sim.postfix.maincf)."""
+    `main_cf = '''...'''` holds main.cf or `postconf -n` text, `main_cf_file` a path to one
+    (relative to the scenario file's folder). Each pasted parameter is recorded in `pasted`
+    with what it does; Postfix's warnings go to `warnings` (sim.postfix.maincf)."""
     if not isinstance(table, Mapping) or not ({"main_cf", "main_cf_file"} & set(table)):
         return table
     from sim.postfix import maincf
@@ -307,22 +352,111 @@ def _with_main_cf(table: Any, cls, prefix: str, origins: dict, not_modelled: lis
     path = table.pop("main_cf_file", None)
     if not isinstance(text, str):
         raise ScenarioError(f"{prefix}.main_cf", text, "main.cf text in a string")
-    if path is not None:
+    origin = f"{prefix}.main_cf"
+    if path is not None:                         # its lines first, then main_cf's
+        file = Path(str(path)).expanduser()
+        origin = f"{prefix}.main_cf_file" + (" and main_cf" if text.strip() else "")
         try:
-            text = Path(str(path)).read_text() + "\n" + text
+            text = (base / file if base else file).read_text() + "\n" + text
         except OSError as e:
             raise ScenarioError(f"{prefix}.main_cf_file", path,
                                 f"a readable main.cf file ({e.strerror})") from None
-    fields = {f.name for f in dataclasses.fields(cls)}
-    merged = {}
-    for name, value in maincf.load(text, origin=f"{prefix}.main_cf").items():
-        key = _ALIASES.get(name, name)
-        if key in fields and key not in table:
-            merged[key] = value
-            origins[f"{prefix}.{key}"] = "main_cf"
-        elif key not in fields and name not in not_modelled:
-            not_modelled.append(name)
+    mc = maincf.read(text, origin, _modelled_names())
+    warnings.extend(mc.warnings)
+    knobs = _postfix_knobs(cls)
+    merged: dict[str, Any] = {}
+    notes: dict[str, tuple[str, str, str]] = {}  # name -> (status, key, note)
+
+    def take(key: str, name: str, value: Any, why: str = "") -> None:
+        if key in table:
+            notes[name] = ("overridden", f"{prefix}.{key}", "the scenario file sets it")
+            return
+        merged[key] = value
+        origins[f"{prefix}.{key}"] = "main_cf" + (f": {why}" if why else "")
+        notes.setdefault(name, ("modelled", f"{prefix}.{key}", why))
+
+    for name, f in knobs.items():
+        if name in mc.params and not (cls is Upstream and name.startswith("default_")):
+            take(name, name, _main_cf_value(name, f, mc.params[name]))
+    if cls is Upstream:
+        transport, why = maincf.delivery_transport(mc.raw)
+        for suffix in _TRANSPORT_LIMITS:
+            key, own = f"default_{suffix}", f"{transport}_{suffix}"
+            if key in mc.params or own in mc.params:
+                value = maincf.int_value(own, maincf.expanded(mc.raw, own))
+                name = own if own in mc.params else key
+                take(key, name, value, own if own in mc.params else "")
+                if notes[name][0] == "modelled":
+                    notes[name] = ("modelled", f"{prefix}.{key}", f"the limit of the {transport} "
+                                   f"transport, by which the upstream reaches the relay ({why})")
+                if own in mc.params and key in mc.params:
+                    notes[key] = ("overridden", f"{prefix}.{key}",
+                                  f"{own} wins for the {transport} transport")
+            for name in mc.params:
+                if name.endswith("_" + suffix) and name not in (key, own):
+                    notes[name] = ("not modelled", "", f"the upstream reaches the relay "
+                                   f"through its {transport} transport ({why})")
+        validation = maincf.recipient_validation(mc.raw)
+        if validation:
+            mode, reason = validation
+            for name in _VALIDATION:
+                if name in mc.params and mode != "none":
+                    take("recipient_validation", name, mode, reason)
+                elif name in mc.params:
+                    notes[name] = ("modelled", f"{prefix}.recipient_validation", reason)
+        bounce = mc.params.get("soft_bounce", "no")
+        if "soft_bounce" in mc.params and maincf.bool_value("soft_bounce", bounce):
+            notes["soft_bounce"] = ("not modelled", "", "on the upstream it would defer the "
+                                    "relay's 5xx replies, answer 4xx and keep expired mail")
+            warnings.append(f"{origin}: soft_bounce = yes on the upstream is not modelled "
+                            "(the upstream would defer the relay's 5xx replies, answer 4xx "
+                            "instead of 5xx and never return mail); relay.soft_bounce is")
+        _clamp_backoff(table, merged, origins, prefix)
+    other, where = (Relay, "relay") if cls is Upstream else (Upstream, "upstream")
+    for name, value in mc.params.items():
+        key = ""
+        if name in mc.unused:
+            status, note = "unused parameter", "Postfix warns too (unless master.cf uses it)"
+        elif name in notes:
+            status, key, note = notes[name]
+        elif name in _postfix_knobs(other):
+            status, note = "other host", (f"relaysim models it on the {where}: set it in "
+                                          f"[{where}]")
+        elif name in _VALIDATION and cls is Relay:
+            status, note = "not modelled", ("the relay's recipient check is relay.local_users "
+                                            "and unknown_local_recipient_reject_code")
+        elif name in _ROUTING and cls is Upstream:
+            status, note = "modelled", "read to choose the upstream's transport to the relay"
+        else:
+            status, note = "not modelled", "accepted; relaysim does not model it"
+        pasted.append(Pasted(prefix, name, value, mc.lines[name], status, key, note))
     return {**merged, **table}
+
+
+def _not_modelled(pasted: list[Pasted]) -> tuple[str, ...]:
+    """The pasted names relaysim ignores, once each: `name`, `name (the relay's)` for one
+    modelled on the other host, `name (unused parameter)` for one Postfix does not know."""
+    tags = {"not modelled": "", "unused parameter": " (unused parameter)",
+            "other host": " (the {}'s)"}
+    return tuple(dict.fromkeys(
+        p.name + tags[p.status].format("relay" if p.host == "upstream" else "upstream")
+        for p in pasted if p.status in tags))
+
+
+def _clamp_backoff(table: Mapping, merged: dict, origins: dict, prefix: str) -> None:
+    """Postfix's qmgr raises a backoff below minimal_backoff_time to it, also above
+    maximal_backoff_time (qmgr_active.c), so a pasted minimum above the maximum is the
+    maximum too; relaysim's knobs require maximal >= minimal."""
+    keys = ("minimal_backoff_time", "maximal_backoff_time")
+    if not any(k in merged for k in keys) or any(k in table for k in keys):
+        return
+    old = _older_than_24(prefix, table.get("postfix_version", "3.7"))
+    low = float(merged.get(keys[0], "1000s" if old else "300s")[:-1])
+    high = float(merged.get(keys[1], "4000s")[:-1])
+    if low > high:
+        merged[keys[1]] = f"{low:g}s"
+        origins[f"{prefix}.{keys[1]}"] = ("main_cf: minimal_backoff_time, as Postfix's qmgr "
+                                          "never waits less")
 
 
 def _upstream(table: Mapping, prefix: str = "upstream") -> Upstream:
@@ -366,6 +500,8 @@ class Scenario:
     changes: tuple[Change, ...] = ()
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     not_modelled: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    main_cf: tuple[Pasted, ...] = field(default=(), compare=False, repr=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Scenario:
@@ -382,10 +518,11 @@ class Scenario:
             raise ScenarioError(f"{path.name}", "malformed TOML", f"valid TOML ({e})") from None
         if isinstance(data.get("simulation", {}), dict):
             data.setdefault("simulation", {}).setdefault("name", path.stem)
-        return cls.from_dict(data, origin="file")
+        return cls.from_dict(data, origin="file", base=path.parent)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], origin: str = "dict") -> Scenario:
+    def from_dict(cls, d: Mapping[str, Any], origin: str = "dict",
+                  base: Path | None = None) -> Scenario:
         if not isinstance(d, Mapping):
             raise ScenarioError("scenario", d, "a table of sections")
         for key in d:
@@ -394,10 +531,13 @@ class Scenario:
                                     did_you_mean(key, SECTIONS))
         origins = {f"{sec}.{k}": origin for sec in ("simulation", "upstream", "relay")
                    for k in (d.get(sec) or {}) if k not in ("main_cf", "main_cf_file")}
-        not_modelled: list[str] = []
-        up_table = _with_main_cf(d.get("upstream", {}), Upstream, "upstream", origins,
-                                 not_modelled)
-        relay_table = _with_main_cf(d.get("relay", {}), Relay, "relay", origins, not_modelled)
+        pasted: list[Pasted] = []
+        warnings: list[str] = []
+        up_table = _with_main_cf(d.get("upstream", {}), Upstream, "upstream", origins, pasted,
+                                 warnings, base)
+        relay_table = _with_main_cf(d.get("relay", {}), Relay, "relay", origins, pasted,
+                                    warnings, base)
+        not_modelled = _not_modelled(pasted)
         sim = _build(Simulation, d.get("simulation", {}), "simulation")
         senders_raw = d.get("senders", [{}])
         if not isinstance(senders_raw, list) or not senders_raw:
@@ -430,7 +570,7 @@ class Scenario:
                     f"({up.default_destination_recipient_limit}): relaysim delivers one "
                     "transaction per message attempt")
         scen = cls(sim, senders, up, relay, tuple(changes), origins,
-                   tuple(not_modelled))
+                   tuple(not_modelled), tuple(pasted), tuple(warnings))
         scen.timeline()  # checks every change now, not mid-run
         return scen
 
@@ -479,8 +619,8 @@ class Scenario:
         new = Scenario.from_dict(d, origin="dict")
         origins = dict(self.origins)
         origins.update({k: origin for k in overrides})
-        return dataclasses.replace(new, origins=origins,
-                                   not_modelled=self.not_modelled)
+        return dataclasses.replace(new, origins=origins, not_modelled=self.not_modelled,
+                                   main_cf=self.main_cf, warnings=self.warnings)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, TOML/JSON-friendly dict that from_dict turns back into this scenario."""

@@ -1,8 +1,10 @@
 """explain: what a scenario means before it runs: effective parameters, the retry timeline of
 one deferred message, and the steady-state deferred backlog by Little's law.
 
-Public names: parameters, Parameter, retry_timeline, Timeline, residence_time, littles_law,
-Backlog, littles_law_backlog, lifetime, steady_interval, format_value, format_seconds, format_span.
+Public names: parameters, Parameter, main_cf, PastedParameter, main_cf_lines, retry_timeline,
+Timeline,
+residence_time, littles_law, Backlog, littles_law_backlog, lifetime, steady_interval,
+format_value, format_seconds, format_span.
 
 Contract:
 - parameters(scenario, all_=False) -> [Parameter(name, value, origin, doc)] in declaration
@@ -10,7 +12,18 @@ Contract:
   `postconf -n`, only what was set or differs from the default, unless all_ (`postconf -d`
   style). `value` is the Postfix-style spelling with its unit (5d, 10000/d, 20k); `origin` is
   where it came from: Scenario.origins (file, main_cf, --set, ...), else "default" when it
-  equals the default and "file" otherwise (sender tables record no origins).
+  equals the default and "file" otherwise (sender tables record no origins). Values are the
+  effective ones: a bounce_queue_lifetime above maximal_queue_lifetime is shown lowered to it,
+  as Postfix's qmgr lowers it (qmgr.c, "adjusting bounce_queue_lifetime"), with the value set
+  in the origin.
+- main_cf(scenario) -> [PastedParameter(host, name, value, source, status, effect, note)]: every
+  parameter of the pasted main.cf files, in paste order, upstream first. `source` is
+  "<host>.main_cf line <n>"; `status` is modelled, overridden (the scenario file sets the key),
+  other host (relaysim models it on the other host), not modelled (accepted) or unused parameter
+  (Postfix does not know the name either); `effect` is "<key> = <effective value>" for the
+  scenario key it is read for, else ""; `note` says how or why not. main_cf_lines(scenario)
+  is that listing as text lines for the command line, one per parameter:
+  `<source>: <name> = <value>  # <status>: <effect> (<note>)`.
 - retry_timeline(upstream) -> Timeline(attempts, expiry_s): the attempts [(number, seconds since
   arrival)] of one message, sent by a non-null sender, whose recipient is deferred at every
   attempt, under the upstream's MTA schedule (sim.model.schedules), until it is returned;
@@ -96,8 +109,55 @@ def parameters(scenario, all_: bool = False) -> list[Parameter]:
             if origin is None:
                 origin = "default" if value == default else "file"
             if all_ or origin != "default":
-                out.append(Parameter(name, format_value(f, value), origin, f.metadata["doc"]))
+                shown, origin = _effective(scenario, name, format_value(f, value), origin)
+                out.append(Parameter(name, shown, origin, f.metadata["doc"]))
     return out
+
+
+class PastedParameter(NamedTuple):
+    host: str       # whose main.cf: upstream or relay
+    name: str
+    value: str      # expanded, as `postconf -nx` shows it
+    source: str     # upstream.main_cf line 12
+    status: str     # modelled, overridden, other host, not modelled, unused parameter
+    effect: str     # upstream.default_destination_concurrency_limit = 5, or ""
+    note: str
+
+
+def main_cf(scenario) -> list[PastedParameter]:
+    """The pasted main.cf parameters and what relaysim does with each (see the contract)."""
+    shown = {p.name: p for p in parameters(scenario, all_=True)}
+    out = []
+    for p in scenario.main_cf:
+        effect, note = "", p.note
+        if p.key in shown:
+            effect = f"{p.key} = {shown[p.key].value}"
+            lowered = shown[p.key].origin.partition("; set ")[2]
+            note = "; ".join(filter(None, (note, lowered and "set " + lowered)))
+        out.append(PastedParameter(p.host, p.name, p.value, f"{p.host}.main_cf line {p.line}",
+                                   p.status, effect, note))
+    return out
+
+
+def main_cf_lines(scenario) -> list[str]:
+    """main_cf(scenario) as printable lines (see the module contract)."""
+    out = []
+    for p in main_cf(scenario):
+        what = "; ".join(filter(None, (p.effect, p.note)))
+        out.append(f"{p.source}: {p.name} = {p.value}  # {p.status}" + (f": {what}" if what
+                                                                        else ""))
+    return out
+
+
+def _effective(scenario, name: str, value: str, origin: str) -> tuple[str, str]:
+    """(value, origin) as the run uses them: bounce_queue_lifetime at most the lifetime."""
+    up = scenario.upstream
+    if name == "upstream.bounce_queue_lifetime" and (
+            up.bounce_queue_lifetime > up.maximal_queue_lifetime):
+        f = next(f for f in dataclasses.fields(up) if f.name == "maximal_queue_lifetime")
+        return format_value(f, up.maximal_queue_lifetime), (
+            f"{origin}; set {value}, lowered to maximal_queue_lifetime as Postfix's qmgr does")
+    return value, origin
 
 
 class Timeline(NamedTuple):

@@ -13,6 +13,8 @@ from sim.reports.explain import (
     lifetime,
     littles_law,
     littles_law_backlog,
+    main_cf,
+    main_cf_lines,
     parameters,
     residence_time,
     retry_timeline,
@@ -168,3 +170,81 @@ def test_format_span(seconds, text):
 def test_format_value(section, name, value, text):
     f = next(f for f in dataclasses.fields(section) if f.name == name)
     assert format_value(f, value) == text
+
+
+def test_parameters_show_bounce_queue_lifetime_lowered_to_the_lifetime():
+    """qmgr.c: 'bounce_queue_lifetime is larger than maximal_queue_lifetime - adjusting'."""
+    scen = Scenario.from_dict({"upstream": {"maximal_queue_lifetime": "1d",
+                                            "bounce_queue_lifetime": "3d"}}, origin="file")
+    shown = {p.name: p for p in parameters(scen)}
+    assert shown["upstream.bounce_queue_lifetime"].value == "1d"
+    assert shown["upstream.bounce_queue_lifetime"].origin == (
+        "file; set 3d, lowered to maximal_queue_lifetime as Postfix's qmgr does")
+    kept = Scenario.from_dict({"upstream": {"bounce_queue_lifetime": "1d"}})
+    assert {p.name: p.value for p in parameters(kept)}["upstream.bounce_queue_lifetime"] == "1d"
+
+
+UPSTREAM_CF = """\
+# pasted from postconf -n on the queue host
+relay_domains = example.org
+relay_recipient_maps = hash:/etc/postfix/relay_recipients
+relay_destination_concurrency_limit = 5
+default_destination_concurrency_limit = 50
+maximal_queue_lifetime = 1d
+bounce_queue_lifetime = 3d
+unknown_local_recipient_reject_code = 450
+smtpd_banner = $myhostname ESMTP
+mua_sender_restrictions = permit_sasl_authenticated, reject
+"""
+
+
+def test_main_cf_lists_every_pasted_parameter_with_what_it_does():
+    scen = Scenario.from_dict({"upstream": {"main_cf": UPSTREAM_CF},
+                               "relay": {"main_cf": "soft_bounce = yes\n"}})
+    rows = {(p.host, p.name): p for p in main_cf(scen)}
+    assert list(rows) == [("upstream", n) for n in (
+        "relay_domains", "relay_recipient_maps", "relay_destination_concurrency_limit",
+        "default_destination_concurrency_limit", "maximal_queue_lifetime",
+        "bounce_queue_lifetime", "unknown_local_recipient_reject_code", "smtpd_banner",
+        "mua_sender_restrictions")] + [("relay", "soft_bounce")]
+    summary = {name: (p.source, p.status, p.effect) for (_, name), p in rows.items()}
+    assert summary == {
+        "relay_domains": ("upstream.main_cf line 2", "modelled", ""),
+        "relay_recipient_maps": ("upstream.main_cf line 3", "modelled",
+                                 "upstream.recipient_validation = relay_recipient_maps"),
+        "relay_destination_concurrency_limit": (
+            "upstream.main_cf line 4", "modelled",
+            "upstream.default_destination_concurrency_limit = 5"),
+        "default_destination_concurrency_limit": (
+            "upstream.main_cf line 5", "overridden",
+            "upstream.default_destination_concurrency_limit = 5"),
+        "maximal_queue_lifetime": ("upstream.main_cf line 6", "modelled",
+                                   "upstream.maximal_queue_lifetime = 1d"),
+        "bounce_queue_lifetime": ("upstream.main_cf line 7", "modelled",
+                                  "upstream.bounce_queue_lifetime = 1d"),
+        "unknown_local_recipient_reject_code": ("upstream.main_cf line 8", "other host", ""),
+        "smtpd_banner": ("upstream.main_cf line 9", "not modelled", ""),
+        "mua_sender_restrictions": ("upstream.main_cf line 10", "unused parameter", ""),
+        "soft_bounce": ("relay.main_cf line 1", "modelled", "relay.soft_bounce = yes"),
+    }
+    assert rows["upstream", "bounce_queue_lifetime"].note == (
+        "set 3d, lowered to maximal_queue_lifetime as Postfix's qmgr does")
+    assert "relay transport" in rows["upstream", "relay_destination_concurrency_limit"].note
+    assert "[relay]" in rows["upstream", "unknown_local_recipient_reject_code"].note
+    assert rows["upstream", "smtpd_banner"].value == "vm.localdomain ESMTP"
+
+
+def test_main_cf_is_empty_without_a_paste():
+    assert main_cf(Scenario.from_dict({})) == [] == main_cf_lines(Scenario.from_dict({}))
+
+
+def test_main_cf_lines_print_one_line_per_parameter():
+    scen = Scenario.from_dict({"upstream": {"main_cf": UPSTREAM_CF}})
+    lines = main_cf_lines(scen)
+    assert len(lines) == 9
+    assert lines[5] == ("upstream.main_cf line 7: bounce_queue_lifetime = 3d  # modelled: "
+                        "upstream.bounce_queue_lifetime = 1d; set 3d, lowered to "
+                        "maximal_queue_lifetime as Postfix's qmgr does")
+    assert lines[8] == ("upstream.main_cf line 10: mua_sender_restrictions = "
+                        "permit_sasl_authenticated, reject  # unused parameter: Postfix warns "
+                        "too (unless master.cf uses it)")
