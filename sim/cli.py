@@ -199,6 +199,8 @@ def _scenario(args):
         scen = scen.with_overrides({"simulation.seed": args.seed}, origin="--seed")
     for _, up, _ in scen.timeline():
         schedule_params(up)  # Exim retry rules are parsed here, not only mid-run
+    for w in scen.warnings:  # Postfix's own words, e.g. unused parameter
+        print(f"relaysim: warning: {w}", file=sys.stderr)
     return scen
 
 
@@ -292,6 +294,8 @@ def _explain(args) -> int:
     out += [f"{a.ljust(width)}  # {o}" for a, o in rows]
     if scen.not_modelled:
         out.append("# not modelled (ignored): " + ", ".join(scen.not_modelled))
+    if scen.main_cf:
+        out += ["", "# pasted main.cf", *explain.main_cf_lines(scen)]
     out += ["", *_timeline_text(scen), "", *_backlog_text(scen)]
     print("\n".join(out))
     return 0
