@@ -156,7 +156,7 @@ class DaskCluster(_Backend):
 
     def __init__(self, address: str | None, workers: int = 1, connect_timeout: float = 5.0):
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client, LocalCluster, as_completed
         except ImportError:
             raise ScenarioError("--scheduler", address or "local", "the sweep extra installed "
                                 "(pip install 'relaysim[sweep]': dask.distributed)") from None
@@ -175,17 +175,18 @@ class DaskCluster(_Backend):
                                 f"scheduler, tcp://HOST:PORT ({describe(e)[:200]})") from None
         self.slots = max(1, sum(self.client.nthreads().values()))
         self._futs: dict = {}
+        self._done = as_completed(loop=self.client.loop)  # this client's, not a default one
 
     def submit(self, job, fn, *args):
-        self._futs[self.client.submit(fn, *args, pure=False)] = job
+        f = self.client.submit(fn, *args, pure=False)
+        self._futs[f] = job
+        self._done.add(f)
 
     def inflight(self) -> int:
         return len(self._futs)
 
     def finished(self) -> list:
-        from distributed import wait as dask_wait
-
-        done, _ = dask_wait(list(self._futs), return_when="FIRST_COMPLETED")
+        done = [next(self._done), *self._done.next_batch(block=False)]
         out = []
         for f in done:
             job = self._futs.pop(f)
