@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", metavar="SCENARIO.toml")
     r.add_argument("--out", metavar="DIR", help="output folder (default results/<name>/)")
     r.add_argument("--seed", type=int, metavar="N", help="root seed (default: the scenario's)")
+    r.add_argument("--seeds", type=int, metavar="N", help="N replications (seeds spawned from "
+                   "the root seed): runs.csv, summary.csv with 95 %% intervals (as sweep)")
+    r.add_argument("--workers", type=int, metavar="N", help="with --seeds: worker processes")
     overrides(r)
     r.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
@@ -223,6 +226,12 @@ def _run(args) -> int:
     from sim.reports.output import plotting_available, write_run
 
     scen = _scenario(args)
+    if args.seeds is not None:
+        from sim.studies.command import replications
+
+        status, text = replications(args, scen)
+        print(text, end="")
+        return status
     out = Path(args.out) if args.out else Path("results") / scen.simulation.name
     if out.exists() and not out.is_dir():
         raise ScenarioError("--out", str(out), "a folder (this is a file)")

@@ -1,7 +1,7 @@
 """The `relaysim sweep` command: its arguments, and from them a checked sweep that is run and
 written.
 
-Public names: add_arguments, sweep, EPILOG.
+Public names: add_arguments, sweep, replications, EPILOG.
 
 Contract:
 - add_arguments(parser) declares SCENARIO.toml, --vary (repeatable), --seeds N|auto,
@@ -18,6 +18,9 @@ Contract:
   the failed ones), or at the first failure with --fail-fast (nothing but the run store is
   written then). Ctrl-C: KeyboardInterrupt reaches sim.cli (exit 130); finished runs stay in
   the store.
+- replications(args, scenario) -> (exit status, text) is `relaysim run --seeds N`: the same
+  machinery without factors (store, runs.csv, summary.csv and README in --out, default
+  results/<name>/), and the run's summary lines with 95 % intervals over the seeds.
 Errors: ScenarioError for every bad argument (sim.cli prints it as one line, exit status 2).
 """
 
@@ -108,41 +111,95 @@ def _command(args) -> str:
 
 def sweep(args, scenario, parse_value) -> tuple[int, str]:
     """Check everything, run what is missing, write the files (module contract)."""
-    from sim.studies.factorial import factorial, parse_vary
-    from sim.studies.sweep import SweepStopped, make_backend, run_sweep, write_sweep
+    from sim.studies.factorial import parse_vary
 
     factors = [parse_vary(v, parse_value) for v in args.vary]
-    seeds = _seeds(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ScenarioError("--out", str(out), "a folder (this is a file)")
-    if args.workers is not None and args.workers < 1:
-        raise ScenarioError("--workers", args.workers, "at least 1")
-    settings = factorial(scenario, factors)
-    cap = seeds if isinstance(seeds, int) else seeds.max_seeds
-    backend = make_backend(args.workers, args.scheduler, len(settings) * cap)
-    try:
-        result = run_sweep(settings, seeds, out, backend, progress=not args.quiet,
-                           fail_fast=args.fail_fast)
-    except SweepStopped as e:
-        sys.stderr.write(f"relaysim sweep: stopped (--fail-fast) after {e}\n")
-        return 1, ""
-    written = write_sweep(result, out, scenario, _command(args))
-    status = 1 if result.failed else 0
-    if args.quiet:
+    result, out, written, status = _execute(args, scenario, factors, _seeds(args), args.out,
+                                            _command(args))
+    if args.quiet or result is None:
         return status, ""
     n_runs = sum(len(s) for s in result.seeds)
     per = sorted({len(s) for s in result.seeds})
     seeds_text = (f"{per[0]}" if len(per) == 1 else f"{per[0]} to {per[-1]}") + " seed(s)"
-    lines = [f"sweep of {scenario.simulation.name}: {len(settings)} setting(s) x {seeds_text} = "
-             f"{n_runs} runs ({result.reused} from an earlier sweep, {result.ran} run now) in "
-             f"{result.wall_s:.1f} s"]
+    lines = [f"sweep of {scenario.simulation.name}: {len(result.settings)} setting(s) x "
+             f"{seeds_text} = {n_runs} runs ({result.reused} from an earlier sweep, "
+             f"{result.ran} run now) in {result.wall_s:.1f} s"]
     if result.precision and not all(result.sharp):
         lines.append(f"{result.sharp.count(False)} setting(s) reached --max-seeds "
                      f"{result.precision.max_seeds} before {result.precision.figure} was within "
                      f"{result.precision.target:.4g}")
+    return status, "\n".join(lines + _tail(result, out, written)) + "\n"
+
+
+def replications(args, scenario) -> tuple[int, str]:
+    """`relaysim run --seeds N`: N seeds of one scenario through the sweep's machinery (its
+    run store, tables and README in --out); the text gives every headline with its 95 %
+    interval."""
+    from sim.studies.sweep import _flatten, mean_ci
+
+    if args.seeds < 1:
+        raise ScenarioError("--seeds", args.seeds, "at least 1")
+    out = args.out or str(Path("results") / scenario.simulation.name)
+    words = [args.scenario, *(w for item in args.set for w in ("--set", item))]
+    if args.seed is not None:
+        words += ["--seed", str(args.seed)]
+    command = "relaysim run " + shlex.join([*words, "--seeds", str(args.seeds), "--out", out])
+    result, out, written, status = _execute(args, scenario, [], args.seeds, out, command)
+    if args.quiet:
+        return status, ""
+    (recs,) = result.records
+    flat = [_flatten(r["summary"]) for r in recs]
+
+    def ci(key, fmt=",.0f"):
+        v = [float(f[key]) for f in flat if f.get(key) is not None]
+        if not v:
+            return "-"
+        m, lo, hi = mean_ci(v)
+        return f"{m:{fmt}}" + ("" if lo != lo else f" ({lo:{fmt}} to {hi:{fmt}})")
+
+    lines = [f"{scenario.simulation.name}: {len(recs)} seed(s) spawned from seed "
+             f"{scenario.simulation.seed} ({result.reused} from an earlier run, {result.ran} "
+             f"run now) in {result.wall_s:.1f} s; mean (95 % interval) over seeds",
+             "recipients: received " + ci("recipients.received") + ", delivered "
+             + ci("recipients.delivered") + ", bounced " + ci("recipients.bounced")
+             + ", expired " + ci("recipients.expired") + ", still queued "
+             + ci("recipients.queued_at_end"),
+             "deferred queue peak: " + ci("deferred_peak_messages") + " messages",
+             "delivery delay: p50 " + ci("delivery_delay_s.p50", ".3g") + " s, p95 "
+             + ci("delivery_delay_s.p95", ".3g") + " s",
+             "backscatter: " + ci("dsn.backscatter") + " DSNs to forged senders (of "
+             + ci("dsn.nondelivery") + " non-delivery DSNs)"]
+    return status, "\n".join(lines + _tail(result, out, written)) + "\n"
+
+
+def _tail(result, out, written) -> list[str]:
+    lines = []
     if result.failed:
         lines.append(f"{len(result.failed)} run(s) failed (listed in README.md); the same "
                      "command again retries them")
     lines.append(f"wrote {out}/: " + ", ".join(p.name for p in written if p.suffix != ".svg"))
-    return status, "\n".join(lines) + "\n"
+    return lines
+
+
+def _execute(args, scenario, factors, seeds, out_text, command):
+    """Check the rest, run, write: (SweepResult or None, out, files, exit status)."""
+    from sim.studies.factorial import factorial
+    from sim.studies.sweep import SweepStopped, make_backend, run_sweep, write_sweep
+
+    out = Path(out_text)
+    if out.exists() and not out.is_dir():
+        raise ScenarioError("--out", str(out), "a folder (this is a file)")
+    workers, scheduler = args.workers, getattr(args, "scheduler", None)
+    if workers is not None and workers < 1:
+        raise ScenarioError("--workers", workers, "at least 1")
+    settings = factorial(scenario, factors)
+    cap = seeds if isinstance(seeds, int) else seeds.max_seeds
+    backend = make_backend(workers, scheduler, len(settings) * cap)
+    try:
+        result = run_sweep(settings, seeds, out, backend, progress=not args.quiet,
+                           fail_fast=getattr(args, "fail_fast", False))
+    except SweepStopped as e:
+        sys.stderr.write(f"relaysim sweep: stopped (--fail-fast) after {e}\n")
+        return None, out, [], 1
+    written = write_sweep(result, out, scenario, command)
+    return result, out, written, 1 if result.failed else 0

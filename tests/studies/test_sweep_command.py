@@ -223,3 +223,20 @@ def test_the_store_holds_one_record_per_run(small):
     assert set(rec) == {"key", "seed", "factors", "summary", "wall_s"}
     assert rec["wall_s"] > 0 and not math.isnan(rec["summary"]["deferred_peak_messages"])
     assert np.isfinite(rec["seed"])
+
+
+def test_run_with_seeds_gives_replications_with_intervals(tmp_path):
+    out = tmp_path / "reps"
+    p = subprocess.run([str(RELAYSIM), "run", str(_scenario(tmp_path)), "--seeds", "3",
+                        "--out", str(out), "--workers", "2"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    rows, (summ,) = _rows(out / "runs.csv"), _rows(out / "summary.csv")
+    assert [int(r["seed"]) for r in rows] == seed_list(7, 3) and summ["seeds"] == "3"
+    m, lo, hi = (float(summ[f"deferred_peak_messages {c}"]) for c in ("mean", "lo", "hi"))
+    assert f"deferred queue peak: {m:,.0f} ({lo:,.0f} to {hi:,.0f}) messages" in p.stdout
+    assert p.stdout.startswith("tiny: 3 seed(s) spawned from seed 7 (0 from an earlier run, "
+                               "3 run now)")
+    bad = subprocess.run([str(RELAYSIM), "run", str(tmp_path / "tiny.toml"), "--seeds", "0",
+                          "--out", str(tmp_path / "none")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("relaysim: error: --seeds")
+    assert not (tmp_path / "none").exists()
