@@ -18,7 +18,8 @@ Contract:
   mean with its 95 % t-interval (sim.studies.statistics.mean_ci); one seed: no interval.
 - factor_figure(stem, ylabel, panels, title) draws a sweep's figure: one panel per varied key,
   its values on x (as written, evenly spaced), one line of means with 95 % intervals per
-  combination of the other keys' values; panels are (key, values, {label: (mean, lo, hi)}).
+  combination of the other keys' values; panels are (key, values, {label: (mean, lo, hi)},
+  legend title).
 - standard_figures(timeseries, qshape, delay_cdf, events, title, outdir) draws one run's four
   standard figures (queue sizes, qshape age buckets, delivery-delay CDF, relay load) into outdir
   and returns the files written.
@@ -211,7 +212,7 @@ def factor_figure(path_stem: str | Path, ylabel: str, panels: Sequence[tuple],
         w, _ = plt.rcParams["figure.figsize"]
         fig, axes = figure(1, len(panels), sharex=False, squeeze=False,
                            width=max(w, 4.2 * len(panels)))
-        for ax, (key, values, lines) in zip(axes[0], panels, strict=True):
+        for ax, (key, values, lines, legend) in zip(axes[0], panels, strict=True):
             x = np.arange(len(values))
             for label, (m, lo, hi) in lines.items():
                 err = None if np.all(np.isnan(lo)) else np.nan_to_num(np.vstack([m - lo, hi - m]))
@@ -219,7 +220,8 @@ def factor_figure(path_stem: str | Path, ylabel: str, panels: Sequence[tuple],
             ax.set_xticks(x, values)
             ax.set_xlabel(key)
             if len(lines) > 1:
-                ax.legend(fontsize="small")
+                ax.legend(title=legend or None, fontsize="small", title_fontsize="small",
+                          loc="best")
         axes[0][0].set_ylabel(ylabel)
         if title:
             fig.suptitle(title)

@@ -1,11 +1,13 @@
 """The resumable run store of a sweep: one file per finished run, keyed by scenario and seed.
 
-Public names: RunStore, run_key.
+Public names: RunStore, run_key, model_fingerprint.
 
 Contract:
-- run_key(table, seed) is a hex digest of the scenario table (Scenario.to_dict()), the seed and
-  relaysim's version: the same scenario and seed give the same key in any sweep, any order, on
-  any backend; a changed scenario value, seed or relaysim version gives another key.
+- run_key(table, seed) is a hex digest of the scenario table (Scenario.to_dict()), the seed,
+  relaysim's version and model_fingerprint() (a digest of the model's source files: sim/model/,
+  sim/scenario.py, sim/results.py, sim/units.py, sim/postfix/): the same scenario and seed give
+  the same key in any sweep, any order, on any backend; a changed scenario value, seed or
+  model source gives another key, so a store never serves results of an older model.
 - RunStore(folder) keeps finished runs under folder/ as <key>.json, each written atomically
   (sim.results.write_atomic), so an interrupted sweep (Ctrl-C, a killed worker, a lost machine)
   leaves only whole records; a half-written temporary file is hidden (.name.tmp) and ignored.
@@ -19,6 +21,7 @@ Errors: OSError from the file system; a record that is not valid JSON is treated
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -27,12 +30,25 @@ from sim.results import write_atomic
 
 
 def run_key(table: dict, seed: int) -> str:
-    """Digest of (scenario table, seed, relaysim version): the name of a run's record."""
+    """Digest of (scenario table, seed, relaysim version, model source): a record's name."""
     from sim import __version__
 
-    text = json.dumps({"scenario": table, "seed": int(seed), "relaysim": __version__},
-                      sort_keys=True, separators=(",", ":"))
+    text = json.dumps({"scenario": table, "seed": int(seed), "relaysim": __version__,
+                       "model": model_fingerprint()}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@functools.cache
+def model_fingerprint() -> str:
+    """Digest of the source files that decide a run's results (see the module contract)."""
+    root = Path(__file__).resolve().parents[1]
+    files = sorted([*root.glob("model/**/*.py"), *root.glob("postfix/**/*.py"),
+                    *root.glob("postfix/data/*.txt"), root / "scenario.py",
+                    root / "results.py", root / "units.py"])
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class RunStore:

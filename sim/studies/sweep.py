@@ -510,7 +510,8 @@ def _ci_text(values: Sequence[float]) -> str:
 
 
 def _panels(result: SweepResult, fig: str) -> list[tuple]:
-    """Per varied key: (key, its values, {other keys' values: (mean, lo, hi) arrays})."""
+    """Per varied key: (key, its values, {other keys' values: (mean, lo, hi) arrays}, legend
+    title)."""
     if not result.settings or not result.settings[0].factors:
         return []
     keys = [k for k, _ in result.settings[0].factors]
@@ -525,12 +526,14 @@ def _panels(result: SweepResult, fig: str) -> list[tuple]:
     for j, key in enumerate(keys):
         lines: dict[str, list] = {}
         for s in result.settings:
-            others = ", ".join(f"{k} = {v}" for n, (k, v) in enumerate(s.factors) if n != j)
+            others = ", ".join(f"{k} = {v}" if len(keys) > 2 else v
+                               for n, (k, v) in enumerate(s.factors) if n != j)
             arr = lines.setdefault(others, [np.full(len(values[j]), np.nan) for _ in range(3)])
             x = values[j].index(s.factors[j][1])
             for a, val in zip(arr, stats[s.factors], strict=True):
                 a[x] = val
-        panels.append((key, values[j], {k: tuple(v) for k, v in lines.items()}))
+        title = keys[1 - j] if len(keys) == 2 else ""  # the legend's title: the other key
+        panels.append((key, values[j], {k: tuple(v) for k, v in lines.items()}, title))
     return panels
 
 

@@ -240,3 +240,13 @@ def test_run_with_seeds_gives_replications_with_intervals(tmp_path):
                           "--out", str(tmp_path / "none")], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("relaysim: error: --seeds")
     assert not (tmp_path / "none").exists()
+
+
+def test_the_readme_example_was_produced_by_the_command_it_shows():
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text().split("## Sweeps", 1)[1]
+    shown = text.split("```sh\n", 1)[1].split("\n```", 1)[0].replace("\\\n", " ")
+    generated = (root / "results" / "sweep_example" / "README.md").read_text()
+    ran = generated.split("## Reproduce", 1)[1].split("```\n", 1)[1].split("\n```", 1)[0]
+    assert " ".join(shown.split()) == ran
+    assert (root / "results" / "sweep_example" / "sweep_deferred_peak_messages.png").exists()
