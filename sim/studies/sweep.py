@@ -186,7 +186,7 @@ class SweepResult:
     sharp: list[bool] = field(default_factory=list)  # with precision: target reached
     reused: int = 0  # runs found in the store
     ran: int = 0  # runs of this sweep
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # from the start to the last result (not the backend's shutdown)
 
 
 def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Path,
@@ -277,13 +277,14 @@ def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Pa
                     raise SweepStopped(msg)
             advance(i)
             bar.update(done, min(be.inflight(), be.slots), len(failed), total())
+        wall = time.perf_counter() - t0  # to the last result, before the backend stops
     bar.close()
     used = [plen[i] if decided[i] is None else decided[i] for i in range(n_set)]
     result = SweepResult(
         settings, [seedl[i][:n] for i, n in enumerate(used)],
         [[r for r in recs[i][:n] if r is not None] for i, n in enumerate(used)],
         [(settings[i], seedl[i][k], msg) for (i, k), msg in sorted(failed.items())],
-        prec, reused=reused, ran=ran, wall_s=time.perf_counter() - t0)
+        prec, reused=reused, ran=ran, wall_s=wall)
     if prec:
         result.sharp = [d is not None and relative_half_width(vals[i][:d]) <= prec.target
                         for i, d in enumerate(decided)]
