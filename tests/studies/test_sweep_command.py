@@ -53,6 +53,19 @@ def _sweep(*args, check=True, **kw):
     return p
 
 
+def _children(pid):
+    """Process ids whose parent is pid (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(stat.parent.name)
+    return out
+
+
 def _rows(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -138,9 +151,10 @@ def test_without_a_terminal_progress_is_a_line_every_10_percent(small):
                for line in lines)
 
 
-def test_an_interrupted_sweep_resumes_to_the_same_bytes(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "pool"])
+def test_an_interrupted_sweep_resumes_to_the_same_bytes(tmp_path, workers):
     scen = _scenario(tmp_path, rate="100000/d")  # runs of about 0.25 s
-    args = [scen, *VARY[:2], "--seeds", 6, "--workers", 1]
+    args = [scen, *VARY[:2], "--seeds", 6, "--workers", workers]
     ref = tmp_path / "ref"
     _sweep(*args, "--out", ref, "-q")
     out = tmp_path / "out"
@@ -150,9 +164,12 @@ def test_an_interrupted_sweep_resumes_to_the_same_bytes(tmp_path):
     while len(list((out / "runs").glob("*.json"))) < 3 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
+    children = _children(proc.pid)
+    assert len(children) == (workers if workers > 1 else 0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    assert not [c for c in children if Path(f"/proc/{c}").exists()]  # pool workers stopped
     assert "interrupted" in err and "Traceback" not in err
     kept = len(list((out / "runs").glob("*.json")))
     assert 3 <= kept < 12 and not (out / "runs.csv").exists()
@@ -250,3 +267,13 @@ def test_the_readme_example_was_produced_by_the_command_it_shows():
     ran = generated.split("## Reproduce", 1)[1].split("```\n", 1)[1].split("\n```", 1)[0]
     assert " ".join(shown.split()) == ran
     assert (root / "results" / "sweep_example" / "sweep_deferred_peak_messages.png").exists()
+
+
+def test_parquet_holds_runs_csv_where_pandas_and_pyarrow_are_installed(small):
+    pd = pytest.importorskip("pandas", reason="pandas (the sweep extra) is not installed")
+    pytest.importorskip("pyarrow", reason="pyarrow (the sweep extra) is not installed")
+    _, out, p = small
+    frame = pd.read_parquet(out / "runs.parquet")
+    assert "runs.parquet" in p.stdout
+    pd.testing.assert_frame_equal(frame, pd.read_csv(out / "runs.csv"))
+    assert len(frame) == 12 and frame["deferred_peak_messages"].dtype.kind == "i"
