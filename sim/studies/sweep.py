@@ -1,8 +1,8 @@
 """Replications and sweeps: scenarios x seeds on a backend, the sweep's files, and what
 experiments share.
 
-Public names: run_many, run_sweep, write_sweep, SweepResult, SweepStopped, SUMMARY_FIGURES,
-HEADLINES, make_backend, seed_list, mean_ci, t975, fmt_ci, stack, summary_table,
+Public names: run_many, run_sweep, write_sweep, sweep_tables, SweepResult, SweepStopped,
+SUMMARY_FIGURES, HEADLINES, make_backend, seed_list, mean_ci, t975, fmt_ci, stack, summary_table,
 experiment_args, base_scenario, setup_lines, fmt_time, write_readme.
 
 Contract:
@@ -22,9 +22,11 @@ Contract:
   asks for (sim.studies.replications), and returns a SweepResult. Every finished run is a record
   in the run store out/runs/ (sim.studies.store) the moment it comes back; runs already there
   are not run again, so an interrupted sweep resumes where it stopped. A run that fails is
-  reported with its setting and seed and the sweep goes on (fail_fast=True: SweepStopped).
+  reported with its setting and seed and the sweep goes on (fail_fast=True: SweepStopped); so
+  is a run whose worker has other model sources (sim.studies.store.model_fingerprint).
   Progress: sim.studies.progress.
-- write_sweep(result, out, base, command) writes out/runs.csv (one row per run: setting, the
+- sweep_tables(result) gives the texts of runs.csv and summary.csv; write_sweep(result, out,
+  base, command) writes out/runs.csv (one row per run: setting, the
   varied keys, seed, every summary figure at full precision), out/summary.csv (per setting:
   the varied keys, seeds, and mean, lo, hi of the 95 % interval of every figure), one figure
   per HEADLINES entry (one panel per varied key, with intervals) and a generated README.md, and
@@ -67,9 +69,9 @@ from sim.studies.factorial import Setting
 from sim.studies.progress import Progress
 from sim.studies.replications import Precision, needed
 from sim.studies.statistics import fmt_ci, mean_ci, relative_half_width, seed_list, t975
-from sim.studies.store import RunStore, run_key
+from sim.studies.store import RunStore, model_fingerprint, run_key
 
-__all__ = ["run_many", "run_sweep", "write_sweep", "SweepResult", "SweepStopped",
+__all__ = ["run_many", "run_sweep", "write_sweep", "sweep_tables", "SweepResult", "SweepStopped",
            "SUMMARY_FIGURES", "HEADLINES", "make_backend", "seed_list", "mean_ci", "t975",
            "fmt_ci", "stack", "summary_table", "experiment_args", "base_scenario",
            "setup_lines", "fmt_time", "write_readme"]
@@ -100,10 +102,12 @@ def _run_one(table: dict, seed: int) -> Results:
 
 
 def _run_summary(table: dict, seed: int) -> dict:
-    """A sweep's run in a worker: the summary and the run's own wall time."""
+    """A sweep's run in a worker: the summary, the run's own wall time and the worker's model
+    digest (a worker with other relaysim sources would give other results)."""
     t0 = time.perf_counter()
     r = simulate(Scenario.from_dict(table), seed=seed)
-    return {"summary": r.summary, "wall_s": time.perf_counter() - t0}
+    return {"summary": r.summary, "wall_s": time.perf_counter() - t0,
+            "model": model_fingerprint()}
 
 
 def make_backend(workers: int | None = None, scheduler: str | None = None, jobs: int = 2,
@@ -262,9 +266,13 @@ def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Pa
         for (i, k), ok, value in backends.stream(be, _run_summary, feed):
             inflight[i].discard(k)
             s = settings[i]
+            if ok and value.get("model") != model_fingerprint():
+                ok, value = False, (f"the worker runs other relaysim model sources (digest "
+                                    f"{value.get('model')}, here {model_fingerprint()})")
             if ok:
                 rec = {"key": keys[i][k], "seed": seedl[i][k],
-                       "factors": [list(f) for f in s.factors], **value}
+                       "factors": [list(f) for f in s.factors], "summary": value["summary"],
+                       "wall_s": value["wall_s"]}
                 store.put(keys[i][k], rec)
                 recs[i][k], vals[i][k] = rec, _figure(rec, prec)
                 ran += 1

@@ -148,3 +148,18 @@ def test_progress_bar_on_a_terminal_and_lines_without():
     quiet = io.StringIO()
     Progress(5, stream=quiet, enabled=False).update(5, 0, 0, 5)
     assert quiet.getvalue() == ""
+
+
+def test_a_worker_with_other_model_sources_is_a_failed_run(tmp_path, monkeypatch):
+    real = sweep._run_summary
+
+    def other(table, seed):
+        return {**real(table, seed), "model": "0123456789abcdef"}
+
+    monkeypatch.setattr(sweep, "_run_summary", other)
+    err = io.StringIO()
+    res = run_sweep(_settings()[:1], 1, tmp_path, progress=False, stream=err)
+    assert res.ran == 0 and len(res.failed) == 1
+    assert "the worker runs other relaysim model sources (digest 0123456789abcdef" in (
+        res.failed[0][2])
+    assert not list((tmp_path / "runs").glob("*.json"))
