@@ -192,8 +192,10 @@ class DaskCluster(_Backend):
             job = self._futs.pop(f)
             if f.status == "finished":
                 out.append((job, True, f.result()))
-            else:  # an exception in the run, or KilledWorker after allowed-failures
+            elif f.status == "error":  # an exception in the run, or KilledWorker
                 out.append((job, False, describe(f.exception())))
+            else:  # cancelled: the connection to the scheduler was lost
+                out.append((job, False, f"dask task {f.status} (scheduler connection lost?)"))
             f.release()
         return out
 

@@ -8,7 +8,8 @@ Contract:
   with runs done of total, how many are running and failed, and tqdm's estimate of the time
   left; otherwise one line each time another 10 % of the runs is done ("relaysim sweep: 40 %,
   12 of 30 runs done, 2 running, 0 failed, about 25 s left"). The estimate counts only the runs
-  of this sweep. close() ends the bar. With enabled=False nothing is written.
+  of this sweep. note(line) writes a line (above the bar on a terminal) even when disabled;
+  close() ends the bar. With enabled=False nothing else is written.
 - total may grow (replications added until a precision is reached).
 """
 
@@ -54,6 +55,14 @@ class Progress:
         self.stream.write(f"relaysim sweep: {100 * done // total} %, {done} of {total} runs "
                           f"done, {running} running, {failed} failed{left}\n")
         self.stream.flush()
+
+    def note(self, line: str) -> None:
+        """A line on the stream (above the bar on a terminal), shown even when disabled."""
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
     def close(self) -> None:
         if self.bar is not None:

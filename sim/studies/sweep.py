@@ -48,6 +48,7 @@ fails; ScenarioError (key --scheduler) for backend="dask" without dask.distribut
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import math
@@ -262,7 +263,7 @@ def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Pa
     done = sum(r is not None for rs in recs for r in rs)
     bar = Progress(total(), done=done, stream=stream, enabled=progress)
     ran = 0
-    with (backend or backends.InProcess()) as be:
+    with contextlib.closing(bar), (backend or backends.InProcess()) as be:
         for (i, k), ok, value in backends.stream(be, _run_summary, feed):
             inflight[i].discard(k)
             s = settings[i]
@@ -280,13 +281,12 @@ def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Pa
             else:
                 failed[(i, k)] = value
                 msg = f"run failed: setting {i} ({s.label}), seed {seedl[i][k]}: {value}"
-                _say(stream, "relaysim sweep: " + msg)
+                bar.note("relaysim sweep: " + msg)
                 if fail_fast:
                     raise SweepStopped(msg)
             advance(i)
             bar.update(done, min(be.inflight(), be.slots), len(failed), total())
         wall = time.perf_counter() - t0  # to the last result, before the backend stops
-    bar.close()
     used = [plen[i] if decided[i] is None else decided[i] for i in range(n_set)]
     result = SweepResult(
         settings, [seedl[i][:n] for i, n in enumerate(used)],
@@ -304,12 +304,6 @@ def _figure(record: dict, prec: Precision | None) -> float | None:
         return None
     v = _flatten(record["summary"]).get(prec.figure)
     return math.nan if v is None else float(v)
-
-
-def _say(stream, line: str) -> None:
-    s = sys.stderr if stream is None else stream
-    s.write(line + "\n")
-    s.flush()
 
 
 # --- experiment scaffolding -----------------------------------------------------------------
