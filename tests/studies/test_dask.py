@@ -29,15 +29,18 @@ def _free_port() -> int:
 
 
 def _stop(procs):
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=20)
+    """The workers first (a worker whose scheduler has gone waits to reconnect), then the
+    scheduler; SIGKILL for whatever has not ended after 20 s."""
+    for group in (procs[1:], procs[:1]):
+        for p in group:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in group:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=20)
 
 
 @pytest.fixture
@@ -66,7 +69,7 @@ def cluster(tmp_path):
 
 def test_sweep_on_a_real_cluster_survives_a_killed_worker(cluster, tmp_path):
     address, procs = cluster
-    scen = _scenario(tmp_path, rate="300000/d")  # runs of about half a second
+    scen = _scenario(tmp_path, rate="150000/d")  # runs of about 0.3 s
     args = [scen, "--vary", "upstream.maximal_queue_lifetime=6h,1d,2d", "--seeds", 4, "-q"]
     out = tmp_path / "dask"
     sweep = subprocess.Popen([str(RELAYSIM), "sweep", *map(str, args), "--out", str(out),
@@ -88,6 +91,8 @@ def test_sweep_on_a_real_cluster_survives_a_killed_worker(cluster, tmp_path):
             sweep.wait()
     assert sweep.returncode == 0, err
     assert "failed" not in err
+    log = (tmp_path / "scheduler.log").read_text()
+    assert "Remove worker" in log and "name: w0" in log.split("Remove worker", 1)[1]
     with Client(address, timeout="30s") as c:
         assert list(c.nthreads().values()) == [1]  # only w1 is left
     pool = tmp_path / "pool"
