@@ -38,7 +38,7 @@ EPILOG = """examples:
       --vary relay.unknown_local_recipient_reject_code=450,550 --seeds 5
   relaysim sweep seed_story.toml --out runs/auto --vary upstream.maximal_queue_lifetime=1d,5d \\
       --seeds auto --precision 2% --precision-of deferred_peak_messages
-  relaysim sweep seed_story.toml --out runs/big --vary ... --scheduler tcp://10.0.0.5:8786
+  relaysim sweep seed_story.toml --out runs/big --vary ... --scheduler tcp://SCHEDULER:8786
 
 writes DIR/runs.csv (one row per run), DIR/summary.csv (mean and 95 % interval per setting),
 a figure per headline figure against each varied key, DIR/README.md, and DIR/runs/ (one record
