@@ -2,9 +2,9 @@
 processes on their own ports; `relaysim sweep --scheduler` with one worker killed mid-sweep
 gives the process pool's bytes. Everything the test starts is stopped."""
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +20,6 @@ from tests.studies.test_sweep_command import RELAYSIM, _scenario, _sweep  # noqa
 
 DASK = Path(sys.executable).with_name("dask")
 pytestmark = pytest.mark.skipif(not DASK.exists(), reason=f"{DASK} (dask's command) is absent")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(procs):
@@ -45,13 +39,22 @@ def _stop(procs):
 
 @pytest.fixture
 def cluster(tmp_path):
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
+    # port 0: the scheduler takes a free port and writes its address into the scheduler file
+    info = tmp_path / "scheduler.json"
     logs = [open(tmp_path / f"{n}.log", "w") for n in ("scheduler", "worker0", "worker1")]
     common = {"stdout": subprocess.DEVNULL, "start_new_session": True, "cwd": tmp_path}
-    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port",
-                               str(port), "--no-dashboard"], stderr=logs[0], **common)]
+    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(info)],
+                              stderr=logs[0], **common)]
     try:
+        deadline, address = time.monotonic() + 60, None
+        while address is None and time.monotonic() < deadline:
+            assert procs[0].poll() is None, (tmp_path / "scheduler.log").read_text()
+            try:
+                address = json.loads(info.read_text())["address"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                time.sleep(0.05)  # not written (completely) yet
+        assert address.startswith("tcp://127.0.0.1:")
         for i in (0, 1):
             procs.append(subprocess.Popen(
                 [str(DASK), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
