@@ -6,17 +6,17 @@ SUMMARY_FIGURES, HEADLINES, make_backend, seed_list, mean_ci, t975, fmt_ci, stac
 experiment_args, base_scenario, setup_lines, fmt_time, write_readme.
 
 Contract:
-- run_many(scenarios, seeds, workers=None, progress=False, backend="process") runs every
-  scenario with every seed and returns a list (one per scenario, in order) of lists of Results
-  (one per seed, in order). seeds is a list of ints, or a count n: then scenario i runs with
-  seed_list(scenario_i.simulation.seed, n), so scenarios that share a root seed share their
-  seeds (common random numbers: a sweep compares settings, not luck). A run's Results depends
-  only on its scenario and seed, never on the number of workers or the order of completion.
-  workers defaults to os.cpu_count(); workers=1 runs in this process. Scenarios travel to the
-  workers as to_dict() tables and every Results comes back carrying the caller's Scenario
-  object. backend="dask" sends the runs to a dask.distributed cluster (the caller's Client if
-  one exists, else a local one) and needs the `sweep` extra. progress=True shows a tqdm bar on
-  a terminal. It runs on the same backends as run_sweep (sim.studies.backends).
+- run_many(scenarios, seeds, workers=None, progress=False, backend="process") runs every scenario
+  with every seed and returns a list (one per scenario, in order) of lists of Results (one per seed,
+  in order). seeds is a list of ints, or a count n: then scenario i runs with
+  seed_list(scenario_i.simulation.seed, n), so scenarios that share a root seed share their seeds
+  (common random numbers: a sweep compares settings, not luck). A run's Results depends only on its
+  scenario and seed, never on the number of workers or the order of completion. workers defaults to
+  the cores this process may use; workers=1 runs in this process. Scenarios travel to the workers as
+  to_dict() tables and every Results comes back carrying the caller's Scenario object.
+  backend="dask" sends the runs to a dask.distributed cluster (the caller's Client if one exists,
+  else a local one) and needs the `sweep` extra. progress=True shows a tqdm bar on a terminal. It
+  runs on the same backends as run_sweep (sim.studies.backends).
 - run_sweep(settings, seeds, out, backend, ...) runs the settings of a factorial
   (sim.studies.factorial) with `seeds` seeds each (an int), or with as many as a Precision
   asks for (sim.studies.replications), and returns a SweepResult. Every finished run is a record
@@ -115,12 +115,20 @@ def make_backend(workers: int | None = None, scheduler: str | None = None, jobs:
                  dask_local: bool = False):
     """InProcess for one worker or one job, a DaskCluster for a scheduler address (or a local
     cluster with dask_local), else a ProcessPool of min(workers, jobs) processes."""
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    workers = _cores() if workers is None else max(1, int(workers))
     if scheduler is not None or dask_local:
         return backends.DaskCluster(scheduler, workers)
     if workers == 1 or jobs <= 1:
         return backends.InProcess()
     return backends.ProcessPool(min(workers, jobs))
+
+
+def _cores() -> int:
+    """The cores this process may run on (os.cpu_count() where affinity is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def run_many(scenarios: Sequence[Scenario], seeds: int | Sequence[int],
