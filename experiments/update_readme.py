@@ -73,6 +73,8 @@ def blocks() -> dict[str, str]:
         "reference": reference_markdown().strip(),
         "seed_story": _from("results/seed_story/README.md", "Figures", "Answer",
                             missing="Not generated yet: run `make demo`."),
+        "sweep_example": _from("results/sweep_example/README.md", "Answer",
+                               missing="Not generated yet: run the sweep command above."),
         "experiments": index("results/README.md", missing="Not generated yet: run `make figures`."),
         "validation": "**Against real Postfix 3.7 on loopback.** " + preamble(
             "results/validation/postfix/README.md",

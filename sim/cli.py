@@ -8,7 +8,8 @@ Contract:
   then prints a short summary on stdout; `explain` prints the effective parameters, the retry
   timeline of one deferred message and the Little's-law backlog (computed by
   sim.reports.explain); `qshape` prints the deferred queue's qshape table at a sample of a run
-  folder (sim.postfix.qshape); `plot` redraws a run folder's figures without simulating.
+  folder (sim.postfix.qshape); `plot` redraws a run folder's figures without simulating;
+  `sweep` runs factors x seeds (sim.studies.command).
 - Every bad input (scenario, --set, --seed, --out, arguments) is one line on stderr,
   `relaysim: error: <what>`, and exit status 2, before anything is written. A run that fails or
   is interrupted leaves the previous run's files untouched; Ctrl-C exits with 130.
@@ -35,6 +36,7 @@ EPILOG_MAIN = """examples:
   relaysim explain seed_story.toml
   relaysim qshape results/seed_story --at 21d
   relaysim plot results/seed_story
+  relaysim sweep seed_story.toml --out runs/sw --vary upstream.maximal_queue_lifetime=1d,5d
 """
 EPILOG_RUN = """example:
   relaysim run experiments/scenarios/seed_story.toml --out /tmp/story --seed 7 \\
@@ -91,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", metavar="SCENARIO.toml")
     r.add_argument("--out", metavar="DIR", help="output folder (default results/<name>/)")
     r.add_argument("--seed", type=int, metavar="N", help="root seed (default: the scenario's)")
+    r.add_argument("--seeds", type=int, metavar="N", help="N replications (seeds spawned from "
+                   "the root seed): runs.csv, summary.csv with 95 %% intervals (as sweep)")
+    r.add_argument("--workers", type=int, metavar="N", help="with --seeds: worker processes")
     overrides(r)
     r.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
@@ -121,6 +126,16 @@ def _parser() -> argparse.ArgumentParser:
                         "simulating again.", epilog=EPILOG_PLOT, formatter_class=fmt)
     pl.add_argument("results", metavar="RESULTS_DIR")
     pl.set_defaults(func=_plot)
+
+    from sim.studies import command as sweep_command
+
+    sw = sub.add_parser("sweep", help="run a scenario over factors x seeds and summarise it",
+                        description="Run the full factorial of the --vary keys, each setting "
+                        "with several seeds, resumably, on local processes or a Dask cluster.",
+                        epilog=sweep_command.EPILOG, formatter_class=fmt)
+    sweep_command.add_arguments(sw)
+    overrides(sw)
+    sw.set_defaults(func=_sweep)
     return p
 
 
@@ -213,6 +228,12 @@ def _run(args) -> int:
     from sim.reports.output import plotting_available, write_run
 
     scen = _scenario(args)
+    if args.seeds is not None:
+        from sim.studies.command import replications
+
+        status, text = replications(args, scen)
+        print(text, end="")
+        return status
     out = Path(args.out) if args.out else Path("results") / scen.simulation.name
     if out.exists() and not out.is_dir():
         raise ScenarioError("--out", str(out), "a folder (this is a file)")
@@ -270,6 +291,16 @@ def _summary_text(results, out: Path, written, wall_s: float, plotted: bool) -> 
     lines.append(f"figures: {', '.join(figs)}" if figs else "figures: none ("
                  "sim.reports.plotting is not available)" if not plotted else "figures: none")
     return "\n".join(lines) + "\n"
+
+
+# --- sweep -----------------------------------------------------------------------------------
+
+def _sweep(args) -> int:
+    from sim.studies.command import sweep
+
+    status, text = sweep(args, _scenario(args), _set_value)
+    print(text, end="")
+    return status
 
 
 # --- explain ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Figures for reports and runbooks: relaysim's one plotting module.
 
 Public names: style, figure, save, save_table, standard_figures, days_axis, mark_events, band,
-errorbars, grouped_bars, cdf, cdf_on_grid, per_hour, DAY.
+errorbars, grouped_bars, factor_figure, cdf, cdf_on_grid, per_hour, DAY.
 
 Contract:
 - Draw inside style(), i.e. matplotlib.style.context("sim.reports.report")
@@ -15,7 +15,11 @@ Contract:
 - Time axes are in days since the start of the run; counts per sample interval are shown per
   hour (per_hour).
 - band, errorbars and grouped_bars take replications with seeds on the first axis and draw the
-  mean with its 95 % t-interval (sim.studies.sweep.mean_ci); with one seed there is no interval.
+  mean with its 95 % t-interval (sim.studies.statistics.mean_ci); one seed: no interval.
+- factor_figure(stem, ylabel, panels, title) draws a sweep's figure: one panel per varied key,
+  its values on x (as written, evenly spaced), one line of means with 95 % intervals per
+  combination of the other keys' values; panels are (key, values, {label: (mean, lo, hi)},
+  legend title).
 - standard_figures(timeseries, qshape, delay_cdf, events, title, outdir) draws one run's four
   standard figures (queue sizes, qshape age buckets, delivery-delay CDF, relay load) into outdir
   and returns the files written.
@@ -38,7 +42,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MultipleLocator  # noqa: E402
 
 from sim.results import QSHAPE_LABELS, write_atomic  # noqa: E402
-from sim.studies.sweep import mean_ci  # noqa: E402
+from sim.studies.statistics import mean_ci  # noqa: E402
 
 DAY = 86400.0
 _SAVE_RC = {"svg.hashsalt": "relaysim", "svg.fonttype": "path", "savefig.dpi": 150}
@@ -199,6 +203,29 @@ def grouped_bars(ax, groups: Sequence[str], series: Mapping[str, np.ndarray], *,
     ax.set_xticks(x, groups)
     ax.grid(axis="x", visible=False)
     return out
+
+
+def factor_figure(path_stem: str | Path, ylabel: str, panels: Sequence[tuple],
+                  title: str = "") -> list[Path]:
+    """A sweep's figure against each varied key (module contract); returns the files."""
+    with style():
+        w, _ = plt.rcParams["figure.figsize"]
+        fig, axes = figure(1, len(panels), sharex=False, squeeze=False,
+                           width=max(w, 4.2 * len(panels)))
+        for ax, (key, values, lines, legend) in zip(axes[0], panels, strict=True):
+            x = np.arange(len(values))
+            for label, (m, lo, hi) in lines.items():
+                err = None if np.all(np.isnan(lo)) else np.nan_to_num(np.vstack([m - lo, hi - m]))
+                ax.errorbar(x, m, yerr=err, label=label or None, marker="o", capsize=3)
+            ax.set_xticks(x, values)
+            ax.set_xlabel(key)
+            if len(lines) > 1:
+                ax.legend(title=legend or None, fontsize="small", title_fontsize="small",
+                          loc="best")
+        axes[0][0].set_ylabel(ylabel)
+        if title:
+            fig.suptitle(title)
+        return save(fig, path_stem)
 
 
 def band_columns(prefix: str, bands: Mapping[str, tuple]) -> dict:

@@ -1,46 +1,63 @@
-"""Replications and sweeps: scenarios x seeds on a process pool, and what experiments share.
+"""Replications and sweeps: scenarios x seeds on a backend, the sweep's files, and what
+experiments share.
 
-Public names: run_many, seed_list, mean_ci, t975, fmt_ci, stack, summary_table,
-experiment_args, base_scenario, setup_lines, fmt_time,
-write_readme.
+Public names: run_many, run_sweep, write_sweep, sweep_tables, SweepResult, SweepStopped,
+SUMMARY_FIGURES, HEADLINES, make_backend, seed_list, mean_ci, t975, fmt_ci, stack, summary_table,
+experiment_args, base_scenario, setup_lines, fmt_time, write_readme.
 
 Contract:
-- run_many(scenarios, seeds, workers=None, progress=False, backend="process") runs every
-  scenario with every seed and returns a list (one per scenario, in order) of lists of Results
-  (one per seed, in order). seeds is a list of ints, or a count n: then scenario i runs with
-  seed_list(scenario_i.simulation.seed, n), so scenarios that share a root seed share their
-  seeds (common random numbers: a sweep compares settings, not luck). A run's Results depends
-  only on its scenario and seed, never on the number of workers or the order of completion.
-  workers defaults to os.cpu_count(); workers=1 runs in this process. Scenarios travel to the
-  workers as to_dict() tables and every Results comes back carrying the caller's Scenario
-  object. backend="dask" sends the runs to a dask.distributed cluster (a local one unless a
-  Client exists) and needs the `sweep` extra. progress=True shows a tqdm bar on a terminal.
-- seed_list(root, n): n seeds from numpy SeedSequence(root).spawn(n), each child's
-  generate_state(1)[0] as an int.
-- mean_ci(values): mean and 95 % two-sided Student-t interval over the first axis (the seeds):
-  t quantiles are tabulated for 1..30 degrees of freedom; beyond that the Cornish-Fisher
-  expansion of the t quantile around the normal one (error below 1e-3). Fewer than two values
-  give nan bounds. Works element-wise on arrays (seeds x anything).
-- stack(runs, key) gives one time series over seeds as a (seeds, samples) array;
-  summary_table(labels, grid) flattens every Results.summary into the columns of runs.csv.
+- run_many(scenarios, seeds, workers=None, progress=False, backend="process") runs every scenario
+  with every seed and returns a list (one per scenario, in order) of lists of Results (one per seed,
+  in order). seeds is a list of ints, or a count n: then scenario i runs with
+  seed_list(scenario_i.simulation.seed, n), so scenarios that share a root seed share their seeds
+  (common random numbers: a sweep compares settings, not luck). A run's Results depends only on its
+  scenario and seed, never on the number of workers or the order of completion. workers defaults to
+  the cores this process may use; workers=1 runs in this process. Scenarios travel to the workers as
+  to_dict() tables and every Results comes back carrying the caller's Scenario object.
+  backend="dask" sends the runs to a dask.distributed cluster (the caller's Client if one exists,
+  else a local one) and needs the `sweep` extra. progress=True shows a tqdm bar on a terminal. It
+  runs on the same backends as run_sweep (sim.studies.backends).
+- run_sweep(settings, seeds, out, backend, ...) runs the settings of a factorial
+  (sim.studies.factorial) with `seeds` seeds each (an int), or with as many as a Precision
+  asks for (sim.studies.replications), and returns a SweepResult. Every finished run is a record
+  in the run store out/runs/ (sim.studies.store) the moment it comes back; runs already there
+  are not run again, so an interrupted sweep resumes where it stopped. A run that fails is
+  reported with its setting and seed and the sweep goes on (fail_fast=True: SweepStopped); so
+  is a run whose worker has other model sources (sim.studies.store.model_fingerprint).
+  Progress: sim.studies.progress.
+- sweep_tables(result) gives the texts of runs.csv and summary.csv; write_sweep(result, out,
+  base, command) writes out/runs.csv (one row per run: setting, the
+  varied keys, seed, every summary figure at full precision), out/summary.csv (per setting:
+  the varied keys, seeds, and mean, lo, hi of the 95 % interval of every figure), one figure
+  per HEADLINES entry (one panel per varied key, with intervals) and a generated README.md, and
+  out/runs.parquet when pandas and pyarrow are installed. These files depend only on the
+  settings, the seeds and the runs' results: the same bytes for any backend, any number of
+  workers, any order of completion, resumed or not (the README's command is the caller's).
+- seed_list, mean_ci, t975 and fmt_ci are sim.studies.statistics'; stack(runs, key) gives one
+  time series over seeds as a (seeds, samples) array; summary_table(labels, grid) flattens
+  every Results.summary into the columns of an experiment's runs.csv.
 - experiment_args, base_scenario, setup_lines and write_readme are the scaffolding every
   experiments/ script shares: the command line (--quick, --out, --seeds, --workers), the base
   scenario (a TOML file if present, else the script's dict), the scenario keys a README states,
   and the generated README, which refuses unfilled {placeholders} and nan.
 - The Little's-law reference the figures draw is sim.reports.explain.littles_law / residence_time.
-Errors: ValueError for an empty scenario or seed list; RuntimeError for backend="dask" without
-dask.distributed installed.
+Errors: ValueError for an empty scenario or seed list; RuntimeError from run_many when a run
+fails; ScenarioError (key --scheduler) for backend="dask" without dask.distributed installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import io
 import math
 import os
 import re
 import sys
+import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,59 +65,70 @@ import numpy as np
 from sim.model.simulate import simulate
 from sim.results import Results, write_atomic
 from sim.scenario import Scenario
+from sim.studies import backends
+from sim.studies.factorial import Setting
+from sim.studies.progress import Progress
+from sim.studies.replications import Precision, needed
+from sim.studies.statistics import fmt_ci, mean_ci, relative_half_width, seed_list, t975
+from sim.studies.store import RunStore, model_fingerprint, run_key
 
-# Two-sided 95 % Student-t quantiles t(0.975, df), df = 1..30.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-_Z975 = 1.959964
+__all__ = ["run_many", "run_sweep", "write_sweep", "sweep_tables", "SweepResult", "SweepStopped",
+           "SUMMARY_FIGURES", "HEADLINES", "make_backend", "seed_list", "mean_ci", "t975",
+           "fmt_ci", "stack", "summary_table", "experiment_args", "base_scenario",
+           "setup_lines", "fmt_time", "write_readme"]
 
-
-def t975(df: int) -> float:
-    """Student-t 0.975 quantile with df degrees of freedom (see the module contract)."""
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = _Z975
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
-def mean_ci(values) -> tuple:
-    """(mean, lo, hi): mean over the first axis and its 95 % t-interval (nan with one value)."""
-    v = np.asarray(values, dtype=float)
-    if v.shape[0] == 0:
-        raise ValueError("mean_ci needs at least one value")
-    m = v.mean(axis=0)
-    n = v.shape[0]
-    if n < 2:
-        nan = np.full_like(m, np.nan) if np.ndim(m) else math.nan
-        return m, nan, nan
-    half = t975(n - 1) * v.std(axis=0, ddof=1) / math.sqrt(n)
-    return m, m - half, m + half
-
-
-def fmt_ci(values, fmt: str = ",.0f", unit: str = "") -> str:
-    """'mean unit (95 % CI lo to hi)' over seeds, or just 'mean unit' for one seed."""
-    m, lo, hi = mean_ci(np.asarray(values, dtype=float))
-    u = f" {unit}" if unit else ""
-
-    def num(v):  # no "-0" from float noise around zero
-        text = f"{v:{fmt}}"
-        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
-
-    if np.isnan(lo):
-        return f"{num(m)}{u} (one seed)"
-    return f"{num(m)}{u} (95 % CI {num(lo)} to {num(hi)})"
-
-
-def seed_list(root: int, n: int) -> list[int]:
-    """n independent seeds spawned from SeedSequence(root)."""
-    return [int(c.generate_state(1)[0]) for c in np.random.SeedSequence(root).spawn(n)]
+# Results.summary flattened with '.', in its order (a test holds this to a real run's summary).
+SUMMARY_FIGURES = (
+    "recipients.received", "recipients.delivered", "recipients.bounced", "recipients.expired",
+    "recipients.queued_at_end", "recipients.rejected_at_upstream",
+    "recipients.rejected_at_upstream_4xx", "messages.received", "attempts", "dsn.nondelivery",
+    "dsn.backscatter", "dsn.delay", "relay.sessions", "relay.rejects_4xx", "relay.rejects_5xx",
+    "relay.greylisted", "relay.probes", "relay.hard_error_disconnects", "deferred_peak_messages",
+    "delivery_delay_s.p50", "delivery_delay_s.p95", "delivery_delay_s.p99",
+    "delivery_delay_s.max")
+# The figures a sweep draws against each varied key: (summary key, axis label).
+HEADLINES = (
+    ("deferred_peak_messages", "peak deferred queue (messages)"),
+    ("recipients.expired", "recipients expired"),
+    ("dsn.backscatter", "DSNs to forged senders (backscatter)"),
+    ("relay.rejects_4xx", "4xx rejects at the relay (recipients)"),
+    ("delivery_delay_s.p95", "p95 delivery delay (s)"),
+)
 
 
 def _run_one(table: dict, seed: int) -> Results:
     r = simulate(Scenario.from_dict(table), seed=seed)
     r.scenario = None  # the caller re-attaches its own object (Scenario does not pickle)
     return r
+
+
+def _run_summary(table: dict, seed: int) -> dict:
+    """A sweep's run in a worker: the summary, the run's own wall time and the worker's model
+    digest (a worker with other relaysim sources would give other results)."""
+    t0 = time.perf_counter()
+    r = simulate(Scenario.from_dict(table), seed=seed)
+    return {"summary": r.summary, "wall_s": time.perf_counter() - t0,
+            "model": model_fingerprint()}
+
+
+def make_backend(workers: int | None = None, scheduler: str | None = None, jobs: int = 2,
+                 dask_local: bool = False):
+    """InProcess for one worker or one job, a DaskCluster for a scheduler address (or a local
+    cluster with dask_local), else a ProcessPool of min(workers, jobs) processes."""
+    workers = _cores() if workers is None else max(1, int(workers))
+    if scheduler is not None or dask_local:
+        return backends.DaskCluster(scheduler, workers)
+    if workers == 1 or jobs <= 1:
+        return backends.InProcess()
+    return backends.ProcessPool(min(workers, jobs))
+
+
+def _cores() -> int:
+    """The cores this process may run on (os.cpu_count() where affinity is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def run_many(scenarios: Sequence[Scenario], seeds: int | Sequence[int],
@@ -118,62 +146,172 @@ def run_many(scenarios: Sequence[Scenario], seeds: int | Sequence[int],
         per = [[int(x) for x in seeds]] * len(scenarios)
         if not per[0]:
             raise ValueError("seeds: an empty list")
-    jobs = [(i, k, s.to_dict(), seed) for i, s in enumerate(scenarios)
+    if backend not in ("process", "dask"):
+        raise ValueError(f"backend: {backend!r} (process or dask)")
+    jobs = [((i, k), (s.to_dict(), seed)) for i, s in enumerate(scenarios)
             for k, seed in enumerate(per[i])]
     out: list[list] = [[None] * len(p) for p in per]
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    bar = _bar(len(jobs), progress)
-    if backend == "dask":
-        done = _dask_map(jobs, workers)
-    elif backend != "process":
-        raise ValueError(f"backend: {backend!r} (process or dask)")
-    elif workers == 1 or len(jobs) == 1:
-        done = ((i, k, _run_one(t, seed)) for i, k, t, seed in jobs)
-    else:
-        done = _pool_map(jobs, min(workers, len(jobs)))
-    for i, k, r in done:
-        r.scenario = scenarios[i]
-        out[i][k] = r
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
+    address = _current_dask_client() if backend == "dask" else None
+    bar = Progress(len(jobs), enabled=progress and sys.stderr.isatty())
+    todo = list(reversed(jobs))
+
+    def feed(room):
+        return [todo.pop() for _ in range(min(room, len(todo)))]
+
+    with make_backend(workers, address, len(jobs), dask_local=backend == "dask") as be:
+        done = 0
+        for (i, k), ok, r in backends.stream(be, _run_one, feed):
+            if not ok:
+                raise RuntimeError(f"run of scenario {i} ({scenarios[i].simulation.name}) with "
+                                   f"seed {per[i][k]} failed: {r}")
+            r.scenario = scenarios[i]
+            out[i][k] = r
+            done += 1
+            bar.update(done, min(be.inflight(), be.slots), 0, len(jobs))
+    bar.close()
     return out
 
 
-def _pool_map(jobs, workers):
-    # Longest-first would balance better, but submission order does not affect any result.
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futs = {pool.submit(_run_one, t, seed): (i, k) for i, k, t, seed in jobs}
-        for f in as_completed(futs):
-            i, k = futs[f]
-            yield i, k, f.result()
-
-
-def _dask_map(jobs, workers):
+def _current_dask_client() -> str | None:
     try:
-        from distributed import Client, get_client
+        from distributed import get_client
     except ImportError:
-        raise RuntimeError("backend='dask' needs dask.distributed: "
-                           "pip install -e '.[sweep]'") from None
-    try:
-        client, own = get_client(), False
-    except ValueError:
-        client, own = Client(n_workers=workers, threads_per_worker=1, processes=True), True
-    try:
-        futs = client.map(_run_one, [j[2] for j in jobs], [j[3] for j in jobs], pure=False)
-        for (i, k, _, _), r in zip(jobs, client.gather(futs), strict=True):
-            yield i, k, r
-    finally:
-        if own:
-            client.close()
-
-
-def _bar(total: int, progress: bool):
-    if not (progress and sys.stderr.isatty()):
         return None
-    from tqdm import tqdm
-    return tqdm(total=total, unit="run", desc="relaysim runs")
+    try:
+        return get_client().scheduler.address
+    except ValueError:
+        return None
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+class SweepStopped(Exception):
+    """A run failed and the sweep was told to stop at the first failure."""
+
+
+@dataclass
+class SweepResult:
+    """What a sweep produced: per setting the seeds used and their records (module contract)."""
+    settings: list[Setting]
+    seeds: list[list[int]]
+    records: list[list[dict]]
+    failed: list[tuple[Setting, int, str]] = field(default_factory=list)
+    precision: Precision | None = None
+    sharp: list[bool] = field(default_factory=list)  # with precision: target reached
+    reused: int = 0  # runs found in the store
+    ran: int = 0  # runs of this sweep
+    wall_s: float = 0.0  # from the start to the last result (not the backend's shutdown)
+
+
+def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Path,
+              backend=None, progress: bool = True, fail_fast: bool = False,
+              stream=None) -> SweepResult:
+    """Run every setting's seeds that the store lacks (see the module contract)."""
+    t0 = time.perf_counter()
+    settings = list(settings)
+    n_set = len(settings)
+    prec = seeds if isinstance(seeds, Precision) else None
+    cap = prec.max_seeds if prec else int(seeds)
+    if cap < 1:
+        raise ValueError(f"seeds: {seeds} (need at least one)")
+    store = RunStore(Path(out) / "runs")
+    have = store.keys()
+    tables = [s.scenario.to_dict() for s in settings]
+    seedl = [seed_list(s.scenario.simulation.seed, cap) for s in settings]
+    keys = [[run_key(t, x) for x in sl] for t, sl in zip(tables, seedl, strict=True)]
+    recs: list[list] = [[store.get(k) if k in have else None for k in ks] for ks in keys]
+    vals = [[None if r is None else _figure(r, prec) for r in rs] for rs in recs]
+    plen = [0] * n_set  # seeds 0 .. plen-1 of each setting are done
+    nxt = [0] * n_set  # the first seed of each setting neither done, running nor failed
+    inflight: list[set] = [set() for _ in settings]
+    failed: dict[tuple[int, int], str] = {}
+    decided: list[int | None] = [cap] * n_set
+
+    def advance(i):
+        while plen[i] < cap and recs[i][plen[i]] is not None:
+            plen[i] += 1
+        while nxt[i] < cap and (recs[i][nxt[i]] is not None or nxt[i] in inflight[i]
+                                or (i, nxt[i]) in failed):
+            nxt[i] += 1
+        if prec and decided[i] is None:
+            decided[i] = needed(vals[i][:plen[i]], prec)
+
+    if prec:
+        decided = [None] * n_set
+    for i in range(n_set):
+        advance(i)
+    # an earlier sweep may have run more seeds than a setting needs: count only those used
+    reused = sum(r is not None for i in range(n_set) for r in recs[i][:decided[i] or cap])
+    todo = [(i, k) for i in range(n_set) for k in range(cap) if recs[i][k] is None][::-1]
+
+    def feed(room):
+        if prec is None:
+            return [((i, k), (tables[i], seedl[i][k]))
+                    for i, k in (todo.pop() for _ in range(min(room, len(todo))))]
+        jobs = []
+        open_ = [i for i in range(n_set) if decided[i] is None
+                 and not any(j == i for j, _ in failed)]
+        ahead = max(1, math.ceil(be.slots / max(1, len(open_))))
+        while len(jobs) < room:
+            ready = [i for i in open_ if nxt[i] < min(cap, max(prec.min_seeds, plen[i] + ahead))]
+            if not ready:
+                break
+            i = min(ready, key=lambda j: (len(inflight[j]), j))
+            k = nxt[i]
+            inflight[i].add(k)
+            advance(i)
+            jobs.append(((i, k), (tables[i], seedl[i][k])))
+        return jobs
+
+    def total():
+        if prec is None:
+            return n_set * cap
+        return sum(max(prec.min_seeds if d is None else d, plen[i] + len(inflight[i]))
+                   for i, d in enumerate(decided))
+
+    done = sum(r is not None for rs in recs for r in rs)
+    bar = Progress(total(), done=done, stream=stream, enabled=progress)
+    ran = 0
+    with contextlib.closing(bar), (backend or backends.InProcess()) as be:
+        for (i, k), ok, value in backends.stream(be, _run_summary, feed):
+            inflight[i].discard(k)
+            s = settings[i]
+            if ok and value.get("model") != model_fingerprint():
+                ok, value = False, (f"the worker runs other relaysim model sources (digest "
+                                    f"{value.get('model')}, here {model_fingerprint()})")
+            if ok:
+                rec = {"key": keys[i][k], "seed": seedl[i][k],
+                       "factors": [list(f) for f in s.factors], "summary": value["summary"],
+                       "wall_s": value["wall_s"]}
+                store.put(keys[i][k], rec)
+                recs[i][k], vals[i][k] = rec, _figure(rec, prec)
+                ran += 1
+                done += 1
+            else:
+                failed[(i, k)] = value
+                msg = f"run failed: setting {i} ({s.label}), seed {seedl[i][k]}: {value}"
+                bar.note("relaysim sweep: " + msg)
+                if fail_fast:
+                    raise SweepStopped(msg)
+            advance(i)
+            bar.update(done, min(be.inflight(), be.slots), len(failed), total())
+        wall = time.perf_counter() - t0  # to the last result, before the backend stops
+    used = [plen[i] if decided[i] is None else decided[i] for i in range(n_set)]
+    result = SweepResult(
+        settings, [seedl[i][:n] for i, n in enumerate(used)],
+        [[r for r in recs[i][:n] if r is not None] for i, n in enumerate(used)],
+        [(settings[i], seedl[i][k], msg) for (i, k), msg in sorted(failed.items())],
+        prec, reused=reused, ran=ran, wall_s=wall)
+    if prec:
+        result.sharp = [d is not None and relative_half_width(vals[i][:d]) <= prec.target
+                        for i, d in enumerate(decided)]
+    return result
+
+
+def _figure(record: dict, prec: Precision | None) -> float | None:
+    if prec is None:
+        return None
+    v = _flatten(record["summary"]).get(prec.figure)
+    return math.nan if v is None else float(v)
 
 
 # --- experiment scaffolding -----------------------------------------------------------------
@@ -308,3 +446,187 @@ def setup_lines(scenario: Scenario) -> list[str]:
             f"upstream.{k} = {v}" for k, v in c.upstream.items()]
         lines.append(f"change at {fmt_time(c.at)}: " + ", ".join(sets))
     return lines
+
+
+# --- a sweep's files ------------------------------------------------------------------------
+def _cell(v) -> str:
+    """Full precision: ints as ints, floats as repr (they read back to the same number)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, bool | str):
+        return str(v)
+    if isinstance(v, int | np.integer) or float(v).is_integer() and abs(v) < 2**53:
+        return str(int(v))
+    return repr(float(v))
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for row in rows:
+        w.writerow([v if isinstance(v, str) else _cell(v) for v in row])
+    return buf.getvalue()
+
+
+def _columns(result: SweepResult) -> list[str]:
+    extra = []
+    for rs in result.records:
+        for r in rs:
+            extra += [k for k in _flatten(r["summary"]) if k not in SUMMARY_FIGURES
+                      and k not in extra]
+    return list(SUMMARY_FIGURES) + extra
+
+
+def sweep_tables(result: SweepResult) -> dict[str, str]:
+    """{'runs.csv': text, 'summary.csv': text} (see the module contract)."""
+    keys = [k for k, _ in result.settings[0].factors] if result.settings else []
+    figs = _columns(result)
+    runs, summ = [], []
+    for s, rs in zip(result.settings, result.records, strict=True):
+        fv = [v for _, v in s.factors]
+        flat = [_flatten(r["summary"]) for r in rs]
+        for r, f in zip(rs, flat, strict=True):
+            runs.append([s.index, *fv, r["seed"], *(f.get(k) for k in figs)])
+        row = [s.index, *fv, len(rs)]
+        if result.precision:
+            row.append("yes" if result.sharp[s.index] else "no")
+        for k in figs:
+            v = np.array([math.nan if f.get(k) is None else float(f[k]) for f in flat])
+            m, lo, hi = mean_ci(v) if len(v) else (math.nan,) * 3
+            row += [float(m), float(lo), float(hi)]
+        summ.append(row)
+    head = ["setting", *keys]
+    sharp = [f"{result.precision.figure} within {result.precision.target:.4g}"] \
+        if result.precision else []
+    return {
+        "runs.csv": _csv_text([*head, "seed", *figs], runs),
+        "summary.csv": _csv_text([*head, "seeds", *sharp,
+                                  *(f"{k} {c}" for k in figs for c in ("mean", "lo", "hi"))],
+                                 summ)}
+
+
+def _num(v: float) -> str:
+    if not math.isfinite(v):
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def _ci_text(values: Sequence[float]) -> str:
+    v = np.array([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    if not len(v):
+        return "-"
+    m, lo, hi = mean_ci(v)
+    return _num(m) if np.isnan(lo) else f"{_num(m)} ({_num(lo)} to {_num(hi)})"
+
+
+def _panels(result: SweepResult, fig: str) -> list[tuple]:
+    """Per varied key: (key, its values, {other keys' values: (mean, lo, hi) arrays}, legend
+    title)."""
+    if not result.settings or not result.settings[0].factors:
+        return []
+    keys = [k for k, _ in result.settings[0].factors]
+    values = [list(dict.fromkeys(s.factors[j][1] for s in result.settings))
+              for j in range(len(keys))]
+    stats = {}
+    for s, rs in zip(result.settings, result.records, strict=True):
+        v = [_flatten(r["summary"]).get(fig) for r in rs]
+        v = np.array([math.nan if x is None else float(x) for x in v])
+        stats[s.factors] = mean_ci(v) if len(v) else (math.nan,) * 3
+    panels = []
+    for j, key in enumerate(keys):
+        lines: dict[str, list] = {}
+        for s in result.settings:
+            others = ", ".join(f"{k} = {v}" if len(keys) > 2 else v
+                               for n, (k, v) in enumerate(s.factors) if n != j)
+            arr = lines.setdefault(others, [np.full(len(values[j]), np.nan) for _ in range(3)])
+            x = values[j].index(s.factors[j][1])
+            for a, val in zip(arr, stats[s.factors], strict=True):
+                a[x] = val
+        title = keys[1 - j] if len(keys) == 2 else ""  # the legend's title: the other key
+        panels.append((key, values[j], {k: tuple(v) for k, v in lines.items()}, title))
+    return panels
+
+
+def write_sweep(result: SweepResult, out: str | Path, base: Scenario, command: str) -> list[Path]:
+    """runs.csv, summary.csv, the figures, README.md (and runs.parquet): module contract."""
+    out = Path(out)
+    written = []
+    for name, text in sweep_tables(result).items():
+        write_atomic(out / name, text)
+        written.append(out / name)
+    figures = []
+    try:
+        from sim.reports import plotting
+    except ImportError:  # plotting is optional; the tables are the result
+        plotting = None
+    if plotting is not None:
+        for fig, label in HEADLINES:
+            panels = _panels(result, fig)
+            if panels:
+                stem = "sweep_" + fig.replace(".", "_")
+                written += plotting.factor_figure(out / stem, label, panels,
+                                                  title=f"{base.simulation.name}: {label}")
+                figures.append((stem, f"{label} against each varied key (mean and 95 % "
+                                      "interval over seeds)", ["summary"]))
+    written.append(_write_readme(result, out, base, command, figures))
+    parquet = _write_parquet(out)
+    if parquet is not None:
+        written.append(parquet)
+    return written
+
+
+def _write_readme(result, out, base, command, figures) -> Path:
+    keys = [k for k, _ in result.settings[0].factors]
+    title = f"Sweep of {base.simulation.name}" + (f": {' x '.join(keys)}" if keys else "")
+    question = ("How do the headline figures (" + ", ".join(lab for _, lab in HEADLINES)
+                + ") change with " + (" and ".join(f"`{k}`" for k in keys) or "the seed")
+                + "?")
+    setup = setup_lines(base)
+    if keys:
+        values = [list(dict.fromkeys(s.factors[j][1] for s in result.settings))
+                  for j in range(len(keys))]
+        setup += [f"varied: `{k}` = " + ", ".join(v) for k, v in zip(keys, values, strict=True)]
+    p = result.precision
+    if p:
+        setup.append(f"seeds: added per setting until the 95 % interval of `{p.figure}` is within "
+                     f"{p.target:.4g} of its mean ({p.min_seeds} to {p.max_seeds} seeds), spawned "
+                     f"from simulation.seed = {base.simulation.seed}")
+    else:
+        setup.append(f"{len(result.seeds[0])} seeds per setting, spawned from simulation.seed = "
+                     f"{base.simulation.seed} (the same seeds in every setting: common random "
+                     "numbers)")
+    head = ["setting", *keys, "seeds", *(lab for _, lab in HEADLINES)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s, rs in zip(result.settings, result.records, strict=True):
+        flat = [_flatten(r["summary"]) for r in rs]
+        n = f"{len(rs)}" + ("" if not p else "" if result.sharp[s.index] else " (cap)")
+        cells = [str(s.index), *(f"`{v}`" for _, v in s.factors), n]
+        cells += [_ci_text([f.get(k) for f in flat]) for k, _ in HEADLINES]
+        lines.append("| " + " | ".join(cells) + " |")
+    answer = ("Mean and 95 % interval over seeds per setting (every figure in summary.csv, every "
+              "run in runs.csv):\n\n" + "\n".join(lines))
+    notes = ["runs.csv: one row per run (setting, the varied keys, seed, every summary figure); "
+             "summary.csv: per setting the number of seeds and mean, lo, hi of every figure; "
+             "runs/: one record per finished run, keyed by scenario and seed (a repeated "
+             "command runs only what is missing)."]
+    if p and not all(result.sharp):
+        notes.append(f"{result.sharp.count(False)} setting(s) reached {p.max_seeds} seeds "
+                     "without the target precision (marked cap)")
+    if result.failed:
+        notes += [f"failed: setting {s.index} ({s.label}), seed {seed}: {msg}"
+                  for s, seed, msg in result.failed]
+    return write_readme(out, title, question, setup, figures, answer, command, notes)
+
+
+def _write_parquet(out: Path) -> Path | None:
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return None
+    path = out / "runs.parquet"
+    buf = io.BytesIO()
+    pd.read_csv(out / "runs.csv").to_parquet(buf, index=False)
+    write_atomic(path, buf.getvalue())
+    return path

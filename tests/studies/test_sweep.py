@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sim import Scenario
+from sim import Scenario, ScenarioError
 from sim.studies.sweep import fmt_ci, mean_ci, run_many, seed_list, t975
 
 
@@ -79,5 +79,15 @@ def test_mean_ci_covers_the_mean_about_95_percent():
 @pytest.mark.skipif(importlib.util.find_spec("distributed") is not None,
                     reason="dask.distributed is installed")
 def test_dask_backend_without_distributed_says_what_to_install():
-    with pytest.raises(RuntimeError, match="sweep"):
+    with pytest.raises(ScenarioError, match="sweep"):
         run_many([_small()], 1, backend="dask")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                    reason="dask.distributed (the sweep extra) is not installed")
+def test_dask_backend_on_a_local_cluster_gives_the_same_results():
+    scen = [_small(), _small(unknown_local_recipient_reject_code=550)]
+    one = run_many(scen, 2, workers=1)
+    dask = run_many(scen, 2, workers=2, backend="dask")
+    assert [[_key(r) for r in runs] for runs in one] == [[_key(r) for r in runs] for runs in dask]
+    assert dask[1][0].scenario is scen[1]

@@ -1,0 +1,82 @@
+"""Statistics over replications: seeds, means and 95 % Student-t intervals.
+
+Public names: seed_list, mean_ci, t975, fmt_ci, relative_half_width.
+
+Contract:
+- seed_list(root, n): n seeds from numpy SeedSequence(root).spawn(n), each child's
+  generate_state(1)[0] as an int. The list for n is the first n of the list for any larger n,
+  so adding replications keeps the earlier ones.
+- mean_ci(values): mean and 95 % two-sided Student-t interval over the first axis (the seeds):
+  t quantiles are tabulated for 1..30 degrees of freedom; beyond that the Cornish-Fisher
+  expansion of the t quantile around the normal one (error below 1e-3). Fewer than two values
+  give nan bounds. Works element-wise on arrays (seeds x anything).
+- relative_half_width(values): the interval's half-width over |mean|; 0 when every value is
+  the same, inf when the mean is 0 and the values differ or there are fewer than two.
+- fmt_ci(values, fmt, unit): 'mean unit (95 % CI lo to hi)', or 'mean unit (one seed)'.
+Errors: ValueError from mean_ci for an empty list.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Two-sided 95 % Student-t quantiles t(0.975, df), df = 1..30.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_Z975 = 1.959964
+
+
+def t975(df: int) -> float:
+    """Student-t 0.975 quantile with df degrees of freedom (see the module contract)."""
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = _Z975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_ci(values) -> tuple:
+    """(mean, lo, hi): mean over the first axis and its 95 % t-interval (nan with one value)."""
+    v = np.asarray(values, dtype=float)
+    if v.shape[0] == 0:
+        raise ValueError("mean_ci needs at least one value")
+    m = v.mean(axis=0)
+    n = v.shape[0]
+    if n < 2:
+        nan = np.full_like(m, np.nan) if np.ndim(m) else math.nan
+        return m, nan, nan
+    half = t975(n - 1) * v.std(axis=0, ddof=1) / math.sqrt(n)
+    return m, m - half, m + half
+
+
+def relative_half_width(values) -> float:
+    """Half-width of the 95 % interval over |mean| (see the module contract)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return math.inf
+    m, lo, hi = mean_ci(v)
+    half = (hi - lo) / 2
+    if half == 0:
+        return 0.0
+    return math.inf if m == 0 or not math.isfinite(half) else float(half / abs(m))
+
+
+def fmt_ci(values, fmt: str = ",.0f", unit: str = "") -> str:
+    """'mean unit (95 % CI lo to hi)' over seeds, or just 'mean unit' for one seed."""
+    m, lo, hi = mean_ci(np.asarray(values, dtype=float))
+    u = f" {unit}" if unit else ""
+
+    def num(v):  # no "-0" from float noise around zero
+        text = f"{v:{fmt}}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
+
+    if np.isnan(lo):
+        return f"{num(m)}{u} (one seed)"
+    return f"{num(m)}{u} (95 % CI {num(lo)} to {num(hi)})"
+
+
+def seed_list(root: int, n: int) -> list[int]:
+    """n independent seeds spawned from SeedSequence(root)."""
+    return [int(c.generate_state(1)[0]) for c in np.random.SeedSequence(root).spawn(n)]

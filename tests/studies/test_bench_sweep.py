@@ -1,0 +1,25 @@
+"""experiments/bench_sweep.py on a tiny sweep: it returns and writes every figure it promises
+(the real measurement is `make bench`'s)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("bench_sweep", ROOT / "experiments" /
+                                              "bench_sweep.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_bench_sweep_smoke(tmp_path, monkeypatch):
+    for name, value in (("OVERHEAD_SEEDS", 1), ("SPEEDUP_SEEDS", 1), ("ROUNDS", 1),
+                        ("SPEEDUP_RATE", "2000/d"), ("LIFETIMES",
+                                                     "upstream.maximal_queue_lifetime=6h,1d")):
+        monkeypatch.setattr(bench, name, value)
+    r = bench.bench_sweep(tmp_path)
+    assert json.loads((tmp_path / "bench_sweep.json").read_text()) == json.loads(json.dumps(r))
+    assert r["overhead"]["runs"] == 2 and r["overhead"]["runs_s"] > 0
+    kinds = ["pool", "dask"] if r["dask"] else ["pool"]
+    assert sorted(r["speedup"]) == sorted(kinds) and all(v > 0 for v in r["speedup"].values())
+    assert set(r["speedup_met"]) == set(kinds) and isinstance(r["overhead_met"], bool)
