@@ -1,0 +1,417 @@
+"""The mail log: Postfix 3.7's own log lines for the upstream and the relay, from an attempt stream.
+
+Public names: ATTEMPT, SENT, DEFERRED, BOUNCED, EXPIRED, ORDINARY, NULL, FORGED, DEFAULT_EPOCH,
+MaillogWriter, write_maillog, format_tv, rfc3339, queue_id, message_index, sender_address,
+recipient_address, read_attempts, UPSTREAM_HOST, RELAY_HOST.
+
+Contract (mta-semantics.md 6.3 and 6.4, formats.md 1b; format strings of PF37
+src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/qmgr_active.c):
+- ATTEMPT is the engine's attempt stream: one row per (attempt, recipient pending at it), the
+  rows of one attempt adjacent, a batch in non-decreasing order of the attempts' start. Times
+  are seconds since the run's start; `outcome` is SENT, DEFERRED, BOUNCED or EXPIRED (deferred
+  at this attempt, then expired); `kind` is the sender: ORDINARY, NULL (<>) or FORGED; `code`
+  is the relay's reply (250, 4xx, 5xx) or 0 when no connection was made.
+- MaillogWriter(upstream, relay, epoch=DEFAULT_EPOCH) writes each host's lines to its own text
+  stream (pflogsumm and the exporters summarise one MTA per file), syslog name `postfix`,
+  host names UPSTREAM_HOST and RELAY_HOST, RFC 3339 stamps with microseconds in UTC
+  (`2026-01-05T00:00:00.000000+00:00`), the run's time 0 being `epoch` (Unix s). Same stream
+  and epoch, same bytes.
+- Per attempt, on the upstream: at the first attempt (tries == 1), at arrival, smtpd `connect
+  from`, `QID: client=`, cleanup `QID: message-id=<relaysim-N@upstream.example>` (N = qid, the
+  lab parser's convention) and `disconnect from`; at entry qmgr `QID: from=<s>, size=N,
+  nrcpt=N (queue active)`; at end one smtp delivery line per row, `to=<r>, relay=..., delay=,
+  delays=a/b/c/d, dsn=, status=sent|deferred|bounced (text)`, a = entry - arrival, b = start -
+  entry, c = 0 (connection setup is not modelled), d = end - start, numbers as Postfix's
+  format_tv prints them (format_tv); then, if a row expired, qmgr `from=<s>, status=expired,
+  returned to sender`; if a row bounced or expired and the sender is not null, bounce `QID:
+  sender non-delivery notification: DSNQID`; if no row stays deferred, qmgr `QID: removed`.
+  Code 0 is `relay=none, ... dsn=4.4.1, status=deferred (connect to relay.example[127.0.0.1]:25:
+  Connection refused)`. The DSN's own delivery is not simulated and not logged.
+- On the relay, per attempt with a connection: smtpd `connect from` at start; per recipient
+  at start `NOQUEUE: reject: RCPT from ...: 450 4.1.1 <r>: Recipient address rejected: User
+  unknown in local recipient table; from=<s> to=<r> proto=ESMTP helo=<upstream.example>`
+  (the relay's queue id instead of NOQUEUE after a recipient was accepted, as smtpd does), or
+  for the first accepted one `RQID: client=`; a 421 row is smtpd_hard_error_limit: `too many
+  errors after RCPT from ...` once, no reject line; at end, when a recipient was accepted,
+  cleanup `RQID: message-id=` and qmgr `RQID: from=<s>, size=, nrcpt= (queue active)` (the
+  relay's onward delivery is not simulated), then `disconnect from ... commands=`.
+  Texts by code: 250 `Ok: queued as RQID`; 450/550 to an unknown user (user -1) 4.1.1/5.1.1
+  "User unknown in local recipient table"; 450 to a known user: postgrey's "Greylisted";
+  451 4.3.0 "Temporary lookup failure"; other codes a generic "Access denied".
+- Queue ids are Postfix's short ones: five hex digits of the microseconds of the time the
+  file was made, then the inode number in hex. relaysim's inodes are INODE_BASE + 2 qid for
+  message qid and + 1 for its DSN on the upstream, INODE_BASE + a counter of accepted
+  transactions on the relay: unique within a run and a host. message_index() maps a queue id
+  back to qid.
+- Streaming: memory is bounded by `hold` lines per host: lines wait in a heap ordered by
+  (time, order written) and the earliest is written when the heap is full, and all at close().
+  Output is in time order whenever no line is more than `hold` lines late (an attempt's start
+  order leaves arrival and entry lines a little late); stats["out_of_order"] counts the lines
+  written earlier than a line already written. `window=(t0, t1)` keeps only lines with t0 <=
+  t < t1 (run seconds); `sample=f` keeps a deterministic fraction f of the messages (by a hash
+  of qid), all their lines or none.
+- read_attempts(upstream_log) reads a relaysim upstream log back into an ATTEMPT array (log
+  order): times to the microsecond of the stamps, start = end - d to format_tv's resolution.
+Errors: ValueError for a batch that is not of dtype ATTEMPT or a bad window/sample.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+ATTEMPT = np.dtype([("qid", "i8"), ("rcpt", "i2"), ("user", "i4"), ("kind", "i1"),
+                    ("size", "i8"), ("nrcpt", "i2"), ("arrival", "f8"), ("entry", "f8"),
+                    ("start", "f8"), ("end", "f8"), ("outcome", "i1"), ("code", "i2"),
+                    ("tries", "i2")])
+SENT, DEFERRED, BOUNCED, EXPIRED = 0, 1, 2, 3
+ORDINARY, NULL, FORGED = 0, 1, 2
+#: Monday 2026-01-05 00:00:00 UTC: the default time 0 of a run's log
+DEFAULT_EPOCH = dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()
+
+UPSTREAM_HOST, RELAY_HOST = "upstream.example", "relay.example"
+RELAY_DOMAIN = "example.com"
+_RELAY = f"{RELAY_HOST}[127.0.0.1]"
+_RELAY_PORT = f"{_RELAY}:25"
+_UP_CLIENT = f"{UPSTREAM_HOST}[127.0.0.1]"
+_SENDER_CLIENT = "mail.sender.example[192.0.2.1]"
+_SENDER_DOMAIN = {ORDINARY: "sender.example", FORGED: "forged.example"}
+INODE_BASE = 0x100000
+_PID = {"smtpd": 2101, "cleanup": 2102, "qmgr": 2100, "smtp": 2103, "bounce": 2104}
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def format_tv(seconds: float, sig_dig: int = 2, max_dig: int = 2) -> str:
+    """A delay as Postfix prints it (format_tv.c with delay_logging_resolution_limit =
+    max_dig): whole seconds from 10 s, one decimal from 1 s, else sig_dig significant digits
+    and at most max_dig decimals; trailing zeros dropped."""
+    us = max(0, round(seconds * 1e6))
+    sec, usec = divmod(us, 1_000_000)
+    ures, wid = 1_000_000 // 10 ** max_dig, 10 ** sig_dig
+    if ures < 1_000_000:
+        if sec > 0:
+            n = 1
+            while sec >= n and n <= wid // 10:
+                n *= 10
+            ures = (1_000_000 // wid) * n
+        else:
+            while usec >= wid * ures:
+                ures *= 10
+    if ures > 1:
+        usec += ures // 2
+        if usec >= 1_000_000:
+            sec, usec = sec + 1, usec - 1_000_000
+    out = str(sec)
+    if usec >= ures:
+        digits, rem, n = [], usec, 100_000
+        while rem >= ures and n > 0:
+            digits.append(str(rem // n))
+            rem %= n
+            n //= 10
+        out += "." + "".join(digits)
+    return out
+
+
+def rfc3339(t: float) -> str:
+    """Unix time t as an RFC 3339 stamp in UTC with microseconds."""
+    us = round(t * 1e6)
+    return (dt.datetime.fromtimestamp(us // 1_000_000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            + f".{us % 1_000_000:06d}+00:00")
+
+
+def queue_id(t: float, inode: int) -> str:
+    """Postfix's short queue id for a file made at Unix time t with this inode number."""
+    return f"{round(t * 1e6) % 1_000_000:05X}{inode:X}"
+
+
+def message_index(qid: str) -> int:
+    """The qid of a relaysim upstream queue id (-1 for a DSN's or a foreign id)."""
+    try:
+        inode = int(qid[5:], 16) - INODE_BASE
+    except ValueError:
+        return -1
+    return inode // 2 if inode >= 0 and inode % 2 == 0 else -1
+
+
+def sender_address(kind: int, qid: int) -> str:
+    """The envelope sender of message qid: '' for the null sender."""
+    return "" if kind == NULL else f"{'forged' if kind == FORGED else 'sender'}{qid}@" \
+        + _SENDER_DOMAIN.get(kind, "sender.example")
+
+
+def recipient_address(user: int, qid: int, rcpt: int) -> str:
+    """A recipient at the relay's domain: userU for relay user U, unknownQ.R for one unknown."""
+    return f"user{user}@{RELAY_DOMAIN}" if user >= 0 else f"unknown{qid}.{rcpt}@{RELAY_DOMAIN}"
+
+
+def _reply(code: int, user: int, rcpt: str, rqid: str) -> tuple[str, str]:
+    """(dsn, reply text) of the relay's answer."""
+    if code == 250:
+        return "2.0.0", f"250 2.0.0 Ok: queued as {rqid}"
+    if code == 421:
+        return "4.7.0", f"421 4.7.0 {RELAY_HOST} Error: too many errors"
+    if code in (450, 550) and user < 0:
+        d = f"{code // 100}.1.1"
+        return d, (f"{code} {d} <{rcpt}>: Recipient address rejected: User unknown in local "
+                   "recipient table")
+    if code == 450:
+        return "4.2.0", (f"450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, see "
+                         f"http://postgrey.schweikert.ch/help/{RELAY_DOMAIN}.html")
+    if code == 451:
+        return "4.3.0", f"451 4.3.0 <{rcpt}>: Temporary lookup failure"
+    d = f"{code // 100}.7.1"
+    return d, f"{code} {d} <{rcpt}>: Recipient address rejected: Access denied"
+
+
+def _commands(accepted: int, n: int) -> str:
+    def c(name, ok, tot):
+        return f" {name}={ok}" if ok == tot else f" {name}={ok}/{tot}"
+    data = 1 if accepted else 0
+    ok, tot = 3 + accepted + data, 3 + n + data
+    return ("ehlo=1 mail=1" + c("rcpt", accepted, n) + (" data=1" if data else "")
+            + " quit=1" + c("commands", ok, tot))
+
+
+class _Host:
+    """One host's output: a bounded heap of (time, order, text) and a stamp cache."""
+
+    def __init__(self, out: TextIO, host: str, epoch: float, hold: int):
+        self.out, self.host, self.epoch, self.hold = out, host, epoch, hold
+        self.heap: list = []
+        self.order = 0
+        self.last = -np.inf
+        self.lines = self.out_of_order = 0
+        self._sec, self._stamp = None, ""
+
+    def add(self, t: float, service: str, text: str) -> None:
+        heapq.heappush(self.heap, (t, self.order, service, text))
+        self.order += 1
+        if len(self.heap) > self.hold:
+            self._emit(*heapq.heappop(self.heap))
+
+    def _emit(self, t, _order, service, text) -> None:
+        if t < self.last:
+            self.out_of_order += 1
+        self.last = max(self.last, t)
+        us = round((self.epoch + t) * 1e6)
+        sec = us // 1_000_000
+        if sec != self._sec:
+            self._sec = sec
+            self._stamp = dt.datetime.fromtimestamp(sec, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        self.out.write(f"{self._stamp}.{us % 1_000_000:06d}+00:00 {self.host} "
+                       f"postfix/{service}[{_PID[service]}]: {text}\n")
+        self.lines += 1
+
+    def flush(self) -> None:
+        while self.heap:
+            self._emit(*heapq.heappop(self.heap))
+
+
+class MaillogWriter:
+    """Writes an attempt stream as two Postfix logs; see the module contract."""
+
+    def __init__(self, upstream: TextIO, relay: TextIO, epoch: float = DEFAULT_EPOCH,
+                 window: tuple[float, float] | None = None, sample: float = 1.0,
+                 hold: int = 100_000):
+        if window is not None and not window[0] < window[1]:
+            raise ValueError(f"window {window}: the start must be before the end")
+        if not 0 < sample <= 1:
+            raise ValueError(f"sample {sample}: a fraction in (0, 1]")
+        self.epoch = float(epoch)
+        self.window = window
+        self.sample = sample
+        self.up = _Host(upstream, UPSTREAM_HOST, self.epoch, hold)
+        self.relay = _Host(relay, RELAY_HOST, self.epoch, hold)
+        self.accepted = 0  # relay transactions with an accepted recipient (relay inodes)
+
+    def _keep(self, qid: int) -> bool:
+        return self.sample >= 1 or ((qid * _GOLDEN) & 0xFFFFFFFF) < self.sample * 2 ** 32
+
+    def write(self, batch: np.ndarray) -> None:
+        """Add one batch of the attempt stream."""
+        if batch.dtype != ATTEMPT:
+            raise ValueError(f"batch dtype {batch.dtype}; expected maillog.ATTEMPT")
+        if len(batch) == 0:
+            return
+        q, tr = batch["qid"], batch["tries"]
+        cut = np.flatnonzero((q[1:] != q[:-1]) | (tr[1:] != tr[:-1])) + 1
+        bounds = np.concatenate([[0], cut, [len(batch)]])
+        rows = batch.tolist()
+        for i in range(len(bounds) - 1):
+            att = rows[bounds[i]:bounds[i + 1]]
+            if self._keep(att[0][0]):
+                self._attempt(att)
+
+    def _add(self, host: _Host, t: float, service: str, text: str) -> None:
+        w = self.window
+        if w is None or w[0] <= t < w[1]:
+            host.add(t, service, text)
+
+    def _attempt(self, att: list) -> None:
+        qid, _, _, kind, size, nrcpt, arrival, entry, start, _, _, code0, tries = att[0]
+        end = max(r[9] for r in att)
+        sender = sender_address(kind, qid)
+        qid_s = queue_id(self.epoch + arrival, INODE_BASE + 2 * qid)
+        up, add = self.up, self._add
+        if tries == 1:
+            add(up, arrival, "smtpd", f"connect from {_SENDER_CLIENT}")
+            add(up, arrival, "smtpd", f"{qid_s}: client={_SENDER_CLIENT}")
+            add(up, arrival, "cleanup", f"{qid_s}: message-id=<relaysim-{qid}@{UPSTREAM_HOST}>")
+            add(up, arrival, "smtpd", f"disconnect from {_SENDER_CLIENT} "
+                + _commands(nrcpt, nrcpt))
+        add(up, entry, "qmgr", f"{qid_s}: from=<{sender}>, size={size}, nrcpt={nrcpt} "
+            "(queue active)")
+        rqid = self._relay_session(att, sender) if code0 != 0 else ""
+        a = format_tv(entry - arrival)
+        b = format_tv(start - entry)
+        deferred = expired = bounced = False
+        for (_q, rcpt, user, _k, _s, _n, _a, _e, st, en, outcome, code, _t) in att:
+            to = recipient_address(user, qid, rcpt)
+            delays = f"delay={format_tv(en - arrival)}, delays={a}/{b}/0/{format_tv(en - st)}"
+            if code == 0:
+                text = (f"to=<{to}>, relay=none, {delays}, dsn=4.4.1, status=deferred "
+                        f"(connect to {_RELAY_PORT}: Connection refused)")
+            else:
+                dsn, reply = _reply(code, user, to, rqid)
+                status = ("sent" if outcome == SENT else "bounced" if outcome == BOUNCED
+                          else "deferred")
+                said = reply if outcome == SENT else (f"host {_RELAY} said: {reply} "
+                                                      "(in reply to RCPT TO command)")
+                text = f"to=<{to}>, relay={_RELAY_PORT}, {delays}, dsn={dsn}, status={status} " \
+                    f"({said})"
+            add(up, en, "smtp", f"{qid_s}: {text}")
+            deferred |= outcome == DEFERRED
+            expired |= outcome == EXPIRED
+            bounced |= outcome == BOUNCED
+        if expired:
+            add(up, end, "qmgr", f"{qid_s}: from=<{sender}>, status=expired, returned to sender")
+        if (bounced or expired) and kind != NULL:
+            dsn_id = queue_id(self.epoch + end, INODE_BASE + 2 * qid + 1)
+            add(up, end, "bounce", f"{qid_s}: sender non-delivery notification: {dsn_id}")
+        if not deferred:
+            add(up, end, "qmgr", f"{qid_s}: removed")
+
+    def _relay_session(self, att: list, sender: str) -> str:
+        """The relay's lines of one session; returns its queue id ('' if nothing accepted)."""
+        relay, add = self.relay, self._add
+        qid, _, _, _, size, _, _, _, start, _, _, _, _ = att[0]
+        end = max(r[9] for r in att)
+        add(relay, start, "smtpd", f"connect from {_UP_CLIENT}")
+        rqid, accepted = "", 0
+        for (_q, rcpt, user, _k, _s, _n, _a, _e, _st, _en, _o, code, _t) in att:
+            to = recipient_address(user, qid, rcpt)
+            if code == 250:
+                if not rqid:
+                    rqid = queue_id(self.epoch + start, INODE_BASE + self.accepted)
+                    self.accepted += 1
+                    add(relay, start, "smtpd", f"{rqid}: client={_UP_CLIENT}")
+                accepted += 1
+            elif code == 421:
+                add(relay, start, "smtpd", f"too many errors after RCPT from {_UP_CLIENT}")
+                break
+            else:
+                _, reply = _reply(code, user, to, "")
+                add(relay, start, "smtpd", f"{rqid or 'NOQUEUE'}: reject: RCPT from "
+                    f"{_UP_CLIENT}: {reply}; from=<{sender}> to=<{to}> proto=ESMTP "
+                    f"helo=<{UPSTREAM_HOST}>")
+        if rqid:
+            add(relay, end, "cleanup", f"{rqid}: message-id=<relaysim-{qid}@{UPSTREAM_HOST}>")
+            add(relay, end, "qmgr", f"{rqid}: from=<{sender}>, size={size}, nrcpt={accepted} "
+                "(queue active)")
+        add(relay, end, "smtpd", f"disconnect from {_UP_CLIENT} " + _commands(accepted, len(att)))
+        return rqid
+
+    def close(self) -> dict:
+        """Write every held line; the stats {host: {lines, out_of_order}}."""
+        for h in (self.up, self.relay):
+            h.flush()
+        return {h.host: {"lines": h.lines, "out_of_order": h.out_of_order}
+                for h in (self.up, self.relay)}
+
+
+def write_maillog(batches: Iterable[np.ndarray], folder: Path | str, **options) -> dict:
+    """MaillogWriter over a stream into folder/upstream.maillog and folder/relay.maillog, each
+    written under a temporary name and renamed at the end (nothing half-written on error)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {h: folder / f"{h}.maillog" for h in ("upstream", "relay")}
+    tmps = {h: p.with_name(f".{p.name}.tmp") for h, p in names.items()}
+    try:
+        with tmps["upstream"].open("w") as up, tmps["relay"].open("w") as rl:
+            w = MaillogWriter(up, rl, **options)
+            for b in batches:
+                w.write(b)
+            stats = w.close()
+        for h in names:
+            tmps[h].replace(names[h])
+    finally:
+        for t in tmps.values():
+            t.unlink(missing_ok=True)
+    return stats
+
+
+# --- reading relaysim's own upstream log back --------------------------------------------------
+
+_LINE = re.compile(r"^(\S+) \S+ postfix/(\w+)\[\d+\]: (\w+): (.*)$")
+_TO = re.compile(r"to=<([^>]*)>, relay=(\S+), delay=[\d.]+, delays=([\d.]+)/([\d.]+)/([\d.]+)/"
+                 r"([\d.]+), dsn=[\d.]+, status=(\w+) \((.*)\)$")
+_FROM = re.compile(r"from=<([^>]*)>, size=(\d+), nrcpt=(\d+) \(queue active\)$")
+_USER = re.compile(r"^(?:user(\d+)|unknown\d+\.\d+)@")
+_SAID = re.compile(r" said: (\d{3}) ")
+_MSGID = re.compile(r"message-id=<relaysim-(\d+)@")
+
+
+def read_attempts(path: Path | str, epoch: float = DEFAULT_EPOCH) -> np.ndarray:
+    """The attempt rows of a relaysim upstream log (see the module contract), in log order."""
+    rows: list[list] = []
+    msg: dict[str, dict] = {}
+    with Path(path).open() as f:
+        for line in f:
+            m = _LINE.match(line)
+            if not m:
+                continue
+            t = dt.datetime.fromisoformat(m[1]).timestamp() - epoch
+            service, qs, rest = m[2], m[3], m[4]
+            s = msg.get(qs)
+            if service == "cleanup" and (k := _MSGID.match(rest)):
+                msg[qs] = s = {"qid": int(k[1]), "arrival": t, "cols": [], "tries": 0,
+                               "last": []}
+            if s is None:
+                continue
+            if service == "smtpd" and rest.startswith("client="):
+                s["arrival"] = t
+            elif service == "qmgr" and (k := _FROM.match(rest)):
+                kind = NULL if not k[1] else FORGED if k[1].startswith("forged") else ORDINARY
+                s.update(kind=kind, size=int(k[2]), nrcpt=int(k[3]), entry=t, last=[],
+                         tries=s["tries"] + 1, used=set())
+            elif service == "smtp" and (k := _TO.match(rest)):
+                addr = k[1]
+                if s["tries"] == 1:
+                    s["cols"].append(addr)
+                col = next(j for j, a in enumerate(s["cols"])
+                           if a == addr and j not in s["used"])
+                s["used"].add(col)
+                u = _USER.match(addr)
+                user = int(u[1]) if u and u[1] else -1
+                status = k[7]
+                outcome = SENT if status == "sent" else BOUNCED if status == "bounced" \
+                    else DEFERRED
+                code = 250 if status == "sent" else int(c[1]) if (c := _SAID.search(k[8])) \
+                    else 0
+                start = t - float(k[6]) - float(k[5])
+                s["last"].append(len(rows))
+                rows.append([s["qid"], col, user, s["kind"], s["size"], s["nrcpt"],
+                             s["arrival"], s["entry"], start, t, outcome, code, s["tries"]])
+            elif service == "qmgr" and "status=expired" in rest:
+                for i in s["last"]:
+                    if rows[i][10] == DEFERRED:
+                        rows[i][10] = EXPIRED
+            elif service == "qmgr" and rest == "removed":
+                del msg[qs]
+    return np.array([tuple(r) for r in rows], dtype=ATTEMPT)
