@@ -1,8 +1,9 @@
 """The mail log: Postfix 3.7's own log lines for the upstream and the relay, from an attempt stream.
 
 Public names: ATTEMPT, SENT, DEFERRED, BOUNCED, EXPIRED, ORDINARY, NULL, FORGED, DEFAULT_EPOCH,
-MaillogWriter, write_maillog, format_tv, rfc3339, queue_id, message_index, sender_address,
-recipient_address, read_attempts, UPSTREAM_HOST, RELAY_HOST.
+MaillogWriter, write_maillog, delivery_reason, format_tv, rfc3339, queue_id, message_index,
+sender_address, recipient_address, read_attempts, UPSTREAM_HOST, RELAY_HOST, RELAY_DOMAIN,
+INODE_BASE.
 
 Contract (mta-semantics.md 6.3 and 6.4, formats.md 1b; format strings of PF37
 src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/qmgr_active.c):
@@ -169,6 +170,16 @@ def _reply(code: int, user: int, rcpt: str, rqid: str) -> tuple[str, str]:
     return d, f"{code} {d} <{rcpt}>: Recipient address rejected: Access denied"
 
 
+def delivery_reason(code: int, user: int, rcpt: str, rqid: str = "") -> tuple[str, str]:
+    """(dsn, text in the parentheses of status=...) of the upstream's delivery line for one
+    recipient; the same text is the recipient's delay_reason in postqueue -j."""
+    if code == 0:
+        return "4.4.1", f"connect to {_RELAY_PORT}: Connection refused"
+    dsn, reply = _reply(code, user, rcpt, rqid)
+    return dsn, reply if code == 250 else f"host {_RELAY} said: {reply} (in reply to RCPT TO " \
+        "command)"
+
+
 def _commands(accepted: int, n: int) -> str:
     def c(name, ok, tot):
         return f" {name}={ok}" if ok == tot else f" {name}={ok}/{tot}"
@@ -274,18 +285,12 @@ class MaillogWriter:
         for (_q, rcpt, user, _k, _s, _n, _a, _e, st, en, outcome, code, _t) in att:
             to = recipient_address(user, qid, rcpt)
             delays = f"delay={format_tv(en - arrival)}, delays={a}/{b}/0/{format_tv(en - st)}"
-            if code == 0:
-                text = (f"to=<{to}>, relay=none, {delays}, dsn=4.4.1, status=deferred "
-                        f"(connect to {_RELAY_PORT}: Connection refused)")
-            else:
-                dsn, reply = _reply(code, user, to, rqid)
-                status = ("sent" if outcome == SENT else "bounced" if outcome == BOUNCED
-                          else "deferred")
-                said = reply if outcome == SENT else (f"host {_RELAY} said: {reply} "
-                                                      "(in reply to RCPT TO command)")
-                text = f"to=<{to}>, relay={_RELAY_PORT}, {delays}, dsn={dsn}, status={status} " \
-                    f"({said})"
-            add(up, en, "smtp", f"{qid_s}: {text}")
+            dsn, said = delivery_reason(code, user, to, rqid)
+            status = ("sent" if outcome == SENT else "bounced" if outcome == BOUNCED
+                      else "deferred")
+            relay = _RELAY_PORT if code else "none"
+            add(up, en, "smtp", f"{qid_s}: to=<{to}>, relay={relay}, {delays}, dsn={dsn}, "
+                f"status={status} ({said})")
             deferred |= outcome == DEFERRED
             expired |= outcome == EXPIRED
             bounced |= outcome == BOUNCED

@@ -1,7 +1,7 @@
 """postqueue -j: Postfix's queue listing (JSON lines) read into numpy arrays, and written back.
 
 Public names: QueueSnapshot, read_postqueue, parse_postqueue, write_postqueue, format_postqueue,
-read_mtimes, classify_reason, QUEUES, SCOPES, NULL_SENDER_SHOWN.
+read_mtimes, classify_reason, SnapshotWriter, QUEUES, SCOPES, NULL_SENDER_SHOWN.
 
 Contract (postqueue(1) "JSON OBJECT FORMAT", Postfix 3.1+; mta-semantics.md 6.2; formats.md 1a):
 - One JSON object per line, one line per queue file, no enclosing array; members used:
@@ -25,6 +25,9 @@ Contract (postqueue(1) "JSON OBJECT FORMAT", Postfix 3.1+; mta-semantics.md 6.2;
 - format_postqueue(snapshot) writes the same format back, members in Postfix's order with
   Postfix's separators, so reading real output and writing it again gives the same bytes
   (tests/postfix/test_postqueue.py checks it on the real output).
+- SnapshotWriter(times) builds, from the engine's attempt stream, the upstream's queue at
+  chosen run times as QueueSnapshots (write them with write_postqueue to chain runs or to
+  compare with a live `postqueue -j`); its docstring says which queue a message is in when.
 - read_mtimes(path): {queue_id: mtime} from `find .../deferred -type f -printf '%f %T@\n'` (the
   deferred file's mtime is its next wake-up time, which postqueue -j does not show).
 Errors: ScenarioError (one line): a file that is not postqueue -j output (its first line is
@@ -235,3 +238,91 @@ def read_mtimes(path: Path | str) -> dict[str, float]:
                                 "a line must be 'QUEUE_ID MTIME' (find -printf '%f %T@\\n')"
                                 ) from None
     return out
+
+
+# --- snapshots of a simulated queue, from the attempt stream -----------------------------------
+
+_SHOWQ_ORDER = ("maildrop", "active", "incoming", "deferred", "hold")  # showq.c's scan order
+
+
+class SnapshotWriter:
+    """The upstream's queue at chosen run times, as postqueue -j would list it, built from the
+    attempt stream (sim/postfix/maillog.py ATTEMPT; batches in any order).
+
+    A message is `incoming` from its arrival to its first entry into the active queue (all its
+    recipients, no delay_reason), `active` from each entry to that attempt's end (the attempt's
+    recipients, each with the reason of its previous attempt if it had one), `deferred` from
+    the end of an attempt that left recipients deferred until the next entry (those
+    recipients, each with that attempt's reason: the text of maillog.delivery_reason), and gone
+    once removed (sent, bounced or expired). Queue ids, addresses and senders are maillog's, so
+    a snapshot and the log of the same run name the same messages. Snapshot times are run
+    seconds; a snapshot's `time` is epoch + that. Memory: one record per message queued at a
+    snapshot time, plus one per message in the queue.
+    """
+
+    def __init__(self, times, epoch: float | None = None):
+        from sim.postfix import maillog
+        self.ml = maillog
+        self.times = np.sort(np.asarray(times, dtype=float))
+        self.epoch = maillog.DEFAULT_EPOCH if epoch is None else float(epoch)
+        self.found: list[list] = [[] for _ in self.times]
+        self.live: dict[int, tuple] = {}  # qid -> (head row, last end, deferred rows)
+
+    def _put(self, queue: str, lo: float, hi: float, head: tuple, rcpts: list) -> None:
+        i0, i1 = np.searchsorted(self.times, [lo, hi], side="left")
+        for i in range(i0, i1):
+            self.found[i].append((queue, head, rcpts))
+
+    def write(self, batch: np.ndarray) -> None:
+        """Add one batch of the attempt stream."""
+        ml = self.ml
+        if batch.dtype != ml.ATTEMPT:
+            raise ValueError(f"batch dtype {batch.dtype}; expected maillog.ATTEMPT")
+        rows = batch.tolist()
+        i = 0
+        while i < len(rows):
+            j = i + 1
+            while j < len(rows) and rows[j][0] == rows[i][0] and rows[j][12] == rows[i][12]:
+                j += 1
+            self._attempt(rows[i:j])
+            i = j
+
+    def _attempt(self, att: list) -> None:
+        ml = self.ml
+        head = att[0]
+        qid, entry = head[0], head[7]
+        end = max(r[9] for r in att)
+        prev = self.live.pop(qid, None)
+        if prev is None:
+            self._put("incoming", head[6], entry, head, [(r[1], r[2], None) for r in att])
+            reasons = {}
+        else:
+            self._put("deferred", prev[1], entry, prev[0], prev[2])
+            reasons = {rc: code for rc, _u, code in prev[2]}
+        self._put("active", entry, end, head, [(r[1], r[2], reasons.get(r[1])) for r in att])
+        left = [(r[1], r[2], r[11]) for r in att if r[10] == ml.DEFERRED]
+        if left:
+            self.live[qid] = (head, end, left)
+
+    def close(self) -> list[QueueSnapshot]:
+        """One QueueSnapshot per snapshot time, in time order."""
+        ml = self.ml
+        for head, last, left in self.live.values():
+            self._put("deferred", last, np.inf, head, left)
+        self.live = {}
+        out = []
+        for t, found in zip(self.times, self.found, strict=True):
+            found.sort(key=lambda f: (_SHOWQ_ORDER.index(f[0]), f[1][6], f[1][0]))
+            msgs, rcpts = [], []
+            for queue, h, rl in found:
+                qid, kind, size, arrival = h[0], h[3], h[4], h[6]
+                msgs.append((QUEUES.index(queue),
+                             ml.queue_id(self.epoch + arrival, ml.INODE_BASE + 2 * qid),
+                             round(self.epoch + arrival), size, False, kind == ml.NULL,
+                             ml.sender_address(kind, qid), len(rl)))
+                for rc, user, code in rl:
+                    addr = ml.recipient_address(user, qid, rc)
+                    reason = "" if code is None else ml.delivery_reason(code, user, addr)[1]
+                    rcpts.append((addr, reason, *classify_reason(reason)))
+            out.append(_snapshot(msgs, rcpts, self.epoch + float(t)))
+        return out

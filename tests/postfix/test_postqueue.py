@@ -153,3 +153,69 @@ def test_live_postqueue_reads_back(tmp_path, monkeypatch):
     # sizes include Postfix's Received: header (queue id, date): equal to a few bytes
     assert np.abs(np.sort(live.size) - np.sort(saved.size)).max() <= 8
     assert live.null_sender.sum() == 1 and live.forced_expire.sum() == 1
+
+
+# --- snapshots of a simulated queue ------------------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import streams  # noqa: E402
+
+from sim.postfix import maillog as ml  # noqa: E402
+
+
+def _snapshots(batches, times):
+    w = pq.SnapshotWriter(times)
+    for b in batches:
+        w.write(b)
+    return w.close()
+
+
+def test_snapshot_of_one_message_through_its_queues():
+    rows = [(4, 0, -1, ml.NULL, 900, 2, 0.0, 100.0, 150.0, 4000.0, ml.DEFERRED, 450, 1),
+            (4, 1, 7, ml.NULL, 900, 2, 0.0, 100.0, 150.0, 4000.0, ml.SENT, 250, 1),
+            (4, 0, -1, ml.NULL, 900, 2, 0.0, 8000.0, 8100.0, 8500.0, ml.DEFERRED, 0, 2)]
+    snaps = _snapshots([np.array(rows, dtype=ml.ATTEMPT)], [50, 1000, 5000, 8200, 9000])
+    queues = [[pq.QUEUES[q] for q in s.queue] for s in snaps]
+    assert queues == [["incoming"], ["active"], ["deferred"], ["active"], ["deferred"]]
+    inc, act, dfr, act2, dfr2 = snaps
+    assert inc.nrcpt.tolist() == [2] and inc.delay_reason.tolist() == ["", ""]
+    assert act.nrcpt.tolist() == [2] and dfr.nrcpt.tolist() == [1]
+    assert pq.SCOPES[dfr.scope[0]] == "recipient" and dfr.code[0] == 450
+    assert "User unknown in local recipient table" in dfr.delay_reason[0]
+    assert act2.delay_reason[0] == dfr.delay_reason[0]  # in active: the previous reason
+    assert pq.SCOPES[dfr2.scope[0]] == "site"
+    assert dfr.null_sender[0] and dfr.time == ml.DEFAULT_EPOCH + 5000 and dfr.age[0] == 5000
+    assert dfr.queue_id[0] == ml.queue_id(ml.DEFAULT_EPOCH, ml.INODE_BASE + 8)
+
+
+def test_snapshot_matches_the_stream_and_reads_back(tmp_path):
+    batches = streams.stream(seed=5, n=80)
+    a = streams.concat(batches)
+    times = np.arange(0, 86401, 1800.0)
+    snaps = _snapshots(batches, times)
+    for t, s in zip(times, snaps, strict=True):
+        # deferred messages at t: last attempt ended at or before t left a recipient deferred
+        # and the next attempt has not entered yet
+        want = 0
+        for q in np.unique(a["qid"]):
+            r = a[a["qid"] == q]
+            done = r[r["end"] <= t]
+            if len(done) == 0 or (r["entry"][r["tries"] > done["tries"].max()] <= t).any():
+                continue
+            want += bool((done["outcome"][done["tries"] == done["tries"].max()]
+                          == ml.DEFERRED).any())
+        assert s.in_queue("deferred").sum() == want, t
+        p = tmp_path / f"q{int(t)}.jsonl"
+        pq.write_postqueue(s, p)
+        back = pq.read_postqueue(p, time=s.time)
+        assert back.queue_id.tolist() == s.queue_id.tolist()
+        assert back.scope.tolist() == s.scope.tolist() and back.first.tolist() == s.first.tolist()
+    assert max(s.in_queue("deferred").sum() for s in snaps) > 10
+
+
+def test_snapshot_lines_have_the_members_of_real_lines():
+    real = json.loads(RUNNING.read_text().splitlines()[0])
+    snaps = _snapshots(streams.stream(seed=5, n=80), [7200.0])
+    ours = json.loads(next(iter(pq.format_postqueue(snaps[0]))))
+    assert list(ours) == list(real)
+    assert list(ours["recipients"][0]) == list(real["recipients"][0])
