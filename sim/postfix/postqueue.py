@@ -1,7 +1,8 @@
 """postqueue -j: Postfix's queue listing (JSON lines) read into numpy arrays, and written back.
 
 Public names: QueueSnapshot, read_postqueue, parse_postqueue, write_postqueue, format_postqueue,
-read_mtimes, classify_reason, SnapshotWriter, QUEUES, SCOPES, NULL_SENDER_SHOWN.
+read_mtimes, classify_reason, SnapshotWriter, rebuild_wakeup, recipient_users, QUEUES, SCOPES,
+NULL_SENDER_SHOWN.
 
 Contract (postqueue(1) "JSON OBJECT FORMAT", Postfix 3.1+; mta-semantics.md 6.2; formats.md 1a):
 - One JSON object per line, one line per queue file, no enclosing array; members used:
@@ -28,6 +29,9 @@ Contract (postqueue(1) "JSON OBJECT FORMAT", Postfix 3.1+; mta-semantics.md 6.2;
 - SnapshotWriter(times) builds, from the engine's attempt stream, the upstream's queue at
   chosen run times as QueueSnapshots (write them with write_postqueue to chain runs or to
   compare with a live `postqueue -j`); its docstring says which queue a message is in when.
+- rebuild_wakeup(snapshot) rebuilds each deferred message's next wake-up from arrival_time
+  with Postfix's schedule (uncertain by one queue_run_delay: the scan grid's phase), or takes
+  it from read_mtimes; recipient_users(snapshot, known) maps addresses to relay user ids.
 - read_mtimes(path): {queue_id: mtime} from `find .../deferred -type f -printf '%f %T@\n'` (the
   deferred file's mtime is its next wake-up time, which postqueue -j does not show).
 Errors: ScenarioError (one line): a file that is not postqueue -j output (its first line is
@@ -326,3 +330,79 @@ class SnapshotWriter:
                     rcpts.append((addr, reason, *classify_reason(reason)))
             out.append(_snapshot(msgs, rcpts, self.epoch + float(t)))
         return out
+
+
+# --- what postqueue -j does not show: wake-up times, and who the relay knows -------------------
+
+def rebuild_wakeup(s: QueueSnapshot, p=None, grid: float | None = None,
+                   mtimes: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(wake-up time, next attempt) of each deferred message, Unix seconds (NaN for the other
+    queues), with Postfix's own schedule (sim.model.schedules.postfix_retry; p: PostfixParams,
+    default Postfix 3.x's). postqueue -j has no wake-up time (the deferred file's mtime), so it
+    is rebuilt from arrival_time for a message deferred at every attempt: the first attempt at
+    arrival, each later one at the first deferred-queue scan, on the grid grid + k *
+    queue_run_delay, that finds mtime <= scan + 1, while that scan is not after the snapshot.
+    The real qmgr's grid phase is unknown (default: a scan at the snapshot time), so the real
+    next attempt is within one queue_run_delay of the rebuilt one. `mtimes` ({queue_id: mtime},
+    read_mtimes) replaces the rebuilt wake-up times where it has them. A message older than its
+    lifetime would have expired at its last attempt; it is given its next scan as both times.
+    """
+    from sim.model.schedules import PostfixParams, next_queue_run, postfix_retry
+    p = PostfixParams() if p is None else p
+    R = int(p.queue_run_delay)
+    wake = np.full(len(s), np.nan)
+    nxt = np.full(len(s), np.nan)
+    d = np.flatnonzero(s.in_queue("deferred"))
+    if len(d) == 0:
+        return wake, nxt
+    now_abs = float(s.time)
+    g = now_abs if grid is None else float(grid)
+    # whole seconds since an origin on the scan grid, before every arrival (the schedule
+    # functions count time like time_t, from a run start at a scan)
+    origin = g - R * (np.ceil((g - s.arrival[d].min()) / R) + 1)
+    create = np.floor(s.arrival[d] - origin).astype(np.int64)
+    snap = int(np.floor(now_abs - origin))
+    now = create.copy()
+    w = np.zeros_like(now)
+    todo = np.ones(len(d), dtype=bool)
+    while todo.any():
+        w_t, _ = postfix_retry(create[todo], now[todo], 1, -1, -1, p,
+                               null_sender=s.null_sender[d][todo])
+        n_t = next_queue_run(w_t, R, 1)
+        w[todo] = w_t
+        stay = n_t <= snap
+        idx = np.flatnonzero(todo)
+        now[idx[stay]] = n_t[stay]
+        todo[idx[~stay]] = False
+    wake[d] = w + origin
+    nxt[d] = next_queue_run(w, R, 1) + origin
+    if mtimes:
+        for i in d:
+            m = mtimes.get(str(s.queue_id[i]))
+            if m is not None:
+                wake[i] = m
+                nxt[i] = next_queue_run(np.array([int(np.ceil(m - origin))]), R, 1)[0] + origin
+    return wake, nxt
+
+
+_RELAYSIM_USER = re.compile(r"^user(\d+)@", re.I)
+
+
+def recipient_users(s: QueueSnapshot, known: dict[str, int] | None = None) -> np.ndarray:
+    """The relay's user id of each recipient (int32), -1 for one the relay does not know.
+
+    An address in `known` (address -> user id, compared in lower case; e.g. built from the
+    relay's local_recipient_maps) is that user; otherwise relaysim's own `userN@` addresses
+    (the ones its snapshots and logs write) are user N; every other address is unknown (-1),
+    which is what a 4xx "User unknown" delay_reason says; a recipient deferred for another
+    reason (a site failure, greylisting) needs `known` to be counted as a real user.
+    """
+    known = {k.lower(): v for k, v in (known or {}).items()}
+    out = np.full(len(s.address), -1, dtype=np.int32)
+    for j, a in enumerate(s.address.tolist()):
+        a = a.lower()
+        if a in known:
+            out[j] = known[a]
+        elif m := _RELAYSIM_USER.match(a):
+            out[j] = int(m[1])
+    return out

@@ -219,3 +219,49 @@ def test_snapshot_lines_have_the_members_of_real_lines():
     ours = json.loads(next(iter(pq.format_postqueue(snaps[0]))))
     assert list(ours) == list(real)
     assert list(ours["recipients"][0]) == list(real["recipients"][0])
+
+
+# --- wake-up times and users -------------------------------------------------------------------
+
+def _one_deferred(arrival: float, t: float) -> pq.QueueSnapshot:
+    line = json.loads(RUNNING.read_text().splitlines()[1])
+    line["arrival_time"] = arrival
+    return pq.parse_postqueue([json.dumps(line)], time=t)
+
+
+@pytest.mark.parametrize("phase, last_attempt_age, next_age", [
+    (1, 4799, 8999),    # arrival just after a scan (mta-semantics.md 2.4, first column)
+    (150, 4650, 8850),  # arrival mid-grid (second column)
+], ids=["after-scan", "mid-grid"])
+def test_rebuild_wakeup_follows_postfix_schedule(phase, last_attempt_age, next_age):
+    a = 1_796_000_000
+    s = _one_deferred(a, a + 5000)
+    wake, nxt = pq.rebuild_wakeup(s, grid=a - phase)
+    assert wake[0] == a + last_attempt_age + 4000 and nxt[0] == a + next_age
+    # the grid's phase is unknown: any phase moves the next attempt by less than queue_run_delay
+    for g in range(0, 300, 37):
+        assert abs(pq.rebuild_wakeup(s, grid=a - g)[1][0] - nxt[0]) < 300 + 300
+
+
+def test_rebuild_wakeup_only_deferred_and_takes_real_mtimes():
+    s = pq.read_postqueue(RUNNING, time=pq.read_postqueue(RUNNING).time + 3600)
+    wake, nxt = pq.rebuild_wakeup(s)
+    assert np.isnan(wake[s.in_queue("hold")]).all()
+    d = s.in_queue("deferred")
+    assert (wake[d] > s.time - 4000).all() and (nxt[d] >= wake[d] - 1).all()
+    assert (nxt[d] > s.time).all()
+    qid = str(s.queue_id[d][0])
+    wake2, nxt2 = pq.rebuild_wakeup(s, mtimes={qid: s.time + 123.0})
+    i = int(np.flatnonzero(d)[0])
+    assert wake2[i] == s.time + 123 and s.time + 123 - 1 <= nxt2[i] < s.time + 123 + 300
+
+
+def test_recipient_users():
+    s = pq.read_postqueue(RUNNING)
+    assert (pq.recipient_users(s) == -1).all()  # the lab's unknown users, and bob@down.test
+    u = pq.recipient_users(s, known={"BOB@down.test": 3})
+    assert u[s.address == "bob@down.test"].tolist() == [3]
+    snaps = _snapshots(streams.stream(seed=5, n=80), [600.0, 1200.0])
+    for snap in snaps:
+        users = pq.recipient_users(snap)
+        assert ((users >= 0) == np.char.startswith(snap.address.astype(str), "user")).all()
