@@ -342,10 +342,13 @@ def rebuild_wakeup(s: QueueSnapshot, p=None, grid: float | None = None,
     is rebuilt from arrival_time for a message deferred at every attempt: the first attempt at
     arrival, each later one at the first deferred-queue scan, on the grid grid + k *
     queue_run_delay, that finds mtime <= scan + 1, while that scan is not after the snapshot.
-    The real qmgr's grid phase is unknown (default: a scan at the snapshot time), so the real
-    next attempt is within one queue_run_delay of the rebuilt one. `mtimes` ({queue_id: mtime},
-    read_mtimes) replaces the rebuilt wake-up times where it has them. A message older than its
-    lifetime would have expired at its last attempt; it is given its next scan as both times.
+    The real qmgr's grid phase is unknown (default: a scan at the snapshot time), so each real
+    attempt is within one queue_run_delay of a rebuilt one: the real next attempt is within
+    queue_run_delay of the rebuilt one, or, when the last attempt falls within queue_run_delay
+    of the snapshot time (it may have happened or not), one retry interval off. `mtimes`
+    ({queue_id: mtime}, read_mtimes) replaces the rebuilt wake-up times where it has them.
+    Lifetimes are not applied: a message older than its lifetime gets its times all the same
+    (it would expire at that next attempt).
     """
     from sim.model.schedules import PostfixParams, next_queue_run, postfix_retry
     p = PostfixParams() if p is None else p
