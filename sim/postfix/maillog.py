@@ -93,6 +93,11 @@ def format_tv(seconds: float, sig_dig: int = 2, max_dig: int = 2) -> str:
     max_dig): whole seconds from 10 s, one decimal from 1 s, else sig_dig significant digits
     and at most max_dig decimals; trailing zeros dropped."""
     us = max(0, round(seconds * 1e6))
+    if sig_dig == 2 and max_dig == 2 and us >= 1_000_000:  # the common cases, same result
+        if us >= 9_950_000:
+            return str((us + 500_000) // 1_000_000)
+        sec, usec = divmod(us + 50_000, 1_000_000)
+        return f"{sec}.{usec // 100_000}" if usec >= 100_000 else str(sec)
     sec, usec = divmod(us, 1_000_000)
     ures, wid = 1_000_000 // 10 ** max_dig, 10 ** sig_dig
     if ures < 1_000_000:
@@ -198,30 +203,41 @@ class _Host:
         self.order = 0
         self.last = -np.inf
         self.lines = self.out_of_order = 0
-        self._sec, self._stamp = None, ""
+        self.prefix = {s: f"+00:00 {host} postfix/{s}[{p}]: " for s, p in _PID.items()}
+        self._sec, self._stamp, self._day, self._date = None, "", None, ""
+        self.buf: list[str] = []
 
     def add(self, t: float, service: str, text: str) -> None:
-        heapq.heappush(self.heap, (t, self.order, service, text))
+        heapq.heappush(self.heap, (t, self.order, self.prefix[service] + text))
         self.order += 1
         if len(self.heap) > self.hold:
             self._emit(*heapq.heappop(self.heap))
 
-    def _emit(self, t, _order, service, text) -> None:
+    def _emit(self, t, _order, tail) -> None:
         if t < self.last:
             self.out_of_order += 1
-        self.last = max(self.last, t)
+        else:
+            self.last = t
         us = round((self.epoch + t) * 1e6)
         sec = us // 1_000_000
         if sec != self._sec:
             self._sec = sec
-            self._stamp = dt.datetime.fromtimestamp(sec, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        self.out.write(f"{self._stamp}.{us % 1_000_000:06d}+00:00 {self.host} "
-                       f"postfix/{service}[{_PID[service]}]: {text}\n")
+            day, s = divmod(sec, 86400)
+            if day != self._day:
+                self._day = day
+                self._date = dt.datetime.fromtimestamp(day * 86400, dt.UTC).strftime("%Y-%m-%d")
+            self._stamp = f"{self._date}T{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}."
+        self.buf.append(f"{self._stamp}{us % 1_000_000:06d}{tail}\n")
         self.lines += 1
+        if len(self.buf) >= 4096:
+            self.out.write("".join(self.buf))
+            self.buf.clear()
 
     def flush(self) -> None:
         while self.heap:
             self._emit(*heapq.heappop(self.heap))
+        self.out.write("".join(self.buf))
+        self.buf.clear()
 
 
 class MaillogWriter:
