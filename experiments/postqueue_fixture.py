@@ -8,7 +8,9 @@ How: the lab's upstream + relay pair (experiments/postfix_lab.py, both on 127.0.
 answering 450 for unknown users; the upstream also routes `down.test` to a closed port on
 127.0.0.1 (Connection refused). Messages are injected over SMTP; once each has had its first
 attempt, one is put on hold (`postsuper -h`), one forced to expire (`postsuper -e`), and the
-queue is listed with the real `postqueue -j` while Postfix runs (`running.jsonl`). Then the
+queue is listed with the real `postqueue -j` while Postfix runs (`running.jsonl`), about 75 s
+after the messages arrived, and the real `qshape` is run on the same queue with several options
+(`qshape.json`: arguments, the Unix time it ran, its output; `--quick` skips the wait). Then the
 upstream is stopped, one message is dropped into its maildrop with `sendmail -bm` (a stopped
 instance's queue), and `postqueue -j` is run again on the stopped instance (`stopped.jsonl`;
 postqueue runs showq itself for root when the mail system is down). Long timers keep the
@@ -18,6 +20,7 @@ messages where they are while listing. Needs root and Postfix; writes tests/data
 
 from __future__ import annotations
 
+import json
 import smtplib
 import subprocess
 import sys
@@ -68,7 +71,22 @@ def _postqueue(inst: pl.Instance) -> str:
     return res.stdout
 
 
-def main(out: Path = OUT) -> int:
+QSHAPE_RUNS = (["deferred"], ["-s", "deferred"], ["hold", "deferred"],
+               ["-t", "1", "-b", "4", "deferred"], ["-l", "-t", "1", "-b", "5", "deferred"],
+               ["-s", "-t", "1", "hold", "deferred"])
+
+
+def _qshape(inst: pl.Instance) -> list[dict]:
+    runs = []
+    for args in QSHAPE_RUNS:
+        now = time.time()
+        res = subprocess.run(["qshape", "-c", str(inst.config_dir), *args], capture_output=True,
+                             text=True, check=True, timeout=60)
+        runs.append({"args": args, "now": now, "output": res.stdout})
+    return runs
+
+
+def main(out: Path = OUT, quick: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     closed = pl.free_port()  # nothing listens there: connect() is refused
     with pl.lab(reject_code=450, timing=TIMING) as lab:
@@ -78,6 +96,7 @@ def main(out: Path = OUT) -> int:
             f"{DOWN}=smtp:[127.0.0.1]:{closed}}}"))
         pl.reload(up)
         time.sleep(2)
+        t_sent = time.time()
         qids = [_send(up.port, i, *m) for i, m in enumerate(MESSAGES)]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -90,7 +109,10 @@ def main(out: Path = OUT) -> int:
         postsuper = ["postsuper", "-c", str(up.config_dir)]
         subprocess.run([*postsuper, "-h", qids[4]], check=True, capture_output=True)
         subprocess.run([*postsuper, "-e", qids[5]], check=True, capture_output=True)
+        if not quick:
+            time.sleep(max(0.0, t_sent + 75 - time.time()))
         (out / "running.jsonl").write_text(_postqueue(up))
+        (out / "qshape.json").write_text(json.dumps(_qshape(up), indent=1) + "\n")
         pl.stop(up)
         subprocess.run(["sendmail", "-C", str(up.config_dir), "-bm", "-f",
                         "sender8@upstream.test", "unknown9@example.test"],
@@ -103,4 +125,5 @@ def main(out: Path = OUT) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT))
+    args = [a for a in sys.argv[1:] if a != "--quick"]
+    sys.exit(main(Path(args[0]) if args else OUT, quick="--quick" in sys.argv))

@@ -142,7 +142,8 @@ def test_live_postqueue_reads_back(tmp_path, monkeypatch):
     """Rebuild the fixture with real Postfix into tmp_path and read what postqueue printed."""
     exp = Path(__file__).resolve().parents[2] / "experiments"
     monkeypatch.syspath_prepend(str(exp))
-    res = subprocess.run([sys.executable, str(exp / "postqueue_fixture.py"), str(tmp_path)],
+    res = subprocess.run([sys.executable, str(exp / "postqueue_fixture.py"), str(tmp_path),
+                          "--quick"],
                          capture_output=True, text=True, timeout=240, cwd=exp)
     assert res.returncode == 0, res.stderr[-2000:]
     live = pq.read_postqueue(tmp_path / "running.jsonl")
