@@ -260,3 +260,109 @@ def test_showq_states_of_one_message():
             '{queue="deferred",instance="upstream",simulated="true",le="10000"}')]
     assert le[t.tolist().index(5000.0)][0] == 1
     assert last(s, "postfix_qmgr_messages_removed_total") == 1
+
+
+# --- the real exporter: Debian's prometheus-postfix-exporter (kumina 0.3.0) tailing our log ----
+
+import os  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+
+EXPORTER = shutil.which("prometheus-postfix-exporter") or next(
+    (p for p in ("/opt/relaysim-tools/postfix-exporter/usr/bin/prometheus-postfix-exporter",)
+     if os.access(p, os.X_OK)), None)
+needs_exporter = pytest.mark.skipif(EXPORTER is None, reason="prometheus-postfix-exporter not "
+                                    "found (.ci/run unpacks Debian's package into "
+                                    "/opt/relaysim-tools/postfix-exporter)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for ln in text.splitlines():
+        if ln.startswith("postfix_") and " " in ln:
+            k, v = ln.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def _real_exporter_reads(log: str, tmp_path: Path, name: str) -> dict[str, float]:
+    """Start the real exporter on an empty file on 127.0.0.1, append `log`, scrape once the
+    counters stop moving; the exporter (started here) is always stopped."""
+    f = tmp_path / f"{name}.maillog"
+    f.write_text("")
+    port = _free_port()
+    proc = subprocess.Popen([EXPORTER, f"--web.listen-address=127.0.0.1:{port}",
+                             f"--postfix.logfile_path={f}",
+                             f"--postfix.showq_path={tmp_path / 'no-showq'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                _scrape(port)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "exporter did not come up"
+                time.sleep(0.1)
+        time.sleep(0.5)  # the tailer opens the file at its end
+        with f.open("a") as out:
+            out.write(log)
+        n = log.count("\n")
+        seen, last = {}, -1.0
+        while time.monotonic() < deadline + 40:
+            seen = _scrape(port)
+            total = sum(v for k, v in seen.items() if k.endswith(("_total", "_count"))
+                        or k.startswith("postfix_smtp_status_deferred"))
+            if total == last:
+                break
+            last = total
+            time.sleep(0.5)
+        assert n > 0
+        return seen
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@needs_exporter
+def test_real_exporter_counts_what_we_export(tmp_path):
+    batches = streams.stream(seed=3, n=120)
+    up, relay, _ = _logs(batches)
+    ours = samples(metrics(batches))
+    got = _real_exporter_reads(up, tmp_path, "upstream")
+    # every upstream line is understood, except what 0.3.0 does not know (bounce, expiry)
+    unsupported = {k: v for k, v in got.items() if k.startswith("postfix_unsupported")}
+    assert unsupported == {
+        'postfix_unsupported_log_entries_total{service="bounce"}':
+            last(ours, "postfix_bounce_non_delivery_notification_total"),
+        'postfix_unsupported_log_entries_total{service="qmgr"}':
+            last(ours, "postfix_qmgr_messages_expired_total")}
+    for fam in ("postfix_smtpd_connects_total", "postfix_smtpd_disconnects_total",
+                "postfix_cleanup_messages_processed_total", "postfix_qmgr_messages_removed_total"):
+        assert got[fam] == last(ours, fam, instance="upstream"), fam
+    assert got["postfix_qmgr_messages_inserted_size_bytes_count"] == \
+        last(ours, "postfix_qmgr_messages_inserted_size_bytes_count", instance="upstream")
+    assert got["postfix_smtp_status_deferred"] == last(ours, "postfix_smtp_status_deferred")
+    # kumina observes all four stages of every delivery line under stage="" (formats.md 1c)
+    lines = last(ours, "postfix_smtp_messages_processed_total")
+    assert got['postfix_smtp_delivery_delay_seconds_count{stage=""}'] == 4 * lines
+    got = _real_exporter_reads(relay, tmp_path, "relay")
+    # a reject after an accepted recipient carries the queue id: the exporter does not know it
+    late = len(re.findall(r": [0-9A-F]+: reject: RCPT", relay))
+    assert late > 0 and {k: v for k, v in got.items() if k.startswith("postfix_unsupported")} \
+        == {'postfix_unsupported_log_entries_total{service="smtpd"}': late}
+    for code in ("450", "550"):
+        assert got[f'postfix_smtpd_messages_rejected_total{{code="{code}"}}'] == \
+            last(ours, "postfix_smtpd_messages_rejected_total", code=code) > 0
+    assert got['postfix_smtpd_messages_processed_total{sasl_method=""}'] == \
+        last(ours, "postfix_smtpd_messages_processed_total", instance="relay")
+    for fam in ("postfix_smtpd_connects_total", "postfix_smtpd_disconnects_total"):
+        assert got[fam] == last(ours, fam, instance="relay"), fam
