@@ -2,8 +2,8 @@
 
 Public names: ATTEMPT, SENT, DEFERRED, BOUNCED, EXPIRED, ORDINARY, NULL, FORGED, DEFAULT_EPOCH,
 MaillogWriter, write_maillog, delivery_reason, format_tv, rfc3339, queue_id, message_index,
-sender_address, recipient_address, read_attempts, UPSTREAM_HOST, RELAY_HOST, RELAY_DOMAIN,
-INODE_BASE.
+sender_address, recipient_address, read_attempts, read_arrivals, Arrivals, UPSTREAM_HOST,
+RELAY_HOST, RELAY_DOMAIN, INODE_BASE.
 
 Contract (mta-semantics.md 6.3 and 6.4, formats.md 1b; format strings of PF37
 src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/qmgr_active.c):
@@ -51,6 +51,8 @@ src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/
   written earlier than a line already written. `window=(t0, t1)` keeps only lines with t0 <=
   t < t1 (run seconds); `sample=f` keeps a deterministic fraction f of the messages (by a hash
   of qid), all their lines or none.
+- read_arrivals(log) reads the arrival process of a real upstream Postfix log (for replay):
+  see its docstring.
 - read_attempts(upstream_log) reads a relaysim upstream log back into an ATTEMPT array (log
   order): times to the microsecond of the stamps, start = end - d to format_tv's resolution.
 Errors: ValueError for a batch that is not of dtype ATTEMPT or a bad window/sample.
@@ -436,3 +438,108 @@ def read_attempts(path: Path | str, epoch: float = DEFAULT_EPOCH) -> np.ndarray:
             elif service == "qmgr" and rest == "removed":
                 del msg[qs]
     return np.array([tuple(r) for r in rows], dtype=ATTEMPT)
+
+
+# --- replay: the arrival process of a real upstream Postfix log --------------------------------
+
+_SYSLOG = re.compile(
+    r"^(?P<ts>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\S+) "
+    r"(?P<host>\S+) (?P<prog>[^\[:\s]+)(?:\[\d+\])?: (?P<text>.*)$")
+_PF = re.compile(r"^(?P<name>postfix[\w.-]*)/(?:(?:smtps|submission)/)?(?P<service>[\w-]+)$")
+_ARRIVE = re.compile(r"^(?P<qid>[0-9A-Za-z]+): (?:client=|uid=\d+ from=<)")
+_ACTIVE = re.compile(r"^(?P<qid>[0-9A-Za-z]+): from=<(?P<sender>[^>]*)>, size=(?P<size>\d+), "
+                     r"nrcpt=(?P<nrcpt>\d+) \(queue active\)$")
+_RCPT = re.compile(r"^(?P<qid>[0-9A-Za-z]+): to=<(?P<rcpt>[^>]*)>, ")
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"), 1)}
+
+
+class Arrivals:
+    """The arrivals of a real upstream log (read_arrivals): per message queue_id, t (Unix s),
+    size (bytes), nrcpt, null_sender, sender, and its recipients address[first[i]:first[i+1]]
+    in the order the log first shows them (delivery lines; a message whose recipients never
+    reach a delivery line has none listed); `report` counts the lines."""
+
+    def __init__(self, rows: list, addresses: list, report: dict):
+        self.queue_id = np.array([r[0] for r in rows], dtype=str)
+        self.t = np.array([r[1] for r in rows], dtype=float)
+        self.size = np.array([r[2] for r in rows], dtype=np.int64)
+        self.nrcpt = np.array([r[3] for r in rows], dtype=np.int32)
+        self.sender = np.array([r[4] for r in rows], dtype=str)
+        self.null_sender = np.array([r[4] == "" for r in rows], dtype=bool)
+        self.first = np.concatenate([[0], np.cumsum([len(a) for a in addresses])]).astype(
+            np.int64)
+        self.address = np.array([x for a in addresses for x in a], dtype=str)
+        self.report = report
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+def _stamp(ts: str, year: int, last: list) -> float:
+    if ts[0].isdigit():
+        return dt.datetime.fromisoformat(ts).timestamp()
+    mon = _MONTHS[ts[:3]]
+    if last and mon < last[0]:
+        last[1] += 1  # the log ran over a year end
+    if not last:
+        last.extend([mon, year])
+    last[0] = mon
+    main, _, frac = ts.partition(".")
+    t = dt.datetime.strptime(f"{last[1]} {main}", "%Y %b %d %H:%M:%S").replace(tzinfo=dt.UTC)
+    return t.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
+def read_arrivals(path: Path | str, year: int | None = None) -> Arrivals:
+    """The arrival process (times, sizes, recipients, null or ordinary senders) of a real
+    upstream Postfix log, for replaying it under another configuration.
+
+    A message arrives at its smtpd `QID: client=` line (or pickup's `uid= from=<`); its sender,
+    size and nrcpt are those of its first qmgr `(queue active)` line; DSNs Postfix makes itself
+    have neither and are not arrivals. Any syslog name starting with `postfix` counts (the lab
+    logs as postfix-upstream). Traditional stamps have no year: `year` (default: this year) is
+    the first line's, one more after each December-to-January turn; they are read as UTC, RFC
+    3339 stamps as written. report: lines, postfix (lines of Postfix), unrelated (syslog lines
+    of other programs), malformed (not syslog lines), messages, without_qmgr (arrived, never
+    active: left out). Never fatal for bad lines; ScenarioError if no line is Postfix's.
+    """
+    from sim.errors import ScenarioError
+    year = dt.date.today().year if year is None else year
+    report = dict.fromkeys(("lines", "postfix", "unrelated", "malformed", "messages",
+                            "without_qmgr"), 0)
+    msgs: dict[str, list] = {}
+    rcpts: dict[str, list] = {}
+    order: list[str] = []
+    last: list = []
+    with Path(path).open(errors="replace") as f:
+        for raw in f:
+            report["lines"] += 1
+            m = _SYSLOG.match(raw.rstrip("\n"))
+            if not m:
+                report["malformed"] += 1
+                continue
+            p = _PF.match(m["prog"])
+            if not p:
+                report["unrelated"] += 1
+                continue
+            report["postfix"] += 1
+            service, text = p["service"], m["text"]
+            if service in ("smtpd", "pickup") and (k := _ARRIVE.match(text)):
+                if k["qid"] not in msgs:
+                    msgs[k["qid"]] = [k["qid"], _stamp(m["ts"], year, last), None, None, None]
+                    order.append(k["qid"])
+                    rcpts[k["qid"]] = []
+            elif service == "qmgr" and (k := _ACTIVE.match(text)):
+                r = msgs.get(k["qid"])
+                if r is not None and r[2] is None:
+                    r[2:5] = int(k["size"]), int(k["nrcpt"]), k["sender"]
+            elif (k := _RCPT.match(text)) and k["qid"] in rcpts:
+                if k["rcpt"] not in rcpts[k["qid"]]:
+                    rcpts[k["qid"]].append(k["rcpt"])
+    if report["postfix"] == 0:
+        raise ScenarioError(str(path), "not a Postfix log",
+                            "a mail log with Postfix's syslog lines (`postfix/smtpd[pid]: ...`)")
+    done = [q for q in order if msgs[q][2] is not None]
+    report["messages"] = len(done)
+    report["without_qmgr"] = len(order) - len(done)
+    return Arrivals([msgs[q] for q in done], [rcpts[q] for q in done], report)

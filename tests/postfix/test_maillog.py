@@ -246,3 +246,76 @@ def test_greylist_lookup_failure_and_hard_error_limit_lines():
     assert relay.count("NOQUEUE: reject: RCPT") == 2
     assert "too many errors after RCPT from upstream.example[127.0.0.1]" in relay
     assert ": removed" not in up
+
+
+# --- replay: arrivals of a real log -------------------------------------------------------------
+
+RESULTS = Path(__file__).resolve().parents[2] / "results" / "validation" / "postfix"
+
+
+@pytest.mark.parametrize("run", ["quick", "450", "550", "fix", "outage"])
+def test_read_arrivals_of_the_real_postfix_logs(run):
+    """The validation's real Postfix 3.7.11 logs: every injected message (a cleanup
+    message-id=<relaysim-N@...>) arrives once, DSNs Postfix made itself do not."""
+    path = RESULTS / run / "upstream.maillog"
+    text = path.read_text()
+    injected = set(re.findall(r"message-id=<relaysim-(\d+)@", text))
+    a = ml.read_arrivals(path, year=2025)
+    assert len(a) == len(injected) > 0
+    assert a.report["malformed"] == a.report["unrelated"] == 0
+    assert a.report["postfix"] == a.report["lines"] == text.count("\n")
+    assert (np.diff(a.t) >= 0).all() and (a.size > 300).all() and (a.nrcpt == 1).all()
+    assert (np.diff(a.first) == 1).all()
+    assert all(x.endswith("@example.test") for x in a.address)
+    assert a.t[0] == ml.dt.datetime(2025, 11, 25, *map(int, re.search(
+        r"^Nov 25 (\d\d):(\d\d):(\d\d) \S+ \S+/smtpd\[\d+\]: \w+: client=", text, re.M
+    ).groups()), tzinfo=ml.dt.UTC).timestamp()
+
+
+def test_read_arrivals_of_our_own_log(tmp_path):
+    batches = streams.stream(seed=12, n=90)
+    ml.write_maillog(batches, tmp_path)
+    a = streams.concat(batches)
+    first = a[(a["tries"] == 1) & (a["rcpt"] == 0)]
+    first = first[np.argsort(first["arrival"], kind="stable")]
+    got = ml.read_arrivals(tmp_path / "upstream.maillog")
+    assert len(got) == len(first)
+    np.testing.assert_allclose(got.t - ml.DEFAULT_EPOCH, first["arrival"], atol=2e-6)
+    assert (got.size == first["size"]).all() and (got.nrcpt == first["nrcpt"]).all()
+    assert (got.null_sender == (first["kind"] == ml.NULL)).all()
+    # every recipient had a delivery line; a user twice in one message is one address
+    rows = a[a["tries"] == 1]
+    distinct = {(int(q), ml.recipient_address(int(u), int(q), int(r)))
+                for q, u, r in zip(rows["qid"], rows["user"], rows["rcpt"], strict=True)}
+    assert (np.diff(got.first) <= got.nrcpt).all() and got.first[-1] == len(distinct)
+
+
+def test_read_arrivals_counts_bad_lines_and_rejects_other_logs(tmp_path):
+    sample = (Path(__file__).resolve().parents[1] / "data" / "postfix_sample.log").read_text()
+    p = tmp_path / "mixed.log"
+    p.write_text("garbage line\n" + sample
+                 + "Nov 25 19:30:00 upstream sshd[77]: Accepted publickey for root\n\n")
+    a = ml.read_arrivals(p, year=2025)
+    assert a.report["malformed"] == 2 and a.report["unrelated"] == 1 and len(a) == 8
+    other = tmp_path / "nginx.log"
+    other.write_text('127.0.0.1 - - [25/Nov/2025:19:30:00 +0000] "GET / HTTP/1.1" 200 612\n')
+    with pytest.raises(ml_errors().ScenarioError, match="not a Postfix log") as e:
+        ml.read_arrivals(other)
+    assert "\n" not in str(e.value)
+
+
+def ml_errors():
+    import sim.errors
+    return sim.errors
+
+
+def test_read_arrivals_year_turn(tmp_path):
+    p = tmp_path / "turn.log"
+    line = "{} host postfix/smtpd[1]: {}: client=x[192.0.2.1]\n{} host postfix/qmgr[2]: {}: " \
+           "from=<>, size=500, nrcpt=1 (queue active)\n"
+    p.write_text(line.format("Dec 31 23:59:59", "AAAAAA1", "Dec 31 23:59:59", "AAAAAA1")
+                 + line.format("Jan  1 00:00:01", "AAAAAA2", "Jan  1 00:00:01", "AAAAAA2"))
+    a = ml.read_arrivals(p, year=2025)
+    assert a.t.tolist() == [ml.dt.datetime(2025, 12, 31, 23, 59, 59, tzinfo=ml.dt.UTC).timestamp(),
+                            ml.dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=ml.dt.UTC).timestamp()]
+    assert a.null_sender.all()
