@@ -27,7 +27,8 @@ exporter/postfix_exporter.go and showq/showq.go; formats.md 1c):
   postfix_showq_queue_depth per queue (active, deferred, hold, incoming, maildrop), from each
   message's state at T: incoming from arrival to its first entry, active from each entry to
   that attempt's end, deferred until the next entry, gone once removed; a message whose last
-  attempt left it deferred stays deferred to the end. Age is T - arrival.
+  attempt left it deferred stays deferred to the end. Age is T - arrival; age sums are rounded
+  to the microsecond.
 - Counter families are named with their `_total` (as the exporters' text exposition names
   them), which both `promtool check metrics` and `promtool tsdb create-blocks-from openmetrics`
   read; promtool's linter still flags kumina's own postfix_smtp_status_deferred for its missing
@@ -129,12 +130,14 @@ class MetricsWriter:
         self.counts: dict[tuple, np.ndarray] = {}      # (family, instance, labels) -> per sample
         self.hist: dict[tuple, list] = {}              # same -> [bucket counts, count, sum]
         n, nq = len(self.t), len(QUEUES)
-        self.showq_n = np.zeros((nq, n))
-        self.showq_age = np.zeros((nq, n, len(AGE_BUCKETS)))
-        self.showq_age_sum = np.zeros((nq, n))
-        self.showq_size = np.zeros((nq, n, len(SIZE_BUCKETS)))
-        self.showq_size_sum = np.zeros((nq, n))
-        self.live: dict[int, tuple[float, int, float]] = {}  # qid -> (arrival, size, last end)
+        # showq as difference arrays over the samples (a span adds +1 where it starts covering
+        # samples and -1 where it stops; cumsum at close gives the levels)
+        self.d_n = np.zeros((nq, n + 1))
+        self.d_arrival = np.zeros((nq, n + 1))          # sum of arrivals, for the age sum
+        self.d_age = np.zeros((nq, len(AGE_BUCKETS), n + 1))
+        self.d_size = np.zeros((nq, len(SIZE_BUCKETS), n + 1))
+        self.d_size_sum = np.zeros((nq, n + 1))
+        self.live: dict[int, tuple] = {}  # qid -> (last end, arrival, size) of deferred ones
 
     # --- events -------------------------------------------------------------------------------
 
@@ -243,38 +246,64 @@ class MetricsWriter:
                         a["start"][noqueue & (a["code"] == code)], code=str(code))
         self._showq(h, end, any_def, na)
 
-    def _span(self, qi: int, lo: float, hi: float, arrival: float, size: int) -> None:
-        """The message is in queue qi during [lo, hi): add it to the samples in that span."""
-        i0, i1 = np.searchsorted(self.t, [lo, hi], side="left")
-        if i1 <= i0:
-            return
-        age = self.t[i0:i1] - arrival
-        self.showq_n[qi, i0:i1] += 1
-        self.showq_age[qi, i0:i1] += age[:, None] <= np.asarray(AGE_BUCKETS)[None, :]
-        self.showq_age_sum[qi, i0:i1] += age
-        self.showq_size[qi, i0:i1] += size <= np.asarray(SIZE_BUCKETS)
-        self.showq_size_sum[qi, i0:i1] += size
+    def _spans(self, qi: np.ndarray, lo: np.ndarray, hi: np.ndarray, arrival: np.ndarray,
+               size: np.ndarray) -> None:
+        """Message k is in queue qi[k] during [lo[k], hi[k]): add it to the samples there."""
+        t = self.t
+        i0 = np.searchsorted(t, lo, side="left")
+        i1 = np.searchsorted(t, hi, side="left")
+        m = i1 > i0
+        qi, i0, i1, arrival, size = qi[m], i0[m], i1[m], arrival[m], size[m]
+        for d, v in ((self.d_n, 1.0), (self.d_arrival, arrival), (self.d_size_sum, size)):
+            np.add.at(d, (qi, i0), v)
+            np.add.at(d, (qi, i1), -np.asarray(v, dtype=float) if np.ndim(v) else -v)
+        for e, edge in enumerate(AGE_BUCKETS):
+            # age T - arrival <= edge while T <= arrival + edge
+            j = np.minimum(i1, np.searchsorted(t, arrival + edge, side="right"))
+            k = j > i0
+            np.add.at(self.d_age, (qi[k], e, i0[k]), 1)
+            np.add.at(self.d_age, (qi[k], e, j[k]), -1)
+        for e, edge in enumerate(SIZE_BUCKETS):
+            k = size <= edge
+            np.add.at(self.d_size, (qi[k], e, i0[k]), 1)
+            np.add.at(self.d_size, (qi[k], e, i1[k]), -1)
 
     def _showq(self, h: np.ndarray, end: np.ndarray, any_def: np.ndarray, na: int) -> None:
+        qid, arrival, entry = h["qid"].tolist(), h["arrival"], h["entry"]
+        ends = end.tolist()
+        before = np.empty(na)       # start of the span before this entry
+        first = np.empty(na, dtype=bool)
+        live = self.live
         for i in range(na):
-            qid, arrival, entry = int(h["qid"][i]), float(h["arrival"][i]), float(h["entry"][i])
-            size = int(h["size"][i])
-            prev = self.live.pop(qid, None)
-            if prev is None:
-                self._span(_Q["incoming"], arrival, entry, arrival, size)
-            else:
-                self._span(_Q["deferred"], prev[2], entry, arrival, size)
-            self._span(_Q["active"], entry, float(end[i]), arrival, size)
+            prev = live.pop(qid[i], None)
+            first[i] = prev is None
+            before[i] = arrival[i] if prev is None else prev[0]
             if any_def[i]:
-                self.live[qid] = (arrival, size, float(end[i]))
+                live[qid[i]] = (ends[i], float(arrival[i]), float(h["size"][i]))
+        size = h["size"].astype(float)
+        qi = np.where(first, _Q["incoming"], _Q["deferred"])
+        self._spans(np.concatenate([qi, np.full(na, _Q["active"])]),
+                    np.concatenate([before, entry]), np.concatenate([entry, end]),
+                    np.concatenate([arrival, arrival]), np.concatenate([size, size]))
 
     # --- output -------------------------------------------------------------------------------
 
     def close(self) -> str:
         """The OpenMetrics text of everything written."""
-        for arrival, size, last in self.live.values():
-            self._span(_Q["deferred"], last, np.inf, arrival, size)
+        if self.live:
+            last, arrival, size = (np.array(c, dtype=float) for c in zip(*self.live.values(),
+                                                                          strict=True))
+            self._spans(np.full(len(last), _Q["deferred"]), last, np.full(len(last), np.inf),
+                        arrival, size)
         self.live = {}
+        n = len(self.t)
+        self.showq_n = np.cumsum(self.d_n, axis=1)[:, :n]
+        self.showq_age = np.moveaxis(np.cumsum(self.d_age, axis=2)[:, :, :n], 1, 2)
+        # count x T - sum of arrivals cancels: rounded to the microsecond (the log's resolution)
+        self.showq_age_sum = np.round(self.showq_n * self.t[None, :]
+                                      - np.cumsum(self.d_arrival, axis=1)[:, :n], 6) + 0.0
+        self.showq_size = np.moveaxis(np.cumsum(self.d_size, axis=2)[:, :, :n], 1, 2)
+        self.showq_size_sum = np.cumsum(self.d_size_sum, axis=1)[:, :n]
         out: list[str] = []
         stamps = [_num(self.epoch + t) for t in self.t]
         for name, kind, help_, edges in FAMILIES:
