@@ -154,6 +154,13 @@ def test_live_postqueue_reads_back(tmp_path, monkeypatch):
     # sizes include Postfix's Received: header (queue id, date): equal to a few bytes
     assert np.abs(np.sort(live.size) - np.sort(saved.size)).max() <= 8
     assert live.null_sender.sum() == 1 and live.forced_expire.sum() == 1
+    # the real qshape on the same live queue prints what format_snapshot prints
+    from sim.postfix.qshape import format_snapshot
+    from tests.postfix.test_qshape import _options
+    for run in json.loads((tmp_path / "qshape.json").read_text()):
+        s = pq.read_postqueue(tmp_path / "running.jsonl", time=int(run["now"]))
+        queues, opts = _options(run["args"])
+        assert format_snapshot(s, queues, **opts) == run["output"], run["args"]
 
 
 # --- snapshots of a simulated queue ------------------------------------------------------------
