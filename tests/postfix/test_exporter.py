@@ -7,6 +7,7 @@ Skips with the reason when promtool is absent (.ci/run installs it).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -384,3 +385,54 @@ def test_real_exporter_counts_what_we_export(tmp_path):
         last(ours, "postfix_smtpd_messages_processed_total", instance="relay")
     for fam in ("postfix_smtpd_connects_total", "postfix_smtpd_disconnects_total"):
         assert got[fam] == last(ours, fam, instance="relay"), fam
+
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+@needs_promtool
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (Debian package "
+                    "prometheus; .ci/run installs it)")
+def test_prometheus_serves_the_backfill_recipe(tmp_path):
+    """The README's recipe end to end: promtool backfill, Prometheus on 127.0.0.1 with a long
+    retention (the simulated epoch is in the past), one PromQL query of the simulated incident;
+    the Prometheus started here is always stopped."""
+    batches = streams.stream(seed=3, n=120)
+    text = metrics(batches)
+    (tmp_path / "sim.om").write_text(text)
+    subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics",
+                    str(tmp_path / "sim.om"), str(tmp_path / "data")], check=True,
+                   capture_output=True, timeout=300)
+    (tmp_path / "prometheus.yml").write_text("global: {}\n")
+    port = _free_port()
+    proc = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'data'}",
+                             "--storage.tsdb.retention.time=100y",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        at = int(ml.DEFAULT_EPOCH) + 5 * 3600
+        q = ('sum by (instance) (increase(postfix_smtpd_messages_rejected_total{code="450",'
+             'simulated="true"}[1h]))')
+        url = (f"http://127.0.0.1:{port}/api/v1/query?time={at}&query="
+               + urllib.request.quote(q))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+                if body["data"]["result"]:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "prometheus did not answer"
+            time.sleep(0.5)
+        got = float(body["data"]["result"][0]["value"][1])
+        s = samples(text)
+        pts = s[("postfix_smtpd_messages_rejected_total",
+                 '{code="450",instance="relay",simulated="true"}')]
+        by_t = {t: v for v, t in pts}
+        # increase() over exactly two samples one hour apart is their difference
+        assert got == by_t[at] - by_t[at - 3600] > 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
