@@ -1,9 +1,9 @@
 """The mail log: Postfix 3.7's own log lines for the upstream and the relay, from an attempt stream.
 
 Public names: ATTEMPT, SENT, DEFERRED, BOUNCED, EXPIRED, ORDINARY, NULL, FORGED, DEFAULT_EPOCH,
-MaillogWriter, write_maillog, delivery_reason, format_tv, rfc3339, queue_id, message_index,
-sender_address, recipient_address, read_attempts, read_arrivals, Arrivals, UPSTREAM_HOST,
-RELAY_HOST, RELAY_DOMAIN, INODE_BASE.
+MaillogWriter, MaillogFolder, write_maillog, delivery_reason, format_tv, rfc3339, queue_id,
+message_index, sender_address, recipient_address, read_attempts, read_arrivals, Arrivals,
+UPSTREAM_HOST, RELAY_HOST, RELAY_DOMAIN, INODE_BASE.
 
 Contract (mta-semantics.md 6.3 and 6.4, formats.md 1b; format strings of PF37
 src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/qmgr_active.c):
@@ -358,25 +358,62 @@ class MaillogWriter:
                 for h in (self.up, self.relay)}
 
 
-def write_maillog(batches: Iterable[np.ndarray], folder: Path | str, **options) -> dict:
-    """MaillogWriter over a stream into folder/upstream.maillog and folder/relay.maillog, each
-    written under a temporary name and renamed at the end (nothing half-written on error)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    names = {h: folder / f"{h}.maillog" for h in ("upstream", "relay")}
-    tmps = {h: p.with_name(f".{p.name}.tmp") for h, p in names.items()}
-    try:
-        with tmps["upstream"].open("w") as up, tmps["relay"].open("w") as rl:
-            w = MaillogWriter(up, rl, **options)
-            for b in batches:
-                w.write(b)
-            stats = w.close()
-        for h in names:
-            tmps[h].replace(names[h])
-    finally:
-        for t in tmps.values():
+class MaillogFolder:
+    """A MaillogWriter into folder/upstream.maillog and folder/relay.maillog for a run that
+    hands its batches over as it goes: write(batch) any number of times, then close() (the
+    files appear, renamed from temporary names) or abort() (nothing is left). As a context
+    manager it closes on success and aborts on an exception."""
+
+    def __init__(self, folder: Path | str, **options):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.names = {h: self.folder / f"{h}.maillog" for h in ("upstream", "relay")}
+        self.tmps = {h: p.with_name(f".{p.name}.tmp") for h, p in self.names.items()}
+        self.files = {h: t.open("w") for h, t in self.tmps.items()}
+        try:
+            self.writer = MaillogWriter(self.files["upstream"], self.files["relay"], **options)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, batch: np.ndarray) -> None:
+        self.writer.write(batch)
+
+    def close(self) -> dict:
+        """Flush, rename into place; the writer's stats."""
+        try:
+            stats = self.writer.close()
+            for f in self.files.values():
+                f.close()
+            for h in self.names:
+                self.tmps[h].replace(self.names[h])
+            return stats
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the temporary files (after close(): nothing left to drop)."""
+        for f in self.files.values():
+            f.close()
+        for t in self.tmps.values():
             t.unlink(missing_ok=True)
-    return stats
+
+    def __enter__(self) -> MaillogFolder:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        if kind is None:
+            self.stats = self.close()
+        else:
+            self.abort()
+
+
+def write_maillog(batches: Iterable[np.ndarray], folder: Path | str, **options) -> dict:
+    """MaillogFolder over a whole stream; the writer's stats (nothing half-written on error)."""
+    with MaillogFolder(folder, **options) as out:
+        for b in batches:
+            out.write(b)
+    return out.stats
 
 
 # --- reading relaysim's own upstream log back --------------------------------------------------

@@ -319,3 +319,19 @@ def test_read_arrivals_year_turn(tmp_path):
     assert a.t.tolist() == [ml.dt.datetime(2025, 12, 31, 23, 59, 59, tzinfo=ml.dt.UTC).timestamp(),
                             ml.dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=ml.dt.UTC).timestamp()]
     assert a.null_sender.all()
+
+
+def test_maillog_folder_fed_as_a_run_goes(tmp_path):
+    batches = streams.stream(seed=2)
+    with ml.MaillogFolder(tmp_path / "logs") as out:
+        for b in batches:
+            out.write(b)
+        assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+            ".relay.maillog.tmp", ".upstream.maillog.tmp"]  # nothing visible before the end
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+        "relay.maillog", "upstream.maillog"]
+    assert (tmp_path / "logs" / "upstream.maillog").read_text() == write(batches)[0]
+    out = ml.MaillogFolder(tmp_path / "x")
+    out.write(batches[0])
+    out.abort()
+    assert list((tmp_path / "x").iterdir()) == []
