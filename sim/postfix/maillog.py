@@ -47,11 +47,10 @@ src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/
 - Streaming: memory is bounded by about 1.5 `hold` lines per host: lines wait ordered by
   (time, order written), all but the latest `hold` are written every hold // 2 new lines, and
   all at close(). Output is in time order whenever no line is more than `hold` lines late
-  (an attempt's start
-  order leaves arrival and entry lines a little late); stats["out_of_order"] counts the lines
-  written earlier than a line already written. `window=(t0, t1)` keeps only lines with t0 <=
-  t < t1 (run seconds); `sample=f` keeps a deterministic fraction f of the messages (by a hash
-  of qid), all their lines or none.
+  (an attempt's start order leaves arrival and entry lines a little late);
+  stats["out_of_order"] counts the lines written earlier than a line already written.
+  `window=(t0, t1)` keeps only lines with t0 <= t < t1 (run seconds); `sample=f` keeps a
+  deterministic fraction f of the messages (by a hash of qid), all their lines or none.
 - read_arrivals(log) reads the arrival process of a real upstream Postfix log (for replay):
   see its docstring.
 - read_attempts(upstream_log) reads a relaysim upstream log back into an ATTEMPT array (log
