@@ -1,1 +1,3 @@
-"""Postfix's own formats: main.cf (maincf), qshape; readers and writers only, no model."""
+"""Postfix's own formats, readers and writers only, no model: main.cf (maincf), qshape,
+postqueue -j (postqueue), the mail log (maillog), postfix_exporter metrics (exporter), output
+checks (files)."""

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sim.postfix.qshape import RELAY_DOMAIN, format_table, nearest_sample
+from sim.results import QSHAPE_LABELS
 
 COUNTS = [2, 0, 0, 3, 8, 17, 50, 145, 208, 2020]
 
@@ -94,3 +95,75 @@ def test_counts_must_match_the_buckets():
                          ids=["start", "before-mid", "after-mid", "exact", "beyond", "negative"])
 def test_nearest_sample(at, index):
     assert nearest_sample(np.array([0.0, 3600.0, 7200.0, 10800.0]), at) == index
+
+
+# --- qshape of a postqueue -j snapshot, against the real qshape ---------------------------------
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from sim.postfix import postqueue as pq  # noqa: E402
+from sim.postfix.qshape import bucket_labels, caption, format_snapshot  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "postqueue"
+
+
+def _options(args):
+    opts = {"sender": False, "linear": False, "bucket_count": 10, "bucket_time": 5}
+    queues, it = [], iter(args)
+    for a in it:
+        if a == "-s":
+            opts["sender"] = True
+        elif a == "-l":
+            opts["linear"] = True
+        elif a == "-b":
+            opts["bucket_count"] = int(next(it))
+        elif a == "-t":
+            opts["bucket_time"] = int(next(it))
+        else:
+            queues.append(a)
+    return queues, opts
+
+
+@pytest.mark.parametrize("run", json.loads((DATA / "qshape.json").read_text()),
+                         ids=lambda r: " ".join(r["args"]))
+def test_snapshot_table_equals_real_qshape(run):
+    """Real Postfix 3.7.11 qshape on the queue that running.jsonl lists (same moment, see
+    experiments/postqueue_fixture.py): the same bytes from the postqueue -j snapshot."""
+    s = pq.read_postqueue(DATA / "running.jsonl", time=int(run["now"]))  # qshape: now = time
+    queues, opts = _options(run["args"])
+    assert format_snapshot(s, queues, **opts) == run["output"]
+
+
+@pytest.mark.parametrize("count, minutes, linear, labels", [
+    (10, 5, False, "5 10 20 40 80 160 320 640 1280 1280+"),
+    (4, 1, False, "1 2 4 4+"),
+    (5, 1, True, "1 2 3 4 4+"),
+    (2, 5, False, "5 5+"),
+    (1, 5, False, "0+"),
+], ids=["default", "b4-t1", "linear", "two", "one"])
+def test_bucket_labels_as_qshape_pl(count, minutes, linear, labels):
+    assert " ".join(bucket_labels(count, minutes, linear)) == labels
+
+
+def test_default_labels_are_the_runs_columns():
+    assert bucket_labels() == QSHAPE_LABELS
+
+
+def test_ages_fall_in_qshape_buckets():
+    obj = json.loads((DATA / "running.jsonl").read_text().splitlines()[1])
+    lines = []
+    for k, age_min in enumerate([0, 4.99, 5, 9.99, 10, 700, 1279, 1280, 99999]):
+        o = dict(obj, queue_id=f"A{k:09d}", arrival_time=1_000_000 - round(age_min * 60))
+        lines.append(json.dumps(o))
+    s = pq.parse_postqueue(lines, time=1_000_000)
+    row = format_snapshot(s, ["deferred"]).splitlines()[2].split()
+    assert row[0] == "example.test"
+    assert list(map(int, row[2:])) == [2, 2, 1, 0, 0, 0, 0, 0, 2, 2]
+
+
+def test_caption_says_what_and_when():
+    assert caption(["deferred"], "21d (2026-01-26T00:00:00Z)") == (
+        "deferred queue at 21d (2026-01-26T00:00:00Z), recipients by domain, age since "
+        "arrival in minutes")
+    assert "messages by sender domain" in caption(["hold", "deferred"], "1h", sender=True)
