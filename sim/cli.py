@@ -96,6 +96,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, metavar="N", help="N replications (seeds spawned from "
                    "the root seed): runs.csv, summary.csv with 95 %% intervals (as sweep)")
     r.add_argument("--workers", type=int, metavar="N", help="with --seeds: worker processes")
+    pf = r.add_argument_group("Postfix's own formats, written from the attempt stream")
+    pf.add_argument("--maillog", metavar="DIR", help="write Postfix 3.7 log lines of the "
+                    "upstream and the relay (upstream.maillog, relay.maillog), as pflogsumm and "
+                    "postfix_exporter read them")
+    pf.add_argument("--metrics", metavar="FILE", help="write OpenMetrics text under "
+                    "postfix_exporter's names (promtool tsdb create-blocks-from openmetrics)")
+    pf.add_argument("--snapshot-at", metavar="TIMES", help="write the upstream queue as "
+                    "postqueue -j lists it at these run times (e.g. 7d,14d) and at the end, "
+                    "into OUT/postqueue-<time>.json")
+    pf.add_argument("--epoch", metavar="TIME", help="wall-clock time of the run's start, "
+                    "RFC 3339 (default 2026-01-05T00:00:00Z, so a seed gives the same bytes)")
+    pf.add_argument("--maillog-window", metavar="T0,T1", help="only log lines in [T0, T1) "
+                    "run time, e.g. 6d,7d")
+    pf.add_argument("--maillog-sample", type=float, metavar="F", default=1.0,
+                    help="log a deterministic fraction F of the messages (0 < F <= 1)")
     overrides(r)
     r.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
@@ -237,20 +252,59 @@ def _run(args) -> int:
     out = Path(args.out) if args.out else Path("results") / scen.simulation.name
     if out.exists() and not out.is_dir():
         raise ScenarioError("--out", str(out), "a folder (this is a file)")
+    files = _postfix_files(args, scen, out)
     show = not args.quiet and sys.stderr.isatty()
     bar = _bar(scen) if show else None
     wall0 = time.perf_counter()
     try:
         results = simulate(scen, progress=None if bar is None else
-                           (lambda t: bar.update(t / DAY - bar.n)))
+                           (lambda t: bar.update(t / DAY - bar.n)),
+                           on_attempts=files.on_attempts if files.on else None)
+    except BaseException:
+        files.abort()
+        raise
     finally:
         if bar is not None:
             bar.close()
-    written = write_run(results, out)
+    written = write_run(results, out) + files.close()
     if not args.quiet:
         print(_summary_text(results, out, written, time.perf_counter() - wall0,
                             plotting_available()), end="")
     return 0
+
+
+def _postfix_files(args, scen, out: Path):
+    """The run's Postfix-format outputs, checked before simulating (--maillog, --metrics,
+    --snapshot-at, --epoch, --maillog-window, --maillog-sample)."""
+    import datetime as dt
+
+    from sim.reports.postfix_files import PostfixFiles, parse_times
+
+    duration = scen.simulation.duration
+    epoch = None
+    if args.epoch:
+        try:
+            stamp = dt.datetime.fromisoformat(args.epoch.replace("Z", "+00:00"))
+        except ValueError:
+            raise ScenarioError("--epoch", args.epoch, "an RFC 3339 time like "
+                                "2026-01-05T00:00:00Z") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        epoch = stamp.timestamp()
+    window = None
+    if args.maillog_window:
+        window = tuple(parse_times(args.maillog_window, "--maillog-window", duration))
+        if len(window) != 2:
+            raise ScenarioError("--maillog-window", args.maillog_window,
+                                "two times T0,T1 with T0 < T1, like 6d,7d")
+    if not 0 < args.maillog_sample <= 1:
+        raise ScenarioError("--maillog-sample", str(args.maillog_sample),
+                            "a fraction of the messages, 0 < F <= 1")
+    snaps = None
+    if args.snapshot_at:
+        snaps = (out, parse_times(args.snapshot_at, "--snapshot-at", duration))
+    return PostfixFiles(duration, args.maillog, args.metrics, snaps, epoch, window,
+                        args.maillog_sample, labels={"scenario": scen.simulation.name})
 
 
 def _bar(scen):

@@ -2,14 +2,17 @@
 
 Public names: simulate.
 
-Contract: simulate(scenario, seed=None, record_attempts=False, progress=None) builds the random
-streams (numpy SeedSequence(seed or scenario.simulation.seed) spawned once per source: service
-times, outages, and per sender its arrivals and its recipients), the relay timeline and the
-SimPy processes (one per sender, the upstream qmgr, the scheduled changes, and a sampler when
-`progress` is given), runs them to scenario.simulation.duration and reduces what the metrics
-recorded into Results. The same scenario and seed give identical Results.
-`progress(simulated_seconds)` is called from the sampler at every sample time. Nothing is
-printed or written.
+Contract: simulate(scenario, seed=None, record_attempts=False, progress=None, on_attempts=None)
+builds the random streams (numpy SeedSequence(seed or scenario.simulation.seed) spawned once
+per source: service times, outages, and per sender its arrivals and its recipients), the
+relay timeline and the SimPy processes (one per sender, the upstream qmgr, the scheduled
+changes, and a sampler when `progress` is given), runs them to scenario.simulation.duration
+and reduces what the metrics recorded into Results. The same scenario and seed give
+identical Results.
+`progress(simulated_seconds)` is called from the sampler at every sample time;
+`on_attempts(batch)` gets the attempt stream as it is computed (numpy arrays of
+sim.model.qmgr.ATTEMPT, the attempts that end within the run), in bounded memory, so that a
+maillog or metrics writer never holds a whole run. Nothing is printed or written.
 """
 
 from __future__ import annotations
@@ -28,8 +31,17 @@ from sim.model.sender import sender_process
 from sim.results import Results
 
 
+def _until(on_attempts, duration: float):
+    """on_attempts for the attempts that end within the run (Postfix logs an attempt when it
+    ends; the engine computes some of the last ticks' attempts beyond the run's end)."""
+    def hand_on(batch):
+        keep = batch["end"] <= duration
+        on_attempts(batch if keep.all() else batch[keep])
+    return hand_on
+
+
 def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
-             progress=None) -> Results:
+             progress=None, on_attempts=None) -> Results:
     """Run `scenario` and return its Results (see the module contract)."""
     wall0 = time.perf_counter()
     seed = scenario.simulation.seed if seed is None else int(seed)
@@ -44,7 +56,8 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     env = simpy.Environment()
     rec = Recorder(duration, scenario.simulation.sample_interval)
     host = QueueHost(env, scenario, relay, np.random.default_rng(s_service), rec,
-                     record_attempts)
+                     record_attempts, None if on_attempts is None else _until(on_attempts,
+                                                                             duration))
     width = max(s.recipients_per_message for s in scenario.senders)
 
     # senders address every user that has existed so far: mail for a removed user keeps coming

@@ -68,12 +68,12 @@ from typing import TextIO
 
 import numpy as np
 
-ATTEMPT = np.dtype([("qid", "i8"), ("rcpt", "i2"), ("user", "i4"), ("kind", "i1"),
-                    ("size", "i8"), ("nrcpt", "i2"), ("arrival", "f8"), ("entry", "f8"),
-                    ("start", "f8"), ("end", "f8"), ("outcome", "i1"), ("code", "i2"),
-                    ("tries", "i2")])
-SENT, DEFERRED, BOUNCED, EXPIRED = 0, 1, 2, 3
-ORDINARY, NULL, FORGED = 0, 1, 2
+from sim.model.qmgr import ATTEMPT  # noqa: E402  the engine's attempt stream
+from sim.model.qmgr.queue_file import EXPIRED  # noqa: E402
+from sim.model.relay import BOUNCED, DEFERRED, SENT  # noqa: E402
+from sim.model.sender import FORGED, NULL  # noqa: E402
+
+ORDINARY = 0
 #: Monday 2026-01-05 00:00:00 UTC: the default time 0 of a run's log
 DEFAULT_EPOCH = dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()
 
