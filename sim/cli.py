@@ -96,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, metavar="N", help="N replications (seeds spawned from "
                    "the root seed): runs.csv, summary.csv with 95 %% intervals (as sweep)")
     r.add_argument("--workers", type=int, metavar="N", help="with --seeds: worker processes")
+    iq = r.add_argument_group("start from a real queue")
+    iq.add_argument("--initial-queue", metavar="FILE", help="postqueue -j output of the "
+                    "upstream: the run starts from this queue, every message with its real age "
+                    "(time 0 = the snapshot's time)")
+    iq.add_argument("--queue-time", metavar="TIME", help="RFC 3339 time the snapshot was taken "
+                    "(default: its newest arrival)")
+    iq.add_argument("--queue-mtimes", metavar="FILE", help="the deferred files' mtimes (their "
+                    "wake-up times), lines 'QUEUE_ID MTIME' as find -printf '%%f %%T@\\n' "
+                    "writes them; default: rebuilt from the arrival times")
     pf = r.add_argument_group("Postfix's own formats, written from the attempt stream")
     pf.add_argument("--maillog", metavar="DIR", help="write Postfix 3.7 log lines of the "
                     "upstream and the relay (upstream.maillog, relay.maillog), as pflogsumm and "
@@ -252,14 +261,16 @@ def _run(args) -> int:
     out = Path(args.out) if args.out else Path("results") / scen.simulation.name
     if out.exists() and not out.is_dir():
         raise ScenarioError("--out", str(out), "a folder (this is a file)")
-    files = _postfix_files(args, scen, out)
+    initial, epoch = _initial_queue(args, scen)
+    files = _postfix_files(args, scen, out, epoch)
     show = not args.quiet and sys.stderr.isatty()
     bar = _bar(scen) if show else None
     wall0 = time.perf_counter()
     try:
         results = simulate(scen, progress=None if bar is None else
                            (lambda t: bar.update(t / DAY - bar.n)),
-                           on_attempts=files.on_attempts if files.on else None)
+                           on_attempts=files.on_attempts if files.on else None,
+                           initial_queue=initial)
     except BaseException:
         files.abort()
         raise
@@ -273,24 +284,46 @@ def _run(args) -> int:
     return 0
 
 
-def _postfix_files(args, scen, out: Path):
-    """The run's Postfix-format outputs, checked before simulating (--maillog, --metrics,
-    --snapshot-at, --epoch, --maillog-window, --maillog-sample)."""
+def _stamp(key: str, text: str) -> float:
+    """Unix seconds of an RFC 3339 time (UTC when no offset is given)."""
     import datetime as dt
 
+    try:
+        stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ScenarioError(key, text, "an RFC 3339 time like 2026-01-05T00:00:00Z") from None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _initial_queue(args, scen):
+    """(InitialQueue or None, the snapshot's time as the outputs' epoch or None), from
+    --initial-queue, --queue-time and --queue-mtimes, read before simulating."""
+    if not args.initial_queue:
+        for key in ("queue_time", "queue_mtimes"):
+            if getattr(args, key):
+                raise ScenarioError("--" + key.replace("_", "-"), getattr(args, key),
+                                    "only with --initial-queue")
+        return None, None
+    from sim.postfix import postqueue
+
+    t = _stamp("--queue-time", args.queue_time) if args.queue_time else None
+    snap = postqueue.read_postqueue(args.initial_queue, t)
+    mtimes = postqueue.read_mtimes(args.queue_mtimes) if args.queue_mtimes else None
+    q, held = postqueue.initial_queue(snap, scen, mtimes)
+    if held:
+        print(f"relaysim: warning: --initial-queue: {held} message(s) on hold stay held and "
+              "are left out of the run", file=sys.stderr)
+    return q, snap.time
+
+
+def _postfix_files(args, scen, out: Path, queue_epoch: float | None = None):
+    """The run's Postfix-format outputs, checked before simulating (--maillog, --metrics,
+    --snapshot-at, --epoch, --maillog-window, --maillog-sample); the epoch defaults to the
+    initial queue's time."""
     from sim.reports.postfix_files import PostfixFiles, parse_times
 
     duration = scen.simulation.duration
-    epoch = None
-    if args.epoch:
-        try:
-            stamp = dt.datetime.fromisoformat(args.epoch.replace("Z", "+00:00"))
-        except ValueError:
-            raise ScenarioError("--epoch", args.epoch, "an RFC 3339 time like "
-                                "2026-01-05T00:00:00Z") from None
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=dt.UTC)
-        epoch = stamp.timestamp()
+    epoch = _stamp("--epoch", args.epoch) if args.epoch else queue_epoch
     window = None
     if args.maillog_window:
         window = tuple(parse_times(args.maillog_window, "--maillog-window", duration))

@@ -119,11 +119,12 @@ class Recorder:
 @njit(cache=True)
 def bin_of(t, duration, interval, n):
     """The recorder bin of time t (Recorder's docstring): ceil(t / interval) up to n, or
-    n + 1 after the run's duration. The one definition, also used by compiled callers."""
+    n + 1 after the run's duration; 0 for times before the run (an initial queue's past).
+    The one definition, also used by compiled callers."""
     u = min(t, duration + interval)
     if u > duration:
         return n + 1
-    return min(np.int64(math.ceil(u / interval - 1e-12)), n)
+    return max(min(np.int64(math.ceil(u / interval - 1e-12)), n), 0)
 
 
 @njit(cache=True, inline="always")

@@ -10,6 +10,7 @@ changes, and a sampler when `progress` is given), runs them to scenario.simulati
 and reduces what the metrics recorded into Results. The same scenario and seed give
 identical Results.
 `progress(simulated_seconds)` is called from the sampler at every sample time;
+`initial_queue` (sim.model.qmgr.InitialQueue) starts the upstream from a real queue;
 `on_attempts(batch)` gets the attempt stream as it is computed (numpy arrays of
 sim.model.qmgr.ATTEMPT, the attempts that end within the run), in bounded memory, so that a
 maillog or metrics writer never holds a whole run. Nothing is printed or written.
@@ -41,7 +42,7 @@ def _until(on_attempts, duration: float):
 
 
 def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
-             progress=None, on_attempts=None) -> Results:
+             progress=None, on_attempts=None, initial_queue=None) -> Results:
     """Run `scenario` and return its Results (see the module contract)."""
     wall0 = time.perf_counter()
     seed = scenario.simulation.seed if seed is None else int(seed)
@@ -55,10 +56,12 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
 
     env = simpy.Environment()
     rec = Recorder(duration, scenario.simulation.sample_interval)
+    width = max([s.recipients_per_message for s in scenario.senders]
+                + ([initial_queue.rcpt.shape[1]] if initial_queue is not None else []))
     host = QueueHost(env, scenario, relay, np.random.default_rng(s_service), rec,
                      record_attempts, None if on_attempts is None else _until(on_attempts,
-                                                                             duration))
-    width = max(s.recipients_per_message for s in scenario.senders)
+                                                                             duration),
+                     width, initial_queue)
 
     # senders address every user that has existed so far: mail for a removed user keeps coming
     # (and is now unknown); a new user starts getting mail once added

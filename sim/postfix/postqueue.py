@@ -1,8 +1,8 @@
 """postqueue -j: Postfix's queue listing (JSON lines) read into numpy arrays, and written back.
 
 Public names: QueueSnapshot, read_postqueue, parse_postqueue, write_postqueue, format_postqueue,
-read_mtimes, classify_reason, SnapshotWriter, rebuild_wakeup, recipient_users, QUEUES, SCOPES,
-NULL_SENDER_SHOWN.
+read_mtimes, classify_reason, SnapshotWriter, rebuild_wakeup, recipient_users, initial_queue,
+QUEUES, SCOPES, NULL_SENDER_SHOWN.
 
 Contract (postqueue(1) "JSON OBJECT FORMAT", Postfix 3.1+; mta-semantics.md 6.2; formats.md 1a):
 - One JSON object per line, one line per queue file, no enclosing array; members used:
@@ -32,6 +32,8 @@ Contract (postqueue(1) "JSON OBJECT FORMAT", Postfix 3.1+; mta-semantics.md 6.2;
 - rebuild_wakeup(snapshot) rebuilds each deferred message's next wake-up from arrival_time
   with Postfix's schedule (uncertain by one queue_run_delay: the scan grid's phase), or takes
   it from read_mtimes; recipient_users(snapshot, known) maps addresses to relay user ids.
+- initial_queue(snapshot, scenario) turns a snapshot into the model's InitialQueue (a run that
+  starts from this queue; see its docstring for what is kept and what is rebuilt).
 - read_mtimes(path): {queue_id: mtime} from `find .../deferred -type f -printf '%f %T@\n'` (the
   deferred file's mtime is its next wake-up time, which postqueue -j does not show).
 Errors: ScenarioError (one line): a file that is not postqueue -j output (its first line is
@@ -409,3 +411,73 @@ def recipient_users(s: QueueSnapshot, known: dict[str, int] | None = None) -> np
         elif m := _RELAYSIM_USER.match(a):
             out[j] = int(m[1])
     return out
+
+
+def initial_queue(s: QueueSnapshot, scenario, mtimes: dict[str, float] | None = None,
+                  known: dict[str, int] | None = None):
+    """(sim.model.qmgr.InitialQueue, held) for starting a run from snapshot `s`: the run's
+    time 0 is the snapshot's time, every message keeps its real age (arrival and create time
+    before 0), a null sender (<>) is the null sender, recipients map to relay users as
+    recipient_users says, and forced_expire expires at the next deferral. Deferred messages
+    wake up at rebuild_wakeup's time for Postfix (or the mtimes given); for another upstream
+    MTA the same rebuild with that MTA's schedule (an attempt at arrival, then each at the
+    next runner start after its wake-up time). maildrop, incoming and active messages are
+    taken by the first tick. `held` counts the messages on hold: they stay held (never tried)
+    and are left out of the run."""
+    from sim.model.qmgr import InitialQueue, Policy
+    from sim.model.sender import NULL
+    up = scenario.upstream
+    hold = s.in_queue("hold")
+    users = recipient_users(s, known)
+    n = len(s)
+    nr = s.nrcpt
+    width = max(int(nr.max()) if n else 1, 1)
+    rcpt = np.full((n, width), -2, dtype=np.int32)
+    for i in range(n):
+        rcpt[i, :nr[i]] = users[s.first[i]:s.first[i + 1]]
+    deferred = s.in_queue("deferred")
+    if up.mta == "postfix":
+        from sim.model.qmgr import schedule_params
+        wake, _ = rebuild_wakeup(s, schedule_params(up), mtimes=mtimes)
+    else:
+        wake = _rebuild_any(s, Policy([up]), deferred)
+        for i in np.flatnonzero(deferred) if mtimes else ():
+            m = mtimes.get(str(s.queue_id[i]))
+            wake[i] = wake[i] if m is None else m
+    keep = ~hold
+    rel = s.arrival - s.time
+    q = InitialQueue(rel[keep], np.floor(rel[keep]),
+                     np.where(s.null_sender[keep], NULL, 0).astype(np.int8),
+                     s.size[keep].astype(np.int64), rcpt[keep], deferred[keep],
+                     np.ceil(np.nan_to_num(wake[keep] - s.time, nan=0.0)),
+                     s.forced_expire[keep])
+    return q, int(hold.sum())
+
+
+def _rebuild_any(s: QueueSnapshot, policy, deferred: np.ndarray) -> np.ndarray:
+    """rebuild_wakeup with any schedule (sim.model.qmgr.Policy), on a runner grid through
+    the snapshot's time (or each message at its own wake-up time without a grid)."""
+    wake = np.full(len(s), np.nan)
+    d = np.flatnonzero(deferred)
+    if len(d) == 0:
+        return wake
+    R = policy.interval(0)
+    origin = s.time - R * (np.ceil((s.time - s.arrival[d].min()) / R) + 1)
+    create = np.floor(s.arrival[d] - origin).astype(np.int64)
+    snap = int(np.floor(s.time - origin))
+    now, tries = create.copy(), np.ones(len(d), dtype=np.int64)
+    last_fail, last_next = np.full(len(d), -1), np.full(len(d), -1)
+    w = np.zeros_like(now)
+    todo = np.ones(len(d), dtype=bool)
+    while todo.any():
+        i = np.flatnonzero(todo)
+        w_t, _ = policy.retry(0, create[i], now[i], tries[i], last_fail[i], last_next[i],
+                              s.null_sender[d][i])
+        n_t = np.asarray(policy.entry(w_t, 0), dtype=np.int64)
+        w[i] = w_t
+        stay = n_t <= snap
+        last_fail[i[stay]], last_next[i[stay]] = now[i[stay]], w_t[stay]
+        now[i[stay]], tries[i[stay]] = n_t[stay], tries[i[stay]] + 1
+        todo[i[~stay]] = False
+    wake[d] = w + origin
+    return wake

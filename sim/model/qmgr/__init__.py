@@ -4,10 +4,18 @@ Modules: host (QueueHost, the SimPy process; Policy, schedule_params), incoming 
 smtpd validation and incoming queue), queue_file (FIELDS), engine (the compiled tick engine),
 rules (per-message rules), site (the destination's throttle), observe (counting).
 
-Public names: QueueHost, Policy, schedule_params, FIELDS, TICK, ATTEMPT.
+Public names: QueueHost, InitialQueue, Policy, schedule_params, FIELDS, TICK, ATTEMPT.
 """
 
-from sim.model.qmgr.host import ATTEMPT, TICK, Policy, QueueHost, schedule_params
+from sim.model.qmgr.host import (
+    ATTEMPT,
+    TICK,
+    InitialQueue,
+    Policy,
+    QueueHost,
+    schedule_params,
+)
 from sim.model.qmgr.queue_file import FIELDS
 
-__all__ = ["QueueHost", "Policy", "schedule_params", "FIELDS", "TICK", "ATTEMPT"]
+__all__ = ["QueueHost", "InitialQueue", "Policy", "schedule_params", "FIELDS", "TICK",
+           "ATTEMPT"]

@@ -54,6 +54,7 @@ from sim.model.qmgr.queue_file import (
     ARRIVAL,
     CREATE,
     EXPIRED,
+    FORCED,
     GREY_FIRST,
     GREY_OK,
     KIND,
@@ -353,7 +354,7 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
             wake[i], give_up = schedules.due(
                 up.rule, P, np.int64(f[j, CREATE]), now[i], np.int64(f[j, TRIES]) + 1,
                 np.int64(f[j, LAST_FAIL]), np.int64(f[j, LAST_NEXT]), kind[i] == NULL)
-            if give_up:
+            if give_up or f[j, FORCED]:  # forced_expire (postsuper -e): at this deferral
                 expired[i] = True
             else:
                 keep[i] = True

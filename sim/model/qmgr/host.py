@@ -1,6 +1,6 @@
 """The upstream mail-queue host's queue manager (qmgr) as one SimPy process.
 
-Public names: QueueHost, Policy, schedule_params, TICK.
+Public names: QueueHost, InitialQueue, Policy, schedule_params, TICK, ATTEMPT.
 
 Contract (mta-semantics.md sections 2 and 3; one SimPy process for the qmgr, never one per
 message):
@@ -32,6 +32,7 @@ concurrency limit or the transaction time reaches new mail from the next qmgr ti
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,8 +43,34 @@ from sim.model.metrics import DelaySketch, Recorder, qshape_edges
 from sim.model.qmgr import engine, site
 from sim.model.qmgr.incoming import Incoming
 from sim.model.qmgr.observe import SERIES, stays
-from sim.model.qmgr.queue_file import FIELDS, LAST_NEXT, OUTCOMES
+from sim.model.qmgr.queue_file import (
+    FIELDS,
+    FORCED,
+    LAST_END,
+    LAST_FAIL,
+    LAST_NEXT,
+    OUTCOMES,
+    TRIES,
+    new_files,
+)
 from sim.model.relay import RelayTimeline
+
+
+class InitialQueue(NamedTuple):
+    """Mail queued at the upstream when the run starts (a real queue, e.g. postqueue -j):
+    per message its arrival and create time (s, <= 0), sender kind, size, recipients (relay
+    user ids, -1 unknown, -2 none; a row per message), whether it is deferred (else it is
+    taken by the first tick, as incoming or active mail is after a restart), its wake-up time
+    (deferred ones) and Postfix 3.5's forced_expire."""
+    arrival: np.ndarray
+    create: np.ndarray
+    kind: np.ndarray
+    size: np.ndarray
+    rcpt: np.ndarray
+    deferred: np.ndarray
+    wake: np.ndarray
+    forced: np.ndarray
+
 
 TICK = 60  # processing period of schedules without a queue-runner grid (qmail, exchange, list)
 ATTEMPT = np.dtype([("qid", "i8"), ("rcpt", "i2"), ("user", "i4"), ("kind", "i1"),
@@ -117,7 +144,8 @@ class QueueHost:
     MAX_TICKS = None  # at most this many ticks a call of the engine (None: no limit)
 
     def __init__(self, env, scenario, relay: RelayTimeline, rng_service: np.random.Generator,
-                 recorder: Recorder, record_attempts: bool = False, on_attempts=None):
+                 recorder: Recorder, record_attempts: bool = False, on_attempts=None,
+                 width: int | None = None, initial: InitialQueue | None = None):
         self.env = env
         timeline = scenario.timeline()
         self.snaps = [up for _, up, _ in timeline]
@@ -129,7 +157,7 @@ class QueueHost:
         self.service = ServiceTimes(rng_service)
         self.rec = recorder
         self.delays = DelaySketch()
-        width = max(s.recipients_per_message for s in scenario.senders)
+        width = width or max(s.recipients_per_message for s in scenario.senders)
         self.incoming = Incoming(self.snaps, self.snap_times, relay, recorder, width)
         unit = math.gcd(*(self.policy.interval(j) for j in range(len(self.snaps))))
         self.queue = DeferredQueue(len(FIELDS), width, unit, self.duration)
@@ -167,6 +195,8 @@ class QueueHost:
         self._log = _log_buffer(self.LOG) if (record_attempts or on_attempts) else self._no_log
         self.on_attempts = on_attempts
         self.log: list[np.ndarray] | None = [] if record_attempts else None
+        if initial is not None:
+            self.load(initial)
 
     # --- arrivals ------------------------------------------------------------------------
     def receive(self, msgs: dict) -> None:
@@ -176,6 +206,45 @@ class QueueHost:
     def heard_until(self, source: int, t: float) -> None:
         """Sender `source` has handed over all its mail arriving before t (inf: all)."""
         self.heard[source] = t
+
+    def load(self, q: InitialQueue) -> None:
+        """Start from a real queue (before the run): its deferred messages are filed under the
+        tick their wake-up time gives, with one attempt so far (its time is not known: the
+        retry rules that use it, Exim's G and H, start afresh), counted in the deferred queue
+        and qshape from time 0; the others wait for the first tick. Every message is counted
+        as received at time 0 (bin 0), so conservation holds from the first sample."""
+        n = q.arrival.size
+        if n == 0:
+            return
+        rec = self.rec
+        f = np.empty((n, len(FIELDS)))
+        rcpt = np.asarray(q.rcpt, dtype=np.int32)
+        new_files(f, self.incoming.next_qid, np.asarray(q.arrival, float),
+                  np.asarray(q.create, float), np.asarray(q.kind, float),
+                  np.asarray(q.size, float), np.full(n, -1.0), rcpt, rec.acc,
+                  self.incoming._rows, rec.duration, rec.interval, rec.n)
+        self.incoming.next_qid += n
+        f[:, FORCED] = np.asarray(q.forced, dtype=float)
+        d = np.asarray(q.deferred, dtype=bool)
+        if d.any():
+            fd, rd = f[d], rcpt[d]
+            fd[:, TRIES] = 1.0
+            fd[:, LAST_FAIL] = -1.0
+            fd[:, LAST_NEXT] = np.asarray(q.wake, float)[d]
+            fd[:, LAST_END] = 0.0
+            key = self.policy.key(fd[:, LAST_NEXT], self.cur, 0)
+            stays(self._qdiff, self._edges, rec.interval, fd, key, 1)
+            zero = rec.bins(np.zeros(1))
+            rec.add("deferred", zero, float(d.sum()))
+            rec.add("deferred_recipients", zero, float((rd != -2).sum()))
+            self.queue.reserve(len(fd))
+            self.queue.put(fd, rd, key)
+        if (~d).any():
+            order = np.argsort(f[~d][:, 1], kind="stable")
+            inc = self.incoming
+            inc.f = np.concatenate([f[~d][order], inc.f]) if len(inc.f) else f[~d][order]
+            inc.rcpt = (np.concatenate([rcpt[~d][order], inc.rcpt]) if len(inc.rcpt)
+                        else rcpt[~d][order])
 
     # --- the ticks -----------------------------------------------------------------------
     def _upstream(self) -> engine.Upstream:

@@ -7,10 +7,10 @@ Contract:
   sender kind (sim.model.sender: ordinary, NULL, FORGED), size in bytes, sender number,
   recipients queued at arrival, tries so far, the last failure, the wake-up time computed
   then and the end of that attempt, whether a delay warning was sent, postgrey's first
-  attempt and pass) and a row of recipient ids (int32: >= 0 a relay user, -1 unknown at the
-  relay, -2 done). Postfix keeps the same facts in the queue file's records (T arrival,
-  create time, sender, recipients with their done flags); the wake-up time is the file's
-  mtime.
+  attempt and pass, and Postfix 3.5's forced_expire: expire at the next deferral) and a row
+  of recipient ids (int32: >= 0 a relay user, -1 unknown at the relay, -2 done). Postfix
+  keeps the same facts in the queue file's records (T arrival, create time, sender,
+  recipients with their done flags); the wake-up time is the file's mtime.
 - OUTCOMES names a recipient's outcome of one attempt: sent, deferred, bounced (the relay's
   answers, sim.model.relay) and expired (deferred at the attempt that returned the message).
 - new_files(...) writes the queue files of newly received mail (not tried yet) and counts
@@ -25,9 +25,9 @@ from numba import njit
 from sim.model.metrics import bin_of
 
 FIELDS = ("qid", "arrival", "create", "kind", "size", "source", "nrcpt", "tries", "last_fail",
-          "last_next", "last_end", "warned", "grey_first", "grey_ok")
+          "last_next", "last_end", "warned", "grey_first", "grey_ok", "forced")
 (QID, ARRIVAL, CREATE, KIND, SIZE, SOURCE, NRCPT, TRIES, LAST_FAIL, LAST_NEXT, LAST_END, WARNED,
- GREY_FIRST, GREY_OK) = range(14)
+ GREY_FIRST, GREY_OK, FORCED) = range(15)
 OUTCOMES = ("sent", "deferred", "bounced", "expired")
 EXPIRED = 3
 
@@ -45,7 +45,7 @@ def new_files(f, qid, arrival, create, kind, size, source, rcpt, acc, rows, rec_
         f[i, KIND] = kind[i]
         f[i, SIZE] = size[i]
         f[i, SOURCE] = source[i]
-        f[i, TRIES] = f[i, WARNED] = f[i, GREY_OK] = 0.0
+        f[i, TRIES] = f[i, WARNED] = f[i, GREY_OK] = f[i, FORCED] = 0.0
         f[i, LAST_FAIL] = f[i, LAST_NEXT] = f[i, GREY_FIRST] = -1.0
         f[i, LAST_END] = -np.inf
         r = 0
