@@ -218,9 +218,35 @@ def _scenario(args, require_study: bool = False):
         scen = scen.with_overrides(ov)
     if getattr(args, "seed", None) is not None:
         scen = scen.with_overrides({"simulation.seed": args.seed}, origin="--seed")
-    for _, up, _ in scen.timeline():
+    for i, (_, up, _) in enumerate(scen.timeline()):
         schedule_params(up)  # Exim retry rules are parsed here, not only mid-run
+        _check_attempts(up, "upstream" if i == 0 else f"changes[{i - 1}].upstream")
     return scen
+
+
+MAX_ATTEMPTS = 100_000  # per message before it expires: explain's timeline, a run's work
+_LIFETIME_KEY = {"postfix": "maximal_queue_lifetime", "exim": "exim_retry_rule",
+                 "sendmail": "queuereturn", "qmail": "queuelifetime",
+                 "exchange": "message_expiration_timeout",
+                 "exchange-online": "message_expiration_timeout", "list": "lifetime"}
+
+
+def _check_attempts(up, prefix: str) -> None:
+    """A schedule that retries one message more than MAX_ATTEMPTS times before it expires
+    (1 s gaps over months) is refused: explain would spin on it and a run would do little else."""
+    from sim.reports.explain import retry_timeline
+
+    try:
+        retry_timeline(up, max_attempts=MAX_ATTEMPTS)
+    except ValueError:
+        from sim.units import format_time
+
+        key = f"{prefix}.{_LIFETIME_KEY.get(up.mta, 'mta')}"
+        value = getattr(up, _LIFETIME_KEY.get(up.mta, "mta"), up.mta)
+        raise ScenarioError(key, format_time(value) if isinstance(value, float) else value,
+                            f"a schedule that expires a message within {MAX_ATTEMPTS} attempts "
+                            "(this one retries more often for longer: shorten the lifetime or "
+                            "lengthen the gaps)") from None
 
 
 # --- run -------------------------------------------------------------------------------------

@@ -751,7 +751,9 @@ _LIMITS = (
     f"at once); sizes at most {SIZE_MAX:g} bytes; a run keeps at most {MAX_SAMPLES} samples "
     "(about 1.6 kB each in memory); `relaysim run` also wants `sample_interval` at most "
     "`duration`, and its file must give `duration`, one or more `[[senders]]` each with "
-    "`rate` or `arrivals`, and `start` and `duration` of every outage. Strings are printable "
+    "`rate` or `arrivals`, and `start` and `duration` of every outage; the upstream's schedule "
+    "(and each scheduled change of it) must expire a message within 100000 attempts (checked "
+    "by `run` and `explain`). Strings are printable "
     "text of at most 1000 characters; `simulation.name` is a plain folder name (letters, "
     "digits, `. _ + -`, 1 to 100, not starting with `.` or `-`). Files (the scenario, "
     "`main_cf_file`) are regular UTF-8 text files of at most 16 MB.\n")
