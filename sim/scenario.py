@@ -39,6 +39,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sim.errors import MISSING, ScenarioError, did_you_mean, read_text_file
@@ -281,7 +282,7 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
             raise ScenarioError(key, value, 'at least one gap, like ["2m", "5m", "10m"]')
         if len(value) > most:
             raise ScenarioError(key, f"a list of {len(value)} times", f"at most {most}")
-        times = tuple(_parse_value(f"{key}[{i}]", _ONE_TIME[m["min"] or 0, m["max"]], v)
+        times = tuple(_parse_value(f"{key}[{i}]", _one_time(m["min"] or 0, m["max"]), v)
                       for i, v in enumerate(value))
         return tuple(sorted(times)) if f.name == "arrivals" else times
     elif kind == "greylisting":
@@ -301,18 +302,11 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
     return out
 
 
-class _OneTime(dict):
-    """One element of a `times` list, as a field of its own: _ONE_TIME[lo, hi]."""
-
-    def __missing__(self, bounds):
-        @dataclass(frozen=True)
-        class _T:
-            t: float = knob(0.0, "time", "", "s", lo=bounds[0], hi=bounds[1])
-        self[bounds] = dataclasses.fields(_T)[0]
-        return self[bounds]
-
-
-_ONE_TIME = _OneTime()
+def _one_time(lo: float, hi: float) -> SimpleNamespace:
+    """One element of a `times` list, as _parse_value reads a field: a time in [lo, hi]."""
+    return SimpleNamespace(name="t", default=0.0, metadata={
+        "kind": "time", "doc": "", "unit": "s", "default_unit": "s", "min": lo, "max": hi,
+        "choices": None})
 
 
 def _bounds(m: Mapping) -> str:
@@ -439,7 +433,7 @@ class Scenario:
         with rate or arrivals, and start and duration of every outage."""
         path = Path(path)
         data = _load_toml(read_text_file(path, "scenario"), path.name)
-        given = {k: v for k, v in data.items()}
+        given = dict(data)
         if isinstance(data.get("simulation", {}), dict):
             data["simulation"] = {"name": _safe_name(path.stem), **data.get("simulation", {})}
         scen = cls.from_dict(data, origin="file")
