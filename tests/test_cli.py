@@ -584,3 +584,14 @@ def test_figures_stay_small_however_many_samples(tmp_path):
     sizes = {p.name: p.stat().st_size for p in (tmp_path / "out").iterdir()
              if p.suffix in (".svg", ".png")}
     assert sizes and max(sizes.values()) < 5_000_000, sizes
+
+
+def test_a_linked_run_folder_is_replaced_where_it_points(run_dir, tmp_path):
+    from sim.reports.output import stage_and_commit
+
+    real = tmp_path / "real"
+    shutil.copytree(run_dir[0], real)
+    (tmp_path / "link").symlink_to(real)
+    stage_and_commit(tmp_path / "link", lambda st: (st / "summary.json").write_text("new"))
+    assert (tmp_path / "link").is_symlink() and (real / "summary.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

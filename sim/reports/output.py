@@ -183,6 +183,8 @@ def check_output(outdir: str | Path, key: str = "--out") -> Path:
     if "\0" in text:
         raise ScenarioError(key, text, "a path without NUL characters")
     out = Path(os.path.abspath(text))
+    if out.is_symlink():  # the folder it points to is the one replaced, not the link
+        out = out.resolve()
     parts = [os.fsencode(x) for x in out.parts[1:]]
     if any(len(x) > 255 for x in parts) or len(os.fsencode(str(out))) > 4000:
         raise ScenarioError(key, text, "a path whose names have at most 255 bytes each")
