@@ -11,8 +11,10 @@ Contract:
   folder (sim.postfix.qshape); `plot` redraws a run folder's figures without simulating;
   `sweep` runs factors x seeds (sim.studies.command).
 - Every bad input (scenario, --set, --seed, --out, arguments) is one line on stderr,
-  `relaysim: error: <what>`, and exit status 2, before anything is written. A run that fails or
-  is interrupted leaves the previous run's files untouched; Ctrl-C exits with 130.
+  `relaysim: error: <what>`, and exit status 2, before anything is written; the output folder
+  is checked writable before simulating. `run` needs the quantities that define a study in the
+  file (Scenario.from_toml, require_study). A run that fails or is interrupted leaves the
+  previous run's files untouched; Ctrl-C exits with 130, SIGTERM likewise with 143.
 - The progress bar (tqdm, simulated days and ETA) goes to stderr, only when stderr is a
   terminal and without --quiet.
 This is the only module that prints.
@@ -163,36 +165,55 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _interrupted(e: BaseException | None) -> bool:
-    """True if a KeyboardInterrupt is in e's chain of causes."""
+def _interrupted(e: BaseException | None) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or SIGTERM's _Terminated) in e's chain of causes, if any."""
     seen = set()
     while e is not None and id(e) not in seen:
         if isinstance(e, KeyboardInterrupt):
-            return True
+            return e
         seen.add(id(e))
         e = e.__cause__ or e.__context__
-    return False
+    return None
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, to leave by the same path as Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    import signal
+    import threading
+
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = _parser().parse_args(argv)
         return args.func(args)
     except (ScenarioError, _UsageError) as e:
         return _fail(str(e), 2)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; earlier results left as they were", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return _stopped(e)
     except SystemError as e:
         # Ctrl-C while compiled (numba) code calls back into Python surfaces as a SystemError
         # whose cause is the KeyboardInterrupt
         if not _interrupted(e):
             raise
-        print(f"{PROG}: interrupted; earlier results left as they were", file=sys.stderr)
-        return 130
+        return _stopped(_interrupted(e))
     except OSError as e:
         return _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), 1)
+
+
+def _stopped(e) -> int:
+    term = isinstance(e, _Terminated)
+    print(f"{PROG}: {'terminated' if term else 'interrupted'}; earlier results left as they "
+          "were", file=sys.stderr)
+    return 143 if term else 130
 
 
 def _fail(message: str, status: int) -> int:
@@ -225,22 +246,48 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
-def _scenario(args):
+def _scenario(args, require_study: bool = False):
     """The scenario file with --set and --seed applied, every schedule parameter checked."""
     from sim.model.qmgr import schedule_params
     from sim.scenario import Scenario
 
-    scen = Scenario.from_toml(args.scenario)
+    scen = Scenario.from_toml(args.scenario, require_study=require_study)
     ov = _overrides(args.set)
     if ov:
         scen = scen.with_overrides(ov)
     if getattr(args, "seed", None) is not None:
         scen = scen.with_overrides({"simulation.seed": args.seed}, origin="--seed")
-    for _, up, _ in scen.timeline():
+    for i, (_, up, _) in enumerate(scen.timeline()):
         schedule_params(up)  # Exim retry rules are parsed here, not only mid-run
+        _check_attempts(up, "upstream" if i == 0 else f"changes[{i - 1}].upstream")
     for w in scen.warnings:  # Postfix's own words, e.g. unused parameter
         print(f"relaysim: warning: {w}", file=sys.stderr)
     return scen
+
+
+MAX_ATTEMPTS = 100_000  # per message before it expires: explain's timeline, a run's work
+_LIFETIME_KEY = {"postfix": "maximal_queue_lifetime", "exim": "exim_retry_rule",
+                 "sendmail": "queuereturn", "qmail": "queuelifetime",
+                 "exchange": "message_expiration_timeout",
+                 "exchange-online": "message_expiration_timeout", "list": "lifetime"}
+
+
+def _check_attempts(up, prefix: str) -> None:
+    """A schedule that retries one message more than MAX_ATTEMPTS times before it expires
+    (1 s gaps over months) is refused: explain would spin on it and a run would do little else."""
+    from sim.reports.explain import retry_timeline
+
+    try:
+        retry_timeline(up, max_attempts=MAX_ATTEMPTS)
+    except ValueError:
+        from sim.units import format_time
+
+        key = f"{prefix}.{_LIFETIME_KEY.get(up.mta, 'mta')}"
+        value = getattr(up, _LIFETIME_KEY.get(up.mta, "mta"), up.mta)
+        raise ScenarioError(key, format_time(value) if isinstance(value, float) else value,
+                            f"a schedule that expires a message within {MAX_ATTEMPTS} attempts "
+                            "(this one retries more often for longer: shorten the lifetime or "
+                            "lengthen the gaps)") from None
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -249,9 +296,11 @@ def _run(args) -> int:
     import time
 
     from sim.model.simulate import simulate
-    from sim.reports.output import plotting_available, write_run
+    from sim.reports.output import check_output, plotting_available, write_run
+    from sim.scenario import check_samples
 
-    scen = _scenario(args)
+    scen = _scenario(args, require_study=True)
+    check_samples(scen)
     if args.seeds is not None:
         from sim.studies.command import replications
 
@@ -259,8 +308,7 @@ def _run(args) -> int:
         print(text, end="")
         return status
     out = Path(args.out) if args.out else Path("results") / scen.simulation.name
-    if out.exists() and not out.is_dir():
-        raise ScenarioError("--out", str(out), "a folder (this is a file)")
+    check_output(out, "--out" if args.out else "simulation.name")
     initial, epoch = _initial_queue(args, scen)
     files = _postfix_files(args, scen, out, epoch)
     show = not args.quiet and sys.stderr.isatty()
@@ -337,7 +385,8 @@ def _postfix_files(args, scen, out: Path, queue_epoch: float | None = None):
     if args.snapshot_at:
         snaps = (out, parse_times(args.snapshot_at, "--snapshot-at", duration))
     return PostfixFiles(duration, args.maillog, args.metrics, snaps, epoch, window,
-                        args.maillog_sample, labels={"scenario": scen.simulation.name})
+                        args.maillog_sample, labels={"scenario": scen.simulation.name},
+                        run_folder=out)
 
 
 def _bar(scen):

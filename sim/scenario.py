@@ -1,6 +1,7 @@
 """The scenario: every knob of a run, declared once with its default, unit and bounds.
 
-Public names: Scenario, Simulation, Sender, Upstream, Relay, Outage, Change, Pasted, FIELDS_DOC.
+Public names: Scenario, Simulation, Sender, Upstream, Relay, Outage, Change, Pasted, FIELDS_DOC,
+check_samples, reference_markdown, INT_MAX, TIME_MAX, RATE_MAX, SIZE_MAX, MAX_SAMPLES.
 
 Contract:
 - A Scenario is frozen. It is built by Scenario.from_toml(path) or Scenario.from_dict(d); sweeps
@@ -29,6 +30,11 @@ Contract:
   recipient_validation from relay_recipient_maps and reject_unverified_recipient, and a
   minimal_backoff_time above maximal_backoff_time raises the maximum to it (qmgr_active.c
   clamps to the minimum last). Explicit TOML keys win over pasted ones.
+- Every number has bounds (the knob's, else INT_MAX, TIME_MAX, RATE_MAX, SIZE_MAX); a run
+  keeps at most MAX_SAMPLES samples and all senders together send at most RATE_MAX; names are
+  folder names (simulation.name) or printable labels. reference_markdown() states them all.
+  from_toml(path, require_study=True) (relaysim run) also wants the quantities that define a
+  study in the file; check_samples(scenario) wants sample_interval at most duration.
 Errors: every bad key, type, unit or value raises ScenarioError naming the key (dotted, e.g.
 `upstream.maximal_queue_lifetime`), the value and what is allowed.
 """
@@ -37,20 +43,39 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
-from sim.errors import ScenarioError, did_you_mean
+from sim.errors import MISSING, ScenarioError, did_you_mean, read_text_file
 from sim.units import format_time, parse_rate, parse_size, parse_time
 
 INF = math.inf
+#: Bounds every number has unless its knob says less (README, scenario reference): Postfix keeps
+#: times (seconds) and counts in C ints, and so do relaysim's compiled kernels' int64 arrays with
+#: room to spare; a rate is bounded by the memory of one hour of arrivals (1000/s: 3.6 million
+#: messages an hour); sizes by 1 GB a message.
+INT_MAX = 2**31 - 1
+TIME_MAX = float(2**31 - 1)
+RATE_MAX = 1000.0
+SIZE_MAX = 1e9
+MAX_SAMPLES = 200_000  # time-series rows of one run: about 300 MB in memory, 60 MB of CSV
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,99}$")
+_NAME_RULE = ("a plain folder name: 1 to 100 letters, digits and . _ + -, not starting with "
+              ". or - (the default output folder is results/<name>/; choose another folder "
+              "with --out)")
 
 
 def knob(default, kind, doc, unit="", default_unit="s", lo=None, hi=None, choices=None):
-    """A scenario field with its metadata (see the module contract)."""
+    """A scenario field with its metadata (see the module contract); numbers without an upper
+    bound get the common ones (INT_MAX, TIME_MAX, RATE_MAX, SIZE_MAX)."""
+    if hi is None:
+        hi = {"int": INT_MAX, "time": TIME_MAX, "times": TIME_MAX, "rate": RATE_MAX,
+              "size": SIZE_MAX}.get(kind)
     meta = {"kind": kind, "doc": doc, "unit": unit, "default_unit": default_unit,
             "min": lo, "max": hi, "choices": choices}
     if isinstance(default, list | dict):
@@ -61,10 +86,12 @@ def knob(default, kind, doc, unit="", default_unit="s", lo=None, hi=None, choice
 @dataclass(frozen=True)
 class Simulation:
     """How long to simulate and how to observe it."""
-    name: str = knob("scenario", "str", "name of the run; default output folder results/<name>/")
-    duration: float = knob(28 * 86400.0, "time", "simulated time", "s", lo=1, hi=400 * 86400)
-    seed: int = knob(1, "int", "root seed of all random streams", lo=0)
-    sample_interval: float = knob(3600.0, "time", "time between samples of the time series", "s",
+    name: str = knob("scenario", "name", "name of the run; default output folder results/<name>/")
+    duration: float = knob(28 * 86400.0, "time", "simulated time (required in a scenario file)",
+                           "s", lo=1)
+    seed: int = knob(1, "int", "root seed of all random streams", lo=0, hi=2**63 - 1)
+    sample_interval: float = knob(3600.0, "time", "time between samples of the time series "
+                                  f"(at most duration, and at most {MAX_SAMPLES} samples)", "s",
                                   lo=1)
 
 
@@ -72,8 +99,9 @@ class Simulation:
 class Sender:
     """One traffic source: Poisson arrivals (with a daily/weekly profile) or explicit times."""
     name: str = knob("internet", "str", "label of this source")
-    rate: float = knob(10000 / 86400, "rate", "mean message arrival rate", "1/s")
-    arrivals: tuple = knob((), "times", "explicit arrival times instead of Poisson", "s")
+    rate: float = knob(10000 / 86400, "rate", "mean message arrival rate (a scenario file gives "
+                       f"rate or arrivals; all senders together at most {RATE_MAX:g}/s)", "1/s")
+    arrivals: tuple = knob((), "times", "explicit arrival times instead of Poisson", "s", lo=0)
     profile: str = knob("flat", "choice", "rate shape over the day/week", choices=(
         "flat", "daily", "weekly"))
     start: float = knob(0.0, "time", "when this source starts sending", "s", lo=0)
@@ -124,13 +152,13 @@ class Upstream:
     unknown_relay_recipient_reject_code: int = knob(
         550, "int", "reply for a recipient not in relay_recipient_maps", lo=400, hi=599)
     unverified_recipient_reject_code: int = knob(
-        450, "int", "reply when the verification probe bounced", lo=200, hi=599)
+        450, "int", "reply when the verification probe bounced", lo=400, hi=599)
     address_verify_positive_refresh_time: float = knob(
         7 * 86400.0, "time", "re-probe a known-good address after this", "s", default_unit="d",
         lo=1)
     # --- other MTAs' schedules (mta = ...); see sim.model.schedules for their sources -----------
     exim_retry_rule: str = knob("F,2h,15m; G,16h,1h,1.5; F,4d,6h", "str",
-                                "exim: retry rules in Exim's syntax")
+                                "exim: retry rules in Exim's syntax (at most 1000 characters)")
     queue_runner_interval: float = knob(1800.0, "time", "exim: queue runner interval (-q30m)",
                                         "s", lo=1)
     queue_interval: float = knob(1800.0, "time", "sendmail: queue run interval (-q30m)", "s",
@@ -146,15 +174,16 @@ class Upstream:
         0.0, "time", "exchange: MessageExpirationTimeout (0: 2d; exchange-online: 24h)", "s",
         lo=0)
     retry_list: tuple = knob((120.0, 300.0, 600.0), "times",
-                             "list: gaps between attempts, the last repeating", "s")
+                             "list: gaps between attempts, the last repeating (1 to 1000 "
+                             "gaps)", "s", lo=1, hi=100 * 86400)
     lifetime: float = knob(5 * 86400.0, "time", "list: lifetime", "s", default_unit="d", lo=0)
 
 
 @dataclass(frozen=True)
 class Outage:
     """An interval during which the relay refuses connections."""
-    start: float = knob(0.0, "time", "when the outage begins", "s", lo=0)
-    duration: float = knob(3600.0, "time", "how long it lasts", "s", lo=0)
+    start: float = knob(0.0, "time", "when the outage begins (required)", "s", lo=0)
+    duration: float = knob(3600.0, "time", "how long it lasts (required)", "s", lo=0)
 
 
 @dataclass(frozen=True)
@@ -181,14 +210,15 @@ class Relay:
         lo=400, hi=599)
     soft_bounce: bool = knob(False, "bool", "turn every 5xx reply into 4xx")
     outages: tuple = knob((), "outages", "scheduled outages [{start, duration}]")
-    outage_mtbf: float = knob(0.0, "time", "mean time between random outages (0: none)", "s",
-                              lo=0)
+    outage_mtbf: float = knob(0.0, "time", "mean time between random outages (0: none; else at "
+                              "least 60s)", "s", lo=0)
     outage_mttr: float = knob(3600.0, "time", "mean duration of a random outage", "s", lo=0)
     smtpd_hard_error_limit: int = knob(
         0, "int", "421 and disconnect after this many rejected RCPTs in a session (0: off; "
         "Postfix's default is 20, but see the README: derived, not verified live)", lo=0)
     greylisting: Greylisting | None = knob(None, "greylisting",
-                                           "postgrey settings; absent: no greylisting")
+                                           "postgrey settings, or true (defaults) or false "
+                                           "(none); absent: no greylisting")
 
 
 @dataclass(frozen=True)
@@ -228,9 +258,11 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
                 value = float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value) if abs(value) < 2**1000 else math.copysign(INF, value)
+        if not isinstance(value, float) or math.isnan(value):
             raise ScenarioError(key, value, "a number" + _bounds(m))
-        out = float(value)
+        out = value
     elif kind == "bool":
         if isinstance(value, str) and value.lower() in ("yes", "no", "true", "false"):
             value = value.lower() in ("yes", "true")
@@ -243,17 +275,28 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
                                 did_you_mean(str(value), m["choices"]))
         return value
     elif kind == "str":
-        if not isinstance(value, str) or not value:
-            raise ScenarioError(key, value, "a non-empty string")
+        if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 1000:
+            raise ScenarioError(key, value, "a non-empty string of printable characters (at most "
+                                "1000)")
+        return value
+    elif kind == "name":
+        if not isinstance(value, str) or not _NAME.match(value):
+            raise ScenarioError(key, value, _NAME_RULE)
         return value
     elif kind == "times":
         if not isinstance(value, list):
             raise ScenarioError(key, value, 'a list of times like ["0s", "90s", "2h"]')
-        times = tuple(parse_time(f"{key}[{i}]", v, "s") for i, v in enumerate(value))
+        most = 1000 if f.name == "retry_list" else 1_000_000
+        if f.name == "retry_list" and not value:
+            raise ScenarioError(key, value, 'at least one gap, like ["2m", "5m", "10m"]')
+        if len(value) > most:
+            raise ScenarioError(key, f"a list of {len(value)} times", f"at most {most}")
+        times = tuple(_parse_value(f"{key}[{i}]", _one_time(m["min"] or 0, m["max"]), v)
+                      for i, v in enumerate(value))
         return tuple(sorted(times)) if f.name == "arrivals" else times
     elif kind == "greylisting":
-        if isinstance(value, bool) and value:
-            return Greylisting()
+        if isinstance(value, bool):
+            return Greylisting() if value else None
         return _build(Greylisting, value, key)
     elif kind == "outages":
         if not isinstance(value, list):
@@ -261,18 +304,38 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
         return tuple(_build(Outage, v, f"{key}[{i}]") for i, v in enumerate(value))
     else:  # pragma: no cover - a knob declared with a kind this function does not know
         raise AssertionError(kind)
+    if isinstance(out, float) and math.isnan(out):
+        raise ScenarioError(key, value, "a number" + _bounds(m))
     if (m["min"] is not None and out < m["min"]) or (m["max"] is not None and out > m["max"]):
         raise ScenarioError(key, value, "a value" + _bounds(m))
     return out
 
 
+def _one_time(lo: float, hi: float) -> SimpleNamespace:
+    """One element of a `times` list, as _parse_value reads a field: a time in [lo, hi]."""
+    return SimpleNamespace(name="t", default=0.0, metadata={
+        "kind": "time", "doc": "", "unit": "s", "default_unit": "s", "min": lo, "max": hi,
+        "choices": None})
+
+
 def _bounds(m: Mapping) -> str:
-    lo, hi, unit = m["min"], m["max"], m["unit"]
-    unit = f" {unit}" if unit else ""
+    lo, hi = m["min"], m["max"]
+    if m["kind"] == "rate":
+        def num(x):
+            return f"{x:g}/s ({x * 86400:g}/d)" if x else "0"
+    else:
+        unit = f" {m['unit']}" if m["unit"] and m["unit"] != "s" else ""
+
+        def num(x):
+            if m["unit"] == "s":
+                return format_time(x) if x else "0"
+            return (str(int(x)) if float(x).is_integer() else f"{x:g}") + unit
     if lo is not None and hi is not None:
-        return f" from {lo:g} to {hi:g}{unit}"
+        return f" from {num(lo)} to {num(hi)}"
     if lo is not None:
-        return f" of at least {lo:g}{unit}"
+        return f" of at least {num(lo)}"
+    if hi is not None:
+        return f" of at most {num(hi)}"
     return ""
 
 
@@ -356,11 +419,8 @@ def _with_main_cf(table: Any, cls, prefix: str, origins: dict, pasted: list,
     if path is not None:                         # its lines first, then main_cf's
         file = Path(str(path)).expanduser()
         origin = f"{prefix}.main_cf_file" + (" and main_cf" if text.strip() else "")
-        try:
-            text = (base / file if base else file).read_text() + "\n" + text
-        except OSError as e:
-            raise ScenarioError(f"{prefix}.main_cf_file", path,
-                                f"a readable main.cf file ({e.strerror})") from None
+        text = read_text_file(base / file if base else file,
+                              f"{prefix}.main_cf_file") + "\n" + text
     mc = maincf.read(text, origin, _modelled_names())
     warnings.extend(mc.warnings)
     knobs = _postfix_knobs(cls)
@@ -504,21 +564,19 @@ class Scenario:
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> Scenario:
+    def from_toml(cls, path: str | Path, require_study: bool = False) -> Scenario:
+        """The scenario of a TOML file. With require_study (relaysim run), the quantities that
+        define a study must be in the file: simulation.duration, one or more [[senders]] each
+        with rate or arrivals, and start and duration of every outage."""
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise ScenarioError("scenario", str(path), "an existing TOML file") from None
-        except OSError as e:
-            raise ScenarioError("scenario", str(path), f"a readable file ({e.strerror})") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ScenarioError(f"{path.name}", "malformed TOML", f"valid TOML ({e})") from None
+        data = _load_toml(read_text_file(path, "scenario"), path.name)
+        given = dict(data)
         if isinstance(data.get("simulation", {}), dict):
-            data.setdefault("simulation", {}).setdefault("name", path.stem)
-        return cls.from_dict(data, origin="file", base=path.parent)
+            data["simulation"] = {"name": _safe_name(path.stem), **data.get("simulation", {})}
+        scen = cls.from_dict(data, origin="file", base=path.parent)
+        if require_study:  # after the values: a wrong one is reported before a missing one
+            _require_study(given)
+        return scen
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], origin: str = "dict",
@@ -528,7 +586,13 @@ class Scenario:
         for key in d:
             if key not in SECTIONS:
                 raise ScenarioError(key, "[section]", "sections: " + ", ".join(SECTIONS),
-                                    did_you_mean(key, SECTIONS))
+                                    did_you_mean(str(key), SECTIONS))
+        for key in ("simulation", "upstream", "relay"):
+            if key in d and not isinstance(d[key], Mapping):
+                raise ScenarioError(key, d[key], f"a [{key}] table of settings")
+        for key in ("senders", "changes"):
+            if key in d and not isinstance(d[key], list):
+                raise ScenarioError(key, d[key], f"a list of [[{key}]] tables")
         origins = {f"{sec}.{k}": origin for sec in ("simulation", "upstream", "relay")
                    for k in (d.get(sec) or {}) if k not in ("main_cf", "main_cf_file")}
         pasted: list[Pasted] = []
@@ -559,6 +623,10 @@ class Scenario:
                                         "at, upstream.<parameter> or relay.<parameter>",
                                         did_you_mean(key, ("at", "upstream", "relay")))
             at = _parse_value(f"{prefix}.at", _field(Change, "at"), c["at"])
+            for sec in ("upstream", "relay"):
+                if not isinstance(c.get(sec, {}), Mapping):
+                    raise ScenarioError(f"{prefix}.{sec}", c[sec],
+                                        f"{sec}.<parameter> = <value> settings")
             changes.append(Change(at=at, upstream=dict(c.get("upstream", {})),
                                   relay=dict(c.get("relay", {}))))
         changes.sort(key=lambda ch: ch.at)
@@ -571,6 +639,7 @@ class Scenario:
                     "transaction per message attempt")
         scen = cls(sim, senders, up, relay, tuple(changes), origins,
                    tuple(not_modelled), tuple(pasted), tuple(warnings))
+        _check_run(scen)
         scen.timeline()  # checks every change now, not mid-run
         return scen
 
@@ -600,21 +669,30 @@ class Scenario:
                                     "parameters with --set upstream.<name>=<value>")
             parts = dotted.split(".")
             node: Any = d
+            if parts[0] not in SECTIONS:
+                raise ScenarioError(dotted, value, "a key like upstream.queue_run_delay",
+                                    did_you_mean(parts[0], SECTIONS))
             for j, part in enumerate(parts[:-1]):
                 if isinstance(node, list):
+                    if not node:
+                        raise ScenarioError(dotted, value, f"an existing entry: the scenario "
+                                            f"has no {parts[j - 1]} (add them in the file)")
                     if not part.isdigit() or int(part) >= len(node):
-                        raise ScenarioError(dotted, value, f"an index below {len(node)} at "
-                                            f"{'.'.join(parts[:j + 1])}")
+                        raise ScenarioError(dotted, value, f"an index from 0 to {len(node) - 1}"
+                                            f" after {'.'.join(parts[:j])}")
                     node = node[int(part)]
                 elif isinstance(node, dict):
-                    if part not in node and j == 0:
-                        raise ScenarioError(dotted, value, "a key like upstream.queue_run_delay",
-                                            did_you_mean(part, SECTIONS))
                     node = node.setdefault(part, {})
                     if isinstance(node, list) and j == len(parts) - 2:
                         raise ScenarioError(dotted, value, f"an index: {part}.0.<key>")
+                else:
+                    raise ScenarioError(dotted, value, f"a key inside a table: "
+                                        f"{'.'.join(parts[:j])} is a single value")
             if isinstance(node, list):
                 raise ScenarioError(dotted, value, f"{dotted}.<key> with an index first")
+            if not isinstance(node, dict):
+                raise ScenarioError(dotted, value, f"a key inside a table: "
+                                    f"{'.'.join(parts[:-1])} is a single value")
             node[parts[-1]] = value
         new = Scenario.from_dict(d, origin="dict")
         origins = dict(self.origins)
@@ -633,6 +711,83 @@ class Scenario:
                                                  else {}),
                          **({"relay": dict(c.relay)} if c.relay else {})} for c in self.changes],
         }
+
+
+def _load_toml(text: str, name: str) -> dict:
+    """tomllib's table, its complaints as one line naming the file (and a duplicate key)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        why = str(e)
+        m = re.search(r"line (\d+)", why)
+        if m and "overwrite" in why:
+            line = text.splitlines()[int(m.group(1)) - 1] if int(m.group(1)) <= len(
+                text.splitlines()) else ""
+            key = line.split("=")[0].strip().strip("[]").strip()
+            why += f"; {key!r} is set twice" if key else ""
+        raise ScenarioError(name, "malformed TOML", f"valid TOML ({why})") from None
+    except RecursionError:
+        raise ScenarioError(name, "TOML nested too deep", "tables and arrays nested a few "
+                            "levels, as a scenario needs") from None
+
+
+def _safe_name(stem: str) -> str:
+    """A file's stem as a default run name (_NAME): other characters become '_'."""
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", stem).lstrip(".-")[:100]
+    return name if _NAME.match(name) else "scenario"
+
+
+def _require_study(data: Mapping) -> None:
+    """The keys a scenario file must give (Scenario.from_toml, require_study)."""
+    sim = data.get("simulation")
+    if not isinstance(sim, Mapping) or "duration" not in sim:
+        raise ScenarioError("simulation.duration", MISSING, 'the simulated time, e.g. '
+                            '[simulation] duration = "28d"')
+    senders = data.get("senders")
+    if not isinstance(senders, list) or not senders:
+        raise ScenarioError("senders", MISSING, "one or more [[senders]] tables with rate "
+                            "or arrivals")
+    for i, snd in enumerate(senders):
+        if isinstance(snd, Mapping) and not {"rate", "arrivals"} & set(snd):
+            raise ScenarioError(f"senders[{i}].rate", MISSING, 'rate = "10000/d" or '
+                                'arrivals = ["0s", "90s"]')
+    relay = data.get("relay")
+    outages = relay.get("outages") if isinstance(relay, Mapping) else None
+    for i, o in enumerate(outages if isinstance(outages, list) else ()):
+        for key in ("start", "duration"):
+            if isinstance(o, Mapping) and key not in o:
+                raise ScenarioError(f"relay.outages[{i}].{key}", MISSING,
+                                    'an outage with start and duration, like { start = "2d", '
+                                    'duration = "6h" }')
+
+
+def check_samples(scen: Scenario) -> None:
+    """A run's time series has more than its first sample: sample_interval at most duration
+    (relaysim run; a library caller may want the one row)."""
+    sim = scen.simulation
+    if sim.sample_interval > sim.duration:
+        raise ScenarioError("simulation.sample_interval", format_time(sim.sample_interval),
+                            f"at most simulation.duration ({format_time(sim.duration)}): "
+                            "else the time series is its first, empty sample")
+
+
+def _check_run(scen: Scenario) -> None:
+    """Bounds that involve several keys (README, scenario reference)."""
+    sim = scen.simulation
+    samples = math.floor(sim.duration / sim.sample_interval) + 1
+    if samples > MAX_SAMPLES:
+        raise ScenarioError("simulation.sample_interval", format_time(sim.sample_interval),
+                            f"at least {format_time(math.ceil(sim.duration / (MAX_SAMPLES - 1)))}"
+                            f" for a duration of {format_time(sim.duration)}: {samples} samples "
+                            f"would take about {samples * 1600 // 10**6} MB; at most "
+                            f"{MAX_SAMPLES}")
+    total = sum(s.rate for s in scen.senders if not s.arrivals)
+    if total > RATE_MAX:
+        raise ScenarioError("senders.rate", f"{total * 86400:g}/d in all",
+                            f"at most {RATE_MAX:g}/s ({RATE_MAX * 86400:g}/d) over all senders")
+    if 0 < scen.relay.outage_mtbf < 60:
+        raise ScenarioError("relay.outage_mtbf", format_time(scen.relay.outage_mtbf),
+                            "0 (no random outages) or at least 60s")
 
 
 def _field(cls, name: str) -> dataclasses.Field:
@@ -706,7 +861,8 @@ def reference_markdown() -> str:
               ("[relay]", Relay), ("[relay.greylisting]", Greylisting),
               ("outages = [{...}]", Outage), ("[[changes]]", Change)]
     for title, cls in tables:
-        out += [f"**{title}**", "", "| key | default | unit | meaning |", "|---|---|---|---|"]
+        out += [f"**{title}**", "", "| key | default | unit | bounds | meaning |",
+                "|---|---|---|---|---|"]
         for f in dataclasses.fields(cls):
             m = f.metadata
             unit = m["unit"]
@@ -716,6 +872,33 @@ def reference_markdown() -> str:
                 unit = " \\| ".join(m["choices"])
             elif m["kind"] == "rate":
                 unit = "rate (N/s, N/m, N/h, N/d, N/w)"
-            out.append(f"| `{f.name}` | {_default_text(f)} | {unit} | {m['doc']} |")
+            out.append(f"| `{f.name}` | {_default_text(f)} | {unit} | {_bounds_text(f)} | "
+                       f"{m['doc']} |")
         out.append("")
+    out.append(_LIMITS)
     return "\n".join(out)
+
+
+_LIMITS = (
+    "Bounds: every number has one, checked before anything runs. Counts and times have "
+    f"Postfix's own ceiling, a C int ({INT_MAX} and {INT_MAX} s, about 68 years) unless the row "
+    f"says less; rates at most {RATE_MAX:g}/s in all (one hour of arrivals is held in memory "
+    f"at once); sizes at most {SIZE_MAX:g} bytes; a run keeps at most {MAX_SAMPLES} samples "
+    "(about 1.6 kB each in memory); `relaysim run` also wants `sample_interval` at most "
+    "`duration`, and its file must give `duration`, one or more `[[senders]]` each with "
+    "`rate` or `arrivals`, and `start` and `duration` of every outage; the upstream's schedule "
+    "(and each scheduled change of it) must expire a message within 100000 attempts (checked "
+    "by `run` and `explain`). Strings are printable "
+    "text of at most 1000 characters; `simulation.name` is a plain folder name (letters, "
+    "digits, `. _ + -`, 1 to 100, not starting with `.` or `-`). Files (the scenario, "
+    "`main_cf_file`) are regular UTF-8 text files of at most 16 MB.\n")
+
+
+def _bounds_text(f: dataclasses.Field) -> str:
+    m = f.metadata
+    if m["kind"] == "name":
+        return "folder name"
+    if m["kind"] == "times":
+        return ("1 to 1000 gaps, each" if f.name == "retry_list" else "each") + _bounds(m)
+    text = _bounds(m).strip()
+    return text.replace("of at least", "at least").replace("of at most", "at most")

@@ -30,7 +30,11 @@ _SIZE_UNITS = {"": 1, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3}
 
 
 def _number(key: str, value: object, allowed: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ScenarioError(key, value, allowed)
+    if isinstance(value, int) and abs(value) >= 2**1000:  # beyond any float: beyond every bound
+        raise ScenarioError(key, value, allowed + "; this number is beyond any bound")
+    if not math.isfinite(value):
         raise ScenarioError(key, value, allowed)
     if value < 0:
         raise ScenarioError(key, value, allowed)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.errors import ScenarioError
 from sim.postfix.qshape import format_table
 from sim.results import QSHAPE_LABELS, TIMESERIES_UNITS
 
@@ -230,7 +231,7 @@ BAD = [
      "relay.unknown_local_recipient_reject_code"),
     ("bad-bool", edit("[relay]", '[relay]\nsoft_bounce = "maybe"'), [], "relay.soft_bounce"),
     ("bad-outages", edit("[relay]", '[relay]\noutages = "6h"'), [], "relay.outages"),
-    ("empty-senders", "senders = []\n", [], "senders"),
+    ("empty-senders", 'senders = []\n[simulation]\nduration = "1d"\n', [], "senders"),
     ("change-without-at", edit('at = "12h"\n', ""), [], "changes[0]"),
     ("change-unknown-key", edit("relay.unknown_local_recipient_reject_code = 550",
                                 "relay.unknown_code = 550"), [], "changes[0].relay.unknown_code"),
@@ -470,3 +471,129 @@ def test_console_script_matches_python_m_sim():
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
     c = subprocess.run([RELAYSIM, "run", "missing.toml"], capture_output=True, text=True)
     assert c.returncode == 2 and c.stderr == relaysim("run", "missing.toml").stderr
+
+
+# --- run folders: checked first, replaced as a whole, SIGTERM like SIGINT ----------------------
+
+def test_sigterm_keeps_the_previous_run_and_exits_143(run_dir, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(run_dir[0], out)
+    before = snapshot(out)
+    long = write(tmp_path / "long.toml", SHORT.replace('duration = "1d"', 'duration = "300d"'))
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(long), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert proc.poll() is None, "the long run ended before the signal"
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert len(stderr.splitlines()) == 1 and "terminated" in stderr and "Traceback" not in stderr
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_file_that_cannot_be_replaced_leaves_the_old_run_whole(run_dir, tmp_path):
+    # the old run folder has a directory where the new run writes summary.json: the folders
+    # are swapped as a whole (before: every other file new, that one old)
+    from sim.reports.output import stage_and_commit
+
+    out = tmp_path / "out"
+    shutil.copytree(run_dir[0], out)
+    (out / "summary.json").unlink()
+    (out / "summary.json").mkdir()
+    (out / "notes.txt").write_text("mine")
+    written = stage_and_commit(out, lambda st: [(st / n).write_text("new") for n in
+                                                ("summary.json", "timeseries.csv")])
+    assert {p.name for p in written} == {"summary.json", "timeseries.csv"}
+    assert (out / "summary.json").read_text() == "new" and (out / "notes.txt").read_text() == "mine"
+    assert (out / "timeseries.csv").read_text() == "new"
+    assert (out / "qshape.csv").read_bytes() == (run_dir[0] / "qshape.csv").read_bytes()
+
+
+def test_stale_staging_folders_of_killed_runs_are_removed(run_dir, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(run_dir[0], out)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.staging-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "summary.json").write_text("half a run")
+    alive = tmp_path / f".out.staging-{os.getpid()}-xyz"  # a run still going: kept
+    alive.mkdir()
+    scen = write(tmp_path / "s.toml", SHORT.replace('duration = "1d"', 'duration = "2h"'))
+    proc = relaysim("run", scen, "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert not stale.exists() and alive.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [alive.name]
+
+
+def test_sigkill_while_writing_leaves_the_old_run_and_the_next_run_cleans_up(run_dir, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(run_dir[0], out)
+    before = snapshot(out)
+    code = ("import os, signal, sys\nfrom sim.reports import output\n"
+            "def fill(st):\n    (st / 'summary.json').write_text('half')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"output.stage_and_commit({str(out)!r}, fill)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.staging-")]
+    from sim.reports.output import check_output
+
+    check_output(out)  # what every run does first
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("out, key", [
+    ("/proc/relaysim-nope", "--out"), ("x" * 5000, "--out"), ("a\0b", "--out"),
+    ("/etc", "--out")], ids=["proc", "long-name", "nul", "not-a-run-folder"])
+def test_out_is_checked_before_simulating(tmp_path, out, key):
+    from sim.reports.output import check_output
+
+    with pytest.raises(ScenarioError) as e:
+        check_output(out)
+    assert e.value.key == key
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_default_folder_stays_under_results(tmp_path):
+    scen = write(tmp_path / "weird name!.toml", SHORT.replace('duration = "1d"',
+                                                              'duration = "2h"'))
+    proc = relaysim("run", scen, "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["weird_name_"]
+
+
+def test_plot_and_qshape_refuse_a_folder_with_an_empty_summary(run_dir, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(run_dir[0], out)
+    (out / "summary.json").write_text("{}")
+    for command in ("qshape", "plot"):
+        proc = relaysim(command, out)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert "RESULTS_DIR" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_figures_stay_small_however_many_samples(tmp_path):
+    pytest.importorskip("sim.reports.plotting")
+    # 2 days every 2 s: 86,401 samples (before: a 1.2 GB qshape.svg for 28 days at 1 s)
+    scen = write(tmp_path / "dense.toml", SHORT.replace('duration = "1d"', 'duration = "2d"')
+                 .replace('sample_interval = "1h"', 'sample_interval = "2s"'))
+    proc = relaysim("run", scen, "--out", tmp_path / "out", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert len((tmp_path / "out" / "timeseries.csv").read_text().splitlines()) == 86402
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "out").iterdir()
+             if p.suffix in (".svg", ".png")}
+    assert sizes and max(sizes.values()) < 5_000_000, sizes
+
+
+def test_a_linked_run_folder_is_replaced_where_it_points(run_dir, tmp_path):
+    from sim.reports.output import stage_and_commit
+
+    real = tmp_path / "real"
+    shutil.copytree(run_dir[0], real)
+    (tmp_path / "link").symlink_to(real)
+    stage_and_commit(tmp_path / "link", lambda st: (st / "summary.json").write_text("new"))
+    assert (tmp_path / "link").is_symlink() and (real / "summary.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

@@ -1,7 +1,7 @@
 """Run folders: one run's files, written atomically and read back to redraw without simulating.
 
 Public names: write_run, read_run, Run, run_data, scenario_events, draw_figures, plotting_available,
-stage_and_commit, FILES.
+stage_and_commit, check_output, FILES, FIGURE_SAMPLES.
 
 Contract:
 - A run folder holds FILES: summary.json ({summary, scenario (Scenario.to_dict()), origins,
@@ -11,10 +11,16 @@ Contract:
   (delay_s, share of delivered recipients at or below), plus the standard figures of
   sim.reports.plotting when that module is present.
 - write_run(results, outdir) -> paths written. Everything is first written into a hidden
-  staging folder inside `outdir`, then each file is renamed over its old version (with SIGINT
-  held back during the renames when called from the main thread), so a failure or Ctrl-C
-  before the renames leaves the previous run's files as they were, and no reader ever sees half
-  a file. Files in `outdir` that the run does not write are left alone.
+  staging folder next to `outdir` (.<name>.staging-<pid>-*), the other entries of an earlier
+  run folder are carried over (hard links), and the staging folder then takes the place of
+  `outdir` as a whole (Linux renameat2 RENAME_EXCHANGE, one atomic step; SIGINT and SIGTERM
+  held back meanwhile in the main thread): a failure, Ctrl-C, SIGTERM or SIGKILL leaves the
+  previous run's folder exactly as it was, and readers see the old folder or the new one.
+  Staging folders of killed runs (their process gone) are removed by the next write or check.
+- check_output(outdir, key) -> the absolute folder, before simulating: refuses a NUL or an
+  over-long name, a file, a folder that is neither new nor an earlier run's (no
+  summary.json among other files), and a place that cannot be written (a trial folder is
+  made and removed); ScenarioError naming `key` (--out, or simulation.name for the default).
 - read_run(outdir) -> Run(timeseries, qshape, delay_cdf, summary, scenario, events, ...):
   timeseries is a dict of float arrays without the age_* columns (those are `qshape`, an int
   array (samples, 10)); delay_cdf is (delay_s, share). run_data(results) gives the same object
@@ -22,15 +28,19 @@ Contract:
   inputs (up to the CSV's 6 significant digits).
 - scenario_events(scenario) -> [(t_s, label)]: scheduled changes and scheduled relay outages
   (start and end), sorted. Random outages (outage_mtbf) are drawn inside the run and not listed.
-- draw_figures(run, outdir) -> paths, via sim.reports.plotting.standard_figures; ImportError when
-  sim.reports.plotting is missing.
-Errors: read_run raises ScenarioError (key RESULTS_DIR) for a folder that is not a run folder.
+- draw_figures(run, outdir) -> paths, via sim.reports.plotting.standard_figures, from at most
+  about FIGURE_SAMPLES evenly spaced samples (and the last), so a figure's size does not grow
+  with the sample count; ImportError when sim.reports.plotting is missing.
+Errors: read_run raises ScenarioError (key RESULTS_DIR) for a folder that is not a run folder,
+or whose files are unreadable, malformed or inconsistent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import ctypes
+import glob
 import importlib.util
 import io
 import json
@@ -46,11 +56,13 @@ from typing import Any
 
 import numpy as np
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, read_text_file
 from sim.results import QSHAPE_LABELS, Results, write_atomic
 from sim.units import format_time
 
 FILES = ("summary.json", "timeseries.csv", "qshape.csv", "delay_cdf.csv")
+FIGURE_SAMPLES = 4000  # a figure draws at most about this many samples (evenly spaced ones)
+READ_LIMIT = 1 << 30  # bytes of one run-folder file that read_run reads
 AGE_COLUMNS = tuple(f"age_{lab}" for lab in QSHAPE_LABELS)
 
 
@@ -140,8 +152,12 @@ def draw_figures(run: Run, outdir: str | Path) -> list[Path]:
     """The standard figures of sim.reports.plotting for a run (ImportError without it)."""
     from sim.reports import plotting  # imported late: matplotlib is slow to load, and optional here
 
-    return list(plotting.standard_figures(run.timeseries, run.qshape, run.delay_cdf, run.events,
-                                          run.title, Path(outdir)))
+    n = len(run.timeseries["t_s"])
+    keep = np.unique(np.r_[np.arange(0, n, max(1, math.ceil(n / FIGURE_SAMPLES))), n - 1]) \
+        if n else np.arange(0)
+    ts = {k: np.asarray(v)[keep] for k, v in run.timeseries.items()}
+    return list(plotting.standard_figures(ts, np.asarray(run.qshape)[keep], run.delay_cdf,
+                                          run.events, run.title, Path(outdir)))
 
 
 def write_run(results: Results, outdir: str | Path, figures: bool = True) -> list[Path]:
@@ -159,31 +175,140 @@ def write_run(results: Results, outdir: str | Path, figures: bool = True) -> lis
     return stage_and_commit(outdir, fill)
 
 
+def check_output(outdir: str | Path, key: str = "--out") -> Path:
+    """The absolute run folder for `outdir`, once it is sure that a run can be written there
+    (see the module contract); stale staging folders of it are cleaned up first. Nothing is
+    left behind: a trial folder is made in the nearest existing ancestor and removed."""
+    text = os.fspath(outdir)
+    if "\0" in text:
+        raise ScenarioError(key, text, "a path without NUL characters")
+    out = Path(os.path.abspath(text))
+    parts = [os.fsencode(x) for x in out.parts[1:]]
+    if any(len(x) > 255 for x in parts) or len(os.fsencode(str(out))) > 4000:
+        raise ScenarioError(key, text, "a path whose names have at most 255 bytes each")
+    if out.is_symlink():  # the folder it points to is the one replaced, not the link
+        out = out.resolve()
+    if out == Path(out.anchor):
+        raise ScenarioError(key, text, "a folder below the file system's root")
+    _clean_stale(out)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise ScenarioError(key, text, "a folder (this is a file)")
+        other = sorted(p.name for p in out.iterdir())
+        if other and "summary.json" not in other:
+            raise ScenarioError(key, text, "a new folder or an earlier run's folder (this one "
+                                "holds other files: " + ", ".join(other[:3])
+                                + (", ..." if len(other) > 3 else "") + ")")
+    base = out.parent
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise ScenarioError(key, text, f"a path inside folders ({base} is a file)")
+    try:
+        shutil.rmtree(tempfile.mkdtemp(dir=base, prefix=f".{out.name}.check-"))
+    except OSError as e:
+        raise ScenarioError(key, text, f"a folder that can be written ({base}: "
+                            f"{e.strerror or e})") from None
+    return out
+
+
 def stage_and_commit(outdir: str | Path, fill) -> list[Path]:
-    """Call fill(staging) on an empty hidden folder inside outdir, then rename every file it
-    wrote over outdir's; the staging folder is removed whatever happens."""
-    outdir = Path(outdir)
-    created = not outdir.exists()
-    outdir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=outdir, prefix=".staging-"))
+    """Call fill(staging) on an empty hidden folder next to outdir, carry over outdir's other
+    entries (hard links), then swap the staging folder in for outdir as a whole; the staging
+    folder (then holding the old files) is removed whatever happens."""
+    out = check_output(outdir, "RESULTS_DIR" if Path(outdir).is_dir() else "--out")
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-{os.getpid()}-"))
     try:
         fill(staging)
         names = sorted(p.name for p in staging.iterdir() if p.is_file())
         mode = 0o666 & ~_umask()  # temporary files are private (0600); results are not
         for name in names:
             os.chmod(staging / name, mode)
-        with _sigint_held():
-            for name in names:
-                os.replace(staging / name, outdir / name)
-        return [outdir / n for n in names]
+        os.chmod(staging, 0o777 & ~_umask())
+        if out.is_dir():
+            for entry in out.iterdir():
+                if not (staging / entry.name).exists() and not entry.is_symlink():
+                    _carry(entry, staging / entry.name)
+        with _signals_held():
+            if out.is_dir():
+                _swap(staging, out)
+            else:
+                os.rename(staging, out)
+        return [out / n for n in names]
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if created:
+        for p in made:  # the folders this call made, innermost first, if still empty
             with contextlib.suppress(OSError):
-                outdir.rmdir()  # only if empty: a folder this call made and left empty
+                p.rmdir()
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _carry(src: Path, dst: Path) -> None:
+    """A file or folder of the previous run folder into the new one, by hard link (copy where
+    the file system has none)."""
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    if src.is_dir():
+        shutil.copytree(src, dst, symlinks=True, copy_function=link)
+    else:
+        link(src, dst)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _swap(new: Path, out: Path) -> None:
+    """Exchange the folders `new` and `out` (Linux renameat2 RENAME_EXCHANGE: one atomic step);
+    elsewhere by two renames, a crash between which _clean_stale() repairs."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+        fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                       ctypes.c_uint]
+        at_fdcwd = -100
+        if fn(at_fdcwd, os.fsencode(new), at_fdcwd, os.fsencode(out), _RENAME_EXCHANGE) == 0:
+            return
+    except (OSError, AttributeError):
+        pass
+    old = new.with_name(new.name.replace(".staging-", ".old-", 1))
+    os.rename(out, old)
+    os.rename(new, out)
+    os.rename(old, new)  # the caller removes `new`, now the old files
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove the staging folders that an earlier run on `out` left behind when it was killed
+    (SIGKILL, power loss): those whose process is gone. An old folder left between the two
+    renames of _swap() goes back in place if `out` is missing."""
+    if not out.parent.is_dir():
+        return
+    for p in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+        kind, _, rest = p.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-")[0]
+        if kind not in ("staging", "old", "check") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not out.exists():
+            os.rename(p, out)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -198,25 +323,29 @@ def plotting_available() -> bool:
 
 
 @contextlib.contextmanager
-def _sigint_held():
-    """Hold SIGINT back for the block (main thread only), then deliver it."""
+def _signals_held():
+    """Hold SIGINT and SIGTERM back for the block (main thread only), then deliver them."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught = []
-    old = signal.signal(signal.SIGINT, lambda *a: caught.append(a))
+    old = {sig: signal.signal(sig, lambda *a: caught.append(a))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
-        if caught and callable(old):
-            old(*caught[0])
-        elif caught and old == signal.SIG_DFL:
-            os.kill(os.getpid(), signal.SIGINT)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig, frame in caught[:1]:
+            handler = old[sig]
+            if callable(handler):
+                handler(sig, frame)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), sig)
 
 
 def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    rows = list(csv.reader(io.StringIO(path.read_text())))
+    rows = list(csv.reader(io.StringIO(read_text_file(path, "RESULTS_DIR", READ_LIMIT))))
     header, body = rows[0], rows[1:]
     data = np.array(body, dtype=float).reshape(len(body), len(header))
     return header, data
@@ -230,17 +359,22 @@ def read_run(outdir: str | Path) -> Run:
         raise ScenarioError("RESULTS_DIR", str(outdir), "a folder written by `relaysim run` "
                             f"(missing {', '.join(missing)})")
     try:
-        meta = json.loads((outdir / "summary.json").read_text())
+        meta = json.loads(read_text_file(outdir / "summary.json", "RESULTS_DIR", READ_LIMIT))
         header, data = _read_csv(outdir / "timeseries.csv")
         q_header, q = _read_csv(outdir / "qshape.csv")
         _, cdf = _read_csv(outdir / "delay_cdf.csv")
         ts = {c: data[:, i] for i, c in enumerate(header) if c not in AGE_COLUMNS}
         qshape = q[:, [q_header.index(c) for c in AGE_COLUMNS]].astype(np.int64)
-    except (ValueError, KeyError, IndexError) as e:
+        if not ts.get("t_s", np.zeros(0)).size or len(qshape) != len(ts["t_s"]):
+            raise ValueError("no samples, or timeseries.csv and qshape.csv differ in length")
+        if not isinstance(meta.get("summary"), dict) or not isinstance(meta.get("scenario"),
+                                                                        dict):
+            raise ValueError("summary.json has no summary and scenario tables")
+        return Run(timeseries=ts, qshape=qshape, delay_cdf=(cdf[:, 0], cdf[:, 1]),
+                   summary=meta["summary"], scenario=meta["scenario"],
+                   events=[(float(t), str(label)) for t, label in meta.get("events", [])],
+                   seed=int(meta["seed"]), provenance=dict(meta.get("provenance", {})),
+                   origins=dict(meta.get("origins", {})))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as e:
         raise ScenarioError("RESULTS_DIR", str(outdir),
                             f"a folder written by `relaysim run` (unreadable: {e})") from None
-    return Run(timeseries=ts, qshape=qshape, delay_cdf=(cdf[:, 0], cdf[:, 1]),
-               summary=meta["summary"], scenario=meta["scenario"],
-               events=[(float(t), str(label)) for t, label in meta.get("events", [])],
-               seed=int(meta["seed"]), provenance=meta.get("provenance", {}),
-               origins=meta.get("origins", {}))

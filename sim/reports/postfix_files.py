@@ -5,10 +5,12 @@ Public names: PostfixFiles, parse_times.
 
 Contract:
 - PostfixFiles(maillog=DIR, metrics=FILE, snapshots=(DIR, times), duration=, epoch=, window=,
-  sample=, labels=) checks every output can be written (sim.postfix.files.check_writable)
-  before anything is simulated: a ScenarioError names the option. Its `on_attempts` goes to
-  simulate(); close() writes the files (each through a temporary name and a rename) and
-  returns what it wrote; abort() leaves nothing. Without any output it does nothing.
+  sample=, labels=, run_folder=) checks every output can be written
+  (sim.postfix.files.check_writable) before anything is simulated: a ScenarioError names the option.
+  Its `on_attempts` goes to simulate(); close() writes the files (each through a temporary name and
+  a rename) and returns what it wrote; abort() leaves nothing. Without any output it does nothing. A
+  mail log asked for inside the run folder is written beside it and moved in by close(), after the
+  run folder has been replaced.
 - The mail log is sim.postfix.maillog's (one file per host), the metrics sim.postfix.exporter's
   (OpenMetrics text, a sample every `metrics_interval` s), the snapshots
   sim.postfix.postqueue's (postqueue-<time>.json per time, and at the run's end).
@@ -45,11 +47,21 @@ class PostfixFiles:
 
     def __init__(self, duration: float, maillog=None, metrics=None, snapshots=None,
                  epoch: float | None = None, window=None, sample: float = 1.0,
-                 metrics_interval: float = 3600.0, labels: dict | None = None):
+                 metrics_interval: float = 3600.0, labels: dict | None = None,
+                 run_folder=None):
+        import os
+
         from sim.postfix import maillog as ml
         self.duration = float(duration)
         self.epoch = ml.DEFAULT_EPOCH if epoch is None else float(epoch)
         self.maillog = maillog and check_writable(maillog, "--maillog", folder=True)
+        self._final = None  # a mail log inside the run folder: written beside it, moved in
+        if self.maillog and run_folder is not None:
+            run = Path(os.path.abspath(run_folder))
+            log = Path(os.path.abspath(self.maillog))
+            if log == run or run in log.parents:
+                self._final = log
+                self.maillog = run.parent / f".{run.name}.maillog-{os.getpid()}"
         self.metrics = metrics and check_writable(metrics, "--metrics")
         self.snapshots = None
         if snapshots:
@@ -95,7 +107,14 @@ class PostfixFiles:
         written = []
         if self._log is not None:
             self._log.close()
-            written += list(self._log.names.values())
+            names = list(self._log.names.values())
+            if self._final is not None:  # the run folder is in place now: move the log in
+                import shutil
+                shutil.rmtree(self._final, ignore_errors=True)
+                self._final.parent.mkdir(parents=True, exist_ok=True)
+                Path(self.maillog).replace(self._final)
+                names = [self._final / p.name for p in names]
+            written += names
         if self._met is not None:
             write_atomic(Path(self.metrics), self._met.close())
             written.append(Path(self.metrics))
@@ -112,3 +131,6 @@ class PostfixFiles:
         """Leave nothing (an interrupted or failed run)."""
         if self._log is not None:
             self._log.abort()
+        if self._final is not None:
+            import shutil
+            shutil.rmtree(self.maillog, ignore_errors=True)

@@ -1,5 +1,7 @@
 """Real Postfix against relaysim (experiments/validate_postfix.py): compare() and its helpers on
-small hand-made records, relaysim on a hand-written real run, and one live quick run.
+small hand-made records, relaysim on a hand-written real run, two saved live quick runs with
+the live qmgr's own timing effects (tests/data/postfix_live: a late scan timer, attempts
+finished in the next second), and one live quick run.
 
 The live run needs Postfix installed and root (Postfix's master starts as root and drops to
 mail_owner); it is marked postfix and slow and skips with the reason otherwise. It takes about
@@ -13,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -192,6 +195,17 @@ def quick_run(tmp_path_factory):
     return out / "quick"
 
 
+def _live_report(run) -> str:
+    """What the live Postfix's own timing did in a run (for the test's output)."""
+    s = json.loads((run / "comparison.json").read_text())
+    live = s["live_effects"]
+    slips = ", ".join(f"{g['slip_s']:g} s from t_s {g['t_s']:g}" for g in live["scan_slips"])
+    return (f"live qmgr scan timer slips: {slips or 'none'}; messages compared only up to a "
+            f"live effect: {len(live['diverged_messages'])} "
+            f"({live['rows_compared']} of {live['rows_compared'] + live['rows_left_out']} rows "
+            "compared)")
+
+
 @pytest.mark.postfix
 @pytest.mark.slow
 def test_quick_run_real_side(quick_run):
@@ -199,17 +213,18 @@ def test_quick_run_real_side(quick_run):
         real = list(csv.DictReader(f))
     assert list(real[0]) == ["message", "attempt", "t_s", "outcome"]
     assert {r["outcome"] for r in real} == {"sent", "deferred", "expired"}
-    detail = list(csv.DictReader((quick_run / "attempts_detail.csv").open()))
+    detail = vp._read_csv(quick_run / "attempts_detail.csv")
     retries = [r for r in detail if r["predicted_t_s"]]
     explained = _late_finishes(quick_run)
-    # the rule names the scan on relaysim's grid; on a busy machine the live qmgr's timer can
-    # fire a second late and its grid stays shifted: a retry taken by a scan seen at such a
-    # residue (scan_grid_residues, measured in the run) is still the rule
-    residues = [float(k) for k in _meta(quick_run)["scan_grid_residues"]]
-    shifts = {r - min(residues) for r in residues}
-    assert retries and all(float(r["t_s"]) - float(r["predicted_t_s"]) in shifts
+    # Postfix's rule on the live qmgr's own scan grid (live_scans: a late timer shifts it)
+    # names the scan of every retry, but where qmgr finished the previous attempt a second late
+    assert retries and all(float(r["scan_t_s"]) == float(r["predicted_t_s"])
                            or (int(r["message"]), int(r["attempt"])) in explained
-                           for r in retries)
+                           for r in retries), _live_report(quick_run)
+    slips = _meta(quick_run)["scan_slips"]
+    assert all(g["slip_s"] > 0 for g in slips)  # the origin is the first scan's grid
+    if slips or explained:
+        warnings.warn(_live_report(quick_run), stacklevel=1)
 
 
 def _meta(run) -> dict:
@@ -225,28 +240,191 @@ def _late_finishes(run) -> set:
             if g["t_s"] == g["predicted_if_previous_finished_1s_later"]}
 
 
+def _check_against_relaysim(run: Path) -> dict:
+    """Every target met; or, where the live qmgr's own timing (a late scan timer, an attempt
+    finished in the next second) left its frame, every target met on what it leaves
+    comparable, and only on messages where such an effect was seen. Returns the summary."""
+    s = json.loads((run / "comparison.json").read_text())
+    assert s["identity_ok"]
+    if all(s["targets_met"].values()):
+        assert not s["live_effects"]["scan_slips"]
+        return s
+    live = s["live_effects"]
+    report = _live_report(run) + "\n" + json.dumps(s, indent=1)
+    assert live["diverged_messages"], report  # a miss with no live effect to explain it
+    assert all(s["targets_met_apart_from_live_effects"].values()), report
+    # what is left out is only what follows a live effect: every first attempt, and every
+    # attempt of a message up to its effect, is still compared exactly
+    a = s["attempts"]
+    assert live["rows_compared"] >= a["dt_first_s"]["n"] + len(live["diverged_messages"])
+    assert {d["message"] for d in a["differing_messages"]} <= {
+        d["message"] for d in live["diverged_messages"]}, report
+    return s
+
+
 @pytest.mark.postfix
 @pytest.mark.slow
 def test_quick_run_relaysim_meets_every_target(quick_run):
-    s = json.loads((quick_run / "comparison.json").read_text())
-    assert s["identity_ok"]
-    late = {m for m, _ in _late_finishes(quick_run)}
-    a, met = s["attempts"], s["targets_met"]
-    if all(met.values()):
-        return
-    # The documented exception (README, 'What the model simplifies'): a live qmgr finishes an
-    # attempt in the next second, its backoff counts from there, and the retry comes one scan
-    # later than relaysim's. Only that may differ: retries at most one scan early in relaysim,
-    # no other attempt apart by a second or more, and messages that end differently only where
-    # the live run had such a late finish.
-    meta = _meta(quick_run)
-    scan = float(meta["postconf"]["upstream"]["queue_run_delay"].rstrip("s"))
-    residues = [float(k) for k in meta["scan_grid_residues"]]
-    scan += max(residues) - min(residues)  # a live timer's late start
-    assert met["deferred_queue_within_5pct"] and met["counts_identical"], json.dumps(s, indent=1)
-    # (after a live late finish, that message's later attempts may drift further)
-    assert (late or -scan <= a["dt_retry_s"]["min"]) and a["dt_retry_s"]["max"] < 1
-    assert a["dt_first_s"]["min"] >= 0 and a["dt_first_s"]["max"] < 1
-    assert {d["message"] for d in a["differing_messages"]} <= late, json.dumps(s, indent=1)
+    _check_against_relaysim(quick_run)
     assert (quick_run / "README.md").exists()
     assert (quick_run.parent / "README.md").read_text().count("[quick](quick/README.md)") == 1
+
+
+# --- saved live runs with the live effects (tests/data/postfix_live; no Postfix needed) ------
+
+LIVE = Path(__file__).resolve().parents[1] / "data" / "postfix_live"
+
+
+@pytest.fixture(scope="module")
+def saved_runs(tmp_path_factory):
+    """The saved quick runs, re-analysed from their logs (--compare-only) in a copy."""
+    out = tmp_path_factory.mktemp("saved")
+    runs = {}
+    for name in ("late_finish", "scan_slip", "scan_slip_4s"):
+        shutil.copytree(LIVE / name, out / name / "quick")
+        assert vp.main(["--compare-only", "--out", str(out / name), "quick"]) == 0
+        runs[name] = out / name / "quick"
+    return runs
+
+
+def test_saved_scan_slip_is_measured_and_compared_in_the_live_grid(saved_runs):
+    # quick run whose qmgr was stopped (SIGSTOP) for 1.5 s at 22.5 s after its start: its
+    # deferred-scan timer fired a second late and every later scan with it. The old rule took
+    # the t_s origin from the most common residue (the late one) and failed both live tests.
+    run = saved_runs["scan_slip"]
+    meta = _meta(run)
+    assert meta["scan_slips"] == [{"t_s": 21, "slip_s": 1}]
+    assert [g["t_s"] for g in meta["scans"]] == [10, 15, 21, 26, 31, 36, 41]
+    assert meta["off_grid_retries"] == []  # Postfix's rule on the live grid names every scan
+    s = _check_against_relaysim(run)
+    assert not s["targets_met"]["attempt_times_within_1s"]  # the slip is there
+    assert {d["message"]: d["after_attempt"] for d in s["live_effects"]["diverged_messages"]} \
+        == {1: 3, 4: 4, 5: 4}
+    assert s["live_effects"]["rows_compared"] == 14
+
+
+def test_saved_scan_slip_of_4s_changes_stories_only_after_it(saved_runs):
+    # qmgr stopped for 6.2 s from 17.8 s: its timer fired 4 s late at 24 (relaysim's 20). The
+    # old rule refused the run (most common residue 4: "not on a grid"); now two messages
+    # expire at another attempt than relaysim's, both after the late scan
+    run = saved_runs["scan_slip_4s"]
+    assert _meta(run)["scan_slips"] == [{"t_s": 24, "slip_s": 4}]
+    s = _check_against_relaysim(run)
+    assert {d["message"] for d in s["attempts"]["differing_messages"]} == {1, 5}
+    assert {d["message"]: d["after_attempt"] for d in s["live_effects"]["diverged_messages"]} \
+        == {1: 3, 4: 4, 5: 4}
+
+
+def test_saved_late_finish_leaves_the_queue_comparable(saved_runs):
+    # natural run (no signal): two attempts of the scan at 10 finished in second 11, a third
+    # message's next retry shows that qmgr finished it late too; relaysim then expired one
+    # message a scan earlier and the old test failed the deferred-queue target (66.7 %)
+    s = _check_against_relaysim(saved_runs["late_finish"])
+    assert not s["targets_met"]["deferred_queue_within_5pct"]
+    assert s["live_effects"]["queue"]["max_abs_error_share_settled"] == 0.0
+    assert s["live_effects"]["scan_slips"] == []
+    assert {d["message"] for d in s["live_effects"]["diverged_messages"]} == {1, 4, 5}
+
+
+def scans(*seconds, r=5):
+    return vp.live_scans(seconds, r)
+
+
+def test_live_scans_merge_a_straddled_second_and_measure_slips():
+    got = scans(10, 15, 16, 21, 26.5, 31)
+    assert [(g["t"], g["last"], g["nominal"], g["slip_s"]) for g in got] == [
+        (10, 10, 10, 0), (15, 16, 15, 0), (21, 21, 20, 1), (26, 26, 25, 1), (31, 31, 30, 1)]
+
+
+@pytest.mark.parametrize(("x", "scan"), [
+    (3, 5), (5, 5), (6, 10), (10, 10), (11, 10), (12, 15), (16, 21), (17, 21), (30, 31),
+    (40, 41)], ids=["before-first-grid", "on-grid-before-first", "first-seen", "at-first",
+                    "straddled-second", "unseen-between", "late-firing-not-20",
+                    "late-firing", "after-last", "beyond"])
+def test_next_live_scan_counts_the_scans_that_took_nothing(x, scan):
+    # seen in the log: the scan of 10 (its files in seconds 10 and 11) and a scan at 21; the
+    # timer ran every 5 s from its last firing: 15 took nothing, then it fired late at 21 (not
+    # 20), so nothing ran between 16 and 21
+    live = scans(10, 11, 21)
+    assert vp._next_live_scan(live, 5, x) == scan
+
+
+def _rows(*items):
+    """attempts_detail-like rows: (message, attempt, t_s, outcome, t_done_s, scan_t_s, slip)."""
+    return [{"message": str(m), "attempt": str(n), "t_s": str(t), "outcome": o,
+             "t_done_s": str(d), "scan_t_s": "" if s is None else str(s),
+             "scan_slip_s": "" if s is None else str(sl)}
+            for m, n, t, o, d, s, sl in items]
+
+
+def test_live_effects_a_late_scan_uses_postfix_rule_on_relaysim_grid():
+    # the live timer fired 2 s late at 7 and stayed late (scans 7, 12, 17, ...). Message 0,
+    # created at 1: retried at 5 (on relaysim's grid), then mtime = 5 + clamp(4) = 10, taken
+    # by the live scan at 12; relaysim's rule: the first k * 5 with 10 <= scan + 1 is 10.
+    timing = {"queue_run_delay": "5s", "minimal_backoff_time": "5s",
+              "maximal_backoff_time": "10s"}
+    detail = _rows((0, 1, 1, "deferred", 1, None, 0), (0, 2, 5, "deferred", 5, 5, 0),
+                   (0, 3, 12, "deferred", 12, 12, 2), (0, 4, 22, "deferred", 22, 22, 2),
+                   (1, 1, 2, "deferred", 2, None, 0), (1, 2, 7, "deferred", 7, 7, 2))
+    sim = [{"message": 0, "attempt": 3, "outcome": "deferred", "t_s": 10.0}]
+    expected, diverged = vp.live_effects(detail, sim, timing, [])
+    assert expected[(0, 2)] == 5  # the live second itself: on relaysim's grid
+    assert expected[(0, 3)] == 10
+    assert (0, 4) not in expected  # after the divergence
+    assert diverged[0]["after_attempt"] == 3 and "2 s late" in diverged[0]["cause"]
+    assert diverged[0]["t_s"] == 10.0  # relaysim's start, the earlier
+    # message 1, created at 2: mtime 7, ripe at the late scan of 7 (7 <= 8), not at 5 (7 > 6)
+    assert expected[(1, 2)] == 10 and diverged[1]["after_attempt"] == 2
+
+
+def test_live_effects_late_finishes_observed_and_inferred():
+    timing = {"queue_run_delay": "5s", "minimal_backoff_time": "5s",
+              "maximal_backoff_time": "10s"}
+    detail = _rows((0, 1, 1, "deferred", 2, None, 0), (0, 2, 10, "deferred", 10, 10, 0),
+                   (1, 1, 1, "deferred", 1, None, 0), (1, 2, 10, "deferred", 10, 10, 0),
+                   (2, 1, 1, "deferred", 1, None, 0), (2, 2, 5, "deferred", 5, 5, 0))
+    off = [{"message": 1, "attempt": 2, "t_s": 10, "predicted_t_s": 5.0,
+            "predicted_if_previous_finished_1s_later": 10.0}]
+    expected, diverged = vp.live_effects(detail, [], timing, off)
+    assert {m: d["after_attempt"] for m, d in diverged.items()} == {0: 1, 1: 1}
+    assert "a second later" in diverged[0]["cause"] and "next retry" in diverged[1]["cause"]
+    assert expected == {(2, 2): 5}
+
+
+def test_compare_apart_leaves_out_only_what_follows_the_divergence():
+    sim = rows((0, 1, 4.5, "deferred"), (0, 2, 10.0, "deferred"), (0, 3, 15.0, "deferred"),
+               (0, 3, 15.0, "expired"), (1, 1, 5.5, "sent"))
+    expected = {(0, 2): 10.0, (0, 3): 15.0}
+    res = vp.compare_apart_from_live_effects(REAL, sim, expected, {
+        0: {"message": 0, "after_attempt": 3, "cause": "x", "t_s": 15.0}})
+    assert res["rows_compared"] == 4 and res["rows_left_out"] == 1  # the real expiry row
+    assert res["rows_differing"] == res["missing_in_sim"] == res["extra_in_sim"] == 0
+    assert res["final_outcomes_real"] == res["final_outcomes_sim"] == {"sent": 1}
+    # the same without the divergence: relaysim's third attempt is 5 s early
+    res = vp.compare_apart_from_live_effects(REAL, sim, {(0, 2): 10.0, (0, 3): 20.0}, {})
+    assert res["rows_differing"] == 1
+
+
+def test_in_flight_counts_the_live_scan_seconds():
+    got = vp.in_flight([10.5, 11.5, 21.5], 10, [], live_scan_t=[11])
+    assert got.tolist() == [True, True, False]
+
+
+def test_scan_origin_takes_the_grid_of_the_first_retry_scan():
+    def att(n, t):
+        return vp.pl.Attempt(0, "Q", n, t, t, "deferred", "4.1.1", "relay", "")
+
+    # qmgr started at 100.4; its timer fired 2 s late before the first retry scan
+    assert vp.scan_origin([att(1, 101.2), att(2, 112.3), att(3, 122.9)], 100.4, 5) == 102
+    assert vp.scan_origin([att(1, 101.2)], 100.4, 5) == 100  # no retry: qmgr's start
+
+
+def test_compare_apart_a_first_attempt_the_live_qmgr_finished_a_second_late():
+    # a live run (pytest, 13:41 here): message 0's first attempt was logged in second 4 and
+    # finished in 5; relaysim's arrival (MAIL FROM + delays= a) fell 4.6 ms into second 5
+    real = rows((0, 1, 4.0, "sent"))
+    sim = rows((0, 1, 5.0046, "sent"))
+    late = {0: {"message": 0, "after_attempt": 1, "cause": "x", "t_s": 4.0,
+                "real_span_s": [4.0, 6]}}
+    assert vp.compare_apart_from_live_effects(real, sim, {}, late)["rows_differing"] == 0
+    assert vp.compare_apart_from_live_effects(real, sim, {}, {})["rows_differing"] == 1

@@ -108,3 +108,14 @@ def test_bad_format_options_are_one_line_before_simulating(tmp_path, extra, key)
     assert proc.returncode == 2 and key in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_maillog_inside_the_run_folder_survives_its_replacement(tmp_path):
+    """The run folder is replaced whole at the end of a run: a mail log asked for inside it
+    is written beside it and moved in, and a second run replaces both."""
+    for _ in range(2):
+        proc = run(tmp_path, "--maillog", str(tmp_path / "out" / "maillog"))
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(p.name for p in (tmp_path / "out" / "maillog").iterdir()) == [
+            "relay.maillog", "upstream.maillog"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "s.toml"]
