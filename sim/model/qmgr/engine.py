@@ -273,6 +273,8 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
             b = bin_of(entry[i], obs.rec_duration, obs.interval, obs.nbins)
             obs.acc[obs.rows[LEFT], b] -= 1.0
             obs.acc[obs.rows[LEFT + 1], b] -= left
+            if up.grid and entry[i] > T:  # a full active queue kept it deferred until then
+                stay(obs.qdiff, obs.edges, obs.interval, T, entry[i], qf[row[i], ARRIVAL], 1)
 
     # the relay's answers, postgrey and the hard error limit
     width = qr.shape[1]
@@ -388,7 +390,10 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
             obs.acc[obs.warn_row, bin_of(end[i], obs.rec_duration, obs.interval,
                                          obs.nbins)] += 1.0
             qf[d, WARNED] = 1
-        stay(obs.qdiff, obs.edges, obs.interval, end[i], key[i], qf[d, ARRIVAL], 1)
+        # in the deferred queue until the tick takes it (no grid: until its own wake-up time,
+        # when it enters the active queue)
+        stay(obs.qdiff, obs.edges, obs.interval, end[i], key[i] if up.grid else wake[i],
+             qf[d, ARRIVAL], 1)
     return used, nd, nl
 
 

@@ -233,7 +233,7 @@ class QueueHost:
             fd[:, LAST_NEXT] = np.asarray(q.wake, float)[d]
             fd[:, LAST_END] = 0.0
             key = self.policy.key(fd[:, LAST_NEXT], self.cur, 0)
-            stays(self._qdiff, self._edges, rec.interval, fd, key, 1)
+            stays(self._qdiff, self._edges, rec.interval, fd, self._until(fd, key), 1)
             zero = rec.bins(np.zeros(1))
             rec.add("deferred", zero, float(d.sum()))
             rec.add("deferred_recipients", zero, float((rd != -2).sum()))
@@ -311,10 +311,15 @@ class QueueHost:
         f = np.concatenate([p[0] for p in parts])
         rcpt = np.concatenate([p[1] for p in parts])
         old = np.repeat(ticks, [p[0].shape[0] for p in parts])
-        stays(self._qdiff, self._edges, self.rec.interval, f, old, -1)
+        stays(self._qdiff, self._edges, self.rec.interval, f, self._until(f, old), -1)
         key = self.policy.key(f[:, LAST_NEXT], self.cur, int(self.next_tick))
-        stays(self._qdiff, self._edges, self.rec.interval, f, key, 1)
+        stays(self._qdiff, self._edges, self.rec.interval, f, self._until(f, key), 1)
         q.put(f, rcpt, key)
+
+    def _until(self, f: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """Until when queue files filed under these ticks count as deferred (observe.stay):
+        the tick, or without a runner grid their own wake-up time."""
+        return key if self.policy.sched.runner else f[:, LAST_NEXT].astype(np.int64)
 
     # --- observation ---------------------------------------------------------------------
     @property
