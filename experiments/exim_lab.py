@@ -1,7 +1,7 @@
 """Real-Exim lab: Exim 4 as the upstream queue host in front of a Postfix relay, on 127.0.0.1.
 
 Public names: LAB_ROOT, EXIM, TRUSTED_CONFIGS, EximLab, available, exim_version, config_text,
-lab, read_mainlog, MainLine, parse_mainlog, queue_runs, Attempt.
+at_phase, lab, read_mainlog, MainLine, parse_mainlog, queue_runs, Attempt.
 
 Contract:
 - Exim is Debian's exim4-daemon-light, unpacked (`dpkg-deb -x`, see .ci/run) under LAB_ROOT
@@ -17,7 +17,8 @@ Contract:
   127.0.0.1:<port> only, routes example.test to [127.0.0.1]:<relay port> (manualroute, `self =
   send`, `allow_localhost`), sends its bounces to upstream.test into `:blackhole:` and fails
   every other domain: nothing leaves the machine. No DNS, no ident, no TLS.
-- The daemon runs in the foreground (`-bdf -q<interval>`) in its own process group; lab()
+- The daemon runs in the foreground (`-bdf -q<interval>`), started 0.1 s into a second
+  (at_phase), in its own process group; lab()
   stops it with SIGTERM to the group (SIGKILL after 10 s), then any process still running the
   lab's Exim binary with the lab's configuration (delivery children that outlived it), then the
   relay. logs_to receives mainlog, rejectlog, paniclog (if any) and relay.maillog.
@@ -56,6 +57,7 @@ LAB_ROOT = Path(os.environ.get("RELAYSIM_LAB_ROOT", REPO / ".lab" / "root"))
 EXIM = LAB_ROOT / "usr" / "sbin" / "exim4"
 TRUSTED_CONFIGS = Path("/etc/exim4/trusted_configs")
 EXIM_USER = "Debian-exim"
+_LOCK = Path(tempfile.gettempdir()) / "relaysim-exim-trusted.lock"
 #: Compressed time (issue 20): the G rule grows 30 s by 1.5 between 2 and 4 minutes of failing,
 #: and the address times out after 8 minutes.
 RETRY_RULE = "F,2m,20s; G,4m,30s,1.5; F,8m,1m"
@@ -187,10 +189,17 @@ class EximLab:
 
 @contextlib.contextmanager
 def _trusted(config: Path) -> Iterator[None]:
-    """List config in TRUSTED_CONFIGS for the duration; leave the file as it was."""
+    """List config in TRUSTED_CONFIGS for the duration; leave the file as it was.
+
+    Labs may run at once: edits are serialised (_locked), and the first lab to create the file
+    (and its folder) leaves a note beside the lock, so that whichever lab removes the last
+    line also removes what the labs created."""
+    note = _LOCK.with_suffix(".created")
     with _locked():
-        made_dir = not TRUSTED_CONFIGS.parent.exists()
-        made_file = not TRUSTED_CONFIGS.exists()
+        if not TRUSTED_CONFIGS.exists():
+            made = "dir" if not TRUSTED_CONFIGS.parent.exists() else "file"
+            if not note.exists() or not note.read_text().strip():
+                note.write_text(made)
         TRUSTED_CONFIGS.parent.mkdir(parents=True, exist_ok=True)
         with TRUSTED_CONFIGS.open("a") as f:
             f.write(f"{config}\n")
@@ -199,13 +208,14 @@ def _trusted(config: Path) -> Iterator[None]:
         yield
     finally:
         with _locked():
-            lines = TRUSTED_CONFIGS.read_text().splitlines()
-            keep = [ln for ln in lines if ln != str(config)]
-            if made_file and not keep:
+            keep = [ln for ln in TRUSTED_CONFIGS.read_text().splitlines() if ln != str(config)]
+            made = note.read_text().strip() if note.exists() else ""
+            if not keep and made:
                 TRUSTED_CONFIGS.unlink()
-                if made_dir:
+                if made == "dir":
                     with contextlib.suppress(OSError):
                         TRUSTED_CONFIGS.parent.rmdir()
+                note.unlink()
             else:
                 TRUSTED_CONFIGS.write_text("".join(f"{ln}\n" for ln in keep))
 
@@ -213,7 +223,7 @@ def _trusted(config: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
     """Serialise edits of TRUSTED_CONFIGS between labs running at once."""
-    with open(Path(tempfile.gettempdir()) / "relaysim-exim-trusted.lock", "w") as f:
+    with open(_LOCK, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -282,6 +292,7 @@ def lab(reject_code: int = 450, retry_rule: str = RETRY_RULE,
         relay_started = True
         _warm_up(relay_port)
         with _trusted(config):
+            at_phase(0.1)
             daemon = subprocess.Popen(
                 [str(EXIM), "-C", str(config), "-bdf", f"-q{int(queue_interval)}s"],
                 env=_env(), start_new_session=True, stdout=subprocess.DEVNULL,
@@ -305,6 +316,14 @@ def lab(reject_code: int = 450, retry_rule: str = RETRY_RULE,
                 shutil.copyfile(relay.log_file, logs_to / "relay.maillog")
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def at_phase(phase: float) -> None:
+    """Sleep until the wall clock is `phase` seconds into a second. The daemons' queue runs
+    follow their start on whole-second alarms; started early in a second, a run's start and
+    its drift of a few ms per run stay inside the second that relaysim's whole-second runs
+    stand for."""
+    time.sleep((phase - time.time()) % 1.0)
 
 
 def _warm_up(port: int) -> None:

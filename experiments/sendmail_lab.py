@@ -23,9 +23,10 @@ Contract:
   [127.0.0.1]:<relay port> (no DNS: bracketed, `nocanonify`, hosts from a files-only service
   switch) and takes mail for upstream.test (its own bounces) as local, aliased to /dev/null
   for root, postmaster, MAILER-DAEMON and sender0..sender499: nothing leaves the machine.
-- Timing: the daemon runs `-bD -q<interval>s`; Timeout.queuereturn, MinQueueAge and
-  Timeout.hoststatus come from the caller; Timeout.queuewarn is off; HostStatusDirectory is
-  on (as in Debian's sendmail.mc) so that queue runs share the host-status cache.
+- Timing: the daemon runs `-bD -q<interval>s`, started 0.1 s into a second
+  (exim_lab.at_phase); Timeout.queuereturn, MinQueueAge and Timeout.hoststatus come from the
+  caller; Timeout.queuewarn is off; HostStatusDirectory is
+  on, so that queue runs share the host-status cache.
 - lab() stops the daemon with SIGTERM to its process group (SIGKILL after 10 s), then any
   process still running the lab's sendmail with the lab's cf, then the relay, also on errors;
   logs_to receives maillog (sendmail's lines), relay.maillog and sendmail.cf.
@@ -199,6 +200,7 @@ class SendmailLab:
     daemon: subprocess.Popen
     queue_interval: int
     version: str
+    daemon_started: float  # epoch, just before the daemon was started
 
     @property
     def maillog(self) -> Path:
@@ -256,9 +258,10 @@ def _stop_daemon(daemon: subprocess.Popen, cf: Path) -> None:
 @contextlib.contextmanager
 def lab(reject_code: int = 450, queue_interval: int = QUEUE_INTERVAL, queuereturn: str = "3m",
         min_queue_age: str = "0", hoststatus: str = "30s", keep: bool = False,
-        logs_to: Path | None = None) -> Iterator[SendmailLab]:
-    """Start the relay, then sendmail's daemon with a queue run every queue_interval seconds;
-    always stop both on exit and copy the logs to logs_to (see the module contract)."""
+        logs_to: Path | None = None, relay_extra: dict | None = None) -> Iterator[SendmailLab]:
+    """Start the relay (postfix_lab.relay_params plus relay_extra), then sendmail's daemon
+    with a queue run every queue_interval seconds; always stop both on exit and copy the logs
+    to logs_to (see the module contract)."""
     ok, why = available()
     if not ok:
         raise FileNotFoundError(why)
@@ -279,7 +282,8 @@ def lab(reject_code: int = 450, queue_interval: int = QUEUE_INTERVAL, queueretur
         f"{name}: /dev/null\n" for name in ("root", "postmaster", "MAILER-DAEMON",
                                             *(f"sender{i}" for i in range(SENDERS)))))
     relay_port, port = pl.free_port(), pl.free_port()
-    relay = pl.make_instance(root, "relay", relay_port, pl.relay_params(reject_code))
+    relay = pl.make_instance(root, "relay", relay_port,
+                             {**pl.relay_params(reject_code), **(relay_extra or {})})
     mc = base / "sendmail.mc"
     mc.write_text(mc_text(base, port, relay_port, queuereturn, min_queue_age, hoststatus))
     cf = base / "sendmail.cf"
@@ -301,13 +305,16 @@ def lab(reject_code: int = 450, queue_interval: int = QUEUE_INTERVAL, queueretur
         pl.start(relay)
         relay_started = True
         el._warm_up(relay_port)
+        el.at_phase(0.1)
+        started = time.time()
         daemon = subprocess.Popen(
             [*namespace, str(SENDMAIL), "-C", str(cf), "-bD", f"-q{int(queue_interval)}s"],
             env=env, start_new_session=True, stdout=subprocess.DEVNULL,
             stderr=(root / "sendmail.stderr").open("w"))
         try:
             el._wait_port(port, daemon)
-            yield SendmailLab(root, port, relay, cf, daemon, int(queue_interval), version)
+            yield SendmailLab(root, port, relay, cf, daemon, int(queue_interval), version,
+                              started)
         finally:
             _stop_daemon(daemon, cf)
     finally:
