@@ -79,6 +79,15 @@ def blocks() -> dict[str, str]:
         "validation": "**Against real Postfix 3.7 on loopback.** " + preamble(
             "results/validation/postfix/README.md",
             missing="Not generated yet: run experiments/validate_postfix.py (as root).")
+        + "\n\n**Against real Exim 4.96 on loopback.** " + preamble(
+            "results/validation/exim/README.md",
+            missing="Not generated yet: run experiments/validate_exim.py (as root).")
+        + "\n\n**Against real sendmail 8.17 on loopback.** " + preamble(
+            "results/validation/sendmail/README.md",
+            missing="Not generated yet: run experiments/validate_sendmail.py (as root).")
+        + "\n\n**qmail and Exchange** cannot run here: "
+        "[results/validation/other_mtas/README.md](results/validation/other_mtas/README.md) "
+        "says why, what their schedules rest on and what would validate them."
         + "\n\n**Against queueing theory.** " + _from(
             "results/validation/theory/README.md", "Answer",
             missing="Not generated yet: run experiments/validate_theory.py."),
