@@ -511,6 +511,7 @@ def main(argv=None) -> int:
 
     # 3. scaling, in a child process each; stop before a size predicted to exceed LIMIT_S
     m["scaling"], m["stopped"] = [], None
+    predicted = 0.0
     for days, per_day in cfg["scaling"]:
         if m["scaling"]:
             prev = m["scaling"][-1]
@@ -519,7 +520,10 @@ def main(argv=None) -> int:
             if predicted > LIMIT_S:
                 m["stopped"] = (days, per_day, predicted)
                 break
-        runs = [in_child(traffic(days * DAY, per_day), 1) for _ in range(cfg["scaling_reps"])]
+        reps = cfg["scaling_reps"]
+        if m["scaling"] and predicted > LIMIT_S / 3:  # a long point runs once
+            reps = 1
+        runs = [in_child(traffic(days * DAY, per_day), 1) for _ in range(reps)]
         r = median_run(runs)
         m["scaling"].append({"days": days, "per_day": per_day, **r})
         log(f"scaling {days:g} d x {per_day}/d: {r['attempts']:,} attempts in "

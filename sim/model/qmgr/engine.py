@@ -240,15 +240,19 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
     n_old = store.count[k]
     n = n_old + n_new
     idx = slot_rows(store.head, store.tail, store.count, store.chunks, k)
-    # the tick's messages in queue order: position -> (source, row)
-    src = np.empty(n, dtype=np.int64)  # 0 deferred queue, 1 new mail
-    row = np.empty(n, dtype=np.int64)
+    # the tick's queue files, gathered in queue order (f, r), and whether each was deferred
+    width = qr.shape[1]
+    f = np.empty((n, qf.shape[1]))
+    r = np.empty((n, width), dtype=qr.dtype)
+    old = np.zeros(n, dtype=np.bool_)
     entry = np.empty(n)
     if up.grid:
         for i in range(n_old):
-            src[i], row[i], entry[i] = 0, idx[i], T
+            _copy(qf, qr, idx[i], f, r, i)
+            old[i], entry[i] = True, T
         for i in range(n_new):
-            src[n_old + i], row[n_old + i], entry[n_old + i] = 1, i, inc_f[i, ARRIVAL]
+            _copy(inc_f, inc_r, i, f, r, n_old + i)
+            entry[n_old + i] = inc_f[i, ARRIVAL]
     else:
         ent = np.empty(n)
         for i in range(n_new):
@@ -260,45 +264,45 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
             m = order[q]
             entry[q] = ent[m]
             if m < n_new:
-                src[q], row[q] = 1, m
+                _copy(inc_f, inc_r, m, f, r, q)
             else:
-                src[q], row[q] = 0, idx[m - n_new]
+                _copy(qf, qr, idx[m - n_new], f, r, q)
+                old[q] = True
     start, end, vetoed, used = _serve(entry, n_old if up.grid else 0, T, service, relay, up,
                                       obs, st)
     for i in range(n):  # SERIES: deferred, deferred_recipients, as the files leave
-        if src[i] == 0:
+        if old[i]:
             left = 0
-            for c in range(qr.shape[1]):
-                left += qr[row[i], c] != -2
+            for c in range(width):
+                left += r[i, c] != -2
             b = bin_of(entry[i], obs.rec_duration, obs.interval, obs.nbins)
             obs.acc[obs.rows[LEFT], b] -= 1.0
             obs.acc[obs.rows[LEFT + 1], b] -= left
             if up.grid and entry[i] > T:  # a full active queue kept it deferred until then
-                stay(obs.qdiff, obs.edges, obs.interval, T, entry[i], qf[row[i], ARRIVAL], 1)
+                stay(obs.qdiff, obs.edges, obs.interval, T, entry[i], f[i, ARRIVAL], 1)
 
     # the relay's answers, postgrey and the hard error limit
-    width = qr.shape[1]
     out = np.empty((n, width), dtype=np.int8)
     held = np.zeros(n, dtype=np.bool_)
     hit = np.zeros(n, dtype=np.bool_)
     greyed = np.zeros(n if relay.grey[0] else 1, dtype=np.int64)
     new_pass = False
     hit_end = -np.inf
+    one = relay.times.size == 1
     for i in range(n):
-        f, r = (qf, qr) if src[i] == 0 else (inc_f, inc_r)
-        j = row[i]
-        snap = rules.snapshot(relay.times, start[i])
+        snap = 0 if one else rules.snapshot(relay.times, start[i])
+        users, unknown = relay.users[snap], relay.unknown[snap]
         for c in range(width):
-            u = r[j, c]
-            out[i, c] = -1 if u == -2 else (
-                DEFERRED if vetoed[i] else outcome(u, relay.users[snap], relay.unknown[snap]))
+            u = r[i, c]
+            out[i, c] = -1 if u == -2 else (DEFERRED if vetoed[i] else
+                                            outcome(u, users, unknown))
         if relay.grey[0]:
             first, ok_now, fresh_pass, held[i] = rules.greylist(
-                f[j, GREY_FIRST], f[j, GREY_OK] == 1, start[i], relay.grey[1], relay.grey[2],
+                f[i, GREY_FIRST], f[i, GREY_OK] == 1, start[i], relay.grey[1], relay.grey[2],
                 st.grey[0], not vetoed[i])
-            f[j, GREY_FIRST] = first
+            f[i, GREY_FIRST] = first
             if ok_now:
-                f[j, GREY_OK] = 1.0
+                f[i, GREY_OK] = 1.0
             if held[i]:
                 for c in range(width):
                     if out[i, c] == SENT:
@@ -329,9 +333,6 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
 
     # per message: the outcome's tally and, with deferred recipients, the retry
     tally = np.zeros((n, 4), dtype=np.int64)
-    kind = np.empty(n)
-    size = np.empty(n)
-    arrived = np.empty(n)
     soft = np.empty(n, dtype=np.bool_)
     now = np.zeros(n, dtype=np.int64)
     wake = np.zeros(n, dtype=np.int64)
@@ -340,48 +341,44 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
     expired = np.zeros(n, dtype=np.bool_)
     keep = np.zeros(n, dtype=np.bool_)
     last = store.head.size - 1
+    one_up = up.times.size == 1
     for i in range(n):
-        f = qf if src[i] == 0 else inc_f
-        j = row[i]
         for c in range(width):
             o = out[i, c]
             if o >= 0:
                 tally[i, 0] += 1
                 tally[i, 1 + o] += 1
-        kind[i], size[i], arrived[i] = f[j, KIND], f[j, SIZE], f[j, ARRIVAL]
-        soft[i] = relay.code[rules.snapshot(relay.times, start[i])] < 500
+        soft[i] = relay.code[0 if one else rules.snapshot(relay.times, start[i])] < 500
         if tally[i, 2] > 0:
             now[i] = rules.now_of(end[i])
-            P = up.P[rules.snapshot(up.times, end[i])]
+            P = up.P[0 if one_up else rules.snapshot(up.times, end[i])]
             wake[i], give_up = schedules.due(
-                up.rule, P, np.int64(f[j, CREATE]), now[i], np.int64(f[j, TRIES]) + 1,
-                np.int64(f[j, LAST_FAIL]), np.int64(f[j, LAST_NEXT]), kind[i] == NULL)
-            if give_up or f[j, FORCED]:  # forced_expire (postsuper -e): at this deferral
+                up.rule, P, np.int64(f[i, CREATE]), now[i], np.int64(f[i, TRIES]) + 1,
+                np.int64(f[i, LAST_FAIL]), np.int64(f[i, LAST_NEXT]), f[i, KIND] == NULL)
+            if give_up or f[i, FORCED]:  # forced_expire (postsuper -e): at this deferral
                 expired[i] = True
             else:
                 keep[i] = True
                 key[i] = rules.tick_key(wake[i], nxt, up.R, up.slack, up.grid)
                 slots[i] = min(key[i] // store.unit, last)
     delays = record(obs.acc, obs.rows, obs.rec_duration, obs.interval, obs.nbins, obs.duration,
-                    entry, start, end, tally, vetoed, greyed, soft, kind, size, arrived, expired,
-                    keep)
+                    entry, start, end, tally, vetoed, greyed, soft, f[:, KIND], f[:, SIZE],
+                    f[:, ARRIVAL], expired, keep)
     dbuf[nd:nd + delays.size] = delays
     nd += delays.size
     if log.qid.size:
-        nl = _log(log, nl, qf, qr, inc_f, inc_r, src, row, out, entry, start, end, vetoed,
-                  held, hit, expired, relay)
+        nl = _log(log, nl, f, r, out, entry, start, end, vetoed, held, hit, expired, relay)
 
     # the survivors filed again, with only their deferred recipients
     dest = file_rows(store.head, store.tail, store.count, store.chunks, store.state, slots, keep)
     for i in range(n):
         if not keep[i]:
             continue
-        f, r = (qf, qr) if src[i] == 0 else (inc_f, inc_r)
-        j, d = row[i], dest[i]
+        d = dest[i]
         for c in range(f.shape[1]):
-            qf[d, c] = f[j, c]
+            qf[d, c] = f[i, c]
         for c in range(width):
-            qr[d, c] = r[j, c] if out[i, c] == DEFERRED else -2
+            qr[d, c] = r[i, c] if out[i, c] == DEFERRED else -2
         qf[d, TRIES] += 1
         qf[d, LAST_FAIL] = now[i]
         qf[d, LAST_NEXT] = wake[i]
@@ -395,6 +392,15 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
         stay(obs.qdiff, obs.edges, obs.interval, end[i], key[i] if up.grid else wake[i],
              qf[d, ARRIVAL], 1)
     return used, nd, nl
+
+
+@njit(cache=True, inline="always")
+def _copy(sf, sr, j, f, r, i):
+    """Queue file j of (sf, sr) copied to row i of (f, r), element by element."""
+    for c in range(sf.shape[1]):
+        f[i, c] = sf[j, c]
+    for c in range(sr.shape[1]):
+        r[i, c] = sr[j, c]
 
 
 @njit(cache=True)
@@ -468,31 +474,29 @@ def _whitelist(st, clients):
 
 
 @njit(cache=True)
-def _log(log, nl, qf, qr, inc_f, inc_r, src, row, out, entry, start, end, vetoed, held, hit,
-         expired, relay):
-    """The tick's attempts written to the log from row nl on; returns the next free row."""
-    for i in range(src.size):
-        f, r = (qf, qr) if src[i] == 0 else (inc_f, inc_r)
-        j = row[i]
+def _log(log, nl, f, r, out, entry, start, end, vetoed, held, hit, expired, relay):
+    """The tick's attempts (queue files f, r in queue order) written to the log from row nl
+    on; returns the next free row."""
+    for i in range(f.shape[0]):
         snap = rules.snapshot(relay.times, start[i])
         for c in range(r.shape[1]):
-            u = r[j, c]
+            u = r[i, c]
             if u == -2:
                 continue
             o = out[i, c]
-            log.qid[nl] = np.int64(f[j, QID])
+            log.qid[nl] = np.int64(f[i, QID])
             log.rcpt[nl] = c
             log.user[nl] = u
-            log.kind[nl] = np.int8(f[j, KIND])
-            log.size[nl] = np.int64(f[j, SIZE])
-            log.nrcpt[nl] = np.int16(f[j, NRCPT])
-            log.arrival[nl] = f[j, ARRIVAL]
+            log.kind[nl] = np.int8(f[i, KIND])
+            log.size[nl] = np.int64(f[i, SIZE])
+            log.nrcpt[nl] = np.int16(f[i, NRCPT])
+            log.arrival[nl] = f[i, ARRIVAL]
             log.entry[nl] = entry[i]
             log.start[nl] = start[i]
             log.end[nl] = end[i]
             log.outcome[nl] = EXPIRED if (expired[i] and o == DEFERRED) else o
             log.code[nl] = rules.reply_code(o, u, relay.users[snap], relay.code[snap],
                                             vetoed[i], held[i], hit[i])
-            log.tries[nl] = np.int16(f[j, TRIES] + 1)
+            log.tries[nl] = np.int16(f[i, TRIES] + 1)
             nl += 1
     return nl
