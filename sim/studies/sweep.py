@@ -329,7 +329,7 @@ def experiment_args(doc: str, name: str, argv=None, seeds: int = 3) -> argparse.
                    help="parallel processes (default: all CPUs)")
     a = p.parse_args(argv)
     if a.out is None:
-        a.out = Path(__file__).resolve().parents[1] / "results" / name
+        a.out = Path(__file__).resolve().parents[2] / "results" / name
     if a.seeds is None:
         a.seeds = 1 if a.quick else seeds
     return a
