@@ -113,21 +113,3 @@ class Incoming:
             self.last_probe[uid[due]] = first_t[first][due]
             n += int(due.sum())
         self.rec.add("probes", self.rec.bins(t[:1]), float(n))
-
-    def _count_probes(self, t, rcpt, pending, refresh: float) -> None:
-        rows, cols = np.nonzero(pending)
-        ids = rcpt[rows, cols]
-        unknown = ids < 0
-        n = int(unknown.sum())
-        known = ids[~unknown]
-        if known.size:
-            first_t = t[rows[~unknown]]
-            uid, first = np.unique(known, return_index=True)
-            top = int(uid.max()) + 1
-            if top > self.last_probe.size:
-                self.last_probe = np.concatenate([self.last_probe,
-                                                  np.full(top - self.last_probe.size, -np.inf)])
-            due = first_t[first] - self.last_probe[uid] >= refresh
-            self.last_probe[uid[due]] = first_t[first][due]
-            n += int(due.sum())
-        self.rec.add("probes", self.rec.bins(t[:1]), float(n))
