@@ -75,10 +75,23 @@ class InProcess(_Backend):
         try:
             return [(job, True, fn(*args))]
         except Exception as e:  # a failed run is reported, the sweep goes on
+            if _interrupted(e):
+                raise KeyboardInterrupt from e
             return [(job, False, describe(e))]
 
     def close(self, abort: bool = False):
         self._queue.clear()
+
+
+def _interrupted(e: BaseException) -> bool:
+    """True for an exception that a Ctrl-C caused: a KeyboardInterrupt that arrived while
+    compiled code ran surfaces as numba's SystemError ("returned a result with an exception
+    set") with the KeyboardInterrupt as its context."""
+    while e is not None:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _ignore_sigint():
