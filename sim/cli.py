@@ -199,14 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(e), 2)
     except KeyboardInterrupt as e:
         return _stopped(e)
-    except SystemError as e:
-        # Ctrl-C while compiled (numba) code calls back into Python surfaces as a SystemError
-        # whose cause is the KeyboardInterrupt
-        if not _interrupted(e):
-            raise
-        return _stopped(_interrupted(e))
-    except OSError as e:
-        return _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), 1)
+    except Exception as e:
+        # Ctrl-C while compiled (numba) code runs, compiles or calls back into Python surfaces
+        # as another exception (SystemError, a numba error, an OSError) caused by the
+        # KeyboardInterrupt
+        if _interrupted(e):
+            return _stopped(_interrupted(e))
+        if isinstance(e, OSError):
+            return _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), 1)
+        raise
 
 
 def _stopped(e) -> int:
