@@ -269,7 +269,7 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
                 _copy(qf, qr, idx[m - n_new], f, r, q)
                 old[q] = True
     start, end, vetoed, used = _serve(entry, n_old if up.grid else 0, T, service, relay, up,
-                                      obs, st)
+                                      st)
     for i in range(n):  # SERIES: deferred, deferred_recipients, as the files leave
         if old[i]:
             left = 0
@@ -404,7 +404,7 @@ def _copy(sf, sr, j, f, r, i):
 
 
 @njit(cache=True)
-def _serve(entry, n_scan, T, service, relay, up, obs, st):
+def _serve(entry, n_scan, T, service, relay, up, st):
     """(start, end, vetoed, service times used) of the tick's jobs in queue order: the first
     n_scan enter together at T (a runner's scan), the rest at their own sorted times. Each job
     takes one service time (standard exponential, times the mean; none when the mean is 0)."""

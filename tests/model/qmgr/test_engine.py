@@ -18,7 +18,7 @@ def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf):
     st.site[0] = dead_until
     service = np.ones(len(entry))
     start, end, vetoed, used = engine._serve(np.array(entry, float), n_scan, T, service, relay,
-                                             up, None, st)
+                                             up, st)
     return start, end, vetoed, used, st
 
 
