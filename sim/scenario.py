@@ -144,6 +144,9 @@ class Upstream:
     qmgr_message_active_limit: int = knob(20000, "int", "messages in the active queue", lo=1)
     smtp_transaction_time: float = knob(
         0.5, "time", "mean duration of one delivery attempt (exponential)", "s", lo=0, hi=3600)
+    qmgr_timer_phase: bool = knob(
+        True, "bool", "postfix: a deferred scan due at second T starts at T plus the sub-second "
+        "phase of qmgr's last wake-up (its whole-second select() timers); false: exactly at T")
     recipient_validation: str = knob(
         "none", "choice", "check recipients at SMTP time: none, relay_recipient_maps or verify",
         choices=("none", "relay_recipient_maps", "verify"))

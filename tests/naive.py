@@ -18,6 +18,10 @@ Contract:
   engine is compared against, so it shares no code with `sim/` beyond the Scenario.
 - Time: float seconds since the start of the run; Postfix's own arithmetic (age, backoff, expiry)
   is in whole seconds, now = floor(time).
+- The deferred scan due at k * queue_run_delay runs when qmgr's event loop wakes for it: at the
+  due second plus the sub-second phase of the loop's last event (an arrival, an attempt's end,
+  the previous scan), or at the first event after the due second if that comes earlier
+  (Postfix events.c; upstream.qmgr_timer_phase = false: at the due second).
 - A state (deferred, active) holds over [entered, left); an event at time x counts in a sample
   at t iff x <= t. The run covers every event at t <= duration.
 - An attempt counts (summary, cumulative series, record) when it starts. An attempt still running
@@ -121,6 +125,19 @@ class Run:
     delays: list[float] = field(default_factory=list)
     deferrals: list[tuple[float, float]] = field(default_factory=list)  # [deferred, queue run)
     attempt_log: list[list] = field(default_factory=list)
+    last_event: float = -math.inf  # qmgr's event loop: when it last woke
+    waiter: simpy.Event | None = None  # a scan waiting for its phase, woken by any event
+    scans: dict[float, simpy.Event] = field(default_factory=dict)  # due second -> its scan
+
+    def event(self, t: float) -> None:
+        """Something woke qmgr's event loop at t (an arrival, an attempt's end, a scan)."""
+        self.last_event = t
+        if self.waiter is not None and not self.waiter.triggered:
+            self.waiter.succeed()
+
+    def scan(self, due: float) -> simpy.Event:
+        """The deferred scan due at `due`: it succeeds when the scan runs."""
+        return self.scans.setdefault(due, self.env.event())
 
     def snapshot(self, t: float) -> tuple[Upstream, Relay]:
         """The upstream and relay settings in force at t: the last snapshot at or before t."""
@@ -150,6 +167,7 @@ def naive_simulate(scenario: Scenario, seed: int | None = None,
     sample_times = np.arange(int(sim.duration // sim.sample_interval) + 1) * sim.sample_interval
     series: dict[str, list] = {k: [] for k in SERIES}
     env.process(source(run, arrival_schedule(scenario, arrivals_rng)))
+    env.process(scanner(run))
     env.run(until=env.process(sampler(run, sample_times, series)))
 
     out = {"summary": summarise(run), "timeseries": {"t_s": sample_times.astype(float)}}
@@ -209,6 +227,7 @@ def source(run: Run, arrivals: list[tuple[float, int]]):
             known = not unknown and relay.local_users > 0
             users.append(int(rng.integers(0, relay.local_users)) if known else -1)
         msg = Message(index, t, math.floor(t), kind, users, list(range(len(users))))
+        run.event(t)
         run.live[index] = msg
         run.messages += 1
         run.received += len(users)
@@ -233,6 +252,7 @@ def message_life(run: Run, msg: Message):
                 yield env.timeout(hold)
         end = env.now
         now = math.floor(end)
+        run.event(end)
 
         sent = [r for r in msg.pending if replies[r] == "sent"]
         bounced = [r for r in msg.pending if replies[r] == "bounced"]
@@ -262,8 +282,8 @@ def message_life(run: Run, msg: Message):
                              up.maximal_backoff_time)
         queue_run = next_queue_run(wake, end, up.queue_run_delay)
         msg.state = "deferred"
-        run.deferrals.append((end, queue_run))
-        yield env.timeout(queue_run - end)
+        yield run.scan(queue_run)
+        run.deferrals.append((end, env.now))
 
 
 def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float]:
@@ -280,6 +300,25 @@ def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float
         return dict.fromkeys(msg.pending, "deferred"), 0.0
     replies = {r: relay_reply(msg.users[r], relay) for r in msg.pending}
     return replies, float(run.service_rng.exponential(up.smtp_transaction_time))
+
+
+def scanner(run: Run):
+    """qmgr's deferred-scan timer: due every queue_run_delay, run at the event loop's phase."""
+    env, up = run.env, run.scenario.upstream
+    k, due = 1, up.queue_run_delay
+    while due <= run.scenario.simulation.duration:
+        yield env.timeout(due - env.now)
+        last = run.last_event
+        phase = last - math.floor(last) if up.qmgr_timer_phase and last > -math.inf else 0.0
+        if phase > 0:
+            run.waiter = env.event()
+            yield env.timeout(phase) | run.waiter
+            run.waiter = None
+        run.event(env.now)
+        if due in run.scans:
+            run.scans.pop(due).succeed()
+        k += 1
+        due = max(k, 1) * up.queue_run_delay  # as next_queue_run() computes it
 
 
 # --- observation ---------------------------------------------------------------------------------

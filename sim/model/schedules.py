@@ -27,12 +27,13 @@ Contract:
   and sendmail: the -q interval, slack 0. qmail, Exchange and `list` have no runner grid: the
   engine uses `wake` directly.
 - SCHEDULES maps the names of sim.scenario's `upstream.mta` to Schedule(retry, params, runner,
-  slack, rule, site): the vectorised function, its parameters class (defaults = the MTA's
-  defaults), the name of the params field holding the runner interval (None: no grid), the
-  slack, the rule's number and the site-level policy's: how long a host that refused a
+  slack, rule, site, phase): the vectorised function, its parameters class (defaults = the
+  MTA's defaults), the name of the params field holding the runner interval (None: no grid),
+  the slack, the rule's number and the site-level policy's: how long a host that refused a
   connection is left alone (Postfix: dead for minimal_backoff_time; Exim: the host's own retry
-  record; sendmail: the host-status cache). A new schedule is a new entry (and, for a new
-  rule, a branch of `due`), never an `if` in the engine.
+  record; sendmail: the host-status cache); phase: the runner is an event loop of
+  whole-second timers (Postfix's qmgr, sim.model.qmgr.rules.scan_start). A new schedule is a
+  new entry (and, for a new rule, a branch of `due`), never an `if` in the engine.
 
 Policies (citation keys as in the domain brief mta-semantics.md):
 - postfix_retry (PF25/PF37 src/qmgr/qmgr_active.c): wake = now + clamp(now - create,
@@ -454,10 +455,13 @@ class Schedule(NamedTuple):
     slack: int  # seconds by which a runner may start before the wake time
     rule: int  # its rule for compiled code: due(rule, pack(params), ...)
     site: int  # when a host that refused a connection is tried again: site_due(site, ...)
+    phase: bool = False  # runner timers of whole seconds in an event loop (Postfix's qmgr:
+    # a scan starts at the loop's sub-second phase, sim.model.qmgr.rules.scan_start)
 
 
 SCHEDULES: dict[str, Schedule] = {
-    "postfix": Schedule(postfix_retry, PostfixParams, "queue_run_delay", 1, POSTFIX, DEAD),
+    "postfix": Schedule(postfix_retry, PostfixParams, "queue_run_delay", 1, POSTFIX, DEAD,
+                        True),
     "exim": Schedule(exim_retry, EximParams, "queue_interval", 0, EXIM, HOST_RECORD),
     "sendmail": Schedule(sendmail_retry, SendmailParams, "queue_interval", 0, SENDMAIL,
                          HOST_STATUS),

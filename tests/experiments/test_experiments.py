@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("seed_story", "reject_strategies", "lifetime_sweep", "outage_recovery", "capacity",
-         "greylisting")
+         "greylisting", "timer_phase")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import sys
@@ -168,10 +169,13 @@ def test_relaysim_reproduces_the_sampled_real_schedule():
     # (test_postfix_lab.test_quick_message4_schedule reads the same from the log)
     injected = [{"message": "0", "recipient": "unknown4@example.test"}]
     sc = vp.sim_scenario(META, injected, np.array([4.543]), 60)
+    # in the logged seconds; each scan at the phase its loop last woke at (the previous
+    # attempt's end: qmgr_timer_phase), so after the second, never on it
     got = vp.sim_records(vp.sim.simulate(sc, record_attempts=True))
-    assert [(r["attempt"], r["t_s"], r["outcome"]) for r in got] == [
-        (1, 4.543, "deferred"), (2, 10.0, "deferred"), (3, 15.0, "deferred"),
-        (4, 25.0, "deferred"), (5, 35.0, "deferred"), (5, 35.0, "expired")]
+    assert [(r["attempt"], math.floor(r["t_s"]), r["outcome"]) for r in got] == [
+        (1, 4, "deferred"), (2, 10, "deferred"), (3, 15, "deferred"),
+        (4, 25, "deferred"), (5, 35, "deferred"), (5, 35, "expired")]
+    assert got[0]["t_s"] == 4.543 and all(r["t_s"] % 1 > 0 for r in got[1:])
 
 
 # --- the live run ------------------------------------------------------------------------------
@@ -299,7 +303,7 @@ def test_saved_scan_slip_is_measured_and_compared_in_the_live_grid(saved_runs):
     assert [g["t_s"] for g in meta["scans"]] == [10, 15, 21, 26, 31, 36, 41]
     assert meta["off_grid_retries"] == []  # Postfix's rule on the live grid names every scan
     s = _check_against_relaysim(run)
-    assert not s["targets_met"]["attempt_times_within_1s"]  # the slip is there
+    assert not s["targets_met"]["attempts_in_the_logged_second"]  # the slip is there
     assert {d["message"]: d["after_attempt"] for d in s["live_effects"]["diverged_messages"]} \
         == {1: 3, 4: 4, 5: 4}
     assert s["live_effects"]["rows_compared"] == 14

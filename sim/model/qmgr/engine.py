@@ -107,7 +107,8 @@ class Relay(NamedTuple):
 class Upstream(NamedTuple):
     """The upstream's schedule (rule and site numbers, packed parameters per configuration
     and their start times) and the configuration in force (cur): runner grid or not, interval
-    R, slack, active-queue limit, delay_warning_time and the mean transaction time."""
+    R, slack, active-queue limit, delay_warning_time, the mean transaction time, and whether
+    scans start at the event loop's phase (rules.scan_start; else on the grid's seconds)."""
     rule: int
     site: int
     P: np.ndarray
@@ -119,6 +120,7 @@ class Upstream(NamedTuple):
     active_limit: int
     dwt: float
     mean: float
+    phase: bool
 
 
 class Obs(NamedTuple):
@@ -161,11 +163,13 @@ class Log(NamedTuple):
 
 class State(NamedTuple):
     """What persists between ticks besides the queue: the agents' free times, the site state
-    (sim.model.qmgr.site), postgrey's first pass per hour and [whitelisted_at]."""
+    (sim.model.qmgr.site), postgrey's first pass per hour and [whitelisted_at], and qmgr's
+    event loop [its last wake-up before the pending tick, its first at or after it]."""
     free: np.ndarray
     site: np.ndarray
     grey_hours: np.ndarray
     grey: np.ndarray
+    loop: np.ndarray
 
 
 # io: in: the first tick, the clock, the position in the service times, the senders' horizon,
@@ -207,6 +211,10 @@ def run(store, mail, buf, relay, up, obs, log, st, dbuf, io):
         while p_in + n_new < mail.f.shape[0] and mail.f[p_in + n_new, ARRIVAL] <= T + R:
             n_new += 1
         nxt = np.int64((math.floor(T / R + 1e-9) + 1) * R)
+        S = T
+        if up.phase:
+            S = rules.scan_start(T, st.loop[0], min(st.loop[1], mail.f[p_in, ARRIVAL]
+                                                    if n_new else np.inf))
         if n_old or n_new:
             n = n_old + n_new
             if store.state[0] + n > store.f.shape[0] or store.state[1] + n > \
@@ -222,20 +230,26 @@ def run(store, mail, buf, relay, up, obs, log, st, dbuf, io):
             if log.qid.size and nl + n * width > log.qid.size:
                 why, need = LOG_ROOM, n * width
                 break
-            used, nd, nl = tick(store, mail.f[p_in:], mail.rcpt[p_in:], n_new, k, T, nxt,
-                                buf[pos:pos + n], relay, up, obs, log, nl, st, dbuf, nd)
+            used, nd, nl, entry, end = tick(store, mail.f[p_in:], mail.rcpt[p_in:], n_new, k,
+                                            (T, S, float(nxt)), buf[pos:pos + n], relay, up,
+                                            obs, log, nl, st, dbuf, nd)
             pos += used
             p_in += n_new
+            if up.phase:
+                _wakeups(st, S, nxt, entry, end)
+        elif up.phase:
+            _wakeups(st, S, nxt, np.empty(0), np.empty(0))
         T = float(nxt)
     io[I_WHY], io[I_T], io[I_POS], io[I_NEW], io[I_DELAYS], io[I_LOGGED], io[I_NEED] = (
         why, T, pos, p_in, nd, nl, need)
 
 
 @njit(cache=True, nogil=True)
-def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl, st, dbuf,
-         nd):
-    """One qmgr tick at T: slot k of the deferred queue and the first n_new rows of the new
-    mail (see the contract). Returns (service times used, delays and log rows written)."""
+def tick(store, inc_f, inc_r, n_new, k, clock, service, relay, up, obs, log, nl, st, dbuf, nd):
+    """One qmgr tick: slot k of the deferred queue and the first n_new rows of the new mail
+    (see the contract); clock: (the tick T, its scan's start, the next tick). Returns (service
+    times used, delays and log rows written, the jobs' entry and end times)."""
+    T, S, nxt = clock
     qf, qr = store.f, store.rcpt
     n_old = store.count[k]
     n = n_old + n_new
@@ -249,7 +263,7 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
     if up.grid:
         for i in range(n_old):
             _copy(qf, qr, idx[i], f, r, i)
-            old[i], entry[i] = True, T
+            old[i], entry[i] = True, S
         for i in range(n_new):
             _copy(inc_f, inc_r, i, f, r, n_old + i)
             entry[n_old + i] = inc_f[i, ARRIVAL]
@@ -268,7 +282,7 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
             else:
                 _copy(qf, qr, idx[m - n_new], f, r, q)
                 old[q] = True
-    start, end, vetoed, used = _serve(entry, n_old if up.grid else 0, T, service, relay, up,
+    start, end, vetoed, used = _serve(entry, n_old if up.grid else 0, S, service, relay, up,
                                       st)
     for i in range(n):  # SERIES: deferred, deferred_recipients, as the files leave
         if old[i]:
@@ -278,7 +292,7 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
             b = bin_of(entry[i], obs.rec_duration, obs.interval, obs.nbins)
             obs.acc[obs.rows[LEFT], b] -= 1.0
             obs.acc[obs.rows[LEFT + 1], b] -= left
-            if up.grid and entry[i] > T:  # a full active queue kept it deferred until then
+            if up.grid and entry[i] > T:  # until the scan's start, or room in the active queue
                 stay(obs.qdiff, obs.edges, obs.interval, T, entry[i], f[i, ARRIVAL], 1)
 
     # the relay's answers, postgrey and the hard error limit
@@ -391,7 +405,23 @@ def tick(store, inc_f, inc_r, n_new, k, T, nxt, service, relay, up, obs, log, nl
         # when it enters the active queue)
         stay(obs.qdiff, obs.edges, obs.interval, end[i], key[i] if up.grid else wake[i],
              qf[d, ARRIVAL], 1)
-    return used, nd, nl
+    return used, nd, nl, entry, end
+
+
+@njit(cache=True)
+def _wakeups(st, S, nxt, entry, end):
+    """qmgr's event loop after the tick whose scan it ran at S (rules.scan_start), in
+    st.loop: its last wake-up before the next tick (nxt) and its first at or after it, from
+    what wakes it: the scan itself, new mail (entry), delivery agents' statuses (the jobs'
+    ends, the agents' last ends) and the first wake-up known from earlier ticks."""
+    last, first = (max(S, st.loop[1]), np.inf) if st.loop[1] < nxt else (S, st.loop[1])
+    for times in (entry, end, st.free):
+        for e in times:
+            if e < nxt:
+                last = max(last, e)
+            else:
+                first = min(first, e)
+    st.loop[0], st.loop[1] = last, first
 
 
 @njit(cache=True, inline="always")

@@ -188,7 +188,7 @@ class QueueHost:
                                              range(len(self.snaps)))) // 3600) + 64
         self._state = engine.State(
             np.zeros(self.snaps[0].default_destination_concurrency_limit), site.new_state(),
-            np.full(hours, np.inf), np.array([np.inf]))
+            np.full(hours, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]))
         self._delays = np.empty(self.DELAYS)
         self._io = np.zeros(len(engine.IO))
         self._no_log = _log_buffer(0)
@@ -252,7 +252,8 @@ class QueueHost:
         return engine.Upstream(sched.rule, sched.site, self._P, self.snap_times, self.cur,
                                sched.runner is not None, int(self.policy.interval(self.cur)),
                                int(self.policy.slack), int(up.qmgr_message_active_limit),
-                               float(up.delay_warning_time), float(up.smtp_transaction_time))
+                               float(up.delay_warning_time), float(up.smtp_transaction_time),
+                               bool(sched.phase and up.qmgr_timer_phase))
 
     def run_ticks(self, T: float) -> float:
         """The ticks from T on, in the compiled engine, as far as they can run now (see

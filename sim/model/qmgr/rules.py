@@ -1,8 +1,8 @@
 """The queue manager's per-message rules, each stated once, compiled; the engine and readers
 use them (sim.model.qmgr.engine).
 
-Public names: runner_tick, tick_key, snapshot, greylist, hard_error_hit, dsn_count,
-delay_warning, reply_code.
+Public names: runner_tick, tick_key, scan_start, snapshot, greylist, hard_error_hit,
+dsn_count, delay_warning, reply_code.
 
 Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
 - The relay's answer to one recipient is sim.model.relay.outcome (known: sent; unknown: the
@@ -11,6 +11,7 @@ Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
   throttle is sim.model.qmgr.site. What is re-filed: a message with deferred recipients that
   does not expire, carrying only its deferred recipients.
 - runner_tick / tick_key: which qmgr tick takes a message with a given wake-up time.
+- scan_start: when Postfix's event loop runs the deferred scan due at a whole second.
 - snapshot: the relay's or upstream's configuration in force at a time (scheduled changes).
 - greylist: postgrey's decision for one message's attempt (a triplet per message).
 - hard_error_hit: smtpd_hard_error_limit at the relay: the session is disconnected.
@@ -51,6 +52,19 @@ def tick_key(wake, pending, R, slack, grid):
     if grid:
         return runner_tick(wake, pending, R, slack)
     return max((-(-wake // R) - 1) * R, pending)
+
+
+@njit(cache=True)
+def scan_start(T, last, first):
+    """When qmgr's deferred scan due at whole second T starts (Postfix events.c). Timers are
+    whole seconds (due at event_present + delay, event_present = time() at the wake-up), and
+    select() then sleeps `due - time()` whole seconds counted from the moment it is called: the
+    loop, which last went to sleep just after the event at `last` (-inf: none), wakes at T plus
+    that event's sub-second phase, unless an event at `first` (a delivery agent's status, new
+    mail; first >= T, inf: none) wakes it earlier; timers are run first at a wake-up. The scan
+    re-arms its timer at time() + queue_run_delay, so the grid stays whole seconds."""
+    s = T + (last - math.floor(last)) if last > -np.inf else T
+    return min(s, first)
 
 
 @njit(cache=True)

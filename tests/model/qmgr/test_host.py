@@ -318,7 +318,11 @@ def test_a_long_stay_counts_every_sample_in_its_bucket(left_at, stay, before, in
 
 def test_qshape_counted_at_filing_matches_a_scan_of_the_deferred_queue(monkeypatch):
     """Across reloads that move the scan grid and an outage, the qshape counts kept as
-    messages are filed equal a direct look at the deferred queue at every sample."""
+    messages are filed equal a direct look at the deferred queue at every sample. On the
+    grid's seconds (qmgr_timer_phase off): a sample at a tick's instant is then taken after
+    the tick, so the queue holds what the sample counts (with the phase on, the files a scan
+    takes are still deferred at its due second; test_properties checks qshape's total against
+    the deferred series then)."""
     from sim.model.metrics import qshape_bucket
     from sim.model.qmgr import host as upstream
     from sim.model.qmgr.queue_file import ARRIVAL, LAST_END
@@ -348,6 +352,7 @@ def test_qshape_counted_at_filing_matches_a_scan_of_the_deferred_queue(monkeypat
     s = Scenario.from_dict({
         "simulation": {"duration": "3d", "sample_interval": "10m"},
         "senders": [{"rate": "5000/d", "unknown_recipient_fraction": 0.3}],
+        "upstream": {"qmgr_timer_phase": False},
         "relay": {"unknown_local_recipient_reject_code": 450,
                   "outages": [{"start": "20h", "duration": "3h"}]},
         "changes": [{"at": "36h", "upstream": {"queue_run_delay": "7m"}},
@@ -468,3 +473,77 @@ def test_every_tick_has_the_mail_arriving_before_the_next(monkeypatch, mta, runn
     simulate(s, seed=1)
     assert len(seen) > 3
     assert all(heard >= min(T + R, s.simulation.duration) for T, heard, R in seen)
+
+
+def test_a_scan_runs_at_the_phase_of_the_loops_last_wake_up():
+    """One message at 10.25 s, zero-time attempts: qmgr's loop last woke at 10.25 s, so the
+    scans due at 600 s and 1200 s run at 600.25 s and 1200.25 s (Postfix events.c: whole-second
+    select() timeouts counted from the last wake-up); with qmgr_timer_phase off, on the
+    second."""
+    on = simulate(one_message("10.25s", duration="1h"), record_attempts=True)
+    assert on.attempts["t_s"][:3].tolist() == [10.25, 600.25, 1200.25]
+    off = simulate(one_message("10.25s", duration="1h", upstream={"qmgr_timer_phase": False}),
+                   record_attempts=True)
+    assert off.attempts["t_s"][:3].tolist() == [10.25, 600.0, 1200.0]
+
+
+@pytest.fixture(scope="module")
+def busy_log():
+    """Every attempt row (sim.model.qmgr.ATTEMPT) of a day of 450s on two agents with
+    0.4 s transactions, and the run's R, backoff clamps and concurrency."""
+    rows = []
+    s = Scenario.from_dict({
+        "simulation": {"duration": "1d", "sample_interval": "1h"},
+        "senders": [{"rate": "3000/d", "unknown_recipient_fraction": 0.5}],
+        "upstream": {"smtp_transaction_time": "0.4s", "queue_run_delay": "60s",
+                     "minimal_backoff_time": "60s", "maximal_backoff_time": "600s",
+                     "default_destination_concurrency_limit": 2},
+        "relay": {"unknown_local_recipient_reject_code": 450}})
+    simulate(s, seed=4, on_attempts=rows.append)
+    return np.concatenate(rows)
+
+
+def test_each_scan_starts_when_the_loop_wakes_for_it(busy_log):
+    """For every scan: it starts at its due second plus the sub-second phase of the last
+    event before that second (an arrival, an attempt's end, an earlier scan), or at the first
+    event after the second if that comes first; checked from the attempt log alone."""
+    a = busy_log
+    retry = a["tries"] > 1
+    scans = np.unique(a["entry"][retry])
+    assert scans.size > 1000
+    for S in scans:
+        T = np.floor(S)
+        others = np.concatenate([a["arrival"][~retry], a["end"],
+                                 a["entry"][retry & (a["entry"] != S)]])
+        before, after = others[others < T], others[others >= T]
+        last = before.max()
+        want = T + (last - np.floor(last))
+        if after.size:
+            want = min(want, after.min())
+        assert S == want, (S, want)
+
+
+def _scan(now, create, R, lo, hi):
+    """Postfix's rule by hand: mtime = now + clamp(now - create), the first scan with
+    mtime <= T + 1."""
+    mtime = now + min(max(now - create, lo), hi)
+    return max(np.ceil((mtime - 1) / R), 1) * R
+
+
+def test_a_retry_backs_off_from_the_second_its_attempt_ended(busy_log):
+    """Postfix's now is the second in which qmgr learns the attempt's end: mtime = now +
+    clamp(now - create_time); the retry takes the first scan with mtime <= T + 1. Some
+    attempts end in the second after they started (the loop's phase, the wait for an agent)
+    and that changes their scan."""
+    a = busy_log
+    R, lo, hi = 60, 60, 600
+    moved = 0
+    for q in np.unique(a["qid"][a["tries"] > 1]):
+        mine = a[a["qid"] == q]
+        mine = mine[np.argsort(mine["tries"])]
+        create = np.floor(mine["arrival"][0])
+        for prev, nxt in zip(mine[:-1], mine[1:], strict=True):
+            assert np.floor(nxt["entry"]) == _scan(np.floor(prev["end"]), create, R, lo, hi)
+            moved += _scan(np.floor(prev["end"]), create, R, lo, hi) != _scan(
+                np.floor(prev["start"]), create, R, lo, hi)
+    assert moved > 0

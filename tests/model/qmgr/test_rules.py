@@ -78,3 +78,14 @@ def test_delay_warning(now, warned, kind, dwt, want):
 def test_reply_code(out, user, vetoed, held, hit, code):
     reject = 550 if out == BOUNCED else 450
     assert rules.reply_code(out, user, 10, reject, vetoed, held, hit) == code
+
+
+@pytest.mark.parametrize("T, last, first, start", [
+    (20.0, 19.868, np.inf, 20.868),   # the validation's scan at 20 s: message 10's end
+    (20.0, 19.868, 20.3, 20.3),       # new mail at 20.3 s wakes the loop first
+    (20.0, 19.868, 21.5, 20.868),     # an event after the phase changes nothing
+    (20.0, 10.0, np.inf, 20.0),       # a wake-up on the second
+    (20.0, -np.inf, np.inf, 20.0),    # nothing has woken the loop yet
+], ids=["phase", "woken-earlier", "later-event", "on-second", "no-event"])
+def test_scan_start(T, last, first, start):
+    assert rules.scan_start(T, last, first) == pytest.approx(start, abs=1e-9)
