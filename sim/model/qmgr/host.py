@@ -181,6 +181,7 @@ class QueueHost:
             codes, relay.down_start, relay.down_end, grey,
             int(scenario.relay.smtpd_hard_error_limit or 0))
         width_p = max(p.size for p in self.policy.packed)
+        self._soft = np.array([up.soft_bounce for up in self.snaps], dtype=np.bool_)
         self._P = np.zeros((len(self.snaps), width_p), dtype=np.int64)
         for j, p in enumerate(self.policy.packed):
             self._P[j, :p.size] = p
@@ -252,7 +253,8 @@ class QueueHost:
         return engine.Upstream(sched.rule, sched.site, self._P, self.snap_times, self.cur,
                                sched.runner is not None, int(self.policy.interval(self.cur)),
                                int(self.policy.slack), int(up.qmgr_message_active_limit),
-                               float(up.delay_warning_time), float(up.smtp_transaction_time))
+                               float(up.delay_warning_time), float(up.smtp_transaction_time),
+                               self._soft)
 
     def run_ticks(self, T: float) -> float:
         """The ticks from T on, in the compiled engine, as far as they can run now (see
