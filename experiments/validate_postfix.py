@@ -9,7 +9,8 @@ maximal_queue_lifetime 180s); `grid_check()` also tests the real attempts agains
 scan-quantised schedule on its own.
 
 Scenarios: 450, 550, fix (450 -> 550 by postconf -e + reload on the relay at fix_at_s),
-outage (relay stopped from outage_s[0] to outage_s[1]), quick (short 450 run, < 2 min).
+outage (relay stopped from outage_s[0] to outage_s[1]), quick (short 450 run, < 2 min),
+soft_bounce (short 550 run with the upstream's soft_bounce = yes).
 
 How: each scenario runs once on a real Postfix pair (experiments/postfix_lab.py). Then relaysim
 runs with the parameters read back from the running instances (`postconf -hx`), the measured
@@ -85,7 +86,7 @@ QUEUES = ("incoming", "active", "deferred", "hold")
 UPSTREAM_PARAMS = ("queue_run_delay", "minimal_backoff_time", "maximal_backoff_time",
                    "maximal_queue_lifetime", "bounce_queue_lifetime", "delay_warning_time",
                    "smtp_destination_concurrency_limit", "smtp_destination_recipient_limit",
-                   "qmgr_message_active_limit")
+                   "qmgr_message_active_limit", "soft_bounce")
 RELAY_PARAMS = ("unknown_local_recipient_reject_code",)
 TARGET_DT_S = 1.0  # attempt times within 1 s of Postfix's
 TARGET_QUEUE_SHARE = 0.05  # deferred queue within 5 % of its peak at every sample
@@ -104,6 +105,7 @@ class LabScenario:
     fix_at_s: float | None = None  # switch the relay to 550 at this time after injection start
     outage_s: tuple[float, float] | None = None  # relay stopped over [start, end)
     max_s: float = 420.0  # hard cap on a run, from injection start
+    upstream: dict = field(default_factory=dict)  # more upstream main.cf parameters
 
 
 QUICK_TIMING = {"queue_run_delay": "5s", "minimal_backoff_time": "5s",
@@ -117,6 +119,9 @@ SCENARIOS = {
     "outage": LabScenario("outage", n_messages=30, unknown_fraction=0.3, outage_s=(15.0, 75.0)),
     "quick": LabScenario("quick", n_messages=6, spread_s=4.0, seed=11, timing=QUICK_TIMING,
                          max_s=90),
+    "soft_bounce": LabScenario("soft_bounce", reject_code=550, n_messages=6, spread_s=4.0,
+                               seed=11, timing=QUICK_TIMING, max_s=90,
+                               upstream={"soft_bounce": "yes"}),
 }
 QUESTIONS = {
     "450": "the relay answers 450 to unknown users: every such message is retried until it "
@@ -128,6 +133,9 @@ QUESTIONS = {
               "the destination",
     "quick": "the relay answers 450 to unknown users (short run: the test suite's smoke "
              "scenario)",
+    "soft_bounce": "the relay answers 550 to unknown users and the upstream has soft_bounce = "
+                   "yes: they are deferred (status=SOFTBOUNCE) until they expire and are "
+                   "returned (short run)",
 }
 
 
@@ -259,7 +267,7 @@ def run(scn: LabScenario, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     messages = workload(scn)
     samples, events, injected, errors = [], [], [], []
-    with pl.lab(scn.reject_code, scn.timing, logs_to=out) as lab:
+    with pl.lab(scn.reject_code, scn.timing, logs_to=out, upstream=scn.upstream) as lab:
         qpid, qstart_epoch = pl.qmgr_start_time(lab.upstream)
         postconf = {"upstream": pl.get_params(lab.upstream, *UPSTREAM_PARAMS),
                     "relay": pl.get_params(lab.relay, *RELAY_PARAMS)}

@@ -19,9 +19,10 @@ exporter/postfix_exporter.go and showq/showq.go; formats.md 1c):
   smtpd connects, disconnects, accepted messages and `NOQUEUE: reject` lines by code (a reject after
   an accepted recipient carries the queue id and is not counted, as in both exporters).
 - Where the exporters differ, Hsn723 (the maintained one) is followed: sasl_method="NONE";
-  postfix_smtp_delivery_delay_seconds observed on sent and bounced lines only (Hsn723 issue
-  #413), with its four `stage` values named correctly (both exporters emit stage="", a bug:
-  formats.md 1c); stage values are from delays=a/b/c/d, c being 0 (not modelled).
+  postfix_smtp_delivery_delay_seconds observed on every delivery line but status=deferred
+  (sent, bounced, SOFTBOUNCE: Hsn723 issue #413), with its four `stage` values named
+  correctly (both exporters emit stage="", a bug: formats.md 1c); stage values are from
+  delays=a/b/c/d, c being 0 (not modelled).
   postfix_smtp_deferred_messages_total is exported and stays 0, as in both exporters (never
   incremented); deferrals are postfix_smtp_status_deferred (kumina's name, no _total).
 - showq (upstream only): postfix_showq_message_age_seconds and _size_bytes histograms and
@@ -216,7 +217,7 @@ class MetricsWriter:
         for d in np.unique(dsn[status == "bounced"]):
             self._count("postfix_smtp_bounced_messages_by_dsn_total", "upstream",
                         a["end"][(status == "bounced") & (dsn == d)], dsn=str(d))
-        final = (status == "sent") | (status == "bounced")
+        final = ~m  # Hsn723 #413: every line but status=deferred (SOFTBOUNCE too)
         stages = (a["entry"] - a["arrival"], a["start"] - a["entry"],
                   np.zeros(len(a)), a["end"] - a["start"])
         for stage, v in zip(STAGES, stages, strict=True):
