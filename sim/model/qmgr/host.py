@@ -53,7 +53,7 @@ from sim.model.qmgr.queue_file import (
     TRIES,
     new_files,
 )
-from sim.model.relay import RelayTimeline
+from sim.model.relay import RelayTimeline, smtpd_code
 
 
 class InitialQueue(NamedTuple):
@@ -173,8 +173,7 @@ class QueueHost:
         g = scenario.relay.greylisting
         grey = np.array([1.0, g.delay, g.retry_window, g.auto_whitelist_clients]
                         if g is not None else [0.0, 0.0, 0.0, 0.0])
-        codes = np.array([int(c) - 100 if (sb and c >= 500) else int(c)
-                          for c, sb in zip(relay.code, relay.soft, strict=True)], dtype=np.int64)
+        codes = smtpd_code(relay.code, relay.soft).astype(np.int64)
         self._relay = engine.Relay(
             relay.times, relay.users, np.array([relay.unknown_reply(j) for j in
                                                 range(relay.times.size)], dtype=np.int64),

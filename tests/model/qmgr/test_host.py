@@ -268,6 +268,21 @@ def test_recipient_validation_at_the_upstream(mode, queued, turned_4xx):
         assert res.attempts["t_s"].size == 0 and res.summary["dsn"]["nondelivery"] == 0
 
 
+@pytest.mark.parametrize("mode, code", [("relay_recipient_maps", 550), ("verify", 550)],
+                         ids=["relay_recipient_maps", "verify-bounced-probe"])
+def test_upstream_soft_bounce_answers_its_own_5xx_as_4xx(mode, code):
+    """The upstream's smtpd under soft_bounce = yes turns a 5xx reject into 4xx
+    (smtpd_check.c): the recipient is still turned away, told to try again."""
+    up = {"recipient_validation": mode, "unknown_relay_recipient_reject_code": code,
+          "unverified_recipient_reject_code": code}
+    hard = simulate(one_message(code=550, duration="1h", upstream=up)).summary["recipients"]
+    soft = simulate(one_message(code=550, duration="1h", upstream={**up, "soft_bounce": True})
+                    ).summary["recipients"]
+    assert hard["rejected_at_upstream"] == soft["rejected_at_upstream"] == 1
+    assert (hard["rejected_at_upstream_4xx"], soft["rejected_at_upstream_4xx"]) == (0, 1)
+    assert soft["received"] == 0
+
+
 def test_relay_recipient_maps_lag_lets_removed_users_through():
     # user ids drawn from 100 users; at 1 h the relay drops to 10 users; with a 1 d lag the
     # upstream still accepts mail for the removed ones, which the relay then rejects
