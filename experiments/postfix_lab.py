@@ -336,16 +336,19 @@ def qmgr_start_time(inst: Instance, timeout: float = 10) -> tuple[int, float]:
 
 @contextlib.contextmanager
 def lab(reject_code: int = 450, timing: dict | None = None, keep: bool = False,
-        logs_to: Path | None = None, qmgr_verbose: bool = False) -> Iterator[Lab]:
+        logs_to: Path | None = None, qmgr_verbose: bool = False,
+        upstream: dict | None = None) -> Iterator[Lab]:
     """Start relay then upstream in a fresh temporary directory; always stop both on exit.
 
-    After both have stopped, their logs are copied to logs_to/{upstream,relay}.maillog when
-    logs_to is given (also after an error); the directory is removed unless keep.
+    `upstream` adds main.cf parameters of the upstream (e.g. {"soft_bounce": "yes"}), after
+    the timing. After both have stopped, their logs are copied to
+    logs_to/{upstream,relay}.maillog when logs_to is given (also after an error); the
+    directory is removed unless keep.
     """
     root = Path(tempfile.mkdtemp(prefix="relaysim-postfix-"))
     relay_port, upstream_port = free_port(), free_port()
     relay = make_instance(root, "relay", relay_port, relay_params(reject_code))
-    up_params = upstream_params(relay_port, timing)
+    up_params = {**upstream_params(relay_port, timing), **(upstream or {})}
     upstream = make_instance(root, "upstream", upstream_port, up_params,
                              qmgr_flags=" -v" if qmgr_verbose else "")
     started: list[Instance] = []
@@ -506,7 +509,7 @@ class Attempt:
     attempt: int
     t_active: float
     t_done: float
-    outcome: str  # sent | deferred | bounced | expired
+    outcome: str  # sent | deferred | bounced | expired (status=SOFTBOUNCE is deferred)
     dsn: str
     relay: str
     reason: str
@@ -535,8 +538,11 @@ def parse_maillog(path: Path | str, year: int | None = None) -> list[Attempt]:
             qid = m["qid"]
             count[qid] += 1
             delays = tuple(float(x) for x in m["delays"].split("/")) if m["delays"] else None
+            # soft_bounce = yes logs a 5xx reply as status=SOFTBOUNCE and keeps the
+            # recipient queued (global/bounce.c): a deferral
+            status = "deferred" if m["status"] == "SOFTBOUNCE" else m["status"]
             out.append(Attempt(index.get(qid, -1), qid, count[qid], active.get(qid, ln.t), ln.t,
-                               m["status"], m["dsn"], m["relay"], m["reason"], delays,
+                               status, m["dsn"], m["relay"], m["reason"], delays,
                                float(m["delay"]) if m["delay"] else None))
     return out
 

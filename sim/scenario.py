@@ -19,9 +19,8 @@ Contract:
   --set); `main_cf` holds one Pasted record per pasted parameter (its host, line, status:
   modelled, overridden, other host, not modelled or unused parameter, and the key it sets);
   `not_modelled` names the pasted parameters relaysim ignores, once each ("x (the relay's)",
-  "x (unused parameter)"); `warnings` holds Postfix's "unused parameter" warnings and the
-  warning for an upstream soft_bounce = yes, for the command line to print once. None of
-  these takes part in equality.
+  "x (unused parameter)"); `warnings` holds Postfix's "unused parameter" warnings, for the
+  command line to print once. None of these takes part in equality.
 - [upstream] and [relay] accept `main_cf = '''...'''` (main.cf or `postconf -n` text, or
   postconf commands) and `main_cf_file = "path"` (relative to the scenario file's folder in
   from_toml): read by sim.postfix.maincf as Postfix reads it, values converted as Postfix's
@@ -142,6 +141,9 @@ class Upstream:
     default_destination_recipient_limit: int = knob(
         50, "int", "recipients per delivery transaction", lo=1, hi=100000)
     qmgr_message_active_limit: int = knob(20000, "int", "messages in the active queue", lo=1)
+    soft_bounce: bool = knob(False, "bool", "defer a recipient the relay rejects with 5xx "
+                             "instead of bouncing it (expired mail is still returned; "
+                             "mta = postfix only)")
     smtp_transaction_time: float = knob(
         0.5, "time", "mean duration of one delivery attempt (exponential)", "s", lo=0, hi=3600)
     qmgr_timer_phase: bool = knob(
@@ -467,13 +469,6 @@ def _with_main_cf(table: Any, cls, prefix: str, origins: dict, pasted: list,
                     take("recipient_validation", name, mode, reason)
                 elif name in mc.params:
                     notes[name] = ("modelled", f"{prefix}.recipient_validation", reason)
-        bounce = mc.params.get("soft_bounce", "no")
-        if "soft_bounce" in mc.params and maincf.bool_value("soft_bounce", bounce):
-            notes["soft_bounce"] = ("not modelled", "", "on the upstream it would defer the "
-                                    "relay's 5xx replies, answer 4xx and keep expired mail")
-            warnings.append(f"{origin}: soft_bounce = yes on the upstream is not modelled "
-                            "(the upstream would defer the relay's 5xx replies, answer 4xx "
-                            "instead of 5xx and never return mail); relay.soft_bounce is")
         _clamp_backoff(table, merged, origins, prefix)
     other, where = (Relay, "relay") if cls is Upstream else (Upstream, "upstream")
     for name, value in mc.params.items():
@@ -542,6 +537,9 @@ def _older_than_24(prefix: str, version: Any) -> bool:
 
 
 def _check_upstream(up: Upstream, prefix: str) -> None:
+    if up.soft_bounce and up.mta != "postfix":
+        raise ScenarioError(f"{prefix}.soft_bounce", "true", "false unless mta = \"postfix\" "
+                            f"(soft_bounce is a Postfix parameter; mta = \"{up.mta}\")")
     if up.maximal_backoff_time < up.minimal_backoff_time:
         raise ScenarioError(f"{prefix}.maximal_backoff_time", f"{up.maximal_backoff_time:g}s",
                             f"at least minimal_backoff_time ({up.minimal_backoff_time:g}s)")

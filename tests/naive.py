@@ -72,14 +72,15 @@ def next_queue_run(wake: float, deferred_at: float, queue_run_delay: float) -> f
     return max(k, 1) * queue_run_delay
 
 
-def relay_reply(user: int, relay: Relay) -> str:
-    """sent, deferred or bounced for one RCPT TO (user -1: never a local user)."""
+def relay_reply(user: int, relay: Relay, upstream_soft_bounce: bool = False) -> str:
+    """sent, deferred or bounced for one RCPT TO (user -1: never a local user), as the upstream
+    takes it: its own soft_bounce = yes defers a 5xx as well."""
     if 0 <= user < relay.local_users:
         return "sent"
     code = relay.unknown_local_recipient_reject_code
     if relay.soft_bounce and 500 <= code <= 599:
         code -= 100
-    return "deferred" if code < 500 else "bounced"
+    return "deferred" if code < 500 or upstream_soft_bounce else "bounced"
 
 
 def in_outage(relay: Relay, t: float) -> bool:
@@ -298,7 +299,7 @@ def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float
     if in_outage(relay, start):
         run.dead_until = start + up.minimal_backoff_time
         return dict.fromkeys(msg.pending, "deferred"), 0.0
-    replies = {r: relay_reply(msg.users[r], relay) for r in msg.pending}
+    replies = {r: relay_reply(msg.users[r], relay, up.soft_bounce) for r in msg.pending}
     return replies, float(run.service_rng.exponential(up.smtp_transaction_time))
 
 

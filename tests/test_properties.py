@@ -68,6 +68,7 @@ def scenarios(draw, outages=True):
         up["queue_run_delay"] = draw(st.sampled_from(["60s", "300s", "900s"]))
         up["minimal_backoff_time"] = up["queue_run_delay"]
         up["maximal_backoff_time"] = "4000s"
+        up["soft_bounce"] = draw(st.booleans())
     elif mta == "list":
         up["retry_list"] = draw(st.lists(st.sampled_from(["2m", "5m", "30m"]), min_size=1,
                                          max_size=4))

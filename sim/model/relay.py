@@ -1,12 +1,16 @@
 """The local relay: recipient map, reject codes and availability, answered for batches of RCPTs.
 
-Public names: RelayTimeline, rcpt_reply, outcome, outage_intervals, SENT, DEFERRED, BOUNCED.
+Public names: RelayTimeline, rcpt_reply, smtpd_code, outcome, outage_intervals, SENT, DEFERRED,
+BOUNCED.
 
 Contract:
 - rcpt_reply(known, code, soft_bounce) is the relay's smtpd decision for one RCPT, vectorised:
   a recipient in local_recipient_maps is accepted (SENT); an unknown one gets
   unknown_local_recipient_reject_code, which soft_bounce turns from 5xx into 4xx
-  (mta-semantics.md 4.1); the upstream defers a 4xx recipient and bounces a 5xx one (3.3).
+  (smtpd_code; mta-semantics.md 4.1); the upstream defers a 4xx recipient and bounces a 5xx
+  one (3.3), unless its own soft_bounce defers that too (sim.model.qmgr.rules.soft_bounce).
+- smtpd_code(code, soft_bounce) is what a Postfix smtpd answers for a reject code, on either
+  host: soft_bounce = yes makes a 5xx a 4xx (smtpd_check.c, smtpd_chat.c).
 - RelayTimeline holds the relay's configuration as a step function of time (the scenario's
   scheduled changes) plus its outage intervals (scheduled ones and random ones drawn once from
   MTBF/MTTR). It answers for any vector of times, including times ahead of the SimPy clock:
@@ -24,9 +28,15 @@ from numba import njit
 SENT, DEFERRED, BOUNCED = 0, 1, 2
 
 
+def smtpd_code(code, soft_bounce):
+    """The reply code a Postfix smtpd sends for reject code `code`: under soft_bounce = yes a
+    5xx goes out as 4xx (smtpd_check.c smtpd_check_reject, smtpd_chat.c); vectorised."""
+    return np.where(np.logical_and(soft_bounce, code >= 500), code - 100, code)
+
+
 def rcpt_reply(known: np.ndarray, code: np.ndarray, soft_bounce: np.ndarray) -> np.ndarray:
     """SENT for known recipients, else DEFERRED (4xx) or BOUNCED (5xx, unless soft_bounce)."""
-    code = np.where(soft_bounce & (code >= 500), code - 100, code)
+    code = smtpd_code(code, soft_bounce)
     return np.where(known, SENT, np.where(code >= 500, BOUNCED, DEFERRED)).astype(np.int8)
 
 

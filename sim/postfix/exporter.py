@@ -14,13 +14,15 @@ exporter/postfix_exporter.go and showq/showq.go; formats.md 1c):
 - Counters count the events at or before T that the exporters count in the lines
   sim/postfix/maillog.py writes for the same stream: the upstream's smtpd/cleanup per received
   message, qmgr inserts per `(queue active)` line (every attempt), removed and expired
-  messages, smtp delivery lines by status and dsn, non-delivery notices; the relay's smtpd
-  connects, disconnects, accepted messages and `NOQUEUE: reject` lines by code (a reject after
+  messages, smtp delivery lines by status and dsn (status=SOFTBOUNCE lines by status only:
+  both exporters count dsns of deferred and bounced lines), non-delivery notices; the relay's
+  smtpd connects, disconnects, accepted messages and `NOQUEUE: reject` lines by code (a reject after
   an accepted recipient carries the queue id and is not counted, as in both exporters).
 - Where the exporters differ, Hsn723 (the maintained one) is followed: sasl_method="NONE";
-  postfix_smtp_delivery_delay_seconds observed on sent and bounced lines only (Hsn723 issue
-  #413), with its four `stage` values named correctly (both exporters emit stage="", a bug:
-  formats.md 1c); stage values are from delays=a/b/c/d, c being 0 (not modelled).
+  postfix_smtp_delivery_delay_seconds observed on every delivery line but status=deferred
+  (sent, bounced, SOFTBOUNCE: Hsn723 issue #413), with its four `stage` values named
+  correctly (both exporters emit stage="", a bug: formats.md 1c); stage values are from
+  delays=a/b/c/d, c being 0 (not modelled).
   postfix_smtp_deferred_messages_total is exported and stays 0, as in both exporters (never
   incremented); deferrals are postfix_smtp_status_deferred (kumina's name, no _total).
 - showq (upstream only): postfix_showq_message_age_seconds and _size_bytes histograms and
@@ -45,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.postfix.maillog import ATTEMPT, BOUNCED, DEFERRED, EXPIRED, NULL, SENT
+from sim.postfix.maillog import ATTEMPT, BOUNCED, DEFERRED, EXPIRED, NULL, delivery_status
 from sim.results import write_atomic
 
 AGE_BUCKETS = (1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)
@@ -200,10 +202,9 @@ class MetricsWriter:
         self._count("postfix_bounce_non_delivery_notification_total", "upstream",
                     end[(any_bnc | any_exp) & (h["kind"] != NULL)])
         # upstream smtp: one delivery line per row
-        status = np.where(a["outcome"] == SENT, "sent",
-                          np.where(a["outcome"] == BOUNCED, "bounced", "deferred"))
+        status = delivery_status(a["outcome"], a["code"])
         dsn = _dsn(a["code"], a["user"])
-        for s in ("sent", "deferred", "bounced"):
+        for s in ("sent", "deferred", "bounced", "SOFTBOUNCE"):
             m = status == s
             if m.any():
                 self._count("postfix_smtp_messages_processed_total", "upstream", a["end"][m],
@@ -216,7 +217,7 @@ class MetricsWriter:
         for d in np.unique(dsn[status == "bounced"]):
             self._count("postfix_smtp_bounced_messages_by_dsn_total", "upstream",
                         a["end"][(status == "bounced") & (dsn == d)], dsn=str(d))
-        final = ~m
+        final = ~m  # Hsn723 #413: every line but status=deferred (SOFTBOUNCE too)
         stages = (a["entry"] - a["arrival"], a["start"] - a["entry"],
                   np.zeros(len(a)), a["end"] - a["start"])
         for stage, v in zip(STAGES, stages, strict=True):

@@ -1,8 +1,8 @@
 """The mail log: Postfix 3.7's own log lines for the upstream and the relay, from an attempt stream.
 
 Public names: ATTEMPT, SENT, DEFERRED, BOUNCED, EXPIRED, ORDINARY, NULL, FORGED, DEFAULT_EPOCH,
-MaillogWriter, MaillogFolder, write_maillog, delivery_reason, format_tv, rfc3339, queue_id,
-message_index, sender_address, recipient_address, read_attempts, read_arrivals, Arrivals,
+MaillogWriter, MaillogFolder, write_maillog, delivery_reason, delivery_status, format_tv, rfc3339,
+queue_id, message_index, sender_address, recipient_address, read_attempts, read_arrivals, Arrivals,
 UPSTREAM_HOST, RELAY_HOST, RELAY_DOMAIN, INODE_BASE.
 
 Contract (mta-semantics.md 6.3 and 6.4, formats.md 1b; format strings of PF37
@@ -21,7 +21,9 @@ src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/
   from`, `QID: client=`, cleanup `QID: message-id=<relaysim-N@upstream.example>` (N = qid, the
   lab parser's convention) and `disconnect from`; at entry qmgr `QID: from=<s>, size=N,
   nrcpt=N (queue active)`; at end one smtp delivery line per row, `to=<r>, relay=..., delay=,
-  delays=a/b/c/d, dsn=, status=sent|deferred|bounced (text)`, a = entry - arrival, b = start -
+  delays=a/b/c/d, dsn=, status=sent|deferred|bounced|SOFTBOUNCE (text)` (delivery_status;
+  SOFTBOUNCE: a 5xx reply that the upstream's soft_bounce = yes deferred, dsn of class 4 and
+  the relay's reply text), a = entry - arrival, b = start -
   entry, c = 0 (connection setup is not modelled), d = end - start, numbers as Postfix's
   format_tv prints them (format_tv); then, if a row expired, qmgr `from=<s>, status=expired,
   returned to sender`; if a row bounced or expired and the sender is not null, bounce `QID:
@@ -186,6 +188,15 @@ def delivery_reason(code: int, user: int, rcpt: str, rqid: str = "") -> tuple[st
         "command)"
 
 
+def delivery_status(outcome: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """status= of the upstream's delivery line per row: sent, bounced, deferred (also when
+    the message then expired), or SOFTBOUNCE for a 5xx reply that the upstream deferred
+    (soft_bounce = yes: global/bounce.c bounce_append_intern logs it so, with the dsn's
+    class changed to 4)."""
+    return np.where(outcome == SENT, "sent", np.where(outcome == BOUNCED, "bounced", np.where(
+        code >= 500, "SOFTBOUNCE", "deferred")))
+
+
 def _commands(accepted: int, n: int) -> str:
     def c(name, ok, tot):
         return f" {name}={ok}" if ok == tot else f" {name}={ok}/{tot}"
@@ -285,17 +296,18 @@ class MaillogWriter:
         cut = np.flatnonzero((q[1:] != q[:-1]) | (tr[1:] != tr[:-1])) + 1
         bounds = np.concatenate([[0], cut, [len(batch)]])
         rows = batch.tolist()
+        status = delivery_status(batch["outcome"], batch["code"]).tolist()
         for i in range(len(bounds) - 1):
             att = rows[bounds[i]:bounds[i + 1]]
             if self._keep(att[0][0]):
-                self._attempt(att)
+                self._attempt(att, status[bounds[i]:bounds[i + 1]])
 
     def _add(self, host: _Host, t: float, service: str, text: str) -> None:
         w = self.window
         if w is None or w[0] <= t < w[1]:
             host.add(t, service, text)
 
-    def _attempt(self, att: list) -> None:
+    def _attempt(self, att: list, statuses: list) -> None:
         qid, _, _, kind, size, nrcpt, arrival, entry, start, _, _, code0, tries = att[0]
         end = max(r[9] for r in att)
         sender = sender_address(kind, qid)
@@ -313,12 +325,13 @@ class MaillogWriter:
         a = format_tv(entry - arrival)
         b = format_tv(start - entry)
         deferred = expired = bounced = False
-        for (_q, rcpt, user, _k, _s, _n, _a, _e, st, en, outcome, code, _t) in att:
+        for (_q, rcpt, user, _k, _s, _n, _a, _e, st, en, outcome, code, _t), status in zip(
+                att, statuses, strict=True):
             to = recipient_address(user, qid, rcpt)
             delays = f"delay={format_tv(en - arrival)}, delays={a}/{b}/0/{format_tv(en - st)}"
             dsn, said = delivery_reason(code, user, to, rqid)
-            status = ("sent" if outcome == SENT else "bounced" if outcome == BOUNCED
-                      else "deferred")
+            if status == "SOFTBOUNCE":
+                dsn = "4" + dsn[1:]
             relay = _RELAY_PORT if code else "none"
             add(up, en, "smtp", f"{qid_s}: to=<{to}>, relay={relay}, {delays}, dsn={dsn}, "
                 f"status={status} ({said})")

@@ -40,7 +40,8 @@ Contract:
   spread across one queue-run interval (expiry waits for the first attempt past the lifetime;
   the lag is not half a retry interval: backoff counts from each message's own arrival, so for
   one lifetime the lags fall in a window of one queue-run interval). `messages` is None, with
-  a `reason`, when unknown recipients are not deferred (5xx without soft_bounce) or no sender
+  a `reason`, when unknown recipients are not deferred (5xx without soft_bounce on either
+  host: the upstream's defers the relay's 5xx too) or no sender
   has a constant inflow.
   Null-sender mail is counted with the ordinary lifetime.
 Errors: ScenarioError from sim.model.qmgr.schedule_params (bad Exim rules). Nothing is printed.
@@ -256,7 +257,8 @@ class Backlog(NamedTuple):
 def littles_law(scenario) -> Backlog:
     """Steady-state deferred backlog from unknown recipients (see the module contract)."""
     relay, up = scenario.relay, scenario.upstream
-    deferred = relay.unknown_local_recipient_reject_code < 500 or relay.soft_bounce
+    deferred = (relay.unknown_local_recipient_reject_code < 500 or relay.soft_bounce
+                or up.soft_bounce)
     steady = tuple(i for i, s in enumerate(scenario.senders)
                    if not s.arrivals and s.stop == math.inf and s.rate > 0)
     lam = 0.0
@@ -270,7 +272,8 @@ def littles_law(scenario) -> Backlog:
     if not deferred:
         reason = (f"the relay answers unknown recipients with "
                   f"{relay.unknown_local_recipient_reject_code}, so they bounce at the first "
-                  "attempt instead of waiting in the deferred queue")
+                  "attempt instead of waiting in the deferred queue (soft_bounce = no on "
+                  "both hosts)")
     elif not steady:
         reason = "no sender has a constant inflow (explicit arrivals or a stop time)"
     messages = None if reason else lam * (life + lag)

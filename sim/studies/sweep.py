@@ -433,6 +433,7 @@ def setup_lines(scenario: Scenario) -> list[str]:
            f"{fmt_time(up.minimal_backoff_time)}, maximal_backoff_time = "
            f"{fmt_time(up.maximal_backoff_time)}, maximal_queue_lifetime = "
            f"{fmt_time(up.maximal_queue_lifetime)}" if up.mta == "postfix" else "")
+        + (", soft_bounce = yes" if up.soft_bounce else "")
         + f", default_destination_concurrency_limit = {up.default_destination_concurrency_limit}"
         + f", smtp_transaction_time = {up.smtp_transaction_time:g}s")
     r = sc.relay

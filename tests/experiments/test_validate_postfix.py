@@ -1,7 +1,8 @@
 """Real Postfix against relaysim (experiments/validate_postfix.py): compare() and its helpers on
-small hand-made records, relaysim on a hand-written real run, two saved live quick runs with
-the live qmgr's own timing effects (tests/data/postfix_live: a late scan timer, attempts
-finished in the next second), and one live quick run.
+small hand-made records, relaysim on a hand-written real run, saved live quick runs with the
+live qmgr's own timing effects (tests/data/postfix_live: a late scan timer, attempts finished
+in the next second), a saved live run with the upstream's soft_bounce = yes (relaysim's
+attempts and maillog against it), and one live quick run.
 
 The live run needs Postfix installed and root (Postfix's master starts as root and drops to
 mail_owner); it is marked postfix and slow and skips with the reason otherwise. It takes about
@@ -434,3 +435,73 @@ def test_compare_apart_a_first_attempt_the_live_qmgr_finished_a_second_late():
                 "real_span_s": [4.0, 6]}}
     assert vp.compare_apart_from_live_effects(real, sim, {}, late)["rows_differing"] == 0
     assert vp.compare_apart_from_live_effects(real, sim, {}, {})["rows_differing"] == 1
+
+
+# --- the upstream's soft_bounce = yes, a saved live run (no Postfix needed) -------------------
+
+def _story(log: Path, domain: str) -> dict[int, list[str]]:
+    """Per injected message (relaysim-N@domain), its upstream lines after arrival in log order:
+    `status=S dsn=D said: CODE ...` per delivery line (the reply text's first words), then
+    `expired`, `notice` (non-delivery notification) and `removed`."""
+    import re
+
+    qid_of, out = {}, {}
+    for ln in log.read_text().splitlines():
+        m = re.search(r" (\w+): message-id=<relaysim-(\d+)@" + re.escape(domain), ln)
+        if m:
+            qid_of[m[1]] = int(m[2])
+            out[int(m[2])] = []
+            continue
+        m = re.search(r"/(\w+)\[\d+\]: (\w+): (.*)$", ln)
+        if not m or m[2] not in qid_of:
+            continue
+        service, text, seq = m[1], m[3], out[qid_of[m[2]]]
+        if service == "smtp" and (k := re.search(r"dsn=([\d.]+), status=(\w+) \((.*)\)$",
+                                                 text)):
+            said = re.sub(r"<[^>]*>", "<R>", re.sub(r"^host \S+ said: |queued as \w+", "",
+                                                    k[3]))
+            seq.append(f"status={k[2]} dsn={k[1]} {said}")
+        elif "status=expired, returned to sender" in text:
+            seq.append("expired")
+        elif "sender non-delivery notification" in text:
+            seq.append("notice")
+        elif text == "removed":
+            seq.append("removed")
+    return out
+
+
+def test_saved_soft_bounce_run_matches_relaysim(tmp_path):
+    """A live Postfix 3.7.11 pair (2026-12-04; tests/data/postfix_live/soft_bounce): relay 550
+    for unknown users, upstream soft_bounce = yes, queue_run_delay 5s, backoff 5s..10s,
+    lifetime 30s. Postfix logged every such attempt status=SOFTBOUNCE dsn=4.1.1 with the
+    relay's 550 5.1.1 text, kept the message, and at expiry logged `status=expired, returned
+    to sender` and sent a non-delivery notice. relaysim makes the same attempts at the same
+    times, bounces nothing, expires the same messages with the same DSNs, and its maillog tells
+    each message's story line for line."""
+    import sim
+    from sim.postfix import maillog as ml
+
+    shutil.copytree(vp.Path(__file__).resolve().parents[1] / "data" / "postfix_live"
+                    / "soft_bounce", tmp_path / "soft_bounce")
+    assert vp.main(["--compare-only", "--out", str(tmp_path), "soft_bounce"]) == 0
+    run = tmp_path / "soft_bounce"
+    s = _check_against_relaysim(run)
+    assert all(s["targets_met"].values()), s["targets_met"]
+    assert s["counts_real"] == s["counts_sim"] == {"delivered": 3, "bounced": 0, "expired": 3,
+                                                   "nondelivery_dsn": 3}
+    # relaysim's own maillog of the same run, against the real one, message by message
+    meta = _meta(run)
+    injected = vp._read_csv(run / "injected.csv")
+    detail = vp._read_csv(run / "attempts_detail.csv")
+    t = vp.arrivals(injected, detail)
+    batches = []
+    sim.simulate(vp.sim_scenario(meta, injected, t, 60.0), on_attempts=batches.append)
+    ml.write_maillog(batches, tmp_path / "ours")
+    real = _story(run / "upstream.maillog", "upstream.test")
+    ours = _story(tmp_path / "ours" / "upstream.maillog", "upstream.example")
+    assert ours == real
+    soft = "status=SOFTBOUNCE dsn=4.1.1 550 5.1.1 <R>: Recipient address rejected: User " \
+        "unknown in local recipient table (in reply to RCPT TO command)"
+    assert sorted(map(len, real.values())) == [2, 2, 2, 8, 8, 8]
+    assert [seq for seq in real.values() if len(seq) == 8] == [
+        [soft] * 5 + ["expired", "notice", "removed"]] * 3

@@ -89,6 +89,8 @@ ONE_ATTEMPT = {
                  "bounced", (0, 1, 0, 0), (0, 0)),
     "550-soft-bounce": ({"unknown_recipient_fraction": 1}, {"soft_bounce": True}, {},
                         "deferred", (0, 0, 0, 1), (0, 0)),
+    "550-upstream-soft-bounce": ({"unknown_recipient_fraction": 1}, {},
+                                 {"soft_bounce": True}, "deferred", (0, 0, 0, 1), (0, 0)),
     "450-deferred": ({"unknown_recipient_fraction": 1},
                      {"unknown_local_recipient_reject_code": 450}, {},
                      "deferred", (0, 0, 0, 1), (0, 0)),

@@ -3,7 +3,8 @@
 stream(seed, ...) -> list of ATTEMPT batches: Poisson arrivals, 1 to 3 recipients of which
 some are unknown at the relay (user -1), ordinary, null and forged senders, Postfix's backoff
 (the next attempt one message age later, between minimal and maximal backoff), a relay that
-answers unknown users 450 until `fix` and 550 after, a relay outage (code 0), a lifetime after
+answers unknown users 450 until `fix` and 550 after (deferred with soft_bounce: the upstream's
+soft_bounce = yes), a relay outage (code 0), a lifetime after
 which a deferred message expires at its next attempt. Rows of one attempt adjacent, each batch
 sorted by start, batches cut at every `batch` seconds of start time.
 """
@@ -17,7 +18,8 @@ from sim.postfix.maillog import ATTEMPT, BOUNCED, DEFERRED, EXPIRED, SENT
 
 def stream(seed: int = 1, n: int = 60, duration: float = 86400.0, fix: float = 6 * 3600.0,
            outage: tuple[float, float] = (3000.0, 5000.0), lifetime: float = 4 * 3600.0,
-           batch: float = 3600.0, users: int = 50) -> list[np.ndarray]:
+           batch: float = 3600.0, users: int = 50, soft_bounce: bool = False
+           ) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     arrivals = np.sort(rng.uniform(0, duration / 4, n))
     rows = []
@@ -41,8 +43,8 @@ def stream(seed: int = 1, n: int = 60, duration: float = 86400.0, fix: float = 6
                     code, out = 250, SENT
                 elif start < fix:
                     code, out = 450, DEFERRED
-                else:
-                    code, out = 550, BOUNCED
+                else:  # the upstream's soft_bounce = yes defers the 550
+                    code, out = 550, DEFERRED if soft_bounce else BOUNCED
                 if out == DEFERRED and expire:
                     out = EXPIRED
                 rows.append((qid, r, user[r], kind, size, k, t0, entry, start, end, out, code,

@@ -103,12 +103,15 @@ def exporter_counts(log: str) -> Counter:
     return c
 
 
-def test_final_counters_equal_what_the_exporter_reads_in_the_log():
-    batches = streams.stream(seed=3, n=120)
+@pytest.mark.parametrize("soft_bounce", [False, True], ids=["bounce", "upstream-soft-bounce"])
+def test_final_counters_equal_what_the_exporter_reads_in_the_log(soft_bounce):
+    batches = streams.stream(seed=3, n=120, soft_bounce=soft_bounce)
     up, relay, _ = _logs(batches)
     s = samples(metrics(batches))
     cu, cr = exporter_counts(up), exporter_counts(relay)
     assert cr["rejected 450"] > 0 and cr["rejected 550"] > 0 and cu["expired"] > 0
+    assert (cu["status SOFTBOUNCE"] > 0, cu["status bounced"] > 0) == (soft_bounce,
+                                                                       not soft_bounce)
     for inst, c in (("upstream", cu), ("relay", cr)):
         assert last(s, "postfix_smtpd_connects_total", instance=inst) == c["smtpd_connects"]
         assert last(s, "postfix_smtpd_disconnects_total", instance=inst) == c["smtpd_disconnects"]
@@ -124,8 +127,10 @@ def test_final_counters_equal_what_the_exporter_reads_in_the_log():
     assert last(s, "postfix_qmgr_messages_expired_total") == cu["expired"]
     assert last(s, "postfix_bounce_non_delivery_notification_total") == cu["ndn"]
     assert last(s, "postfix_smtp_status_deferred") == cu["status deferred"]
-    for st in ("sent", "deferred", "bounced"):
-        assert last(s, "postfix_smtp_messages_processed_total", status=st) == cu[f"status {st}"]
+    for st in ("sent", "deferred", "bounced", "SOFTBOUNCE"):
+        if cu[f"status {st}"]:
+            assert last(s, "postfix_smtp_messages_processed_total", status=st) == \
+                cu[f"status {st}"]
     for key, n in cu.items():
         if " dsn " in key:
             kind, _, d = key.split()

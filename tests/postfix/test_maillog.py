@@ -248,6 +248,30 @@ def test_greylist_lookup_failure_and_hard_error_limit_lines():
     assert ": removed" not in up
 
 
+def test_upstream_soft_bounce_lines(tmp_path):
+    """The relay's 550 that the upstream's soft_bounce = yes deferred, then expired: written as
+    Postfix 3.7.11 logged it (tests/data/postfix_live/soft_bounce), read back as deferrals."""
+    rows = [(5, 0, -1, ml.ORDINARY, 500, 1, 0.0, 0.0, 0.1, 0.2, ml.DEFERRED, 550, 1),
+            (5, 0, -1, ml.ORDINARY, 500, 1, 0.0, 30.0, 30.1, 30.2, ml.EXPIRED, 550, 2)]
+    batch = np.array(rows, dtype=ml.ATTEMPT)
+    up, relay, _ = write([batch])
+    to = "<unknown5.0@example.com>"
+    soft = [ln for ln in up.splitlines() if "postfix/smtp[" in ln]
+    assert len(soft) == 2 and all(ln.endswith(
+        f"dsn=4.1.1, status=SOFTBOUNCE (host relay.example[127.0.0.1] said: 550 5.1.1 {to}: "
+        "Recipient address rejected: User unknown in local recipient table (in reply to RCPT "
+        "TO command))") for ln in soft)
+    tail = [ln.split(": ", 2)[-1] for ln in up.splitlines()[-3:]]
+    assert tail == ["from=<sender5@sender.example>, status=expired, returned to sender",
+                    tail[1], "removed"] and tail[1].startswith("sender non-delivery")
+    assert relay.count(": reject: RCPT from upstream.example[127.0.0.1]: 550 5.1.1") == 2
+    assert ml.delivery_status(batch["outcome"], batch["code"]).tolist() == ["SOFTBOUNCE"] * 2
+    (tmp_path / "upstream.maillog").write_text(up)
+    back = ml.read_attempts(tmp_path / "upstream.maillog")
+    assert back["outcome"].tolist() == [ml.DEFERRED, ml.EXPIRED]
+    assert back["code"].tolist() == [550, 550]
+
+
 # --- replay: arrivals of a real log -------------------------------------------------------------
 
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "validation" / "postfix"

@@ -870,12 +870,36 @@ def test_recipient_validation_key_in_the_scenario_file_wins():
 
 def test_soft_bounce_on_each_host():
     relay = scenario(relay="soft_bounce = yes")
-    assert relay.relay.soft_bounce is True and relay.warnings == ()
+    assert relay.relay.soft_bounce is True and relay.upstream.soft_bounce is False
+    assert relay.warnings == ()
     up = scenario("soft_bounce = yes")
-    assert up.relay.soft_bounce is False
-    assert pasted(up, "soft_bounce").status == "not modelled"
-    assert len(up.warnings) == 1 and "soft_bounce = yes on the upstream" in up.warnings[0]
-    assert scenario("soft_bounce = no").warnings == ()
+    assert up.upstream.soft_bounce is True and up.relay.soft_bounce is False
+    p = pasted(up, "soft_bounce")
+    assert (p.host, p.status, p.key) == ("upstream", "modelled", "upstream.soft_bounce")
+    assert up.origins["upstream.soft_bounce"] == "main_cf"
+    assert up.warnings == () and up.not_modelled == ()
+    assert scenario("soft_bounce = no").upstream.soft_bounce is False
+
+
+@pytest.mark.parametrize("value, truth", [("yes", True), ("YES", True), ("no", False),
+                                          ("${flag}", True)],
+                         ids=["yes", "upper-case", "no", "expanded"])
+def test_upstream_soft_bounce_value_as_postfix_reads_it(value, truth):
+    text = f"flag = yes\nsoft_bounce = {value}\n"
+    assert scenario(text).upstream.soft_bounce is truth
+
+
+def test_upstream_soft_bounce_key_in_the_scenario_file_wins():
+    scen = scenario("soft_bounce = yes", up_table={"soft_bounce": False})
+    assert scen.upstream.soft_bounce is False
+    assert pasted(scen, "soft_bounce").status == "overridden"
+
+
+def test_upstream_soft_bounce_with_another_mta_is_refused():
+    from sim.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match="upstream.soft_bounce"):
+        scenario("soft_bounce = yes", up_table={"mta": "sendmail"})
 
 
 def test_a_parameter_of_the_other_host_says_where_it_belongs():

@@ -123,6 +123,27 @@ def test_littles_law_soft_bounce_and_no_users():
     assert littles_law(soft).rate_per_s == pytest.approx(10000 / DAY)
 
 
+def test_littles_law_with_the_upstreams_soft_bounce():
+    """The relay's 550 bounces: no backlog; the upstream's soft_bounce defers it: the same
+    backlog as a 450 relay."""
+    hard = littles_law(Scenario.from_dict({}))
+    assert hard.messages is None and "soft_bounce = no on both hosts" in hard.reason
+    soft = littles_law(Scenario.from_dict({"upstream": {"soft_bounce": True}}))
+    tempfail = littles_law(Scenario.from_dict(
+        {"relay": {"unknown_local_recipient_reject_code": 450}}))
+    assert soft.messages == pytest.approx(tempfail.messages) and soft.messages > 0
+
+
+def test_upstream_soft_bounce_from_main_cf_is_listed_as_modelled():
+    scen = Scenario.from_dict({"upstream": {"main_cf": "soft_bounce = yes\n"}})
+    (p,) = main_cf(scen)
+    assert (p.host, p.source, p.status, p.effect) == (
+        "upstream", "upstream.main_cf line 1", "modelled", "upstream.soft_bounce = yes")
+    shown = {x.name: x for x in parameters(scen)}
+    assert (shown["upstream.soft_bounce"].value, shown["upstream.soft_bounce"].origin) == (
+        "yes", "main_cf")
+
+
 def test_littles_law_against_a_simulated_steady_state():
     """A one-day lifetime reaches steady state after a day; the queued messages over the third
     day should average lambda x W within sampling noise (1.2 % off with this seed). Samples

@@ -14,7 +14,8 @@ Contract (mta-semantics.md sections 2 and 3):
 - An attempt gets no SMTP session when the destination is dead or the relay refuses it
   (sim.model.qmgr.site); an outage that begins during a scan's batch refuses the rest of the
   batch at that moment and frees the agents then. Otherwise the relay answers each recipient
-  as configured at the attempt's start (rules.snapshot, relay.outcome), after postgrey
+  as configured at the attempt's start (rules.snapshot, relay.outcome; the upstream's
+  rules.soft_bounce as configured then), after postgrey
   (rules.greylist) and with smtpd_hard_error_limit (rules.hard_error_hit, which throttles the
   destination from the end of the session).
 - At the attempt's end (whole seconds) a message with deferred recipients is retried by its
@@ -107,8 +108,9 @@ class Relay(NamedTuple):
 class Upstream(NamedTuple):
     """The upstream's schedule (rule and site numbers, packed parameters per configuration
     and their start times) and the configuration in force (cur): runner grid or not, interval
-    R, slack, active-queue limit, delay_warning_time, the mean transaction time, and whether
-    scans start at the event loop's phase (rules.scan_start; else on the grid's seconds)."""
+    R, slack, active-queue limit, delay_warning_time, the mean transaction time, whether
+    scans start at the event loop's phase (rules.scan_start; else on the grid's seconds), and
+    soft_bounce per configuration (bool)."""
     rule: int
     site: int
     P: np.ndarray
@@ -121,6 +123,7 @@ class Upstream(NamedTuple):
     dwt: float
     mean: float
     phase: bool
+    soft: np.ndarray
 
 
 class Obs(NamedTuple):
@@ -305,7 +308,9 @@ def tick(store, inc_f, inc_r, n_new, k, clock, service, relay, up, obs, log, nl,
     one = relay.times.size == 1
     for i in range(n):
         snap = 0 if one else rules.snapshot(relay.times, start[i])
-        users, unknown = relay.users[snap], relay.unknown[snap]
+        users = relay.users[snap]
+        unknown = rules.soft_bounce(relay.unknown[snap],
+                                    up.soft[rules.snapshot(up.times, start[i])])
         for c in range(width):
             u = r[i, c]
             out[i, c] = -1 if u == -2 else (DEFERRED if vetoed[i] else

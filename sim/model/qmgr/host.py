@@ -53,7 +53,7 @@ from sim.model.qmgr.queue_file import (
     TRIES,
     new_files,
 )
-from sim.model.relay import RelayTimeline
+from sim.model.relay import RelayTimeline, smtpd_code
 
 
 class InitialQueue(NamedTuple):
@@ -173,14 +173,14 @@ class QueueHost:
         g = scenario.relay.greylisting
         grey = np.array([1.0, g.delay, g.retry_window, g.auto_whitelist_clients]
                         if g is not None else [0.0, 0.0, 0.0, 0.0])
-        codes = np.array([int(c) - 100 if (sb and c >= 500) else int(c)
-                          for c, sb in zip(relay.code, relay.soft, strict=True)], dtype=np.int64)
+        codes = smtpd_code(relay.code, relay.soft).astype(np.int64)
         self._relay = engine.Relay(
             relay.times, relay.users, np.array([relay.unknown_reply(j) for j in
                                                 range(relay.times.size)], dtype=np.int64),
             codes, relay.down_start, relay.down_end, grey,
             int(scenario.relay.smtpd_hard_error_limit or 0))
         width_p = max(p.size for p in self.policy.packed)
+        self._soft = np.array([up.soft_bounce for up in self.snaps], dtype=np.bool_)
         self._P = np.zeros((len(self.snaps), width_p), dtype=np.int64)
         for j, p in enumerate(self.policy.packed):
             self._P[j, :p.size] = p
@@ -253,7 +253,7 @@ class QueueHost:
                                sched.runner is not None, int(self.policy.interval(self.cur)),
                                int(self.policy.slack), int(up.qmgr_message_active_limit),
                                float(up.delay_warning_time), float(up.smtp_transaction_time),
-                               bool(sched.phase and up.qmgr_timer_phase))
+                               bool(sched.phase and up.qmgr_timer_phase), self._soft)
 
     def run_ticks(self, T: float) -> float:
         """The ticks from T on, in the compiled engine, as far as they can run now (see

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.model.qmgr.queue_file import ARRIVAL, FIELDS, new_files
-from sim.model.relay import BOUNCED, DEFERRED, SENT
+from sim.model.relay import BOUNCED, DEFERRED, SENT, smtpd_code
 
 
 class Incoming:
@@ -65,9 +65,11 @@ class Incoming:
         relay_recipient_maps: the relay's users as of `relay_recipient_maps_lag` ago.
         verify (reject_unverified_recipient): the answer to a probe of the relay at arrival:
         delivered -> accept; bounced -> unverified_recipient_reject_code; deferred or relay
-        down -> 450. Probes are counted once per unknown recipient and once per known user per
-        address_verify_positive_refresh_time (the verify cache); a stale positive cache entry
-        after a user is removed is not modelled."""
+        down -> 450. The upstream's soft_bounce = yes answers a 5xx as 4xx
+        (relay.smtpd_code: counted in rejected_at_upstream_4xx). Probes are counted once per
+        unknown recipient and once per known user per address_verify_positive_refresh_time
+        (the verify cache); a stale positive cache entry after a user is removed is not
+        modelled."""
         if up.recipient_validation == "none":
             return msgs
         relay, rec = self.relay, self.rec
@@ -86,6 +88,7 @@ class Incoming:
             bounced = (reply == BOUNCED).any(axis=1)
             code = np.where(bounced, up.unverified_recipient_reject_code, 450)
             self._count_probes(t, rcpt, pending, up.address_verify_positive_refresh_time)
+        code = smtpd_code(code, up.soft_bounce)  # what the sender is told
         nturned = turned.sum(axis=1)
         bins = rec.bins(t)
         rec.add("rejected_at_upstream", bins, nturned)

@@ -2,11 +2,12 @@
 use them (sim.model.qmgr.engine).
 
 Public names: runner_tick, tick_key, scan_start, snapshot, greylist, hard_error_hit,
-dsn_count, delay_warning, reply_code.
+soft_bounce, dsn_count, delay_warning, reply_code.
 
 Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
 - The relay's answer to one recipient is sim.model.relay.outcome (known: sent; unknown: the
-  reject code's outcome, after soft_bounce); the retry after a deferral is
+  reject code's outcome, after the relay's soft_bounce), then the upstream's soft_bounce
+  (soft_bounce: a 5xx is deferred); the retry after a deferral is
   sim.model.schedules.due (backoff, or the MTA's schedule, and expiry); the destination's
   throttle is sim.model.qmgr.site. What is re-filed: a message with deferred recipients that
   does not expire, carrying only its deferred recipients.
@@ -97,6 +98,19 @@ def hard_error_hit(rejected, limit):
     disconnected before DATA; the upstream sees a lost connection, a site-level failure, and
     defers every recipient. Derived from Postfix's smtpd.c, not verified on a live system."""
     return limit > 0 and rejected >= limit
+
+
+@njit(cache=True)
+def soft_bounce(out, on):
+    """The upstream's soft_bounce = yes (on) for one recipient the relay answered (out): a 5xx
+    (BOUNCED) is deferred, with the upstream's backoff, as any deferral. Postfix's smtp client
+    hands a 5xx to bounce_append, which under soft_bounce logs status=SOFTBOUNCE, writes the
+    recipient to the defer log with its status as 4.x.x and reports it not done, so it stays
+    in the queue file (global/bounce.c bounce_append_intern; smtp/smtp_trouble.c). At expiry
+    qmgr returns the message like any deferred one: "status=expired, returned to sender" and
+    defer_flush, which soft_bounce does not change (qmgr/qmgr_active.c, global/defer.c); only
+    bounce_flush, never reached then, refuses. Else out unchanged."""
+    return DEFERRED if on and out == BOUNCED else out
 
 
 @njit(cache=True)

@@ -12,7 +12,7 @@ def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf):
     relay = engine.Relay(np.zeros(1), np.array([10]), np.array([1]), np.array([450]),
                          np.array(down[0], float), np.array(down[1], float), np.zeros(4), 0)
     up = engine.Upstream(sched.rule, sched.site, P, np.zeros(1), 0, True, 300, 1, 20000, 0.0,
-                         mean, False)
+                         mean, False, np.zeros(1, dtype=np.bool_))
     st = engine.State(np.array(free, float), site.new_state(), np.full(4, np.inf),
                       np.array([np.inf]), np.array([-np.inf, np.inf]))
     st.site[0] = dead_until

@@ -82,6 +82,47 @@ def test_soft_bounce_turns_550_into_deferral():
     assert (res.attempts["outcome"] == "deferred").all() and res.attempts["t_s"].size > 5
 
 
+@pytest.mark.parametrize("sender, dsn, backscatter", [
+    ({}, 1, 0),
+    ({"forged_sender_fraction": 1}, 1, 1),
+    ({"null_sender_fraction": 1}, 0, 0),
+], ids=["real-sender", "forged-sender", "null-sender"])
+def test_upstream_soft_bounce_defers_550_like_450_and_returns_at_expiry(sender, dsn,
+                                                                        backscatter):
+    """soft_bounce = yes on the upstream (Postfix's bounce.c): the relay's 550 is deferred with
+    the upstream's backoff, the same attempts as a 450; at expiry the message is returned
+    (defer_flush, untouched by soft_bounce): one DSN, none for <>. The relay still says 550."""
+    soft = simulate(one_message(code=550, upstream={"soft_bounce": True}, sender=sender),
+                    record_attempts=True)
+    tempfail = simulate(one_message(code=450, sender=sender), record_attempts=True)
+    assert soft.attempts["t_s"].tolist() == tempfail.attempts["t_s"].tolist()
+    out = soft.attempts["outcome"]
+    assert out[-1] == "expired" and (out[:-1] == "deferred").all() and out.size > 20
+    r = soft.summary["recipients"]
+    assert (r["bounced"], r["expired"], r["delivered"]) == (0, 1, 0)
+    assert soft.summary["dsn"]["nondelivery"] == dsn
+    assert soft.summary["dsn"]["backscatter"] == backscatter
+    assert soft.summary["relay"]["rejects_5xx"] == out.size  # the relay's answer is 550
+    assert soft.summary["relay"]["rejects_4xx"] == 0
+
+
+def test_upstream_soft_bounce_off_at_a_change_bounces_at_the_next_retry():
+    s = one_message(code=550, duration="3d", upstream={"soft_bounce": True})
+    s = Scenario.from_dict({**s.to_dict(), "changes": [
+        {"at": "1d", "upstream": {"soft_bounce": False}}]})
+    res = simulate(s, record_attempts=True)
+    t, out = res.attempts["t_s"], res.attempts["outcome"]
+    assert out[-1] == "bounced" and (out[:-1] == "deferred").all()
+    assert DAY <= t[-1] <= DAY + 4200 + 300 and t[-2] < DAY
+    assert res.summary["dsn"]["nondelivery"] == 1
+
+
+def test_upstream_soft_bounce_is_postfix_only():
+    from sim.errors import ScenarioError
+    with pytest.raises(ScenarioError, match="upstream.soft_bounce"):
+        one_message(upstream={"soft_bounce": True, "mta": "exim"})
+
+
 def test_fix_to_550_bounces_the_backlog_within_one_retry_cycle():
     s = one_message(duration="3d").with_overrides({})
     s = Scenario.from_dict({**s.to_dict(), "changes": [
@@ -225,6 +266,21 @@ def test_recipient_validation_at_the_upstream(mode, queued, turned_4xx):
     assert (res.summary["relay"]["probes"] > 0) == (mode == "verify")
     if not queued:
         assert res.attempts["t_s"].size == 0 and res.summary["dsn"]["nondelivery"] == 0
+
+
+@pytest.mark.parametrize("mode, code", [("relay_recipient_maps", 550), ("verify", 550)],
+                         ids=["relay_recipient_maps", "verify-bounced-probe"])
+def test_upstream_soft_bounce_answers_its_own_5xx_as_4xx(mode, code):
+    """The upstream's smtpd under soft_bounce = yes turns a 5xx reject into 4xx
+    (smtpd_check.c): the recipient is still turned away, told to try again."""
+    up = {"recipient_validation": mode, "unknown_relay_recipient_reject_code": code,
+          "unverified_recipient_reject_code": code}
+    hard = simulate(one_message(code=550, duration="1h", upstream=up)).summary["recipients"]
+    soft = simulate(one_message(code=550, duration="1h", upstream={**up, "soft_bounce": True})
+                    ).summary["recipients"]
+    assert hard["rejected_at_upstream"] == soft["rejected_at_upstream"] == 1
+    assert (hard["rejected_at_upstream_4xx"], soft["rejected_at_upstream_4xx"]) == (0, 1)
+    assert soft["received"] == 0
 
 
 def test_relay_recipient_maps_lag_lets_removed_users_through():

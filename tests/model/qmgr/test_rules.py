@@ -51,6 +51,17 @@ def test_hard_error_limit():
     assert not rules.hard_error_hit(100, 0)  # no limit
 
 
+@pytest.mark.parametrize("out, on, want", [
+    (BOUNCED, True, DEFERRED),    # the relay's 5xx is kept queued (status=SOFTBOUNCE)
+    (BOUNCED, False, BOUNCED),
+    (DEFERRED, True, DEFERRED),   # a 4xx stays a deferral
+    (SENT, True, SENT),
+    (-1, True, -1),               # no recipient pending
+], ids=["5xx-deferred", "off-bounces", "4xx-unchanged", "sent-unchanged", "none-pending"])
+def test_soft_bounce(out, on, want):
+    assert rules.soft_bounce(out, on) == want
+
+
 @pytest.mark.parametrize("kind, bounced, expired, n", [
     (0, 1, False, 1), (0, 0, True, 1), (0, 2, True, 2), (FORGED, 1, False, 1),
     (NULL, 1, True, 0), (0, 0, False, 0)],
@@ -89,3 +100,10 @@ def test_reply_code(out, user, vetoed, held, hit, code):
 ], ids=["phase", "woken-earlier", "later-event", "on-second", "no-event"])
 def test_scan_start(T, last, first, start):
     assert rules.scan_start(T, last, first) == pytest.approx(start, abs=1e-9)
+
+
+def test_reply_code_of_a_soft_bounced_recipient_is_the_relays_550():
+    """The upstream's soft_bounce defers the recipient; the relay still said 550 (logged as
+    `said: 550 5.1.1`, status=SOFTBOUNCE)."""
+    out = rules.soft_bounce(BOUNCED, True)
+    assert rules.reply_code(out, -1, 10, 550, False, False, False) == 550
