@@ -1,6 +1,6 @@
 """The queue manager's tick engine: every qmgr tick of every schedule, in compiled code.
 
-Public names: Store, Mail, Relay, Upstream, Obs, Log, State, run, tick, IO, I_T .. I_NEED,
+Public names: Store, Mail, Relay, Upstream, Log, State, run, tick, IO, I_T .. I_NEED,
 WHY, DONE .. LOG_ROOM, LOG_FIELDS.
 
 Contract (mta-semantics.md sections 2 and 3):
@@ -50,7 +50,7 @@ from sim.model.agents import fifo
 from sim.model.deferred import file_rows, slot_rows
 from sim.model.metrics import bin_of
 from sim.model.qmgr import rules, site
-from sim.model.qmgr.observe import LEFT, record, stay
+from sim.model.qmgr.observe import LEFT, Attempts, record, stay
 from sim.model.qmgr.queue_file import (
     ARRIVAL,
     CREATE,
@@ -126,23 +126,6 @@ class Upstream(NamedTuple):
     soft: np.ndarray
 
 
-class Obs(NamedTuple):
-    """Where ticks are counted: the recorder's rows (observe.SERIES; delay warnings,
-    greylisted, hard-error disconnects), its grid, the run's duration, qshape's differences
-    and edges."""
-    acc: np.ndarray
-    rows: np.ndarray
-    warn_row: int
-    grey_row: int
-    err_row: int
-    rec_duration: float
-    interval: float
-    nbins: int
-    duration: float
-    qdiff: np.ndarray
-    edges: np.ndarray
-
-
 LOG_FIELDS = ("qid", "rcpt", "user", "kind", "size", "nrcpt", "arrival", "entry", "start", "end",
               "outcome", "code", "tries")
 
@@ -195,8 +178,7 @@ def run(store, mail, buf, relay, up, obs, log, st, dbuf, io):
     T = io[I_T]
     pos = np.int64(io[I_POS])
     p_in = 0
-    nd = 0
-    nl = 0
+    cur = np.zeros(2, dtype=np.int64)  # delays written, log rows written
     why = DONE
     need = 0
     ran = 0
@@ -224,35 +206,38 @@ def run(store, mail, buf, relay, up, obs, log, st, dbuf, io):
                     store.chunks.shape[0]:
                 why, need = ROOM, n
                 break
-            if nd + n * width > dbuf.size:
-                why, need = DELAY_ROOM, nd + n * width
+            if cur[0] + n * width > dbuf.size:
+                why, need = DELAY_ROOM, cur[0] + n * width
                 break
             if pos + n > buf.size:
                 why, need = SERVICE, n
                 break
-            if log.qid.size and nl + n * width > log.qid.size:
+            if log.qid.size and cur[1] + n * width > log.qid.size:
                 why, need = LOG_ROOM, n * width
                 break
-            used, nd, nl, entry, end = tick(store, mail.f[p_in:], mail.rcpt[p_in:], n_new, k,
-                                            (T, S, float(nxt)), buf[pos:pos + n], relay, up,
-                                            obs, log, nl, st, dbuf, nd)
+            used, a = tick(store, Mail(mail.f[p_in:], mail.rcpt[p_in:]), n_new, k,
+                           (T, S, float(nxt)), buf[pos:pos + n], relay, up, obs, log, st,
+                           (dbuf, cur))
             pos += used
             p_in += n_new
             if up.phase:
-                _wakeups(st, S, nxt, entry, end)
+                _wakeups(st, S, nxt, a.entry, a.end)
         elif up.phase:
             _wakeups(st, S, nxt, np.empty(0), np.empty(0))
         T = float(nxt)
     io[I_WHY], io[I_T], io[I_POS], io[I_NEW], io[I_DELAYS], io[I_LOGGED], io[I_NEED] = (
-        why, T, pos, p_in, nd, nl, need)
+        why, T, pos, p_in, cur[0], cur[1], need)
 
 
 @njit(cache=True, nogil=True)
-def tick(store, inc_f, inc_r, n_new, k, clock, service, relay, up, obs, log, nl, st, dbuf, nd):
+def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     """One qmgr tick: slot k of the deferred queue and the first n_new rows of the new mail
-    (see the contract); clock: (the tick T, its scan's start, the next tick). Returns (service
-    times used, delays and log rows written, the jobs' entry and end times)."""
+    (see the contract); clock: (the tick T, its scan's start, the next tick); sink: (the
+    delay buffer, [delays written, log rows written], advanced here). Returns (service times
+    used, the tick's Attempts)."""
     T, S, nxt = clock
+    dbuf, cur = sink
+    inc_f, inc_r = mail.f, mail.rcpt
     qf, qr = store.f, store.rcpt
     n_old = store.count[k]
     n = n_old + n_new
@@ -305,12 +290,14 @@ def tick(store, inc_f, inc_r, n_new, k, clock, service, relay, up, obs, log, nl,
     greyed = np.zeros(n if relay.grey[0] else 1, dtype=np.int64)
     new_pass = False
     hit_end = -np.inf
-    one = relay.times.size == 1
+    one, one_up = relay.times.size == 1, up.times.size == 1
+    snap = np.zeros(n, dtype=np.int64)  # the relay's configuration at each start
     for i in range(n):
-        snap = 0 if one else rules.snapshot(relay.times, start[i])
-        users = relay.users[snap]
-        unknown = rules.soft_bounce(relay.unknown[snap],
-                                    up.soft[rules.snapshot(up.times, start[i])])
+        if not one:
+            snap[i] = rules.snapshot(relay.times, start[i])
+        users = relay.users[snap[i]]
+        unknown = rules.soft_bounce(relay.unknown[snap[i]],
+                                    up.soft[0 if one_up else rules.snapshot(up.times, start[i])])
         for c in range(width):
             u = r[i, c]
             out[i, c] = -1 if u == -2 else (DEFERRED if vetoed[i] else
@@ -360,14 +347,13 @@ def tick(store, inc_f, inc_r, n_new, k, clock, service, relay, up, obs, log, nl,
     expired = np.zeros(n, dtype=np.bool_)
     keep = np.zeros(n, dtype=np.bool_)
     last = store.head.size - 1
-    one_up = up.times.size == 1
     for i in range(n):
         for c in range(width):
             o = out[i, c]
             if o >= 0:
                 tally[i, 0] += 1
                 tally[i, 1 + o] += 1
-        soft[i] = relay.code[0 if one else rules.snapshot(relay.times, start[i])] < 500
+        soft[i] = relay.code[snap[i]] < 500
         if tally[i, 2] > 0:
             now[i] = rules.now_of(end[i])
             P = up.P[0 if one_up else rules.snapshot(up.times, end[i])]
@@ -380,13 +366,13 @@ def tick(store, inc_f, inc_r, n_new, k, clock, service, relay, up, obs, log, nl,
                 keep[i] = True
                 key[i] = rules.tick_key(wake[i], nxt, up.R, up.slack, up.grid)
                 slots[i] = min(key[i] // store.unit, last)
-    delays = record(obs.acc, obs.rows, obs.rec_duration, obs.interval, obs.nbins, obs.duration,
-                    entry, start, end, tally, vetoed, greyed, soft, f[:, KIND], f[:, SIZE],
-                    f[:, ARRIVAL], expired, keep)
-    dbuf[nd:nd + delays.size] = delays
-    nd += delays.size
+    a = Attempts(f, entry, start, end, vetoed, held, greyed, hit, tally, soft, expired, keep,
+                 snap)
+    delays = record(obs, a)
+    dbuf[cur[0]:cur[0] + delays.size] = delays
+    cur[0] += delays.size
     if log.qid.size:
-        nl = _log(log, nl, f, r, out, entry, start, end, vetoed, held, hit, expired, relay)
+        cur[1] = _log(log, cur[1], a, r, out, relay)
 
     # the survivors filed again, with only their deferred recipients
     dest = file_rows(store.head, store.tail, store.count, store.chunks, store.state, slots, keep)
@@ -410,7 +396,7 @@ def tick(store, inc_f, inc_r, n_new, k, clock, service, relay, up, obs, log, nl,
         # when it enters the active queue)
         stay(obs.qdiff, obs.edges, obs.interval, end[i], key[i] if up.grid else wake[i],
              qf[d, ARRIVAL], 1)
-    return used, nd, nl, entry, end
+    return used, a
 
 
 @njit(cache=True)
@@ -509,11 +495,12 @@ def _whitelist(st, clients):
 
 
 @njit(cache=True)
-def _log(log, nl, f, r, out, entry, start, end, vetoed, held, hit, expired, relay):
-    """The tick's attempts (queue files f, r in queue order) written to the log from row nl
-    on; returns the next free row."""
+def _log(log, nl, a, r, out, relay):
+    """The tick's Attempts (a; recipients r, answers out) written to the log from row nl on;
+    returns the next free row."""
+    f = a.f
     for i in range(f.shape[0]):
-        snap = rules.snapshot(relay.times, start[i])
+        snap = a.snap[i]
         for c in range(r.shape[1]):
             u = r[i, c]
             if u == -2:
@@ -526,12 +513,12 @@ def _log(log, nl, f, r, out, entry, start, end, vetoed, held, hit, expired, rela
             log.size[nl] = np.int64(f[i, SIZE])
             log.nrcpt[nl] = np.int16(f[i, NRCPT])
             log.arrival[nl] = f[i, ARRIVAL]
-            log.entry[nl] = entry[i]
-            log.start[nl] = start[i]
-            log.end[nl] = end[i]
-            log.outcome[nl] = EXPIRED if (expired[i] and o == DEFERRED) else o
+            log.entry[nl] = a.entry[i]
+            log.start[nl] = a.start[i]
+            log.end[nl] = a.end[i]
+            log.outcome[nl] = EXPIRED if (a.expired[i] and o == DEFERRED) else o
             log.code[nl] = rules.reply_code(o, u, relay.users[snap], relay.code[snap],
-                                            vetoed[i], held[i], hit[i])
+                                            a.vetoed[i], a.held[i], a.hit[i])
             log.tries[nl] = np.int16(f[i, TRIES] + 1)
             nl += 1
     return nl

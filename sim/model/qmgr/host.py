@@ -40,7 +40,7 @@ from sim.model import schedules
 from sim.model.agents import ServiceTimes
 from sim.model.deferred import DeferredQueue
 from sim.model.metrics import DelaySketch, Recorder, qshape_edges
-from sim.model.qmgr import engine, site
+from sim.model.qmgr import engine, observe, site
 from sim.model.qmgr.incoming import Incoming
 from sim.model.qmgr.observe import SERIES, stays
 from sim.model.qmgr.queue_file import (
@@ -51,6 +51,8 @@ from sim.model.qmgr.queue_file import (
     LAST_NEXT,
     OUTCOMES,
     TRIES,
+    Grid,
+    NewMail,
     new_files,
 )
 from sim.model.relay import RelayTimeline, smtpd_code
@@ -167,7 +169,7 @@ class QueueHost:
         self._edges = qshape_edges()
         rows = recorder.rows(SERIES)  # created now: compiled code adds to them
         extra = recorder.rows(("delay_dsn", "greylisted", "hard_error_disconnects"))
-        self._obs = engine.Obs(recorder.acc, rows, *(int(r) for r in extra), recorder.duration,
+        self._obs = observe.Obs(recorder.acc, rows, *(int(r) for r in extra), recorder.duration,
                                recorder.interval, recorder.n, float(self.duration), self._qdiff,
                                self._edges)
         g = scenario.relay.greylisting
@@ -219,10 +221,10 @@ class QueueHost:
         rec = self.rec
         f = np.empty((n, len(FIELDS)))
         rcpt = np.asarray(q.rcpt, dtype=np.int32)
-        new_files(f, self.incoming.next_qid, np.asarray(q.arrival, float),
-                  np.asarray(q.create, float), np.asarray(q.kind, float),
-                  np.asarray(q.size, float), np.full(n, -1.0), rcpt, rec.acc,
-                  self.incoming._rows, rec.duration, rec.interval, rec.n)
+        new_files(f, self.incoming.next_qid, NewMail(
+            np.asarray(q.arrival, float), np.asarray(q.create, float), np.asarray(q.kind, float),
+            np.asarray(q.size, float), np.full(n, -1.0), rcpt),
+            Grid(rec.acc, self.incoming._rows, rec.duration, rec.interval, rec.n))
         self.incoming.next_qid += n
         f[:, FORCED] = np.asarray(q.forced, dtype=float)
         d = np.asarray(q.deferred, dtype=bool)

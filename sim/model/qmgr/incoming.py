@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.model.qmgr.queue_file import ARRIVAL, FIELDS, new_files
+from sim.model.qmgr.queue_file import ARRIVAL, FIELDS, Grid, NewMail, new_files
 from sim.model.relay import BOUNCED, DEFERRED, SENT, smtpd_code
 
 
@@ -42,9 +42,8 @@ class Incoming:
         n = msgs["arrival"].size
         f = np.empty((n, len(FIELDS)))
         rec = self.rec
-        new_files(f, self.next_qid, msgs["arrival"], msgs["create"], msgs["kind"],
-                  msgs["size"], msgs["source"], msgs["rcpt"], rec.acc, self._rows,
-                  rec.duration, rec.interval, rec.n)
+        new_files(f, self.next_qid, NewMail(*(msgs[k] for k in NewMail._fields)),
+                  Grid(rec.acc, self._rows, rec.duration, rec.interval, rec.n))
         self.next_qid += n
         several = n and len(self.f) and f[0, ARRIVAL] < self.f[-1, ARRIVAL]  # several senders
         self.f = np.concatenate([self.f, f]) if len(self.f) else f

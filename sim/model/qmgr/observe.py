@@ -2,9 +2,10 @@
 delivered recipients' delays and qshape's view of the deferred queue. It decides nothing: it
 takes the engine's results (sim.model.qmgr.engine) as inputs.
 
-Public names: SERIES, LEFT, record, stay, stays.
+Public names: SERIES, LEFT, Obs, Attempts, record, stay, stays.
 
 Contract:
+- Obs is where ticks are counted; Attempts is what one tick decided, as record() takes it.
 - SERIES names the rows record() adds to, in its order: at the time a message enters the
   active queue, at the attempt's start, at its end; LEFT is the row of "deferred" (and
   "deferred_recipients" follows), which the engine lowers as files leave the deferred queue.
@@ -18,12 +19,13 @@ Contract:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from sim.model.metrics import bin_near
-from sim.model.qmgr.queue_file import ARRIVAL, LAST_END
+from sim.model.qmgr.queue_file import ARRIVAL, KIND, LAST_END, SIZE
 from sim.model.sender import FORGED, NULL
 
 SERIES = ("active", "active_recipients",
@@ -33,15 +35,57 @@ SERIES = ("active", "active_recipients",
 LEFT = SERIES.index("deferred")  # and deferred_recipients next: files leaving the queue
 
 
+class Obs(NamedTuple):
+    """Where ticks are counted: the recorder's rows (SERIES; delay warnings, greylisted,
+    hard-error disconnects), its grid, the run's duration, qshape's differences and edges."""
+    acc: np.ndarray
+    rows: np.ndarray
+    warn_row: int
+    grey_row: int
+    err_row: int
+    rec_duration: float
+    interval: float
+    nbins: int
+    duration: float
+    qdiff: np.ndarray
+    edges: np.ndarray
+
+
+class Attempts(NamedTuple):
+    """What one tick decided, one row per message in queue order: its queue file (f, FIELDS),
+    when it entered the active queue, started and ended; no SMTP session (vetoed), greylisted
+    (held; greyed: its greylisted recipients, one entry when postgrey is off), cut by the hard
+    error limit (hit); its tally (recipients pending, sent, deferred, bounced), whether the
+    relay's reject was a 4xx (soft), expired or kept (filed again); and the relay's
+    configuration at its start (snap)."""
+    f: np.ndarray
+    entry: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    vetoed: np.ndarray
+    held: np.ndarray
+    greyed: np.ndarray
+    hit: np.ndarray
+    tally: np.ndarray
+    soft: np.ndarray
+    expired: np.ndarray
+    keep: np.ndarray
+    snap: np.ndarray
+
+
 @njit(cache=True)
-def record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end, tally,
-            vetoed, greyed, soft, kind, size, arrival, expired, keep):
-    """Add one batch of attempts to the recorder's series (acc[rows[k]], SERIES order) and
-    return the delivered recipients' delays (end - arrival, one per sent recipient, attempts
-    ending within the run). One pass: each of the three groups (at the entry, start and end
-    times) is summed in registers while consecutive attempts share its bin, and added to acc
-    when the bin changes. Every column is a whole number (bytes too: sizes are whole bytes),
-    so the sums are exact whatever their order."""
+def record(obs, a):
+    """Add one tick's attempts (Attempts) to the recorder's series (obs.acc[obs.rows[k]],
+    SERIES order) and return the delivered recipients' delays (end - arrival, one per sent
+    recipient, attempts ending within the run). One pass: each of the three groups (at the
+    entry, start and end times) is summed in registers while consecutive attempts share its
+    bin, and added to acc when the bin changes. Every column is a whole number (bytes too:
+    sizes are whole bytes), so the sums are exact whatever their order."""
+    acc, rows, rec_duration, interval = obs.acc, obs.rows, obs.rec_duration, obs.interval
+    nbins, duration = obs.nbins, obs.duration
+    entry, start, end, tally, vetoed, greyed = a.entry, a.start, a.end, a.tally, a.vetoed, \
+        a.greyed
+    soft, expired, keep, f = a.soft, a.expired, a.keep, a.f
     n = start.size
     b0 = b1 = b2 = -1
     lo0 = lo1 = lo2 = np.inf  # each group's bin's interior (see bin_near)
@@ -69,7 +113,7 @@ def record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end
         s2 += (rej if sf else 0) + gr * ok
         s3 += 0 if sf else rej
         nd, nb = tally[i, 2], tally[i, 3]
-        real = kind[i] != NULL
+        real = f[i, KIND] != NULL
         dsn = (1 if (nb > 0 and real) else 0) + (1 if (expired[i] and real) else 0)
         b, lo2, hi2 = bin_near(end[i], b2, lo2, hi2, rec_duration, interval, nbins)
         if b != b2:
@@ -82,8 +126,8 @@ def record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end
         e3 += nb
         e4 += nd * expired[i]
         e5 += dsn
-        e6 += dsn * (kind[i] == FORGED)
-        e7 -= 0.0 if keep[i] else size[i]
+        e6 += dsn * (f[i, KIND] == FORGED)
+        e7 -= 0.0 if keep[i] else f[i, SIZE]
         e8 += keep[i]
         e9 += nd * keep[i]
     _spill(acc, rows, 0, b0, (a0, a1))
@@ -98,7 +142,7 @@ def record(acc, rows, rec_duration, interval, nbins, duration, entry, start, end
     for i in range(n):
         if end[i] <= duration:
             for _ in range(tally[i, 1]):
-                delays[m] = end[i] - arrival[i]
+                delays[m] = end[i] - f[i, ARRIVAL]
                 m += 1
     return delays
 

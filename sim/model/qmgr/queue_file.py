@@ -1,6 +1,7 @@
 """A queue file as the queue manager sees it: one float64 row of fields and a row of recipients.
 
-Public names: FIELDS, QID .. GREY_OK (column numbers), OUTCOMES, EXPIRED, new_files.
+Public names: FIELDS, QID .. GREY_OK (column numbers), OUTCOMES, EXPIRED, NewMail, Grid,
+new_files.
 
 Contract:
 - A message's queue file is a row of FIELDS (float64: queue id, arrival and create times,
@@ -13,11 +14,15 @@ Contract:
   recipients with their done flags); the wake-up time is the file's mtime.
 - OUTCOMES names a recipient's outcome of one attempt: sent, deferred, bounced (the relay's
   answers, sim.model.relay) and expired (deferred at the attempt that returned the message).
-- new_files(...) writes the queue files of newly received mail (not tried yet) and counts
-  them at their arrival (received recipients, messages and bytes).
+- new_files(f, qid, mail, grid) writes the queue files of newly received mail (NewMail, not
+  tried yet) and counts them at their arrival (received recipients, messages and bytes) where
+  grid says (Grid: the recorder's array, its rows for those three, its duration, interval
+  and bins).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -32,12 +37,34 @@ OUTCOMES = ("sent", "deferred", "bounced", "expired")
 EXPIRED = 3
 
 
+class NewMail(NamedTuple):
+    """Newly received messages, one entry each: arrival and create time (s), sender kind, size
+    (bytes), sender number and recipients (one row each, as the queue file's)."""
+    arrival: np.ndarray
+    create: np.ndarray
+    kind: np.ndarray
+    size: np.ndarray
+    source: np.ndarray
+    rcpt: np.ndarray
+
+
+class Grid(NamedTuple):
+    """Where arrivals are counted: the recorder's array, the rows of received recipients,
+    messages and bytes, and its sample grid (duration, interval, bins)."""
+    acc: np.ndarray
+    rows: np.ndarray
+    duration: float
+    interval: float
+    nbins: int
+
+
 @njit(cache=True)
-def new_files(f, qid, arrival, create, kind, size, source, rcpt, acc, rows, rec_duration,
-              interval, nbins):
-    """f[i]: the queue file of new message i (queue id qid + i, not tried yet), counted at
-    its arrival in acc[rows] (received recipients, messages and bytes; whole numbers, so
-    the sums do not depend on their order)."""
+def new_files(f, qid, mail, grid):
+    """f[i]: the queue file of new message i of mail (NewMail; queue id qid + i, not tried
+    yet), counted at its arrival in grid (received recipients, messages and bytes; whole
+    numbers, so the sums do not depend on their order)."""
+    arrival, create, kind, size, source, rcpt = mail
+    acc, rows, rec_duration, interval, nbins = grid
     for i in range(f.shape[0]):
         f[i, QID] = qid + i
         f[i, ARRIVAL] = arrival[i]
