@@ -1,27 +1,26 @@
 """The queue manager's tick engine: every qmgr tick of every schedule, in compiled code.
 
-Public names: Store, Mail, Relay, Upstream, Log, State, run, tick, IO, I_T .. I_NEED,
-WHY, DONE .. LOG_ROOM, LOG_FIELDS.
+Public names: Store, Mail, Relay, Upstream, State, ATTEMPT, run, tick, IO, I_T .. I_NEED,
+WHY, DONE .. LOG_ROOM.
 
 Contract (mta-semantics.md sections 2 and 3):
 - A tick at T takes the deferred queue's files filed under T (sim.model.deferred) and the new
   mail arriving before the next tick. On a runner grid (Postfix's queue_run_delay, Exim's and
-  sendmail's -q interval) the scan's files enter the active queue together at T, at most
-  qmgr_message_active_limit of them (the rest as agents free up), then the new mail at its
+  sendmail's -q interval) the scan's files enter the active queue together when the scan
+  starts (Postfix: rules.scan_start, qmgr's event loop; else at T), then the new mail at its
   arrival; without a grid (qmail, Exchange, list) every message enters at its own wake-up or
-  arrival time, new mail first among equals. The delivery agents serve them first come first
-  served (sim.model.agents.fifo), one service time each in that order.
-- An attempt gets no SMTP session when the destination is dead or the relay refuses it
-  (sim.model.qmgr.site); an outage that begins during a scan's batch refuses the rest of the
-  batch at that moment and frees the agents then. Otherwise the relay answers each recipient
-  as configured at the attempt's start (rules.snapshot, relay.outcome; the upstream's
-  rules.soft_bounce as configured then), after postgrey
-  (rules.greylist) and with smtpd_hard_error_limit (rules.hard_error_hit, which throttles the
-  destination from the end of the session).
+  arrival time, new mail first among equals. sim.model.qmgr.active gives them delivery
+  agents (or none: a dead or refusing destination).
+- The relay answers each recipient of a session as configured at the attempt's start
+  (rules.snapshot, relay.outcome; the upstream's rules.soft_bounce as configured then), after
+  postgrey (rules.greylist) and with smtpd_hard_error_limit (rules.hard_error_hit, which
+  throttles the destination from the end of the session).
 - At the attempt's end (whole seconds) a message with deferred recipients is retried by its
   schedule (schedules.due, with the upstream configuration in force then) or expires; one that
   is kept is filed again under its tick (rules.tick_key) with only its deferred recipients,
   its stay counted for qshape and a delay warning sent when rules.delay_warning says so.
+- qmgr's event loop (State.loop) remembers its last wake-up before the next tick and its
+  first after it (_wakeups: the scan, new mail, the agents' ends), for rules.scan_start.
 - run(...) runs ticks from io[I_T] on until one cannot run here (io[I_WHY], WHY): past the
   run's end; at or after io[I_STOP_AT] (a scheduled change: the caller reloads first) or
   after io[I_MAX] ticks (0: no limit); a tick
@@ -32,7 +31,7 @@ Contract (mta-semantics.md sections 2 and 3):
   front of Mail, io[I_DELAYS] delays written to the delay buffer, io[I_LOGGED] rows written
   to the Log (a Log of size 0 records nothing).
 - Log rows are one per (attempt, recipient pending then), in the order computed, with
-  LOG_FIELDS (the attempt stream of sim.postfix.maillog.ATTEMPT).
+  the fields of ATTEMPT, the attempt stream (the log is an array of it).
 Observation goes through sim.model.qmgr.observe; the rules are those of sim.model.qmgr.rules,
 sim.model.schedules, sim.model.relay and sim.model.qmgr.site. No SimPy, nothing printed.
 """
@@ -46,10 +45,10 @@ import numpy as np
 from numba import njit
 
 from sim.model import schedules
-from sim.model.agents import fifo
 from sim.model.deferred import file_rows, slot_rows
 from sim.model.metrics import bin_of
 from sim.model.qmgr import rules, site
+from sim.model.qmgr.active import serve
 from sim.model.qmgr.observe import LEFT, Attempts, record, stay
 from sim.model.qmgr.queue_file import (
     ARRIVAL,
@@ -126,25 +125,12 @@ class Upstream(NamedTuple):
     soft: np.ndarray
 
 
-LOG_FIELDS = ("qid", "rcpt", "user", "kind", "size", "nrcpt", "arrival", "entry", "start", "end",
-              "outcome", "code", "tries")
-
-
-class Log(NamedTuple):
-    """The attempt log's buffer, one array per LOG_FIELDS entry (size 0: no log)."""
-    qid: np.ndarray
-    rcpt: np.ndarray
-    user: np.ndarray
-    kind: np.ndarray
-    size: np.ndarray
-    nrcpt: np.ndarray
-    arrival: np.ndarray
-    entry: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    outcome: np.ndarray
-    code: np.ndarray
-    tries: np.ndarray
+# the attempt stream: one row per (attempt, recipient pending at it); the attempt log is an
+# array of it (size 0: no log)
+ATTEMPT = np.dtype([("qid", "i8"), ("rcpt", "i2"), ("user", "i4"), ("kind", "i1"),
+                    ("size", "i8"), ("nrcpt", "i2"), ("arrival", "f8"), ("entry", "f8"),
+                    ("start", "f8"), ("end", "f8"), ("outcome", "i1"), ("code", "i2"),
+                    ("tries", "i2")])
 
 
 class State(NamedTuple):
@@ -212,7 +198,7 @@ def run(store, mail, buf, relay, up, obs, log, st, dbuf, io):
             if pos + n > buf.size:
                 why, need = SERVICE, n
                 break
-            if log.qid.size and cur[1] + n * width > log.qid.size:
+            if log.size and cur[1] + n * width > log.size:
                 why, need = LOG_ROOM, n * width
                 break
             used, a = tick(store, Mail(mail.f[p_in:], mail.rcpt[p_in:]), n_new, k,
@@ -270,8 +256,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
             else:
                 _copy(qf, qr, idx[m - n_new], f, r, q)
                 old[q] = True
-    start, end, vetoed, used = _serve(entry, n_old if up.grid else 0, S, service, relay, up,
-                                      st)
+    start, end, vetoed, used = serve(entry, n_old if up.grid else 0, S, service, relay, up,
+                                     st)
     for i in range(n):  # SERIES: deferred, deferred_recipients, as the files leave
         if old[i]:
             left = 0
@@ -371,7 +357,7 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     delays = record(obs, a)
     dbuf[cur[0]:cur[0] + delays.size] = delays
     cur[0] += delays.size
-    if log.qid.size:
+    if log.size:
         cur[1] = _log(log, cur[1], a, r, out, relay)
 
     # the survivors filed again, with only their deferred recipients
@@ -425,67 +411,6 @@ def _copy(sf, sr, j, f, r, i):
 
 
 @njit(cache=True)
-def _serve(entry, n_scan, T, service, relay, up, st):
-    """(start, end, vetoed, service times used) of the tick's jobs in queue order: the first
-    n_scan enter together at T (a runner's scan), the rest at their own sorted times. Each job
-    takes one service time (standard exponential, times the mean; none when the mean is 0)."""
-    n = entry.size
-    start = np.empty(n)
-    end = np.empty(n)
-    vetoed = np.zeros(n, dtype=np.bool_)
-    P = up.P[up.cur]
-    used = 0
-    if n_scan:
-        if site.vetoes(st.site, up.site, P, relay.down_start, relay.down_end, T):
-            start[:n_scan] = T
-            end[:n_scan] = T
-            vetoed[:n_scan] = True
-        else:
-            s, e, fr = fifo(entry[:n_scan], service[:n_scan] * up.mean, st.free)
-            st.free[:] = fr
-            used = n_scan if up.mean > 0 else 0  # no transaction time: no draws
-            o_start = site.next_down(relay.down_start, relay.down_end, T)[0]
-            if o_start <= s[n_scan - 1]:  # an outage begins during the batch: refused from then
-                first = np.searchsorted(s, max(o_start, T))
-                s_f = s[first]
-                site.vetoes(st.site, up.site, P, relay.down_start, relay.down_end, s_f)
-                s[first:] = s_f
-                e[first:] = s_f
-                vetoed[first:n_scan] = True
-                for a in range(st.free.size):
-                    st.free[a] = min(st.free[a], s_f)
-            start[:n_scan] = s
-            end[:n_scan] = e
-        limit = up.active_limit
-        for i in range(limit, n_scan):  # the rest wait until the active queue has room
-            entry[i] = max(T, end[i - limit])
-    if n > n_scan:
-        m = n - n_scan
-        svc = service[used:used + m] * up.mean
-        s, e, fr = fifo(entry[n_scan:], svc, st.free)
-        if site.clear(st.site, relay.down_start, relay.down_end, s[0], s[m - 1]):
-            st.free[:] = fr
-        else:  # one by one: a vetoed job takes no agent time
-            for q in range(m):
-                a = 0
-                for b in range(1, st.free.size):
-                    if st.free[b] < st.free[a]:
-                        a = b
-                x = entry[n_scan + q]
-                s[q] = x if x >= st.free[a] else st.free[a]
-                if site.vetoes(st.site, up.site, P, relay.down_start, relay.down_end, s[q]):
-                    e[q] = s[q]
-                    vetoed[n_scan + q] = True
-                else:
-                    e[q] = s[q] + svc[q]
-                    st.free[a] = e[q]
-        start[n_scan:] = s
-        end[n_scan:] = e
-        used += m if up.mean > 0 else 0
-    return start, end, vetoed, used
-
-
-@njit(cache=True)
 def _whitelist(st, clients):
     """postgrey's auto-whitelist: the client is whitelisted from its `clients`-th pass,
     passes counted once per hour."""
@@ -506,19 +431,20 @@ def _log(log, nl, a, r, out, relay):
             if u == -2:
                 continue
             o = out[i, c]
-            log.qid[nl] = np.int64(f[i, QID])
-            log.rcpt[nl] = c
-            log.user[nl] = u
-            log.kind[nl] = np.int8(f[i, KIND])
-            log.size[nl] = np.int64(f[i, SIZE])
-            log.nrcpt[nl] = np.int16(f[i, NRCPT])
-            log.arrival[nl] = f[i, ARRIVAL]
-            log.entry[nl] = a.entry[i]
-            log.start[nl] = a.start[i]
-            log.end[nl] = a.end[i]
-            log.outcome[nl] = EXPIRED if (a.expired[i] and o == DEFERRED) else o
-            log.code[nl] = rules.reply_code(o, u, relay.users[snap], relay.code[snap],
-                                            a.vetoed[i], a.held[i], a.hit[i])
-            log.tries[nl] = np.int16(f[i, TRIES] + 1)
+            row = log[nl]
+            row.qid = np.int64(f[i, QID])
+            row.rcpt = c
+            row.user = u
+            row.kind = np.int8(f[i, KIND])
+            row.size = np.int64(f[i, SIZE])
+            row.nrcpt = np.int16(f[i, NRCPT])
+            row.arrival = f[i, ARRIVAL]
+            row.entry = a.entry[i]
+            row.start = a.start[i]
+            row.end = a.end[i]
+            row.outcome = EXPIRED if (a.expired[i] and o == DEFERRED) else o
+            row.code = rules.reply_code(o, u, relay.users[snap], relay.code[snap], a.vetoed[i],
+                                        a.held[i], a.hit[i])
+            row.tries = np.int16(f[i, TRIES] + 1)
             nl += 1
     return nl

@@ -75,10 +75,7 @@ class InitialQueue(NamedTuple):
 
 
 TICK = 60  # processing period of schedules without a queue-runner grid (qmail, exchange, list)
-ATTEMPT = np.dtype([("qid", "i8"), ("rcpt", "i2"), ("user", "i4"), ("kind", "i1"),
-                    ("size", "i8"), ("nrcpt", "i2"), ("arrival", "f8"), ("entry", "f8"),
-                    ("start", "f8"), ("end", "f8"), ("outcome", "i1"), ("code", "i2"),
-                    ("tries", "i2")])
+ATTEMPT = engine.ATTEMPT
 
 
 def schedule_params(up):
@@ -193,8 +190,7 @@ class QueueHost:
             np.full(hours, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]))
         self._delays = np.empty(self.DELAYS)
         self._io = np.zeros(len(engine.IO))
-        self._no_log = _log_buffer(0)
-        self._log = _log_buffer(self.LOG) if (record_attempts or on_attempts) else self._no_log
+        self._log = np.empty(self.LOG if (record_attempts or on_attempts) else 0, dtype=ATTEMPT)
         self.on_attempts = on_attempts
         self.log: list[np.ndarray] | None = [] if record_attempts else None
         if initial is not None:
@@ -289,15 +285,13 @@ class QueueHost:
             elif why == engine.DELAY_ROOM:
                 self._delays = np.empty(max(need, 2 * self._delays.size))
             elif why == engine.LOG_ROOM:
-                self._log = _log_buffer(max(need, self._log.qid.size))
+                self._log = np.empty(max(need, self._log.size), dtype=ATTEMPT)
             elif why != engine.SERVICE:
                 return T
 
     def _flush(self, n: int) -> None:
         """Hand the log's first n rows on (on_attempts) or keep them (attempts_table)."""
-        batch = np.empty(n, dtype=ATTEMPT)
-        for name in ATTEMPT.names:
-            batch[name] = getattr(self._log, name)[:n]
+        batch = self._log[:n].copy()
         if self.on_attempts is not None:
             self.on_attempts(batch)
         if self.log is not None:
@@ -365,8 +359,3 @@ class QueueHost:
             self._state = self._state._replace(free=free)
         if self.policy.interval(snap) != self.policy.interval(old):
             self.rebucket()
-
-
-def _log_buffer(n: int) -> engine.Log:
-    return engine.Log(*(np.empty(n, dtype=ATTEMPT[name]) for name in engine.LOG_FIELDS))
-

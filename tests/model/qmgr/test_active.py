@@ -1,9 +1,9 @@
-"""sim.model.qmgr.engine: how a tick's jobs are served when the destination refuses some."""
+"""sim.model.qmgr.active: how a tick's jobs are served when the destination refuses some."""
 
 import numpy as np
 
 from sim.model import schedules
-from sim.model.qmgr import engine, site
+from sim.model.qmgr import active, engine, site
 
 
 def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf):
@@ -17,7 +17,7 @@ def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf):
                       np.array([np.inf]), np.array([-np.inf, np.inf]))
     st.site[0] = dead_until
     service = np.ones(len(entry))
-    start, end, vetoed, used = engine._serve(np.array(entry, float), n_scan, T, service, relay,
+    start, end, vetoed, used = active.serve(np.array(entry, float), n_scan, T, service, relay,
                                              up, st)
     return start, end, vetoed, used, st
 
