@@ -218,7 +218,7 @@ def test_auto_seeds_reach_the_precision_and_do_not_depend_on_workers(tmp_path):
     (["--seeds", "0"], "--seeds"),
     (["--seeds", "auto", "--precision-of", "deferred_peek_messages"], "--precision-of"),
     (["--seeds", "auto", "--precision", "150%"], "--precision"),
-    (["--precision", "2%"], "only with --seeds auto"),
+    (["--precision", "2%"], "only used with --seeds auto"),
     (["--workers", "0"], "--workers"),
     (["--scheduler", "tcp://127.0.0.1:9"], "--scheduler"),
 ], ids=["unknown-key", "empty-list", "bad-value", "seeds", "precision-of", "precision",
