@@ -165,7 +165,8 @@ def replications(args, scenario) -> tuple[int, str]:
              + ci("recipients.delivered") + ", bounced " + ci("recipients.bounced")
              + ", expired " + ci("recipients.expired") + ", still queued "
              + ci("recipients.queued_at_end"),
-             "deferred queue peak: " + ci("deferred_peak_messages") + " messages",
+             "queued upstream (deferred + active) peak: " + ci("queued_peak_messages")
+             + " messages; deferred queue peak: " + ci("deferred_peak_messages"),
              "delivery delay: p50 " + ci("delivery_delay_s.p50", ".3g") + " s, p95 "
              + ci("delivery_delay_s.p95", ".3g") + " s",
              "backscatter: " + ci("dsn.backscatter") + " DSNs to forged senders (of "

@@ -435,7 +435,7 @@ def setup_lines(scenario: Scenario) -> list[str]:
            f"{fmt_time(up.maximal_backoff_time)}, maximal_queue_lifetime = "
            f"{fmt_time(up.maximal_queue_lifetime)}" if up.mta == "postfix" else "")
         + f", default_destination_concurrency_limit = {up.default_destination_concurrency_limit}"
-        + f", smtp_transaction_time = {up.smtp_transaction_time:g}s")
+        + f", smtp_transaction_time = {fmt_time(up.smtp_transaction_time)}")
     r = sc.relay
     lines.append(f"relay: local_users = {r.local_users}, unknown_local_recipient_reject_code = "
                  f"{r.unknown_local_recipient_reject_code}"
