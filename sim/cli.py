@@ -6,7 +6,8 @@ Contract:
 - main(argv) -> exit status; `relaysim ...` and `python -m sim ...` both call it.
   `run` simulates a scenario file and writes its run folder (sim.reports.output.write_run),
   then prints a short summary on stdout; `explain` prints the effective parameters, the retry
-  timeline of one deferred message and the Little's-law backlog (computed by
+  timeline of one deferred message and the Little's-law plateau of the messages queued
+  upstream, deferred + active (computed by
   sim.reports.explain); `qshape` prints the deferred queue's qshape table at a sample of a run
   folder (sim.postfix.qshape); `plot` redraws a run folder's figures without simulating;
   `sweep` runs factors x seeds (sim.studies.command).
@@ -131,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="show effective parameters and the retry timeline",
                        description="Show the effective parameters with their origin, the retry "
-                       "timeline of one deferred message and the steady-state backlog.",
+                       "timeline of one deferred message and the Little's-law plateau of the "
+                       "messages queued upstream (deferred + active).",
                        epilog=EPILOG_EXPLAIN, formatter_class=fmt)
     e.add_argument("scenario", metavar="SCENARIO.toml")
     e.add_argument("-d", "--defaults", action="store_true",
@@ -263,11 +265,16 @@ def _scenario(args, require_study: bool = False):
     for i, (_, up, _) in enumerate(scen.timeline()):
         schedule_params(up)  # Exim retry rules are parsed here, not only mid-run
         _check_attempts(up, "upstream" if i == 0 else f"changes[{i - 1}].upstream")
+    return scen
+
+
+def _warn(scen) -> None:
+    """The scenario's warnings, once every check has passed (a bad input stays one line):
+    Postfix's own (unused parameter) and keys without effect for the upstream's MTA."""
     from sim.scenario import no_effect
 
-    for w in [*scen.warnings, *no_effect(scen)]:  # Postfix's own words, e.g. unused parameter
+    for w in [*scen.warnings, *no_effect(scen)]:
         print(f"relaysim: warning: {w}", file=sys.stderr)
-    return scen
 
 
 MAX_ATTEMPTS = 100_000  # per message before it expires: explain's timeline, a run's work
@@ -309,6 +316,7 @@ def _run(args) -> int:
     if args.seeds is not None:
         from sim.studies.command import replications
 
+        _warn(scen)
         status, text = replications(args, scen)
         print(text, end="")
         return status
@@ -316,6 +324,7 @@ def _run(args) -> int:
     check_output(out, "--out" if args.out else "simulation.name")
     initial, epoch = _initial_queue(args, scen)
     files = _postfix_files(args, scen, out, epoch)
+    _warn(scen)
     show = not args.quiet and sys.stderr.isatty()
     bar = _bar(scen) if show else None
     wall0 = time.perf_counter()
@@ -502,7 +511,9 @@ def _summary_text(results, out: Path, written, wall: tuple[float, float, float],
 def _sweep(args) -> int:
     from sim.studies.command import sweep
 
-    status, text = sweep(args, _scenario(args), _set_value)
+    scen = _scenario(args)
+    _warn(scen)
+    status, text = sweep(args, scen, _set_value)
     print(text, end="")
     return status
 
@@ -532,6 +543,7 @@ def _explain(args) -> int:
     if scen.main_cf:
         out += ["", "# pasted main.cf", *explain.main_cf_lines(scen)]
     out += ["", *_timeline_text(scen), "", *_backlog_text(scen)]
+    _warn(scen)
     print("\n".join(out))
     return 0
 

@@ -634,3 +634,20 @@ def test_compiling_is_announced_once_and_timed(capsys):
     with _CompileNotice(enabled=False) as quiet:
         njit(lambda x: x - 1)(1)
     assert capsys.readouterr().err == "" and quiet.seconds == 0
+
+
+def test_keys_of_another_mta_warn_after_every_check(tmp_path):
+    """A key of Exim's schedule with mta = postfix: checked, one warning once the input is
+    good; a bad input after it is still one line (the warning is not printed before it)."""
+    scen = write(tmp_path / "o.toml", SHORT.replace("[upstream]\n", '[upstream]\nexim_retry_rule'
+                                                    ' = "F,2h,15m"\n'))
+    proc = relaysim("explain", scen)
+    assert proc.returncode == 0 and proc.stderr == (
+        "relaysim: warning: upstream.exim_retry_rule has no effect with upstream.mta = postfix "
+        "(only exim reads it); checked all the same\n")
+    bad = relaysim("run", scen, "--queue-time", "2026-01-01T00:00:00Z", "--out", tmp_path / "x")
+    assert bad.returncode == 2 and bad.stderr.startswith("relaysim: error: --queue-time = ")
+    assert len(bad.stderr.splitlines()) == 1 and not (tmp_path / "x").exists()
+    bad = relaysim("explain", scen, "--set", "upstream.exim_retry_rule=F,2x")
+    assert bad.returncode == 2 and bad.stderr.startswith(
+        "relaysim: error: upstream.exim_retry_rule = F,2x: expected Exim retry rules")

@@ -30,11 +30,12 @@ Contract:
   expiry_s is the age at that last attempt. Assumptions: attempts take no time, the first is on
   arrival, and the message arrives `phase_s` seconds (default 1 s) after a queue-runner start; MTAs
   without a runner grid retry at the wake time itself.
-- littles_law(scenario) -> Backlog: the messages queued (deferred, or active during a queue
-  run) in steady state, L = lambda * W, for the configuration at t = 0. lambda counts messages
-  with at least one unknown recipient from the senders with a constant Poisson inflow (no
-  explicit arrivals, no stop time): per sender rate * (1 - (1 - f)^k), f =
-  unknown_recipient_fraction (1 when relay.local_users is 0), k = recipients_per_message.
+- littles_law(scenario) -> Backlog: the Little's-law plateau of the messages queued upstream
+  (deferred, or active during a queue run) in steady state, L = lambda * W, for the
+  configuration at t = 0. lambda counts messages with at least one unknown recipient from the
+  senders with a constant Poisson inflow (no explicit arrivals, no stop time): per sender
+  rate * (1 - (1 - f)^k), f = unknown_recipient_fraction (1 when relay.local_users is 0), k =
+  recipients_per_message.
   W = residence_time(upstream): the mean time from arrival to the expiring attempt of an
   always-deferred message, iterated with the engine's own retry policy over arrival phases
   spread across one queue-run interval (expiry waits for the first attempt past the lifetime;
