@@ -584,8 +584,8 @@ def _timeline_text(scen) -> list[str]:
         else:
             i += 1
     lines.append(f"# returned to the sender at attempt {len(times)}, {span(tl.expiry_s)} "
-                 "after arrival: the first attempt after the lifetime "
-                 f"({span(explain.lifetime(up))})")
+                 "after arrival: its first failed attempt at an age of "
+                 f"{span(explain.lifetime(up))} or more")
     return lines
 
 
