@@ -23,13 +23,16 @@ EXPERIMENTS = ("seed_story", "reject_strategies", "lifetime_sweep", "outage_reco
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="tiny runs (a smoke test)")
-    p.add_argument("--out", type=Path, default=HERE.parent / "results",
-                   help="root folder (default: results/)")
+    p.add_argument("--quick", action="store_true", help="tiny runs (a smoke test; written to "
+                   "results-quick/ unless --out says where)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="root folder (default: results/; with --quick: results-quick/)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes per run")
     p.add_argument("--only", nargs="*", choices=EXPERIMENTS, default=EXPERIMENTS,
                    help="run only these experiments (the index lists all that exist)")
     a = p.parse_args(argv)
+    if a.out is None:
+        a.out = HERE.parent / ("results-quick" if a.quick else "results")
     for name in a.only:
         cmd = [sys.executable, str(HERE / f"{name}.py"), "--out", str(a.out / name)]
         cmd += ["--quick"] if a.quick else []

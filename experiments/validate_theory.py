@@ -386,10 +386,13 @@ def _fig_lag(rows, out, rate):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small runs (a smoke test)")
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: "
+                   "results/validation/theory/; with --quick: results-quick/validation/theory/)")
     p.add_argument("--seeds", type=int, default=None, help="replications (default 10; quick 3)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes")
     a = p.parse_args(argv)
+    if a.out is None:
+        a.out = OUT.parents[2] / "results-quick" / "validation" / "theory" if a.quick else OUT
     n_seeds = a.seeds or (3 if a.quick else 10)
     seeds = list(range(1, n_seeds + 1))
     workers = a.workers or os.cpu_count() or 1

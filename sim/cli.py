@@ -6,7 +6,8 @@ Contract:
 - main(argv) -> exit status; `relaysim ...` and `python -m sim ...` both call it.
   `run` simulates a scenario file and writes its run folder (sim.reports.output.write_run),
   then prints a short summary on stdout; `explain` prints the effective parameters, the retry
-  timeline of one deferred message and the Little's-law backlog (computed by
+  timeline of one deferred message and the Little's-law plateau of the messages queued
+  upstream, deferred + active (computed by
   sim.reports.explain); `qshape` prints the deferred queue's qshape table at a sample of a run
   folder (sim.postfix.qshape); `plot` redraws a run folder's figures without simulating;
   `sweep` runs factors x seeds (sim.studies.command).
@@ -16,7 +17,9 @@ Contract:
   file (Scenario.from_toml, require_study). A run that fails or is interrupted leaves the
   previous run's files untouched; Ctrl-C exits with 130, SIGTERM likewise with 143.
 - The progress bar (tqdm, simulated days and ETA) goes to stderr, only when stderr is a
-  terminal and without --quiet.
+  terminal and without --quiet. When `run` has to compile the simulation kernels (numba's
+  cache is cold: a fresh clone, a changed kernel), it says so on stderr as the compiling
+  starts and how long it took once the run is done, terminal or not (not with --quiet).
 This is the only module that prints.
 """
 
@@ -129,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="show effective parameters and the retry timeline",
                        description="Show the effective parameters with their origin, the retry "
-                       "timeline of one deferred message and the steady-state backlog.",
+                       "timeline of one deferred message and the Little's-law plateau of the "
+                       "messages queued upstream (deferred + active).",
                        epilog=EPILOG_EXPLAIN, formatter_class=fmt)
     e.add_argument("scenario", metavar="SCENARIO.toml")
     e.add_argument("-d", "--defaults", action="store_true",
@@ -261,9 +265,16 @@ def _scenario(args, require_study: bool = False):
     for i, (_, up, _) in enumerate(scen.timeline()):
         schedule_params(up)  # Exim retry rules are parsed here, not only mid-run
         _check_attempts(up, "upstream" if i == 0 else f"changes[{i - 1}].upstream")
-    for w in scen.warnings:  # Postfix's own words, e.g. unused parameter
-        print(f"relaysim: warning: {w}", file=sys.stderr)
     return scen
+
+
+def _warn(scen) -> None:
+    """The scenario's warnings, once every check has passed (a bad input stays one line):
+    Postfix's own (unused parameter) and keys without effect for the upstream's MTA."""
+    from sim.scenario import no_effect
+
+    for w in [*scen.warnings, *no_effect(scen)]:
+        print(f"relaysim: warning: {w}", file=sys.stderr)
 
 
 MAX_ATTEMPTS = 100_000  # per message before it expires: explain's timeline, a run's work
@@ -305,6 +316,7 @@ def _run(args) -> int:
     if args.seeds is not None:
         from sim.studies.command import replications
 
+        _warn(scen)
         status, text = replications(args, scen)
         print(text, end="")
         return status
@@ -312,25 +324,80 @@ def _run(args) -> int:
     check_output(out, "--out" if args.out else "simulation.name")
     initial, epoch = _initial_queue(args, scen)
     files = _postfix_files(args, scen, out, epoch)
+    _warn(scen)
     show = not args.quiet and sys.stderr.isatty()
     bar = _bar(scen) if show else None
     wall0 = time.perf_counter()
     try:
-        results = simulate(scen, progress=None if bar is None else
-                           (lambda t: bar.update(t / DAY - bar.n)),
-                           on_attempts=files.on_attempts if files.on else None,
-                           initial_queue=initial)
+        with _CompileNotice(bar, enabled=not args.quiet) as compiling:
+            results = simulate(scen, progress=None if bar is None else
+                               (lambda t: bar.update(t / DAY - bar.n)),
+                               on_attempts=files.on_attempts if files.on else None,
+                               initial_queue=initial)
     except BaseException:
         files.abort()
         raise
     finally:
         if bar is not None:
             bar.close()
+    wall1 = time.perf_counter()
+    if compiling.seconds:
+        print(f"{PROG}: compiled the simulation kernels in {compiling.seconds:.0f} s (numba "
+              "caches them: later runs start at once)", file=sys.stderr)
     written = write_run(results, out) + files.close()
     if not args.quiet:
-        print(_summary_text(results, out, written, time.perf_counter() - wall0,
+        print(_summary_text(results, out, written, (wall1 - wall0, time.perf_counter() - wall1,
+                                                    compiling.seconds),
                             plotting_available()), end="")
     return 0
+
+
+class _CompileNotice:
+    """While entered: numba compiling a kernel (a cold cache) prints one line on stderr as it
+    starts (above the progress bar) and adds up the compile time in `seconds`."""
+
+    def __init__(self, bar=None, enabled: bool = True):
+        self.bar, self.enabled, self.seconds = bar, enabled, 0.0
+        self._depth, self._t0 = 0, 0.0
+
+    def __enter__(self):
+        import time
+
+        from numba.core import event
+
+        notice = self
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                if notice._depth == 0:
+                    if notice.seconds == 0 and notice.enabled:
+                        notice._say(f"{PROG}: compiling the simulation kernels (numba; the "
+                                    "first run only, a minute or two) ...")
+                    notice._t0 = time.perf_counter()
+                notice._depth += 1
+
+            def on_end(self, ev):
+                notice._depth -= 1
+                if notice._depth == 0:
+                    notice.seconds += time.perf_counter() - notice._t0
+
+        self._listener = Listener()
+        event.register("numba:compile", self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        from numba.core import event
+
+        event.unregister("numba:compile", self._listener)
+        if not self.enabled:
+            self.seconds = 0.0
+        return False
+
+    def _say(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
 
 def _stamp(key: str, text: str) -> float:
@@ -351,7 +418,8 @@ def _initial_queue(args, scen):
         for key in ("queue_time", "queue_mtimes"):
             if getattr(args, key):
                 raise ScenarioError("--" + key.replace("_", "-"), getattr(args, key),
-                                    "only with --initial-queue")
+                                    "--initial-queue FILE as well",
+                                    problem="only used with --initial-queue")
         return None, None
     from sim.postfix import postqueue
 
@@ -399,23 +467,31 @@ def _bar(scen):
                 "[{elapsed}<{remaining}]")
 
 
-def _summary_text(results, out: Path, written, wall_s: float, plotted: bool) -> str:
-    from sim.reports.explain import format_seconds, format_span
+def _summary_text(results, out: Path, written, wall: tuple[float, float, float],
+                  plotted: bool) -> str:
+    """The run's summary; `wall` is (simulating, writing the files and figures, compiling
+    while simulating) in seconds."""
+    from sim.units import format_time
 
     s, scen = results.summary, results.scenario
     r = s["recipients"]
     d = s["delivery_delay_s"]
 
-    def delay(v):
-        return "-" if v is None or v != v else (f"{v:.2g}s" if v < 60 else format_span(v))
+    def delay(v):  # measured: 2 significant digits below a minute, whole seconds above
+        return "-" if v is None or v != v else format_time(float(f"{v:.2g}") if v < 60
+                                                           else round(v))
 
     figs = [p.name for p in written if p.suffix in (".png", ".pdf", ".svg")]
     lines = [
         f"{scen.simulation.name} (seed {results.seed}): "
-        f"{format_seconds(scen.simulation.duration)} simulated in {wall_s:.1f} s",
+        f"{format_time(scen.simulation.duration)} simulated in {wall[0]:.1f} s"
+        + (f" ({wall[2]:.1f} s of it compiling, the first run only)" if wall[2] else "")
+        + ", files "
+        f"{'and figures ' if figs else ''}written in {wall[1]:.1f} s",
         f"recipients: received {r['received']}, delivered {r['delivered']}, bounced "
         f"{r['bounced']}, expired {r['expired']}, still queued {r['queued_at_end']}",
-        f"deferred queue peak: {s['deferred_peak_messages']} messages",
+        f"queued upstream (deferred + active) peak: {s['queued_peak_messages']} messages; "
+        f"deferred queue peak: {s['deferred_peak_messages']}",
         f"delivery delay: p50 {delay(d['p50'])}, p95 {delay(d['p95'])}, p99 {delay(d['p99'])}, "
         f"max {delay(d['max'])}",
         f"backscatter: {s['dsn']['backscatter']} DSNs to forged senders (of "
@@ -435,7 +511,9 @@ def _summary_text(results, out: Path, written, wall_s: float, plotted: bool) -> 
 def _sweep(args) -> int:
     from sim.studies.command import sweep
 
-    status, text = sweep(args, _scenario(args), _set_value)
+    scen = _scenario(args)
+    _warn(scen)
+    status, text = sweep(args, scen, _set_value)
     print(text, end="")
     return status
 
@@ -465,6 +543,7 @@ def _explain(args) -> int:
     if scen.main_cf:
         out += ["", "# pasted main.cf", *explain.main_cf_lines(scen)]
     out += ["", *_timeline_text(scen), "", *_backlog_text(scen)]
+    _warn(scen)
     print("\n".join(out))
     return 0
 
@@ -477,19 +556,18 @@ def _field(obj, name: str):
 
 def _timeline_text(scen) -> list[str]:
     from sim.reports import explain
+    from sim.units import format_time as span
 
     up = scen.upstream
     tl = explain.retry_timeline(up)
-    span = explain.format_span
     lines = [f"# Retry timeline of one deferred message (upstream.mta = {up.mta}, "
              "configuration at t = 0). Assumed: it arrives",
              "# 1 s after a queue-runner start, has a non-null sender, and every attempt is "
              "instantaneous and deferred.",
-             f"{'attempt':>7}  {'since arrival':>22}  {'until expiry':>22}"]
+             f"{'attempt':>7}  {'since arrival':>14}  {'until returned':>14}"]
 
     def row(n, t):
-        return (f"{n:>7}  {f'{t}s ({span(t)})':>22}  "
-                f"{f'{tl.expiry_s - t}s ({span(tl.expiry_s - t)})':>22}")
+        return f"{n:>7}  {span(t):>14}  {span(tl.expiry_s - t):>14}"
 
     times = [t for _, t in tl.attempts]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
@@ -501,32 +579,35 @@ def _timeline_text(scen) -> list[str]:
             j += 1
         if i < len(gaps) and j - i >= 3:
             lines.append(row(i + 2, times[i + 1]))
-            lines.append(f"{'...':>7}  {j - i - 1} more, every {gaps[i]}s ({span(gaps[i])})")
+            lines.append(f"{'...':>7}  {j - i - 1} more, every {span(gaps[i])}")
             i = j + 1
         else:
             i += 1
-    lines.append(f"# returned to the sender at attempt {len(times)}, "
-                 f"{tl.expiry_s}s ({span(tl.expiry_s)}) after arrival")
+    lines.append(f"# returned to the sender at attempt {len(times)}, {span(tl.expiry_s)} "
+                 "after arrival: its first failed attempt at an age of "
+                 f"{span(explain.lifetime(up))} or more")
     return lines
 
 
 def _backlog_text(scen) -> list[str]:
     from sim.reports import explain
+    from sim.units import format_rate
+    from sim.units import format_time as span
 
     b = explain.littles_law(scen)
-    span = explain.format_span
-    lines = ["# Steady-state deferred backlog (Little's law, configuration at t = 0)"]
+    lines = ["# Little's-law plateau of the messages queued upstream (deferred + active; "
+             "configuration at t = 0)"]
     if b.messages is None:
         return [*lines, f"no estimate: {b.reason}"]
-    per_day = b.rate_per_s * DAY
     who = ", ".join(f"senders.{i}" for i in b.senders)
     lines += [
-        f"lambda = {per_day:.6g}/d: messages with at least one unknown recipient from {who}",
+        f"lambda = {format_rate(b.rate_per_s, 6)}: messages with at least one unknown "
+        f"recipient from {who}",
         "         (rate x (1 - (1 - unknown_recipient_fraction)^recipients_per_message))",
-        f"W = {span(b.residence_s)}: lifetime {span(b.lifetime_s)} + mean expiry lag "
-        f"{span(b.lag_s)} (exact: the schedule iterated over arrival phases)",
-        f"backlog = lambda x W = {b.messages:.0f} messages queued (deferred, or active "
-        "during a queue run)",
+        f"W = {span(round(b.residence_s))}: lifetime {span(b.lifetime_s)} + mean expiry lag "
+        f"{span(round(b.lag_s))} (exact: the schedule iterated over arrival phases)",
+        f"Little's-law plateau = lambda x W = {b.messages:.0f} messages queued upstream "
+        "(deferred + active)",
     ]
     if scen.changes:
         lines.append(f"# {len(scen.changes)} scheduled change(s) not included")
@@ -537,9 +618,8 @@ def _backlog_text(scen) -> list[str]:
 
 def _qshape(args) -> int:
     from sim.postfix.qshape import RELAY_DOMAIN, format_table, nearest_sample
-    from sim.reports.explain import format_seconds
     from sim.reports.output import read_run
-    from sim.units import parse_time
+    from sim.units import format_time, parse_time
 
     run = read_run(args.results)
     t_s = run.timeseries["t_s"]
@@ -548,7 +628,7 @@ def _qshape(args) -> int:
         at = parse_time("--at", args.at, "s")
         if at > t_s[-1] + (t_s[1] - t_s[0] if len(t_s) > 1 else 0):
             raise ScenarioError("--at", args.at, "a time within the run, 0s to "
-                                + format_seconds(float(t_s[-1])))
+                                + format_time(float(t_s[-1])), problem="after the run's end")
         j = nearest_sample(t_s, at)
     print(format_table({RELAY_DOMAIN: run.qshape[j].tolist()}), end="")
     return 0

@@ -3,8 +3,13 @@
 Public names: ScenarioError, MISSING, did_you_mean, read_text_file, TEXT_LIMIT.
 
 Contract: every problem with user input (a scenario file, a pasted main.cf, a --set override)
-raises ScenarioError whose str() is one line naming the key, the value and what is allowed,
-optionally with a did-you-mean. The command line prints that line and exits with status 2.
+raises ScenarioError whose str() is one line naming the key, the value, what is wrong in plain
+words when "expected ..." alone would not say it ("no such file", "unknown key"), and what is
+allowed, optionally with a did-you-mean:
+    <key> = <value>: <problem> [(did you mean 'x'?)]; expected <allowed>
+    <key> = <value>: expected <allowed> [(a hint)]
+    <key>: missing; <allowed>
+The command line prints that line and exits with status 2.
 A value is shown as written when it is short printable text, else by repr(), cut to 80
 characters: no control character from a hostile input reaches the terminal.
 read_text_file(path, key, limit) reads a regular file of at most `limit` bytes as UTF-8 text
@@ -34,14 +39,20 @@ MISSING = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
 
 class ScenarioError(ValueError):
-    """Bad input: `key`, the offending `value`, and `allowed` (what would be accepted)."""
+    """Bad input: `key`, the offending `value`, `allowed` (what would be accepted, read after
+    "expected"), an optional `hint` (a did-you-mean, or a detail) and `problem` (what is wrong,
+    in plain words, when the value is not merely outside `allowed`)."""
 
-    def __init__(self, key: str, value: object, allowed: str, hint: str = ""):
+    def __init__(self, key: str, value: object, allowed: str, hint: str = "",
+                 problem: str = ""):
         self.key, self.value, self.allowed, self.hint = key, value, allowed, hint
-        msg = (f"{_shown(key)}: missing; {allowed}" if value is MISSING else
-               f"{_shown(key)}: {_shown(value)} is not allowed; {allowed}")
-        if hint:
-            msg += f" ({hint})"
+        self.problem = problem
+        if value is MISSING:
+            msg = f"{_shown(key)}: missing; {allowed}"
+        else:
+            why = f" ({hint})" if hint else ""
+            msg = (f"{_shown(key)} = {_shown(value)}: {problem}{why}; expected {allowed}"
+                   if problem else f"{_shown(key)} = {_shown(value)}: expected {allowed}{why}")
         super().__init__(" ".join(msg.split()))
 
 
@@ -58,28 +69,31 @@ def read_text_file(path: str | Path, key: str, limit: int = TEXT_LIMIT) -> str:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; checked to be regular below
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise ScenarioError(key, shown, "an existing file") from None
+        raise ScenarioError(key, shown, "an existing file", problem="no such file") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
         why = getattr(e, "strerror", None) or str(e)
-        raise ScenarioError(key, shown, f"a readable file ({why})") from None
+        raise ScenarioError(key, shown, "a readable file",
+                            problem=f"cannot be read ({why.lower()})") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-            raise ScenarioError(key, shown, f"a regular text file ({what})")
+            raise ScenarioError(key, shown, "a regular text file", problem=what)
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read(limit + 1)
     except OSError as e:
-        raise ScenarioError(key, shown, f"a readable file ({e.strerror})") from None
+        raise ScenarioError(key, shown, "a readable file",
+                            problem=f"cannot be read ({(e.strerror or str(e)).lower()})") from None
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise ScenarioError(key, shown, f"a text file of at most {limit} bytes")
+        raise ScenarioError(key, shown, f"a text file of at most {limit} bytes",
+                            problem="too big")
     if b"\0" in data:
-        raise ScenarioError(key, shown, f"a text file (NUL byte at offset {data.index(0)}: "
-                            "binary, or UTF-16)")
+        raise ScenarioError(key, shown, "a UTF-8 text file", problem=f"binary or UTF-16 "
+                            f"(a NUL byte at offset {data.index(0)})")
     try:
         return data.decode("utf-8-sig")  # a UTF-8 byte-order mark is harmless
     except UnicodeDecodeError as e:
-        raise ScenarioError(key, shown, f"UTF-8 text (byte {data[e.start]:#04x} at offset "
-                            f"{e.start} is not UTF-8)") from None
+        raise ScenarioError(key, shown, "UTF-8 text", problem=f"not UTF-8 (byte "
+                            f"{data[e.start]:#04x} at offset {e.start})") from None

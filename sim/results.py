@@ -9,7 +9,9 @@ Contract:
   delivered + bounced + expired + queued_at_end; rejected_at_upstream: turned away at SMTP time
   by recipient validation, not queued), messages {received}, attempts (recipient delivery
   attempts), dsn {nondelivery, backscatter, delay}, relay {sessions, rejects_4xx, rejects_5xx,
-  greylisted, probes}, deferred_peak_messages (largest sample),
+  greylisted, probes}, deferred_peak_messages (the deferred queue's peak: its largest sample),
+  queued_peak_messages (the peak of the messages queued upstream, deferred + active: the
+  quantity of explain's Little's-law plateau),
   delivery_delay_s {p50, p95, p99, max} (delivered recipients, arrival to delivery).
 - Results.timeseries: equal-length numpy arrays, one entry per sample (TIMESERIES_UNITS gives
   each column's unit). Levels are the state at the sample instant; cumulative counts include

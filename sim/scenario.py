@@ -1,7 +1,7 @@
 """The scenario: every knob of a run, declared once with its default, unit and bounds.
 
 Public names: Scenario, Simulation, Sender, Upstream, Relay, Outage, Change, Pasted, FIELDS_DOC,
-check_samples, reference_markdown, INT_MAX, TIME_MAX, RATE_MAX, SIZE_MAX, MAX_SAMPLES.
+check_samples, no_effect, reference_markdown, INT_MAX, TIME_MAX, RATE_MAX, SIZE_MAX, MAX_SAMPLES.
 
 Contract:
 - A Scenario is frozen. It is built by Scenario.from_toml(path) or Scenario.from_dict(d); sweeps
@@ -20,7 +20,9 @@ Contract:
   modelled, overridden, other host, not modelled or unused parameter, and the key it sets);
   `not_modelled` names the pasted parameters relaysim ignores, once each ("x (the relay's)",
   "x (unused parameter)"); `warnings` holds Postfix's "unused parameter" warnings, for the
-  command line to print once. None of these takes part in equality.
+  command line to print once. None of these takes part in equality. no_effect(scenario) gives
+  the warnings for the [upstream] keys set for another MTA's schedule (each knob's `mta`);
+  they are parsed and checked all the same (exim_retry_rule too, whatever the MTA).
 - [upstream] and [relay] accept `main_cf = '''...'''` (main.cf or `postconf -n` text, or
   postconf commands) and `main_cf_file = "path"` (relative to the scenario file's folder in
   from_toml): read by sim.postfix.maincf as Postfix reads it, values converted as Postfix's
@@ -51,7 +53,7 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from sim.errors import MISSING, ScenarioError, did_you_mean, read_text_file
-from sim.units import format_time, parse_rate, parse_size, parse_time
+from sim.units import format_rate, format_size, format_time, parse_rate, parse_size, parse_time
 
 INF = math.inf
 #: Bounds every number has unless its knob says less (README, scenario reference): Postfix keeps
@@ -69,14 +71,16 @@ _NAME_RULE = ("a plain folder name: 1 to 100 letters, digits and . _ + -, not st
               "with --out)")
 
 
-def knob(default, kind, doc, unit="", default_unit="s", lo=None, hi=None, choices=None):
+def knob(default, kind, doc, unit="", default_unit="s", lo=None, hi=None, choices=None,
+         mta=None):
     """A scenario field with its metadata (see the module contract); numbers without an upper
-    bound get the common ones (INT_MAX, TIME_MAX, RATE_MAX, SIZE_MAX)."""
+    bound get the common ones (INT_MAX, TIME_MAX, RATE_MAX, SIZE_MAX); `mta` names the
+    upstream MTAs whose schedule reads it (None: every one)."""
     if hi is None:
         hi = {"int": INT_MAX, "time": TIME_MAX, "times": TIME_MAX, "rate": RATE_MAX,
               "size": SIZE_MAX}.get(kind)
     meta = {"kind": kind, "doc": doc, "unit": unit, "default_unit": default_unit,
-            "min": lo, "max": hi, "choices": choices}
+            "min": lo, "max": hi, "choices": choices, "mta": mta}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -118,22 +122,28 @@ class Sender:
                                lo=1)
 
 
+_POSTFIX = ("postfix",)
+_EXCHANGE = ("exchange", "exchange-online")
+
+
 @dataclass(frozen=True)
 class Upstream:
     """The mail-queue host in front of the relay (Postfix qmgr and smtp client by default)."""
     mta: str = knob("postfix", "choice", "retry schedule of the upstream MTA", choices=(
         "postfix", "exim", "sendmail", "qmail", "exchange", "exchange-online", "list"))
-    postfix_version: str = knob("3.7", "str", "Postfix version whose defaults apply")
+    postfix_version: str = knob("3.7", "str", "Postfix version whose defaults apply",
+                                mta=_POSTFIX)
     queue_run_delay: float = knob(300.0, "time", "deferred queue scan period", "s", lo=1,
-                                  hi=100 * 86400)
+                                  hi=100 * 86400, mta=_POSTFIX)
     minimal_backoff_time: float = knob(300.0, "time", "lower clamp of the per-message backoff",
-                                       "s", lo=1, hi=100 * 86400)
+                                       "s", lo=1, hi=100 * 86400, mta=_POSTFIX)
     maximal_backoff_time: float = knob(4000.0, "time", "upper clamp of the per-message backoff",
-                                       "s", lo=1, hi=100 * 86400)
+                                       "s", lo=1, hi=100 * 86400, mta=_POSTFIX)
     maximal_queue_lifetime: float = knob(5 * 86400.0, "time", "lifetime of mail (0: try once)",
-                                         "s", default_unit="d", lo=0, hi=100 * 86400)
+                                         "s", default_unit="d", lo=0, hi=100 * 86400,
+                                         mta=_POSTFIX)
     bounce_queue_lifetime: float = knob(5 * 86400.0, "time", "lifetime of null-sender mail", "s",
-                                        default_unit="d", lo=0, hi=100 * 86400)
+                                        default_unit="d", lo=0, hi=100 * 86400, mta=_POSTFIX)
     delay_warning_time: float = knob(0.0, "time", "send one delay DSN after this (0: off)", "s",
                                      default_unit="h", lo=0)
     default_destination_concurrency_limit: int = knob(
@@ -143,12 +153,13 @@ class Upstream:
     qmgr_message_active_limit: int = knob(20000, "int", "messages in the active queue", lo=1)
     soft_bounce: bool = knob(False, "bool", "defer a recipient the relay rejects with 5xx "
                              "instead of bouncing it (expired mail is still returned; "
-                             "mta = postfix only)")
+                             "mta = postfix only)", mta=_POSTFIX)
     smtp_transaction_time: float = knob(
         0.5, "time", "mean duration of one delivery attempt (exponential)", "s", lo=0, hi=3600)
     qmgr_timer_phase: bool = knob(
-        True, "bool", "postfix: a deferred scan due at second T starts at T plus the sub-second "
-        "phase of qmgr's last wake-up (its whole-second select() timers); false: exactly at T")
+        True, "bool", "a deferred scan due at second T starts at T plus the sub-second phase "
+        "of qmgr's last wake-up (its whole-second select() timers); false: exactly at T",
+        mta=_POSTFIX)
     recipient_validation: str = knob(
         "none", "choice", "check recipients at SMTP time: none, relay_recipient_maps or verify",
         choices=("none", "relay_recipient_maps", "verify"))
@@ -163,25 +174,29 @@ class Upstream:
         lo=1)
     # --- other MTAs' schedules (mta = ...); see sim.model.schedules for their sources -----------
     exim_retry_rule: str = knob("F,2h,15m; G,16h,1h,1.5; F,4d,6h", "str",
-                                "exim: retry rules in Exim's syntax (at most 1000 characters)")
+                                "exim: retry rules in Exim's syntax (at most 1000 characters)",
+                                mta=("exim",))
     queue_runner_interval: float = knob(1800.0, "time", "exim: queue runner interval (-q30m)",
-                                        "s", lo=1)
+                                        "s", lo=1, mta=("exim",))
     queue_interval: float = knob(1800.0, "time", "sendmail: queue run interval (-q30m)", "s",
-                                 lo=1)
-    min_queue_age: float = knob(0.0, "time", "sendmail: MinQueueAge", "s", lo=0)
+                                 lo=1, mta=("sendmail",))
+    min_queue_age: float = knob(0.0, "time", "sendmail: MinQueueAge", "s", lo=0,
+                                mta=("sendmail",))
     queuereturn: float = knob(5 * 86400.0, "time", "sendmail: Timeout.queuereturn", "s",
-                              default_unit="d", lo=0)
-    queuelifetime: float = knob(7 * 86400.0, "time", "qmail: queuelifetime", "s", lo=0)
+                              default_unit="d", lo=0, mta=("sendmail",))
+    queuelifetime: float = knob(7 * 86400.0, "time", "qmail: queuelifetime", "s", lo=0,
+                                mta=("qmail",))
     message_retry_interval: float = knob(
         0.0, "time", "exchange: MessageRetryInterval (0: 15m; exchange-online: 1h, assumed)",
-        "s", lo=0)
+        "s", lo=0, mta=_EXCHANGE)
     message_expiration_timeout: float = knob(
         0.0, "time", "exchange: MessageExpirationTimeout (0: 2d; exchange-online: 24h)", "s",
-        lo=0)
+        lo=0, mta=_EXCHANGE)
     retry_list: tuple = knob((120.0, 300.0, 600.0), "times",
                              "list: gaps between attempts, the last repeating (1 to 1000 "
-                             "gaps)", "s", lo=1, hi=100 * 86400)
-    lifetime: float = knob(5 * 86400.0, "time", "list: lifetime", "s", default_unit="d", lo=0)
+                             "gaps)", "s", lo=1, hi=100 * 86400, mta=("list",))
+    lifetime: float = knob(5 * 86400.0, "time", "list: lifetime", "s", default_unit="d", lo=0,
+                           mta=("list",))
 
 
 @dataclass(frozen=True)
@@ -244,9 +259,9 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
     m = f.metadata
     kind = m["kind"]
     if kind == "time":
-        if value in ("inf", "never") and f.default == INF:
-            return INF
-        out = parse_time(key, value, m["default_unit"])
+        out = parse_time(key, value, m["default_unit"], never=f.default == INF)
+        if out == INF and f.default == INF and str(value).strip() in ("never", "inf"):
+            return out
     elif kind == "rate":
         out = parse_rate(key, value)
     elif kind == "size":
@@ -295,7 +310,8 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
         if f.name == "retry_list" and not value:
             raise ScenarioError(key, value, 'at least one gap, like ["2m", "5m", "10m"]')
         if len(value) > most:
-            raise ScenarioError(key, f"a list of {len(value)} times", f"at most {most}")
+            raise ScenarioError(key, f"a list of {len(value)} times", f"at most {most}",
+                                problem="too many")
         times = tuple(_parse_value(f"{key}[{i}]", _one_time(m["min"] or 0, m["max"]), v)
                       for i, v in enumerate(value))
         return tuple(sorted(times)) if f.name == "arrivals" else times
@@ -312,7 +328,7 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
     if isinstance(out, float) and math.isnan(out):
         raise ScenarioError(key, value, "a number" + _bounds(m))
     if (m["min"] is not None and out < m["min"]) or (m["max"] is not None and out > m["max"]):
-        raise ScenarioError(key, value, "a value" + _bounds(m))
+        raise ScenarioError(key, value, "a value" + _bounds(m), problem="out of range")
     return out
 
 
@@ -327,12 +343,16 @@ def _bounds(m: Mapping) -> str:
     lo, hi = m["min"], m["max"]
     if m["kind"] == "rate":
         def num(x):
-            return f"{x:g}/s ({x * 86400:g}/d)" if x else "0"
+            return format_rate(x) if x else "0"
     else:
         unit = f" {m['unit']}" if m["unit"] and m["unit"] != "s" else ""
 
         def num(x):
+            if m["kind"] == "size":
+                return format_size(x)
             if m["unit"] == "s":
+                if x == TIME_MAX:  # Postfix's ceiling, as its C int is written
+                    return f"{int(x)}s"
                 return format_time(x) if x else "0"
             return (str(int(x)) if float(x).is_integer() else f"{x:g}") + unit
     if lo is not None and hi is not None:
@@ -344,6 +364,16 @@ def _bounds(m: Mapping) -> str:
     return ""
 
 
+def _key_list(prefix: str, fields) -> str:
+    """What an unknown key's error allows: the section's keys when they are few, else where
+    they are listed."""
+    section = prefix.split("[")[0]
+    if len(fields) <= 8:
+        return "one of " + ", ".join(fields)
+    return (f"one of the {len(fields)} keys of [{section}] (relaysim explain -d lists them; "
+            "README: scenario reference)")
+
+
 def _build(cls, table: Any, prefix: str, defaults: Mapping[str, Any] | None = None):
     """An instance of `cls` from a TOML table, every key checked and parsed."""
     if not isinstance(table, Mapping):
@@ -353,8 +383,9 @@ def _build(cls, table: Any, prefix: str, defaults: Mapping[str, Any] | None = No
     for key, value in table.items():
         dotted = f"{prefix}.{key}"
         if key not in fields:
-            raise ScenarioError(dotted, value, f"no such key in [{prefix.split('[')[0]}]; keys: "
-                                + ", ".join(fields), did_you_mean(key, fields))
+            raise ScenarioError(dotted, value, _key_list(prefix, fields),
+                                did_you_mean(key, fields), problem=f"unknown key in "
+                                f"[{prefix.split('[')[0]}]")
         kwargs[key] = _parse_value(dotted, fields[key], value)
     return cls(**kwargs)
 
@@ -512,7 +543,7 @@ def _clamp_backoff(table: Mapping, merged: dict, origins: dict, prefix: str) -> 
     low = float(merged.get(keys[0], "1000s" if old else "300s")[:-1])
     high = float(merged.get(keys[1], "4000s")[:-1])
     if low > high:
-        merged[keys[1]] = f"{low:g}s"
+        merged[keys[1]] = f"{int(low)}s"
         origins[f"{prefix}.{keys[1]}"] = ("main_cf: minimal_backoff_time, as Postfix's qmgr "
                                           "never waits less")
 
@@ -537,18 +568,22 @@ def _older_than_24(prefix: str, version: Any) -> bool:
 
 
 def _check_upstream(up: Upstream, prefix: str) -> None:
+    from sim.model.schedules import parse_exim_rules
+
+    parse_exim_rules(up.exim_retry_rule, f"{prefix}.exim_retry_rule")  # whatever the MTA
     if up.soft_bounce and up.mta != "postfix":
         raise ScenarioError(f"{prefix}.soft_bounce", "true", "false unless mta = \"postfix\" "
                             f"(soft_bounce is a Postfix parameter; mta = \"{up.mta}\")")
     if up.maximal_backoff_time < up.minimal_backoff_time:
-        raise ScenarioError(f"{prefix}.maximal_backoff_time", f"{up.maximal_backoff_time:g}s",
-                            f"at least minimal_backoff_time ({up.minimal_backoff_time:g}s)")
+        raise ScenarioError(f"{prefix}.maximal_backoff_time",
+                            format_time(up.maximal_backoff_time), "at least "
+                            f"minimal_backoff_time ({format_time(up.minimal_backoff_time)})")
     for name in ("maximal_queue_lifetime", "bounce_queue_lifetime"):
         life = getattr(up, name)
         if 0 < life < up.minimal_backoff_time:
-            raise ScenarioError(f"{prefix}.{name}", f"{life:g}s",
+            raise ScenarioError(f"{prefix}.{name}", format_time(life),
                                 "0 (one attempt) or at least minimal_backoff_time "
-                                f"({up.minimal_backoff_time:g}s)")
+                                f"({format_time(up.minimal_backoff_time)})")
 
 
 @dataclass(frozen=True)
@@ -586,8 +621,9 @@ class Scenario:
             raise ScenarioError("scenario", d, "a table of sections")
         for key in d:
             if key not in SECTIONS:
-                raise ScenarioError(key, "[section]", "sections: " + ", ".join(SECTIONS),
-                                    did_you_mean(str(key), SECTIONS))
+                raise ScenarioError(key, "[section]", "one of " + ", ".join(SECTIONS),
+                                    did_you_mean(str(key), SECTIONS),
+                                    problem="unknown section")
         for key in ("simulation", "upstream", "relay"):
             if key in d and not isinstance(d[key], Mapping):
                 raise ScenarioError(key, d[key], f"a [{key}] table of settings")
@@ -622,7 +658,8 @@ class Scenario:
                 if key not in ("at", "upstream", "relay"):
                     raise ScenarioError(f"{prefix}.{key}", c[key],
                                         "at, upstream.<parameter> or relay.<parameter>",
-                                        did_you_mean(key, ("at", "upstream", "relay")))
+                                        did_you_mean(key, ("at", "upstream", "relay")),
+                                        problem="unknown key in [[changes]]")
             at = _parse_value(f"{prefix}.at", _field(Change, "at"), c["at"])
             for sec in ("upstream", "relay"):
                 if not isinstance(c.get(sec, {}), Mapping):
@@ -666,18 +703,21 @@ class Scenario:
                     del d["upstream"][key]
         for dotted, value in overrides.items():
             if dotted.split(".")[-1] in ("main_cf", "main_cf_file"):
-                raise ScenarioError(dotted, value, "main_cf in the scenario file; set single "
-                                    "parameters with --set upstream.<name>=<value>")
+                raise ScenarioError(dotted, value, "single parameters, --set "
+                                    "upstream.<name>=<value>", problem="main_cf is read from "
+                                    "the scenario file only")
             parts = dotted.split(".")
             node: Any = d
             if parts[0] not in SECTIONS:
                 raise ScenarioError(dotted, value, "a key like upstream.queue_run_delay",
-                                    did_you_mean(parts[0], SECTIONS))
+                                    did_you_mean(parts[0], SECTIONS),
+                                    problem=f"unknown section {parts[0]!r}")
             for j, part in enumerate(parts[:-1]):
                 if isinstance(node, list):
                     if not node:
-                        raise ScenarioError(dotted, value, f"an existing entry: the scenario "
-                                            f"has no {parts[j - 1]} (add them in the file)")
+                        raise ScenarioError(dotted, value, "an existing entry (add them in "
+                                            "the file)", problem=f"the scenario has no "
+                                            f"{parts[j - 1]}")
                     if not part.isdigit() or int(part) >= len(node):
                         raise ScenarioError(dotted, value, f"an index from 0 to {len(node) - 1}"
                                             f" after {'.'.join(parts[:j])}")
@@ -708,7 +748,7 @@ class Scenario:
             "senders": [_as_table(s) for s in self.senders],
             "upstream": _as_table(self.upstream),
             "relay": _as_table(self.relay),
-            "changes": [{"at": f"{c.at!r}s", **({"upstream": dict(c.upstream)} if c.upstream
+            "changes": [{"at": format_time(c.at), **({"upstream": dict(c.upstream)} if c.upstream
                                                  else {}),
                          **({"relay": dict(c.relay)} if c.relay else {})} for c in self.changes],
         }
@@ -726,10 +766,10 @@ def _load_toml(text: str, name: str) -> dict:
                 text.splitlines()) else ""
             key = line.split("=")[0].strip().strip("[]").strip()
             why += f"; {key!r} is set twice" if key else ""
-        raise ScenarioError(name, "malformed TOML", f"valid TOML ({why})") from None
+        raise ScenarioError(name, "malformed TOML", "valid TOML", problem=why) from None
     except RecursionError:
         raise ScenarioError(name, "TOML nested too deep", "tables and arrays nested a few "
-                            "levels, as a scenario needs") from None
+                            "levels, as a scenario needs", problem="nested too deep") from None
 
 
 def _safe_name(stem: str) -> str:
@@ -762,14 +802,32 @@ def _require_study(data: Mapping) -> None:
                                     'duration = "6h" }')
 
 
+def no_effect(scen: Scenario) -> list[str]:
+    """Warnings for the [upstream] keys the scenario sets (file, main_cf, --set, a change)
+    that the upstream's MTA does not read: another MTA's schedule (`mta` of the knob)."""
+    up = scen.upstream
+    given = [k.split(".", 1)[1] for k in scen.origins if k.startswith("upstream.")]
+    given += [k for ch in scen.changes for k in ch.upstream]
+    fields = {f.name: f for f in dataclasses.fields(Upstream)}
+    out = []
+    for name in dict.fromkeys(given):
+        mtas = fields[name].metadata["mta"] if name in fields else None
+        if mtas and up.mta not in mtas:
+            out.append(f"upstream.{name} has no effect with upstream.mta = {up.mta} (only "
+                       f"{' and '.join(mtas)} read{'s' if len(mtas) == 1 else ''} it); "
+                       "checked all the same")
+    return out
+
+
 def check_samples(scen: Scenario) -> None:
     """A run's time series has more than its first sample: sample_interval at most duration
     (relaysim run; a library caller may want the one row)."""
     sim = scen.simulation
     if sim.sample_interval > sim.duration:
         raise ScenarioError("simulation.sample_interval", format_time(sim.sample_interval),
-                            f"at most simulation.duration ({format_time(sim.duration)}): "
-                            "else the time series is its first, empty sample")
+                            f"at most simulation.duration ({format_time(sim.duration)})",
+                            problem="longer than the run: the time series would be its "
+                            "first, empty sample")
 
 
 def _check_run(scen: Scenario) -> None:
@@ -779,13 +837,14 @@ def _check_run(scen: Scenario) -> None:
     if samples > MAX_SAMPLES:
         raise ScenarioError("simulation.sample_interval", format_time(sim.sample_interval),
                             f"at least {format_time(math.ceil(sim.duration / (MAX_SAMPLES - 1)))}"
-                            f" for a duration of {format_time(sim.duration)}: {samples} samples "
-                            f"would take about {samples * 1600 // 10**6} MB; at most "
-                            f"{MAX_SAMPLES}")
+                            f" for a duration of {format_time(sim.duration)} (at most "
+                            f"{MAX_SAMPLES} samples)", problem=f"too many samples: {samples} "
+                            f"would take about {samples * 1600 // 10**6} MB")
     total = sum(s.rate for s in scen.senders if not s.arrivals)
     if total > RATE_MAX:
-        raise ScenarioError("senders.rate", f"{total * 86400:g}/d in all",
-                            f"at most {RATE_MAX:g}/s ({RATE_MAX * 86400:g}/d) over all senders")
+        raise ScenarioError("senders.rate", f"{format_rate(total)} in all",
+                            f"at most {format_rate(RATE_MAX)} over all senders",
+                            problem="too much traffic")
     if 0 < scen.relay.outage_mtbf < 60:
         raise ScenarioError("relay.outage_mtbf", format_time(scen.relay.outage_mtbf),
                             "0 (no random outages) or at least 60s")
@@ -802,11 +861,11 @@ def _as_table(obj) -> dict[str, Any]:
         v = getattr(obj, f.name)
         kind = f.metadata["kind"]
         if kind == "time":
-            v = "inf" if v == INF else f"{v!r}s"
+            v = format_time(v)
         elif kind == "rate":
-            v = f"{v!r}/s"
+            v = format_rate(v)
         elif kind == "times":
-            v = [f"{x!r}s" for x in v]
+            v = [format_time(x) for x in v]
         elif kind == "outages":
             v = [_as_table(o) for o in v]
         elif kind == "greylisting":
@@ -814,20 +873,22 @@ def _as_table(obj) -> dict[str, Any]:
                 continue
             v = _as_table(v)
         elif kind == "size":
-            v = float(v)
+            v = format_size(v)
         out[f.name] = v
     return out
 
 
 def _apply(obj, overrides: Mapping[str, Any], prefix: str):
     """`obj` with `overrides` (raw TOML values) parsed and applied; Upstream rules re-checked."""
-    fields = {f.name for f in dataclasses.fields(obj)}
+    fields = [f.name for f in dataclasses.fields(obj)]
     for k, v in overrides.items():
         if k not in fields:
-            raise ScenarioError(f"{prefix}.{k}", v, f"a key of [{prefix.rsplit('.', 1)[-1]}]",
-                                did_you_mean(k, fields))
+            section = prefix.rsplit('.', 1)[-1]
+            raise ScenarioError(f"{prefix}.{k}", v, _key_list(section, fields),
+                                did_you_mean(k, fields), problem=f"unknown key in [{section}]")
     if isinstance(obj, Upstream) and "mta" in overrides:
-        raise ScenarioError(f"{prefix}.mta", overrides["mta"], "no change of MTA during a run")
+        raise ScenarioError(f"{prefix}.mta", overrides["mta"], "changes of the MTA's "
+                            "parameters only", problem="the MTA cannot change during a run")
     new = _build(type(obj), {**_as_table(obj), **overrides}, prefix)
     if isinstance(new, Upstream):
         _check_upstream(new, prefix)
@@ -840,13 +901,13 @@ def _default_text(f: dataclasses.Field) -> str:
     if v is None:
         return "absent"
     if m["kind"] == "time":
-        return "never" if v == INF else format_time(v)
+        return format_time(v)
     if m["kind"] == "rate":
-        return f"{v * 86400:g}/d"
+        return format_rate(v)
     if m["kind"] == "times":
         return "[" + ", ".join(format_time(x) for x in v) + "]" if v else "[]"
     if m["kind"] == "size":
-        return f"{v:g} bytes"
+        return format_size(v)
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, tuple | list | Mapping):

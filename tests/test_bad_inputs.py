@@ -94,6 +94,6 @@ def test_the_scenario_must_be_a_regular_file(tmp_path, kind, capsys, monkeypatch
     before = tree(tmp_path)
     assert cli.main(["run", str(path)]) == 2
     err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and err.startswith("relaysim: error: scenario: ")
+    assert len(err.splitlines()) == 1 and err.startswith("relaysim: error: scenario = ")
     assert "regular" in err
     assert tree(tmp_path) == before

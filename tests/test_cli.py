@@ -4,6 +4,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -107,12 +108,22 @@ def test_run_prints_a_short_summary(run_dir):
                  "deferred queue peak", "p50", "p95", "p99", "backscatter"):
         assert word in proc.stdout
     assert f"received {meta['recipients']['received']}," in proc.stdout
-    assert proc.stderr == ""  # no progress bar when stderr is not a terminal
+    assert (f"queued upstream (deferred + active) peak: {meta['queued_peak_messages']} messages; "
+            f"deferred queue peak: {meta['deferred_peak_messages']}") in proc.stdout
+    assert meta["queued_peak_messages"] >= meta["deferred_peak_messages"]
+    assert re.search(r"simulated in \d+\.\d s, files (and figures )?written in \d+\.\d s",
+                     proc.stdout)
+    # no progress bar when stderr is not a terminal; only the notice of a cold numba cache
+    assert all(x.startswith("relaysim: compil") for x in proc.stderr.splitlines())
 
 
 def test_set_wins_over_the_file(run_dir):
     meta = json.loads((run_dir[0] / "summary.json").read_text())
-    assert meta["scenario"]["upstream"]["maximal_queue_lifetime"] == f"{2 * 86400.0!r}s"
+    assert meta["scenario"]["upstream"]["maximal_queue_lifetime"] == "2d"
+    # as written, in the user's units (sim.units), not "86400.0s" or "0.023148148148148147/s"
+    assert meta["scenario"]["simulation"]["duration"] == "1d"
+    assert meta["scenario"]["senders"][0]["rate"] == "2000/d"
+    assert meta["scenario"]["senders"][0]["stop"] == "never"
     assert meta["origins"]["upstream.maximal_queue_lifetime"] == "--set"
     assert meta["origins"]["relay.unknown_local_recipient_reject_code"] == "file"
 
@@ -301,11 +312,15 @@ def test_out_must_not_be_a_file(tmp_path):
 # --- explain ---------------------------------------------------------------------------------
 
 def timeline_rows(stdout: str) -> list[tuple[int, int]]:
+    """(attempt, seconds since arrival) of explain's timeline, each time read back with the
+    one parser (sim.units) as written once, without a second spelling in brackets."""
+    from sim.units import parse_time
+
     rows = []
     for line in stdout.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and parts[0].isdigit() and parts[1].endswith("s"):
-            rows.append((int(parts[0]), int(parts[1][:-1])))
+        if len(parts) == 3 and parts[0].isdigit():
+            rows.append((int(parts[0]), int(parse_time("since arrival", parts[1]))))
     return rows
 
 
@@ -316,7 +331,7 @@ def test_explain_postfix_default_timeline(tmp_path):
     rows = timeline_rows(proc.stdout)
     assert rows[:7] == [(1, 0), (2, 299), (3, 599), (4, 1199), (5, 2399), (6, 4799),
                         (7, 8999)]
-    assert "every 4200s" in proc.stdout
+    assert "every 70m" in proc.stdout
     last_n, last_t = rows[-1]
     assert last_n == 108 and last_t == 4799 + 4200 * (108 - 6)
     assert "1 s after a queue-runner start" in proc.stdout and "instantaneous" in proc.stdout
@@ -349,7 +364,8 @@ def test_explain_littles_law(tmp_path):
     from sim.scenario import Upstream
     expected = 600 / 86400 * residence_time(Upstream())
     assert 3005 < expected < 3010  # 5 d plus about 17.5 min
-    assert "lambda = 600/d" in out and f"backlog = lambda x W = {expected:.0f} messages" in out
+    assert "lambda = 600/d" in out
+    assert f"Little's-law plateau = lambda x W = {expected:.0f} messages" in out
     out550 = relaysim("explain", scen, "--set",
                       "relay.unknown_local_recipient_reject_code=550").stdout
     assert "no estimate" in out550 and "550" in out550
@@ -597,3 +613,41 @@ def test_a_linked_run_folder_is_replaced_where_it_points(run_dir, tmp_path):
     stage_and_commit(tmp_path / "link", lambda st: (st / "summary.json").write_text("new"))
     assert (tmp_path / "link").is_symlink() and (real / "summary.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_compiling_is_announced_once_and_timed(capsys):
+    """A cold numba cache: one line as compiling starts, the time added up; warm: silent."""
+    from numba import njit
+
+    from sim.cli import _CompileNotice
+
+    kernel = njit(lambda x: x + 1)
+    with _CompileNotice() as cold:
+        kernel(1)
+        njit(lambda x: x * 2)(1)
+    assert capsys.readouterr().err == ("relaysim: compiling the simulation kernels (numba; the "
+                                       "first run only, a minute or two) ...\n")
+    assert cold.seconds > 0
+    with _CompileNotice() as warm:
+        kernel(2)
+    assert capsys.readouterr().err == "" and warm.seconds == 0
+    with _CompileNotice(enabled=False) as quiet:
+        njit(lambda x: x - 1)(1)
+    assert capsys.readouterr().err == "" and quiet.seconds == 0
+
+
+def test_keys_of_another_mta_warn_after_every_check(tmp_path):
+    """A key of Exim's schedule with mta = postfix: checked, one warning once the input is
+    good; a bad input after it is still one line (the warning is not printed before it)."""
+    scen = write(tmp_path / "o.toml", SHORT.replace("[upstream]\n", '[upstream]\nexim_retry_rule'
+                                                    ' = "F,2h,15m"\n'))
+    proc = relaysim("explain", scen)
+    assert proc.returncode == 0 and proc.stderr == (
+        "relaysim: warning: upstream.exim_retry_rule has no effect with upstream.mta = postfix "
+        "(only exim reads it); checked all the same\n")
+    bad = relaysim("run", scen, "--queue-time", "2026-01-01T00:00:00Z", "--out", tmp_path / "x")
+    assert bad.returncode == 2 and bad.stderr.startswith("relaysim: error: --queue-time = ")
+    assert len(bad.stderr.splitlines()) == 1 and not (tmp_path / "x").exists()
+    bad = relaysim("explain", scen, "--set", "upstream.exim_retry_rule=F,2x")
+    assert bad.returncode == 2 and bad.stderr.startswith(
+        "relaysim: error: upstream.exim_retry_rule = F,2x: expected Exim retry rules")

@@ -1,6 +1,7 @@
 """Scenario checks (sim.scenario) and reading a user's text file (sim.errors.read_text_file):
 every key's bounds, the keys a study must give, names that stay folder names."""
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -17,7 +18,9 @@ from sim.scenario import (
     Greylisting,
     Outage,
     Scenario,
+    Upstream,
     check_samples,
+    no_effect,
 )
 
 BASE = {"simulation": {"duration": "1d"}, "senders": [{"rate": "1000/d"}]}
@@ -132,8 +135,15 @@ def test_set_errors(overrides, key, words):
     assert e.value.key == key and words in str(e.value)
 
 
-@pytest.mark.parametrize("kind", ["directory", "dev-zero", "fifo", "binary", "utf16", "latin1",
-                                  "too-big", "nul-in-path", "missing"])
+READ_PROBLEMS = {"directory": ": a folder; expected a regular text file",
+                 "dev-zero": ": not a regular file;", "fifo": ": not a regular file;",
+                 "binary": ": binary or UTF-16 (a NUL byte at offset 4);",
+                 "utf16": ": binary or UTF-16", "latin1": ": not UTF-8 (byte 0xe9 at offset 5);",
+                 "too-big": ": too big; expected a text file of at most 1000 bytes",
+                 "nul-in-path": ": cannot be read (", "missing": ": no such file;"}
+
+
+@pytest.mark.parametrize("kind", list(READ_PROBLEMS))
 def test_read_text_file_refuses_what_is_not_a_small_utf8_file(tmp_path, kind):
     path = tmp_path / "f"
     if kind == "directory":
@@ -155,6 +165,70 @@ def test_read_text_file_refuses_what_is_not_a_small_utf8_file(tmp_path, kind):
     with pytest.raises(ScenarioError) as e:
         read_text_file(path, "relay.main_cf_file", limit=1000)
     assert e.value.key == "relay.main_cf_file" and str(e.value).isprintable()
+    assert str(e.value).startswith("relay.main_cf_file = ") and READ_PROBLEMS[kind] in str(
+        e.value)
+    assert "not allowed" not in str(e.value)
+
+
+@pytest.mark.parametrize(("table", "text"), [
+    ({"upstream": {"maximal_queue_lifetme": "3d"}},
+     "upstream.maximal_queue_lifetme = 3d: unknown key in [upstream] (did you mean "
+     "'maximal_queue_lifetime'?); expected one of the "
+     f"{len(dataclasses.fields(Upstream))} keys of [upstream] (relaysim explain "
+     "-d lists them; README: scenario reference)"),
+    ({"simulation": {"duraton": "3d"}},
+     "simulation.duraton = 3d: unknown key in [simulation] (did you mean 'duration'?); "
+     "expected one of name, duration, seed, sample_interval"),
+    ({"upstrem": {}}, "upstrem = [section]: unknown section (did you mean 'upstream'?); "
+     "expected one of simulation, senders, upstream, relay, changes"),
+    ({"upstream": {"maximal_queue_lifetime": "200d"}},
+     "upstream.maximal_queue_lifetime = 200d: out of range; expected a value from 0 to 100d"),
+    ({"upstream": {"maximal_queue_lifetime": "5x"}},
+     "upstream.maximal_queue_lifetime = 5x: expected a time like 300s, 5m, 2h, 5d or 1h30m (a "
+     "bare number is in 'd', as in Postfix)"),
+], ids=["unknown-key-many", "unknown-key-few", "unknown-section", "out-of-range", "bad-time"])
+def test_error_wording(table, text):
+    """One line: the key, the value, what is wrong in plain words, what is allowed."""
+    assert str(error(**table)) == text
+
+
+def test_keys_of_another_mta_are_checked_and_warned_about():
+    scen = build(upstream={"mta": "postfix", "exim_retry_rule": "F,2h,15m", "queuereturn": "3d"})
+    assert no_effect(scen) == [
+        "upstream.exim_retry_rule has no effect with upstream.mta = postfix (only exim reads "
+        "it); checked all the same",
+        "upstream.queuereturn has no effect with upstream.mta = postfix (only sendmail reads "
+        "it); checked all the same"]
+    assert no_effect(build(upstream={"mta": "exim", "exim_retry_rule": "F,2h,15m"})) == []
+    assert no_effect(build()) == []
+    exim = build(upstream={"mta": "exim", "maximal_queue_lifetime": "3d"})
+    assert no_effect(exim) == ["upstream.maximal_queue_lifetime has no effect with "
+                               "upstream.mta = exim (only postfix reads it); checked all the "
+                               "same"]
+    assert no_effect(scen.with_overrides({"upstream.mta": "sendmail"})) == [
+        "upstream.exim_retry_rule has no effect with upstream.mta = sendmail (only exim reads "
+        "it); checked all the same"]
+    changed = build(upstream={"mta": "qmail"},
+                    changes=[{"at": "1h", "upstream": {"lifetime": "2d"}}])
+    assert no_effect(changed) == ["upstream.lifetime has no effect with upstream.mta = qmail "
+                                  "(only list reads it); checked all the same"]
+    with pytest.raises(ScenarioError) as e:  # malformed: an error whatever the MTA
+        build(upstream={"mta": "postfix", "exim_retry_rule": "F,2x"})
+    assert e.value.key == "upstream.exim_retry_rule"
+
+
+def test_the_scenario_stores_what_the_user_wrote():
+    """to_dict (summary.json) spells values with sim.units' formatter: as written."""
+    scen = build(simulation={"duration": "28d"}, senders=[{"rate": "2500/d",
+                                                           "message_size": "1.5M"}],
+                 upstream={"maximal_backoff_time": "4000s", "queue_run_delay": "1000s"},
+                 changes=[{"at": "21d2h", "relay": {"local_users": 5}}])
+    d = scen.to_dict()
+    assert d["simulation"]["duration"] == "28d" and d["senders"][0]["rate"] == "2500/d"
+    assert d["senders"][0]["message_size"] == "1.5M" and d["senders"][0]["stop"] == "never"
+    assert d["upstream"]["maximal_backoff_time"] == "4000s"
+    assert d["upstream"]["queue_run_delay"] == "1000s" and d["changes"][0]["at"] == "21d2h"
+    assert Scenario.from_dict(d) == scen
 
 
 def test_read_text_file_reads_utf8_with_or_without_a_byte_order_mark(tmp_path):

@@ -28,7 +28,7 @@ def check_writable(path: Path | str, key: str, folder: bool = False) -> Path:
     need = "a folder relaysim can create or write into" if folder else \
         "a file path in a folder relaysim can write (not a folder)"
     if not folder and p.is_dir():
-        raise ScenarioError(key, str(p), need, "it is a folder")
+        raise ScenarioError(key, str(p), need, problem="a folder")
     target = p if folder else p.parent
     probe = target
     while not probe.exists():
@@ -36,12 +36,12 @@ def check_writable(path: Path | str, key: str, folder: bool = False) -> Path:
             break
         probe = probe.parent
     if not probe.is_dir():
-        raise ScenarioError(key, str(p), need, f"{probe} is not a folder")
+        raise ScenarioError(key, str(p), need, problem=f"{probe} is not a folder")
     try:  # access() says yes to root even on read-only file systems: try for real
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError:
-        raise ScenarioError(key, str(p), need, f"{probe} is not writable") from None
+        raise ScenarioError(key, str(p), need, problem=f"{probe} is not writable") from None
     if not folder and p.exists() and not os.access(p, os.W_OK):
-        raise ScenarioError(key, str(p), need, "the file is not writable")
+        raise ScenarioError(key, str(p), need, problem="the file is not writable")
     return p

@@ -263,8 +263,9 @@ def check_names(params: Mapping[str, str], origin: str = "main_cf",
             continue
         near = [m for m in modelled if _one_edit(name, m)]
         if near:
-            raise ScenarioError(name, value, f"a Postfix parameter name in {origin}",
-                                hint=f"did you mean {near[0]!r}?")
+            raise ScenarioError(name, value, "a Postfix parameter name",
+                                hint=f"did you mean {near[0]!r}?",
+                                problem=f"unknown parameter in {origin}")
         unused.append(name)
     return tuple(unused)
 

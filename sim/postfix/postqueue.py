@@ -121,7 +121,7 @@ class QueueSnapshot:
 
 def _fail(where: str, n: int, text: str, why: str) -> ScenarioError:
     shown = text if len(text) <= 60 else text[:57] + "..."
-    return ScenarioError(f"{where} line {n}", shown, f"{why}; a line must be {_NEEDS}")
+    return ScenarioError(f"{where} line {n}", shown, _NEEDS, problem=why)
 
 
 def parse_postqueue(lines: Iterable[str], where: str = "postqueue -j",

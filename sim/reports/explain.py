@@ -4,13 +4,13 @@ one deferred message, and the steady-state deferred backlog by Little's law.
 Public names: parameters, Parameter, main_cf, PastedParameter, main_cf_lines, retry_timeline,
 Timeline,
 residence_time, littles_law, Backlog, littles_law_backlog, lifetime, steady_interval,
-format_value, format_seconds, format_span.
+format_value.
 
 Contract:
 - parameters(scenario, all_=False) -> [Parameter(name, value, origin, doc)] in declaration
   order, named as --set names them (simulation.duration, senders.0.rate, relay.outages). Like
   `postconf -n`, only what was set or differs from the default, unless all_ (`postconf -d`
-  style). `value` is the Postfix-style spelling with its unit (5d, 10000/d, 20k); `origin` is
+  style). `value` is sim.units' spelling with its unit (5d, 10000/d, 20k, never); `origin` is
   where it came from: Scenario.origins (file, main_cf, --set, ...), else "default" when it
   equals the default and "file" otherwise (sender tables record no origins). Values are the
   effective ones: a bounce_queue_lifetime above maximal_queue_lifetime is shown lowered to it,
@@ -30,11 +30,12 @@ Contract:
   expiry_s is the age at that last attempt. Assumptions: attempts take no time, the first is on
   arrival, and the message arrives `phase_s` seconds (default 1 s) after a queue-runner start; MTAs
   without a runner grid retry at the wake time itself.
-- littles_law(scenario) -> Backlog: the messages queued (deferred, or active during a queue
-  run) in steady state, L = lambda * W, for the configuration at t = 0. lambda counts messages
-  with at least one unknown recipient from the senders with a constant Poisson inflow (no
-  explicit arrivals, no stop time): per sender rate * (1 - (1 - f)^k), f =
-  unknown_recipient_fraction (1 when relay.local_users is 0), k = recipients_per_message.
+- littles_law(scenario) -> Backlog: the Little's-law plateau of the messages queued upstream
+  (deferred, or active during a queue run) in steady state, L = lambda * W, for the
+  configuration at t = 0. lambda counts messages with at least one unknown recipient from the
+  senders with a constant Poisson inflow (no explicit arrivals, no stop time): per sender
+  rate * (1 - (1 - f)^k), f = unknown_recipient_fraction (1 when relay.local_users is 0), k =
+  recipients_per_message.
   W = residence_time(upstream): the mean time from arrival to the expiring attempt of an
   always-deferred message, iterated with the engine's own retry policy over arrival phases
   spread across one queue-run interval (expiry waits for the first attempt past the lifetime;
@@ -58,9 +59,7 @@ import numpy as np
 
 from sim.model.qmgr import Policy, schedule_params
 from sim.model.schedules import SCHEDULES, next_queue_run
-from sim.units import TIME_UNITS, format_time
-
-DAY = 86400
+from sim.units import format_rate, format_size, format_time
 
 
 class Parameter(NamedTuple):
@@ -71,22 +70,19 @@ class Parameter(NamedTuple):
 
 
 def format_value(f: dataclasses.Field, value) -> str:
-    """A field's value in Postfix style, with its unit: 5d, 10000/d, 20k, yes, 0.35."""
+    """A field's value with its unit, as sim.units writes it: 5d, never, 10000/d, 20k, yes."""
     kind = f.metadata["kind"]
     if kind == "time":
-        return "inf" if value == math.inf else format_seconds(value)
+        return format_time(value)
     if kind == "rate":
-        return f"{value * DAY:.6g}/d"
+        return format_rate(value)
     if kind == "size":
-        for suffix, n in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-            if value >= n and (value / n) == round(value / n, 3):
-                return f"{value / n:g}{suffix}"
-        return f"{value:g}"
+        return format_size(value)
     if kind == "times":
-        return "[" + ", ".join(format_seconds(v) for v in value) + "]"
+        return "[" + ", ".join(format_time(v) for v in value) + "]"
     if kind == "outages":
-        return "[" + ", ".join(f"{{start = {format_seconds(o.start)}, duration = "
-                               f"{format_seconds(o.duration)}}}" for o in value) + "]"
+        return "[" + ", ".join(f"{{start = {format_time(o.start)}, duration = "
+                               f"{format_time(o.duration)}}}" for o in value) + "]"
     if kind == "bool":
         return "yes" if value else "no"
     if kind == "float":
@@ -283,22 +279,3 @@ def littles_law(scenario) -> Backlog:
 def littles_law_backlog(scenario) -> float | None:
     """Steady-state deferred messages, lambda_unknown * (lifetime + mean expiry lag), or None."""
     return littles_law(scenario).messages
-
-
-def format_seconds(seconds: float) -> str:
-    """A time as one Postfix value, in days rather than weeks: 2419200 -> '28d', 4200 -> '70m'."""
-    if seconds and float(seconds).is_integer() and seconds % DAY == 0:
-        return f"{int(seconds // DAY)}d"
-    return format_time(seconds)
-
-
-def format_span(seconds: float) -> str:
-    """A duration in days, hours, minutes and seconds: 4799 -> '1h19m59s', 0 -> '0s'."""
-    s = int(round(seconds))
-    sign, s = ("-", -s) if s < 0 else ("", s)
-    parts = []
-    for unit in ("d", "h", "m", "s"):
-        n, s = divmod(s, TIME_UNITS[unit])
-        if n:
-            parts.append(f"{n}{unit}")
-    return sign + ("".join(parts) or "0s")

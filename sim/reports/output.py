@@ -193,7 +193,7 @@ def check_output(outdir: str | Path, key: str = "--out") -> Path:
     _clean_stale(out)
     if out.exists() or out.is_symlink():
         if not out.is_dir():
-            raise ScenarioError(key, text, "a folder (this is a file)")
+            raise ScenarioError(key, text, "a folder", problem="a file")
         other = sorted(p.name for p in out.iterdir())
         if other and "summary.json" not in other:
             raise ScenarioError(key, text, "a new folder or an earlier run's folder (this one "

@@ -84,7 +84,8 @@ def _seeds(args):
         return Precision(args.precision_of, parse_precision(args.precision or "2%"),
                          args.min_seeds, args.max_seeds)
     if args.precision is not None:
-        raise ScenarioError("--precision", args.precision, "only with --seeds auto")
+        raise ScenarioError("--precision", args.precision, "--seeds auto as well",
+                            problem="only used with --seeds auto")
     try:
         n = int(args.seeds)
     except ValueError:
@@ -164,7 +165,8 @@ def replications(args, scenario) -> tuple[int, str]:
              + ci("recipients.delivered") + ", bounced " + ci("recipients.bounced")
              + ", expired " + ci("recipients.expired") + ", still queued "
              + ci("recipients.queued_at_end"),
-             "deferred queue peak: " + ci("deferred_peak_messages") + " messages",
+             "queued upstream (deferred + active) peak: " + ci("queued_peak_messages")
+             + " messages; deferred queue peak: " + ci("deferred_peak_messages"),
              "delivery delay: p50 " + ci("delivery_delay_s.p50", ".3g") + " s, p95 "
              + ci("delivery_delay_s.p95", ".3g") + " s",
              "backscatter: " + ci("dsn.backscatter") + " DSNs to forged senders (of "
@@ -188,7 +190,7 @@ def _execute(args, scenario, factors, seeds, out_text, command):
 
     out = Path(out_text)
     if out.exists() and not out.is_dir():
-        raise ScenarioError("--out", str(out), "a folder (this is a file)")
+        raise ScenarioError("--out", str(out), "a folder", problem="a file")
     workers, scheduler = args.workers, getattr(args, "scheduler", None)
     if workers is not None and workers < 1:
         raise ScenarioError("--workers", workers, "at least 1")

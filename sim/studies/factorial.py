@@ -83,10 +83,10 @@ def parse_vary(text: str, parse_value: Callable[[str], Any]) -> Factor:
         raise ScenarioError("--vary", text, f"at least one value after {key}= ({USAGE})")
     texts = split_values(rest)
     if "" in texts:
-        raise ScenarioError("--vary", text, f"no empty value in the list ({USAGE})")
+        raise ScenarioError("--vary", text, USAGE, problem="an empty value in the list")
     if len(set(texts)) < len(texts):
         twice = next(t for t in texts if texts.count(t) > 1)
-        raise ScenarioError("--vary", text, f"each value once ({twice} is given twice)")
+        raise ScenarioError("--vary", text, "each value once", problem=f"{twice} is given twice")
     return Factor(key, tuple(texts), tuple(parse_value(t) for t in texts))
 
 
@@ -97,7 +97,8 @@ def factorial(base: Scenario, factors: Sequence[Factor]) -> list[Setting]:
     keys = [f.key for f in factors]
     for k in keys:
         if keys.count(k) > 1:
-            raise ScenarioError("--vary", k, "each key in one --vary (list all its values there)")
+            raise ScenarioError("--vary", k, "each key in one --vary (list all its values there)",
+                                problem="the key is varied twice")
     out = []
     combos = itertools.product(*(range(len(f.values)) for f in factors))
     for index, combo in enumerate(combos):

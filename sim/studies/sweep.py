@@ -3,7 +3,7 @@ experiments share.
 
 Public names: run_many, run_sweep, write_sweep, sweep_tables, SweepResult, SweepStopped,
 SUMMARY_FIGURES, HEADLINES, make_backend, seed_list, mean_ci, t975, fmt_ci, stack, summary_table,
-experiment_args, base_scenario, setup_lines, fmt_time, write_readme.
+experiment_args, results_folder, base_scenario, setup_lines, fmt_time, write_readme.
 
 Contract:
 - run_many(scenarios, seeds, workers=None, progress=False, backend="process") runs every scenario
@@ -37,7 +37,9 @@ Contract:
   time series over seeds as a (seeds, samples) array; summary_table(labels, grid) flattens
   every Results.summary into the columns of an experiment's runs.csv.
 - experiment_args, base_scenario, setup_lines and write_readme are the scaffolding every
-  experiments/ script shares: the command line (--quick, --out, --seeds, --workers), the base
+  experiments/ script shares: the command line (--quick, --out, --seeds, --workers; the
+  output folder is results_folder(name, quick): results/<name>/, or results-quick/<name>/ for
+  a --quick smoke run, so that it never replaces the committed results), the base
   scenario (a TOML file if present, else the script's dict), the scenario keys a README states,
   and the generated README, which refuses unfilled {placeholders} and nan.
 - The Little's-law reference the figures draw is sim.reports.explain.littles_law / residence_time.
@@ -71,10 +73,11 @@ from sim.studies.progress import Progress
 from sim.studies.replications import Precision, needed
 from sim.studies.statistics import fmt_ci, mean_ci, relative_half_width, seed_list, t975
 from sim.studies.store import RunStore, model_fingerprint, run_key
+from sim.units import format_time as fmt_time  # the one formatter, under the name experiments use
 
 __all__ = ["run_many", "run_sweep", "write_sweep", "sweep_tables", "SweepResult", "SweepStopped",
            "SUMMARY_FIGURES", "HEADLINES", "make_backend", "seed_list", "mean_ci", "t975",
-           "fmt_ci", "stack", "summary_table", "experiment_args", "base_scenario",
+           "fmt_ci", "stack", "summary_table", "experiment_args", "results_folder", "base_scenario",
            "setup_lines", "fmt_time", "write_readme"]
 
 # Results.summary flattened with '.', in its order (a test holds this to a real run's summary).
@@ -84,7 +87,7 @@ SUMMARY_FIGURES = (
     "recipients.rejected_at_upstream_4xx", "messages.received", "attempts", "dsn.nondelivery",
     "dsn.backscatter", "dsn.delay", "relay.sessions", "relay.rejects_4xx", "relay.rejects_5xx",
     "relay.greylisted", "relay.probes", "relay.hard_error_disconnects", "deferred_peak_messages",
-    "delivery_delay_s.p50", "delivery_delay_s.p95", "delivery_delay_s.p99",
+    "queued_peak_messages", "delivery_delay_s.p50", "delivery_delay_s.p95", "delivery_delay_s.p99",
     "delivery_delay_s.max")
 # The figures a sweep draws against each varied key: (summary key, axis label).
 HEADLINES = (
@@ -320,19 +323,27 @@ def experiment_args(doc: str, name: str, argv=None, seeds: int = 3) -> argparse.
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="tiny scenario, one seed (a smoke test; use with --out)")
+                   help=f"tiny scenario, one seed (a smoke test, written to "
+                   f"results-quick/{name}/ unless --out says where)")
     p.add_argument("--out", type=Path, default=None,
-                   help=f"output folder (default: results/{name}/)")
+                   help=f"output folder (default: results/{name}/; with --quick: "
+                   f"results-quick/{name}/, never the committed results)")
     p.add_argument("--seeds", type=int, default=None,
                    help=f"replications per setting (default {seeds}; --quick: 1)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel processes (default: all CPUs)")
     a = p.parse_args(argv)
     if a.out is None:
-        a.out = Path(__file__).resolve().parents[2] / "results" / name
+        a.out = results_folder(name, a.quick)
     if a.seeds is None:
         a.seeds = 1 if a.quick else seeds
     return a
+
+
+def results_folder(name: str, quick: bool = False) -> Path:
+    """An experiment's default output folder: results/<name>/ in the repository, or
+    results-quick/<name>/ for a --quick smoke run (not committed; .gitignore)."""
+    return Path(__file__).resolve().parents[2] / ("results-quick" if quick else "results") / name
 
 
 def base_scenario(toml_path: str | Path, fallback: Mapping) -> Scenario:
@@ -404,16 +415,6 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def fmt_time(s: float) -> str:
-    """Seconds in Postfix's largest exact unit: 432000 -> '5d', 300 -> '300s', 5400 -> '90m'."""
-    if s == math.inf:
-        return "never"
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size and s % size == 0:
-            return f"{s / size:.0f}{unit}"
-    return f"{s:g}s"
-
-
 def setup_lines(scenario: Scenario) -> list[str]:
     """The scenario keys an experiment README states: traffic, upstream, relay, changes."""
     sc = scenario
@@ -435,7 +436,7 @@ def setup_lines(scenario: Scenario) -> list[str]:
            f"{fmt_time(up.maximal_queue_lifetime)}" if up.mta == "postfix" else "")
         + (", soft_bounce = yes" if up.soft_bounce else "")
         + f", default_destination_concurrency_limit = {up.default_destination_concurrency_limit}"
-        + f", smtp_transaction_time = {up.smtp_transaction_time:g}s")
+        + f", smtp_transaction_time = {fmt_time(up.smtp_transaction_time)}")
     r = sc.relay
     lines.append(f"relay: local_users = {r.local_users}, unknown_local_recipient_reject_code = "
                  f"{r.unknown_local_recipient_reject_code}"

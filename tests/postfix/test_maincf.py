@@ -217,7 +217,8 @@ def test_check_names_rejects_one_edit_from_a_modelled_name(text, name, meant):
     with pytest.raises(ScenarioError) as err:
         maincf.check_names(maincf.parse(text), "site.cf", MODELLED)
     assert err.value.key == name
-    assert err.value.allowed == "a Postfix parameter name in site.cf"
+    assert err.value.allowed == "a Postfix parameter name"
+    assert err.value.problem == "unknown parameter in site.cf"
     assert err.value.hint == f"did you mean {meant!r}?"
 
 

@@ -92,15 +92,17 @@ def test_empty_queue():
 def test_malformed_line_names_its_number():
     lines = RUNNING.read_text().splitlines()
     lines[3] = lines[3][:40]
-    with pytest.raises(ScenarioError, match=r"line 4: .* not a JSON object"):
+    with pytest.raises(ScenarioError,
+                       match=r"line 4 = .*: not a JSON object; expected a JSON object per line"):
         pq.parse_postqueue(lines, "q.jsonl")
     bad = json.loads(lines[0])
     bad["queue_name"] = "deffered"
-    with pytest.raises(ScenarioError, match=r"q.jsonl line 2: .*not a Postfix queue"):
+    with pytest.raises(ScenarioError,
+                       match=r"q.jsonl line 2 = .*: queue_name .deffered. is not a Postfix queue"):
         pq.parse_postqueue([lines[0], json.dumps(bad)], "q.jsonl")
     del bad["recipients"]
     bad["queue_name"] = "deferred"
-    with pytest.raises(ScenarioError, match=r"line 2: .*recipients missing"):
+    with pytest.raises(ScenarioError, match=r"line 2 = .*: recipients missing"):
         pq.parse_postqueue([lines[0], json.dumps(bad)], "q.jsonl")
 
 

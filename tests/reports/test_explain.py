@@ -8,7 +8,6 @@ import pytest
 
 from sim import Scenario, simulate
 from sim.reports.explain import (
-    format_span,
     format_value,
     lifetime,
     littles_law,
@@ -20,7 +19,7 @@ from sim.reports.explain import (
     retry_timeline,
     steady_interval,
 )
-from sim.scenario import Upstream
+from sim.scenario import Sender, Upstream
 
 DAY = 86400
 
@@ -176,18 +175,14 @@ def test_parameters_show_set_or_changed_values_with_origin():
     assert len(everything) > len(shown)
 
 
-@pytest.mark.parametrize("seconds, text", [(0, "0s"), (299, "4m59s"), (4799, "1h19m59s"),
-                                           (433199, "5d19m59s"), (-60, "-1m")],
-                         ids=["zero", "minutes", "hours", "days", "negative"])
-def test_format_span(seconds, text):
-    assert format_span(seconds) == text
-
-
 @pytest.mark.parametrize("section, name, value, text", [
     (Upstream, "maximal_queue_lifetime", 28 * DAY, "28d"),
     (Upstream, "queue_run_delay", 1000.0, "1000s"),
     (Upstream, "maximal_backoff_time", 4200.0, "70m"),
-], ids=["days-not-weeks", "seconds", "minutes"])
+    (Sender, "stop", float("inf"), "never"),
+    (Sender, "rate", 2500 / DAY, "2500/d"),
+    (Sender, "message_size", 1.5e6, "1.5M"),
+], ids=["days-not-weeks", "seconds", "minutes", "never", "rate-per-day", "size"])
 def test_format_value(section, name, value, text):
     f = next(f for f in dataclasses.fields(section) if f.name == name)
     assert format_value(f, value) == text

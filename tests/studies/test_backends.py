@@ -103,7 +103,7 @@ def test_a_failing_run_is_reported_with_setting_and_seed_and_retried_next_time(
     bad_seed = sweep.seed_list(3, 3)[1]
 
     def flaky(table, seed):
-        if seed == bad_seed and table["upstream"]["maximal_queue_lifetime"] == "86400.0s":
+        if seed == bad_seed and table["upstream"]["maximal_queue_lifetime"] == "1d":
             raise RuntimeError("boom")
         return real(table, seed)
 

@@ -64,7 +64,7 @@ def test_no_factor_is_the_base_scenario():
     ("upstream.maximal_queue_lifetime", "KEY=V1,V2"),
     ("=1d,2d", "KEY=V1,V2"),
     ("upstream.maximal_queue_lifetime=", "at least one value"),
-    ("upstream.maximal_queue_lifetime=1d,,2d", "no empty value"),
+    ("upstream.maximal_queue_lifetime=1d,,2d", "an empty value in the list"),
     ("upstream.maximal_queue_lifetime=1d,1d", "each value once"),
 ], ids=["no-equals", "no-key", "empty-list", "empty-value", "repeated"])
 def test_bad_vary_text(text, needle):

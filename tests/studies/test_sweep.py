@@ -91,3 +91,16 @@ def test_dask_backend_on_a_local_cluster_gives_the_same_results():
     dask = run_many(scen, 2, workers=2, backend="dask")
     assert [[_key(r) for r in runs] for runs in one] == [[_key(r) for r in runs] for runs in dask]
     assert dask[1][0].scenario is scen[1]
+
+
+def test_a_quick_run_never_writes_the_committed_results(tmp_path):
+    """experiment_args: --quick goes to results-quick/<name>/ unless --out says where."""
+    from sim.studies.sweep import experiment_args, results_folder
+
+    quick = experiment_args("Doc.", "seed_story", ["--quick"])
+    assert quick.out == results_folder("seed_story", quick=True)
+    assert quick.out.parent.name == "results-quick" and quick.seeds == 1
+    full = experiment_args("Doc.", "seed_story", [])
+    assert full.out == results_folder("seed_story") and full.out.parent.name == "results"
+    assert quick.out.parent.parent == full.out.parent.parent  # both in the repository
+    assert experiment_args("Doc.", "x", ["--quick", "--out", str(tmp_path)]).out == tmp_path

@@ -218,7 +218,7 @@ def test_auto_seeds_reach_the_precision_and_do_not_depend_on_workers(tmp_path):
     (["--seeds", "0"], "--seeds"),
     (["--seeds", "auto", "--precision-of", "deferred_peek_messages"], "--precision-of"),
     (["--seeds", "auto", "--precision", "150%"], "--precision"),
-    (["--precision", "2%"], "only with --seeds auto"),
+    (["--precision", "2%"], "only used with --seeds auto"),
     (["--workers", "0"], "--workers"),
     (["--scheduler", "tcp://127.0.0.1:9"], "--scheduler"),
 ], ids=["unknown-key", "empty-list", "bad-value", "seeds", "precision-of", "precision",
@@ -250,7 +250,10 @@ def test_run_with_seeds_gives_replications_with_intervals(tmp_path):
     rows, (summ,) = _rows(out / "runs.csv"), _rows(out / "summary.csv")
     assert [int(r["seed"]) for r in rows] == seed_list(7, 3) and summ["seeds"] == "3"
     m, lo, hi = (float(summ[f"deferred_peak_messages {c}"]) for c in ("mean", "lo", "hi"))
-    assert f"deferred queue peak: {m:,.0f} ({lo:,.0f} to {hi:,.0f}) messages" in p.stdout
+    assert f"messages; deferred queue peak: {m:,.0f} ({lo:,.0f} to {hi:,.0f})\n" in p.stdout
+    q = [float(summ[f"queued_peak_messages {c}"]) for c in ("mean", "lo", "hi")]
+    assert (f"queued upstream (deferred + active) peak: {q[0]:,.0f} ({q[1]:,.0f} to "
+            f"{q[2]:,.0f}) messages; ") in p.stdout
     assert p.stdout.startswith("tiny: 3 seed(s) spawned from seed 7 (0 from an earlier run, "
                                "3 run now)")
     bad = subprocess.run([str(RELAYSIM), "run", str(tmp_path / "tiny.toml"), "--seeds", "0",
