@@ -258,6 +258,10 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 old[q] = True
     start, end, vetoed, used = serve(entry, n_old if up.grid else 0, S, service, relay, up,
                                      st)
+    # a sample in [T, entry) sees a scanned file still deferred (the loop's phase, a full
+    # active queue): qshape counts it there; none before the first sample at or after T
+    # (a bound a little low, so that no such sample is missed)
+    sample = math.ceil(T / obs.interval) * obs.interval * (1.0 - 1e-12) - 1e-9
     for i in range(n):  # SERIES: deferred, deferred_recipients, as the files leave
         if old[i]:
             left = 0
@@ -266,7 +270,7 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
             b = bin_of(entry[i], obs.rec_duration, obs.interval, obs.nbins)
             obs.acc[obs.rows[LEFT], b] -= 1.0
             obs.acc[obs.rows[LEFT + 1], b] -= left
-            if up.grid and entry[i] > T:  # until the scan's start, or room in the active queue
+            if up.grid and entry[i] > T and entry[i] > sample:
                 stay(obs.qdiff, obs.edges, obs.interval, T, entry[i], f[i, ARRIVAL], 1)
 
     # the relay's answers, postgrey and the hard error limit
