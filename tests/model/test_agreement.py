@@ -27,6 +27,18 @@ SCENARIOS = {
                   "outages": [{"start": "6h", "duration": "2h"}]},
         "changes": [{"at": "12h", "relay": {"unknown_local_recipient_reject_code": 550}}],
     },
+    # the upstream's soft_bounce defers the relay's 550s until they expire; null senders with a
+    # shorter bounce_queue_lifetime; a scheduled change of the backoff clamps
+    "soft-bounce-null-senders": {
+        "simulation": {"duration": "2d", "sample_interval": "1h"},
+        "senders": [{"rate": "2000/d", "unknown_recipient_fraction": 0.3,
+                     "null_sender_fraction": 0.3, "forged_sender_fraction": 0.5}],
+        "upstream": {"soft_bounce": True, "maximal_queue_lifetime": "1d",
+                     "bounce_queue_lifetime": "6h"},
+        "relay": {"unknown_local_recipient_reject_code": 550},
+        "changes": [{"at": "1d", "upstream": {"minimal_backoff_time": "600s",
+                                              "maximal_backoff_time": "2h"}}],
+    },
     # the concurrency limit binds: one agent at 80 % load (M/M/1 for valid mail) plus retries
     "concurrency-binding": {
         "simulation": {"duration": "6h", "sample_interval": "10m"},
