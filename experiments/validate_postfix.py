@@ -781,7 +781,14 @@ def postfix_times(detail: list[dict]) -> dict:
     return {"first_attempt_total": _quantiles([sum(col(r, k) for k in "abcd") for r in rows
                                                if r["attempt"] == "1"]),
             "active_queue_wait_b": _quantiles([col(r, "b") for r in rows]),
-            "agent_c_plus_d": _quantiles([col(r, "c") + col(r, "d") for r in rows])}
+            "agent_c_plus_d": _cv(_quantiles([col(r, "c") + col(r, "d") for r in rows]),
+                                  [col(r, "c") + col(r, "d") for r in rows])}
+
+
+def _cv(q: dict, x) -> dict:
+    """q with the coefficient of variation of x (sd / mean; exponential 1, constant 0)."""
+    x = np.asarray(x, dtype=float)
+    return {**q, "cv": float(x.std() / x.mean())} if x.size and x.mean() > 0 else q
 
 
 def validate(out: Path, seed: int = 1) -> dict:
@@ -1043,10 +1050,13 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         "Postfix's own time per attempt (delays=): first attempt from arrival to the end of "
         f"delivery {_fmt_q(pt['first_attempt_total'], 1000, '.1f')} ms; wait in the active "
         f"queue {_fmt_q(pt['active_queue_wait_b'], 1000, '.1f')} ms; delivery agent "
-        f"(connect + transfer) {_fmt_q(pt['agent_c_plus_d'], 1000, '.1f')} ms.",
-        "Real t_s are log stamps (whole seconds, rounded down); relaysim's are exact. A retry "
-        "agrees when relaysim's scan time equals the logged second (dt = 0); a first attempt "
-        "when relaysim's arrival falls in the logged second (0 <= dt < 1).",
+        f"(connect + transfer) {_fmt_q(pt['agent_c_plus_d'], 1000, '.1f')} ms, coefficient "
+        f"of variation {pt['agent_c_plus_d'].get('cv', float('nan')):.2f} (exponential 1, "
+        "constant 0: relaysim's smtp_transaction_time_distribution).",
+        "Real t_s are log stamps (whole seconds, rounded down); relaysim's are exact. An "
+        "attempt agrees when relaysim's start falls in the logged second (0 <= dt < 1): a "
+        "retry's at its scan's start (the second plus qmgr's loop phase), a first attempt's at "
+        "the message's arrival.",
         "Deferred queue: each real `postqueue -j` sample (taken at an arbitrary phase of the "
         "second) against relaysim's deferred queue at the same instant, read from its attempts "
         "table (a message is deferred between a deferring attempt and its next attempt). That "

@@ -77,6 +77,11 @@ def mmc_mean_wait(c: int, lam: float, mu: float) -> float:
     return erlang_c(c, lam / mu) / (c * mu - lam)
 
 
+def mg1_mean_wait(lam: float, mean: float, second_moment: float) -> float:
+    """Mean wait before service in M/G/1 (Pollaczek-Khinchine): lambda E[S^2] / (2 (1 - rho))."""
+    return lam * second_moment / (2 * (1 - lam * mean))
+
+
 def steady_retry_interval(up) -> float:
     """Postfix's retry interval once the backoff is capped: deferred at scan T, the file's
     mtime is T + maximal_backoff_time and the first scan T' with mtime <= T' + 1 takes it."""
@@ -107,8 +112,10 @@ def expiry_lag(up, phases: int = 3000) -> float:
 
 # --- (a) M/M/c ---------------------------------------------------------------------------------
 
-def mmc_scenario(c: int, rho: float, n: int, seed: int) -> tuple[sim.Scenario, np.ndarray]:
-    """All-valid scenario with n Poisson arrivals (drawn from `seed`) at rate rho c / service."""
+def mmc_scenario(c: int, rho: float, n: int, seed: int,
+                 upstream: dict | None = None) -> tuple[sim.Scenario, np.ndarray]:
+    """All-valid scenario with n Poisson arrivals (drawn from `seed`) at rate rho c / service
+    (upstream: more [upstream] keys, e.g. the attempt durations' shape)."""
     lam = rho * c / MEAN_SERVICE
     t = np.cumsum(np.random.default_rng([seed, c, int(rho * 1000)]).exponential(1 / lam, n))
     t = np.round(t, 6)  # the scenario holds them as "<s>.<us>s"
@@ -117,14 +124,15 @@ def mmc_scenario(c: int, rho: float, n: int, seed: int) -> tuple[sim.Scenario, n
                        "sample_interval": "3600s"},
         "senders": [{"arrivals": [f"{x:.6f}s" for x in t], "unknown_recipient_fraction": 0}],
         "upstream": {"default_destination_concurrency_limit": c,
-                     "smtp_transaction_time": f"{MEAN_SERVICE}s"},
+                     "smtp_transaction_time": f"{MEAN_SERVICE}s", **(upstream or {})},
         "relay": {"local_users": 100}})
     return scenario, t
 
 
-def mmc_run(c: int, rho: float, n: int, seed: int) -> tuple[float, float]:
+def mmc_run(c: int, rho: float, n: int, seed: int,
+            upstream: dict | None = None) -> tuple[float, float]:
     """(mean wait s, P(wait > 0)) of one run, after the warm-up."""
-    scenario, t = mmc_scenario(c, rho, n, seed)
+    scenario, t = mmc_scenario(c, rho, n, seed, upstream)
     a = sim.simulate(scenario, seed=seed, record_attempts=True).attempts
     if a["t_s"].size != n or (a["outcome"] != "sent").any():
         raise AssertionError("all-valid mail must have exactly one attempt each, all sent")

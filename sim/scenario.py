@@ -155,7 +155,18 @@ class Upstream:
                              "instead of bouncing it (expired mail is still returned; "
                              "mta = postfix only)", mta=_POSTFIX)
     smtp_transaction_time: float = knob(
-        0.5, "time", "mean duration of one delivery attempt (exponential)", "s", lo=0, hi=3600)
+        0.5, "time", "mean duration of one delivery attempt (its shape: "
+        "smtp_transaction_time_distribution)", "s", lo=0, hi=3600)
+    smtp_transaction_time_distribution: str = knob(
+        "exponential", "choice", "shape of the attempt durations around their mean: "
+        "exponential, constant, lognormal (spread: smtp_transaction_time_sigma) or empirical "
+        "(smtp_transaction_times, rescaled to the mean); not in [[changes]]",
+        choices=("exponential", "constant", "lognormal", "empirical"))
+    smtp_transaction_time_sigma: float = knob(
+        1.0, "float", "lognormal: standard deviation of log(duration)", lo=0, hi=10)
+    smtp_transaction_times: tuple = knob(
+        (), "times", "empirical: measured durations (e.g. Postfix's delays= c + d), resampled "
+        "and rescaled to mean smtp_transaction_time (1 to 100000 values)", "s", lo=0, hi=3600)
     qmgr_timer_phase: bool = knob(
         True, "bool", "a deferred scan due at second T starts at T plus the sub-second phase "
         "of qmgr's last wake-up (its whole-second select() timers); false: exactly at T",
@@ -567,7 +578,20 @@ def _older_than_24(prefix: str, version: Any) -> bool:
     return (major, minor) < (2, 4)
 
 
+SHAPE_KEYS = ("smtp_transaction_time_distribution", "smtp_transaction_time_sigma",
+              "smtp_transaction_times")
+
+
 def _check_upstream(up: Upstream, prefix: str) -> None:
+    if up.smtp_transaction_time_distribution == "empirical":
+        times = up.smtp_transaction_times
+        if not 1 <= len(times) <= 100_000 or not sum(times) > 0:
+            raise ScenarioError(f"{prefix}.smtp_transaction_times",
+                                "[" + ", ".join(format_time(t) for t in times[:3])
+                                + (", ...]" if len(times) > 3 else "]"),
+                                "1 to 100000 measured durations, not all 0",
+                                problem="needed by smtp_transaction_time_distribution = "
+                                "empirical")
     from sim.model.schedules import parse_exim_rules
 
     parse_exim_rules(up.exim_retry_rule, f"{prefix}.exim_retry_rule")  # whatever the MTA
@@ -889,6 +913,11 @@ def _apply(obj, overrides: Mapping[str, Any], prefix: str):
     if isinstance(obj, Upstream) and "mta" in overrides:
         raise ScenarioError(f"{prefix}.mta", overrides["mta"], "changes of the MTA's "
                             "parameters only", problem="the MTA cannot change during a run")
+    for k in SHAPE_KEYS:
+        if isinstance(obj, Upstream) and k in overrides:
+            raise ScenarioError(f"{prefix}.{k}", overrides[k], "a setting of [upstream] only",
+                                problem="the attempt durations' shape cannot change during a "
+                                "run (smtp_transaction_time, their mean, can)")
     new = _build(type(obj), {**_as_table(obj), **overrides}, prefix)
     if isinstance(new, Upstream):
         _check_upstream(new, prefix)

@@ -300,7 +300,21 @@ def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float
         run.dead_until = start + up.minimal_backoff_time
         return dict.fromkeys(msg.pending, "deferred"), 0.0
     replies = {r: relay_reply(msg.users[r], relay, up.soft_bounce) for r in msg.pending}
-    return replies, float(run.service_rng.exponential(up.smtp_transaction_time))
+    return replies, transaction_time(run.service_rng, up)
+
+
+def transaction_time(rng: np.random.Generator, up: Upstream) -> float:
+    """One attempt's duration: mean smtp_transaction_time, shaped by its distribution."""
+    mean, kind = up.smtp_transaction_time, up.smtp_transaction_time_distribution
+    if kind == "constant":
+        return mean
+    if kind == "lognormal":
+        s = up.smtp_transaction_time_sigma
+        return mean * math.exp(s * rng.standard_normal() - s * s / 2)
+    if kind == "empirical":
+        times = up.smtp_transaction_times
+        return mean * times[int(rng.integers(len(times)))] / (sum(times) / len(times))
+    return float(rng.exponential(mean))
 
 
 def scanner(run: Run):

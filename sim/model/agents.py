@@ -1,7 +1,7 @@
 """Destination concurrency: c delivery agents serving the relay's in-core queue, first come first
 served, computed for whole batches; and their service times.
 
-Public names: fifo, ServiceTimes.
+Public names: fifo, Shape, ServiceTimes.
 
 Contract:
 - default_destination_concurrency_limit SMTP client processes work one FIFO queue (qmgr's
@@ -11,8 +11,14 @@ Contract:
   when it has entered and an agent is free, on the agent free first, and holds it for its own
   service time (drawn in queue order by the caller). The engine (sim.model.qmgr.engine) serves
   each tick's jobs with it, one by one where the destination may refuse a job.
-- ServiceTimes(rng).take(n) hands out the generator's standard exponential variates in order:
-  the same numbers rng.standard_exponential(n) would give at that point; window(n) shows the
+- Shape is the attempt durations' shape around mean 1 (upstream's
+  smtp_transaction_time_distribution): exponential (Postfix's queue theory's default, and
+  what the loopback labs measured: coefficient of variation 0.8 to 1.3), constant, lognormal
+  (sigma: standard deviation of the log; mean 1), or empirical (measured durations resampled
+  with replacement and divided by their mean). The engine multiplies by the mean
+  (smtp_transaction_time).
+- ServiceTimes(rng, shape).take(n) hands out the shape's variates in order (exponential: the
+  same numbers rng.standard_exponential(n) would give at that point); window(n) shows the
   next ones (at least n) without taking them, for compiled code that takes what it uses
   (skip(k)). Blocks grow from FIRST to BLOCK variates; once a run needs a second block, a
   helper thread draws the following blocks ahead while the model computes (numpy draws
@@ -24,13 +30,38 @@ from __future__ import annotations
 import math
 import queue
 import threading
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 
+class Shape(NamedTuple):
+    """The attempt durations' shape around mean 1 (see the contract)."""
+    kind: str = "exponential"
+    sigma: float = 1.0
+    values: tuple = ()
+
+    def draw(self, rng: np.random.Generator, out: np.ndarray) -> None:
+        """Fill out with the shape's variates (mean 1), drawn from rng."""
+        if self.kind == "exponential":
+            rng.standard_exponential(out=out)
+        elif self.kind == "constant":
+            out[:] = 1.0
+        elif self.kind == "lognormal":
+            rng.standard_normal(out=out)
+            out *= self.sigma
+            out -= self.sigma ** 2 / 2
+            np.exp(out, out=out)
+        elif self.kind == "empirical":
+            v = np.asarray(self.values, dtype=float)
+            out[:] = v[rng.integers(0, v.size, size=out.size)] / v.mean()
+        else:
+            raise ValueError(f"unknown shape {self.kind!r}")
+
+
 class ServiceTimes:
-    """One generator's standard exponential variates, drawn in blocks (see the contract)."""
+    """One generator's variates of a Shape, drawn in blocks (see the contract)."""
 
     BLOCK = 1 << 17  # variates per block (1 MiB); the first blocks are smaller, from FIRST
     FIRST = 1 << 13  # up, doubling, so that a short run draws little it does not use
@@ -38,8 +69,9 @@ class ServiceTimes:
     #                 old block's rest there instead of copying the new block
     AHEAD = 1  # blocks the helper thread may have ready
 
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: np.random.Generator, shape: Shape | None = None):
         self.rng = rng
+        self.shape = shape or Shape()
         self.block = np.empty(0)
         self.pos = 0
         self.used = 0  # blocks handed out so far
@@ -76,7 +108,7 @@ class ServiceTimes:
     def _draw(self) -> np.ndarray:
         self.drawn += 1
         a = np.empty(self.ROOM + min(self.BLOCK, self.FIRST << (self.drawn - 1)))
-        self.rng.standard_exponential(out=a[self.ROOM:])
+        self.shape.draw(self.rng, a[self.ROOM:])
         return a
 
     def _next_block(self) -> np.ndarray:

@@ -47,6 +47,16 @@ SCENARIOS = {
                      "smtp_transaction_time": "2s"},
         "relay": {"unknown_local_recipient_reject_code": 450},
     },
+    # the same with lognormal durations (sigma 0.8): the agents' queue follows their shape
+    "concurrency-binding-lognormal": {
+        "simulation": {"duration": "6h", "sample_interval": "10m"},
+        "senders": [{"rate": "0.35/s", "unknown_recipient_fraction": 0.1}],
+        "upstream": {"default_destination_concurrency_limit": 1,
+                     "smtp_transaction_time": "2s",
+                     "smtp_transaction_time_distribution": "lognormal",
+                     "smtp_transaction_time_sigma": 0.8},
+        "relay": {"unknown_local_recipient_reject_code": 450},
+    },
 }
 
 

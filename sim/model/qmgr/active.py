@@ -8,8 +8,9 @@ Contract (mta-semantics.md sections 2 and 3):
   together at T (at most qmgr_message_active_limit of them; the rest enter as earlier jobs of
   the scan end, entry is updated in place), the rest at their own (sorted) entry times. The
   delivery agents (st.free: when each is free) serve them first come first served
-  (sim.model.agents.fifo), one service time each (standard exponential draws times the mean
-  transaction time up.mean; none when the mean is 0), in queue order.
+  (sim.model.agents.fifo), one service time each (the shape's draws, mean 1,
+  sim.model.agents.Shape, times the mean transaction time up.mean; none when the mean is 0),
+  in queue order.
 - A job gets no SMTP session (vetoed: start = end, no agent time) when the destination is dead
   or the relay refuses it (sim.model.qmgr.site); an outage that begins during a scan's batch
   refuses the rest of the batch at that moment and frees the agents then.
@@ -29,7 +30,7 @@ from sim.model.qmgr import site
 def serve(entry, n_scan, T, service, relay, up, st):
     """(start, end, vetoed, service times used) of the tick's jobs in queue order: the first
     n_scan enter together at T (a runner's scan), the rest at their own sorted times. Each job
-    takes one service time (standard exponential, times the mean; none when the mean is 0)."""
+    takes one service time (its shape's draw times the mean; none when the mean is 0)."""
     n = entry.size
     start = np.empty(n)
     end = np.empty(n)

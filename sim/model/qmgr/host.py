@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sim.model import schedules
-from sim.model.agents import ServiceTimes
+from sim.model.agents import ServiceTimes, Shape
 from sim.model.deferred import DeferredQueue
 from sim.model.metrics import DelaySketch, Recorder, qshape_edges
 from sim.model.qmgr import engine, observe, site
@@ -153,7 +153,10 @@ class QueueHost:
         self.duration = scenario.simulation.duration
         self.relay = relay
         self.policy = Policy(self.snaps)
-        self.service = ServiceTimes(rng_service)
+        up0 = self.snaps[0]
+        self.service = ServiceTimes(rng_service, Shape(
+            up0.smtp_transaction_time_distribution, up0.smtp_transaction_time_sigma,
+            up0.smtp_transaction_times))
         self.rec = recorder
         self.delays = DelaySketch()
         width = width or max(s.recipients_per_message for s in scenario.senders)
