@@ -196,16 +196,25 @@ def zero_visible(ax) -> None:
     ax.set_ylim(-0.015 * top, top)
 
 
-def zero_label(label: str, values, where: str = "throughout") -> str:
-    """The label, with ' (0 throughout)' when every value is 0: a reader sees why the line is
-    flat at the bottom."""
-    return f"{label} (0 {where})" if not np.any(np.asarray(values, dtype=float)) else label
+def zero_label(label: str, values, where: str = "throughout", top: float | None = None,
+               unit: str = "") -> str:
+    """The label, with ' (0 throughout)' when every value is 0, or ' (at most N unit)' when
+    the line stays below 1 % of `top`: a reader sees why it is flat at the bottom."""
+    peak = float(np.nanmax(np.asarray(values, dtype=float))) if np.size(values) else 0.0
+    if peak == 0:
+        return f"{label} (0 {where})"
+    if top is not None and peak < 0.01 * top:
+        return f"{label} (at most {peak:,.0f}{' ' + unit if unit else ''})"
+    return label
 
 
-def interval_note(fig, n: int, bounds=COUNTS, what: str = "shaded bands") -> None:
-    """Say in the figure how its intervals were computed (bottom right, small)."""
-    fig.supxlabel(f"{what}: {ci_method(n, bounds)}" if n > 1 else ci_method(n, bounds),
-                  x=0.99, ha="right", fontsize=8.5, color="0.3")
+def interval_note(fig, n: int, bounds=COUNTS, what: str = "shaded bands",
+                  before: Sequence[str] = ()) -> None:
+    """Say in the figure how its intervals were computed (bottom right, small), after the
+    lines `before` (notes a reader needs to read the figure)."""
+    how = f"{what}: {ci_method(n, bounds)}" if n > 1 else ci_method(n, bounds)
+    fig.supxlabel("\n".join([*before, how]), x=0.99, ha="right", fontsize=8.5, color="0.3",
+                  multialignment="right")
 
 
 def thousands(ax, axis: str = "y"):

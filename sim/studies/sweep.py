@@ -315,7 +315,7 @@ def _figure(record: dict, prec: Precision | None) -> float | None:
 
 
 # --- experiment scaffolding -----------------------------------------------------------------
-def experiment_args(doc: str, name: str, argv=None, seeds: int = 3) -> argparse.Namespace:
+def experiment_args(doc: str, name: str, argv=None, seeds: int = 5) -> argparse.Namespace:
     """The shared command line: --quick, --out DIR, --seeds N, --workers N."""
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
