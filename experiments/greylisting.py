@@ -146,8 +146,8 @@ def main(argv=None) -> int:
             ax.set_xticks(pos, [f"{d:g}" for d in delays])
             ax.set_xlabel("greylist delay (s; swept values, evenly spaced)")
             if 299 in delays and 300 in delays:
-                plotting.mark_events(ax, [(delays.index(300) - 0.5, "299 s | 300 s")],
-                                     x_scale=1)
+                plotting.mark_events(ax, [(delays.index(300) - 0.5,
+                                           "postgrey's default, 300 s →")], x_scale=1)
         plotting.interval_note(fig, a.seeds, what="error bars")
         paths += plotting.save(fig, out / "greylisting_postfix_edge")
         plotting.save_table(out / "greylisting_postfix_edge", {

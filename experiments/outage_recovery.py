@@ -169,6 +169,11 @@ def main(argv=None) -> int:
                                                       alpha=0.15)
             tops.append(per_h[:, w].max() / 60)
             ax.set_title(mta)
+        if "Exim" in mnames and "2d" in onames:
+            axes.flat[mnames.index("Exim")].annotate(
+                "2d outage: no session for about 5 h; the relay's\nhost retry record (F,4d,6h) "
+                "holds all mail", xy=(0.1, 0.13), xycoords="axes fraction", fontsize=8.5,
+                color="0.25")
         for ax in axes.flat:
             ax.set_yscale("symlog", linthresh=1)
             ax.set_ylim(0, 2 * max(tops))
@@ -244,12 +249,18 @@ def main(argv=None) -> int:
                "Worst delay is the largest arrival-to-delivery delay of any delivered "
                "recipient in the run."],
         headline=(f"After a {onames[jl]} relay outage the upstream's backlog is gone "
-                  f"{np.nanmean(drain[:, il, jl]):.1f} h after the relay returns with "
-                  f"{mnames[il]} and {np.nanmean(drain[:, ih, jl]):.1f} h with {mnames[ih]}; "
+                  f"{_gone(np.nanmean(drain[:, il, jl]))} with {mnames[il]} and "
+                  f"{np.nanmean(drain[:, ih, jl]):.1f} h after it with {mnames[ih]}; "
                   f"{mnames[i0]} comes back with {np.mean(peak[:, i0, jl]):,.0f} sessions per "
                   f"minute against {np.mean(base_rate[:, i0, jl]):.1f} normally."))
     print(f"{NAME}: wrote {len(paths)} figures to {out}", file=sys.stderr)
     return 0
+
+
+def _gone(hours: float) -> str:
+    """When the backlog is gone, measured from the relay's return, in words."""
+    return ("as the relay returns" if hours == 0 else
+            f"{hours:.1f} h after the relay returns")
 
 
 if __name__ == "__main__":

@@ -55,15 +55,16 @@ def _little(scenario):
 def settings(base, quick: bool):
     """The three runs of the story: label -> scenario."""
     duration, fix, life = (4 * DAY, 3 * DAY, "1d") if quick else (28 * DAY, 21 * DAY, "5d")
-    common = {"simulation.duration": f"{duration:.0f}s", "simulation.sample_interval": "600s",
+    common = {"simulation.duration": f"{duration:.0f}s", "simulation.sample_interval": "150s",
               "relay.unknown_local_recipient_reject_code": 450,
               "upstream.maximal_queue_lifetime": life, "changes": []}
     if quick:  # a fifth of the traffic
         common.update({f"senders.{i}.rate": f"{s.rate / 5!r}/s" for i, s in
                        enumerate(base.senders)})
-    # one second after that midnight's queue run: a sample counts the events in (t - dt, t],
-    # so the run at the instant of a fix would count in the bin before it
-    fix += 1
+    # halfway between two of the upstream's 5-minute queue runs, on the 150 s sample grid: a
+    # sample counts the events in (t - dt, t], so a fix at the instant of a queue run would
+    # count that run's first 550s in the bin before it, and a fix during one would split it
+    fix += 150
     fixed = {"changes": [{"at": f"{fix:.0f}s",
                           "relay": {"unknown_local_recipient_reject_code": 550}}]}
     return fix, {
@@ -87,8 +88,8 @@ def main(argv=None) -> int:
     pairs = list(zip(labels, grid, strict=True))
     queued = {lab: stack(g, "deferred") + stack(g, "active") for lab, g in pairs}
 
-    def hourly(g, key):
-        return plotting.rebin(t, stack(g, key), 3600)
+    def hourly(g, key):  # one bin ends at the fix
+        return plotting.rebin(t, stack(g, key), 3600, origin=fix)
 
     th, _ = hourly(A, "rejects_4xx")
     hd = (th - 1800) / DAY  # bin centres
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
 
     # --- figures ---------------------------------------------------------------------------
     out = a.out
+    wk = slice(None, None, 4)  # the four-week panels every 600 s: enough, and 1/4 the bytes
     events = [(fix, f"day {fix / DAY:.0f}: relay fixed to 550\n(third setting)")]
     styles = dict(zip(labels, ("-", "-", "--"), strict=True))
     with plotting.style():
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
         fig.suptitle(f"A 450 for unknown users parks {np.mean(plateau_q):,.0f} messages at a "
                      f"default upstream,\nkeeps growing at a 30-day backup MX, and the fix "
                      f"bounces the backlog within {np.nanmean(drained_h):.1f} h")
-        qb = {lab: plotting.band(ax1, days, queued[lab], lab, linestyle=styles[lab])
+        qb = {lab: plotting.band(ax1, days[wk], queued[lab][:, wk], lab, linestyle=styles[lab])
               for lab in labels}
         ax1.axhline(little, color="0.2", linestyle=":", linewidth=1.4,
                     label=f"Little's law: {little:,.0f} messages = arrivals to unknown users "
@@ -136,16 +138,16 @@ def main(argv=None) -> int:
         ax2.set_ylim(bottom=0)
         db = {}
         for lab, g in pairs:
-            dsn = stack(g, "dsn")
-            db[lab] = plotting.band(ax3, days, dsn,
+            dsn = stack(g, "dsn")[:, wk]
+            db[lab] = plotting.band(ax3, days[wk], dsn,
                                     plotting.zero_label(f"all DSNs: {lab}", dsn,
                                                         f"in {days[-1]:.0f} days"),
                                     linestyle=styles[lab])
         ax3.set_prop_cycle(None)
         dotted = []
         for lab, g in pairs:
-            db[lab + ", backscatter"] = plotting.band(ax3, days, stack(g, "backscatter"), None,
-                                                      linestyle=":")
+            db[lab + ", backscatter"] = plotting.band(ax3, days[wk], stack(g, "backscatter")[:, wk],
+                                                      None, linestyle=":")
             dotted.append(ax3.plot([], [], linestyle=":", color=ax3.lines[-1].get_color())[0])
         handles, texts = ax3.get_legend_handles_labels()
         ax3.set_ylabel("DSNs sent (cumulative)")
@@ -163,12 +165,12 @@ def main(argv=None) -> int:
         plotting.days_axis(ax3, days[-1])
         plotting.interval_note(fig, a.seeds)
         paths = plotting.save(fig, out / NAME)
-        plotting.save_table(out / f"{NAME}_queue", {"t_days": days,
+        plotting.save_table(out / f"{NAME}_queue", {"t_days": days[wk],
                                                      **plotting.band_columns("queued", qb)})
         plotting.save_table(out / f"{NAME}_hourly", {
             "t_days_bin_centre": hd, **plotting.band_columns("rejects_per_h", rb),
         })
-        plotting.save_table(out / f"{NAME}_dsn", {"t_days": days,
+        plotting.save_table(out / f"{NAME}_dsn", {"t_days": days[wk],
                                                    **plotting.band_columns("dsn", db)})
 
         zoom = (t >= fix - 3 * 3600) & (t <= fix + 6 * 3600)
@@ -192,10 +194,12 @@ def main(argv=None) -> int:
                  {"linestyle": ":", "linewidth": 2.2, "zorder": 3})):
             x = stack(C, key)
             x = x if key.startswith("rejects") else np.diff(x, prepend=0, axis=1)
-            zc[key] = plotting.band(z2, hours, plotting.per_hour(x, t)[:, zoom], lab,
-                                    steps=True, ci=False, **kw)
+            ends, rate = plotting.rebin(t, x, 600, origin=fix)
+            zb = (ends > fix - 3 * 3600) & (ends <= fix + 6 * 3600)
+            bins = (ends[zb] - fix) / 3600
+            zc[key] = plotting.band(z2, bins, rate[:, zb], lab, steps=True, ci=False, **kw)
             if key == "rejects_5xx":  # an area under the DSN line, which sits on top of it
-                z2.fill_between(hours, zc[key][0], step="pre", alpha=0.3, linewidth=0,
+                z2.fill_between(bins, zc[key][0], step="pre", alpha=0.3, linewidth=0,
                                 color=z2.lines[-1].get_color())
         z2.set_ylabel("per hour")
         z2.set_title("Relay rejects and upstream DSNs (10-minute bins shown per hour; mean over "
@@ -210,9 +214,10 @@ def main(argv=None) -> int:
         z2.xaxis.set_major_locator(MultipleLocator(1))
         plotting.interval_note(fig, a.seeds, what="blue band (top panel)")
         paths += plotting.save(fig, out / "fix_zoom")
+        plotting.save_table(out / "fix_zoom_queue", {
+            "hours_since_fix": hours, **plotting.band_columns("queued", {labels[2]: zq})})
         plotting.save_table(out / "fix_zoom", {
-            "hours_since_fix": hours, **plotting.band_columns("queued", {labels[2]: zq}),
-            **plotting.band_columns("per_h", zc)})
+            "hours_since_fix_bin_end": bins, **plotting.band_columns("per_h", zc)})
     plotting.save_table(out / "runs", summary_table(labels, grid))
 
     n = a.seeds
@@ -237,13 +242,16 @@ def main(argv=None) -> int:
          f"{n} seeds per setting; bands and intervals: {ci_method(n)}"],
         [(NAME, "Upstream queue, relay retry load and DSNs over four weeks",
           [f"{NAME}_queue", f"{NAME}_hourly", f"{NAME}_dsn"]),
-         ("fix_zoom", "The hours around the fix: backlog, rejects by code, DSN burst")],
+         ("fix_zoom", "The hours around the fix: backlog, rejects by code, DSN burst",
+          ["fix_zoom_queue", "fix_zoom"])],
         answer, "python experiments/seed_story.py" + (" --quick" if a.quick else ""),
-        notes=["The queue is deferred + active messages sampled every 10 minutes; samples "
-               "fall on queue-run instants, when one scan's batch is in the active queue.",
-               "The fix is applied at 00:00:01 on its day, one second after the upstream's "
-               "queue run at midnight: a sample counts the events in (t - 10 min, t], so "
-               "the bins of fix_zoom start at the fix and no 550 falls in the bin before it.",
+        notes=["The queue is deferred + active messages sampled every 150 s; the four-week "
+               "panels show every fourth sample (every 10 minutes, at queue-run instants, when "
+               "one scan's batch is in the active queue).",
+               "The fix is applied at 00:02:30 on its day, halfway between two of the "
+               "upstream's 5-minute queue runs, and fix_zoom's 10-minute bins (events in "
+               "(t - 10 min, t], from 150 s samples) end at the fix: every 450 counts before "
+               "it and every 550 after it.",
                "Little's law uses the exact Postfix schedule "
                "(sim.reports.explain.residence_time): a "
                "message to an unknown user stays lifetime + the lag to its first retry after "

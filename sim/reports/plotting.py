@@ -204,7 +204,8 @@ def zero_label(label: str, values, where: str = "throughout", top: float | None 
     if peak == 0:
         return f"{label} (0 {where})"
     if top is not None and peak < 0.01 * top:
-        return f"{label} (at most {peak:,.0f}{' ' + unit if unit else ''})"
+        return f"{label} (at most {peak:,.0f}{' ' + unit if unit else ''})" if peak >= 10 else \
+            f"{label} (at most {peak:.2g}{' ' + unit if unit else ''})"
     return label
 
 
@@ -238,15 +239,18 @@ def per_hour(counts: np.ndarray, t_s: np.ndarray) -> np.ndarray:
     return np.asarray(counts, dtype=float) * (3600.0 / dt)
 
 
-def rebin(t_s: np.ndarray, counts: np.ndarray, width_s: float) -> tuple[np.ndarray, np.ndarray]:
+def rebin(t_s: np.ndarray, counts: np.ndarray, width_s: float, origin: float | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
     """Per-interval counts (last axis) summed into bins of width_s, as (bin ends in s, rate per
-    hour). A trailing partial bin is dropped."""
+    hour). With `origin` (a sample time, e.g. a change) one bin ends exactly there, so no bin
+    straddles it. Leading and trailing partial bins are dropped."""
     counts = np.asarray(counts, dtype=float)
     dt = float(t_s[1] - t_s[0]) if len(t_s) > 1 else width_s
     k = max(1, int(round(width_s / dt)))
-    n = (counts.shape[-1] - 1) // k  # sample 0 holds events at time 0 only
-    body = counts[..., 1: 1 + n * k].reshape(*counts.shape[:-1], n, k).sum(axis=-1)
-    return np.asarray(t_s)[k: n * k + 1: k], body * (3600.0 / (k * dt))
+    j0 = 0 if origin is None else int(round((origin - t_s[0]) / dt)) % k
+    n = (counts.shape[-1] - 1 - j0) // k  # sample 0 holds events at time 0 only
+    body = counts[..., 1 + j0: 1 + j0 + n * k].reshape(*counts.shape[:-1], n, k).sum(axis=-1)
+    return np.asarray(t_s)[j0 + k: j0 + n * k + 1: k], body * (3600.0 / (k * dt))
 
 
 # --- replicated data ------------------------------------------------------------------------
@@ -288,7 +292,7 @@ def grouped_bars(ax, groups: Sequence[str], series: Mapping[str, np.ndarray], *,
         bars = ax.bar(x + (i - (n - 1) / 2) * width, m, width, yerr=err, label=label,
                       color=None if colors is None else colors[i], error_kw={"elinewidth": 1})
         if values:
-            ax.bar_label(bars, [f"{v:{values}}" for v in m], padding=2, fontsize=8,
+            ax.bar_label(bars, [f"{v:{values}}" for v in m], padding=2, fontsize=7.5,
                          label_type="edge")
         out[label] = (m, lo, hi)
     ax.set_xticks(x, groups)

@@ -93,6 +93,16 @@ def test_event_labels_neither_overlap_nor_leave_the_axes():
 def test_zero_label_calls_out_a_flat_zero_line():
     assert plotting.zero_label("DSNs", np.zeros(4)) == "DSNs (0 throughout)"
     assert plotting.zero_label("DSNs", [0, 1]) == "DSNs"
+    assert plotting.zero_label("queue", [0, 0.23], top=4000, unit="messages") == \
+        "queue (at most 0.23 messages)"
+    assert plotting.zero_label("queue", [0, 23], top=4000) == "queue (at most 23)"
+    assert plotting.zero_label("queue", [0, 230], top=4000) == "queue"
+
+
+def test_rebin_with_an_origin_ends_a_bin_there():
+    t = np.arange(10) * 150.0  # a change at 450 s: bins of 600 s end at 450 and 1050
+    ends, rate = plotting.rebin(t, np.r_[0, 1, 1, 1, 5, 5, 5, 5, 0, 0], 600, origin=450.0)
+    assert list(ends) == [1050] and list(rate) == [20 * 6]
 
 
 def test_a_short_outage_gets_a_shaded_zoom_panel(tmp_path):
