@@ -214,8 +214,12 @@ def interval_note(fig, n: int, bounds=COUNTS, what: str = "shaded bands",
     """Say in the figure how its intervals were computed (bottom right, small), after the
     lines `before` (notes a reader needs to read the figure)."""
     how = f"{what}: {ci_method(n, bounds)}" if n > 1 else ci_method(n, bounds)
-    fig.supxlabel("\n".join([*before, how]), x=0.99, ha="right", fontsize=8.5, color="0.3",
-                  multialignment="right")
+    _note(fig, "\n".join([*before, how]))
+
+
+def _note(fig, text: str) -> None:
+    """Small grey text at the bottom right, inside the layout."""
+    fig.supxlabel(text, x=0.99, ha="right", fontsize=8.5, color="0.3", multialignment="right")
 
 
 def thousands(ax, axis: str = "y"):
@@ -301,8 +305,9 @@ def grouped_bars(ax, groups: Sequence[str], series: Mapping[str, np.ndarray], *,
 
 
 def factor_figure(path_stem: str | Path, ylabel: str, panels: Sequence[tuple],
-                  title: str = "") -> list[Path]:
-    """A sweep's figure against each varied key (module contract); returns the files."""
+                  title: str = "", note: str = "") -> list[Path]:
+    """A sweep's figure against each varied key (module contract), with `note` (how the
+    intervals were computed) at the bottom right; returns the files."""
     with style():
         w, _ = plt.rcParams["figure.figsize"]
         fig, axes = figure(1, len(panels), sharex=False, squeeze=False,
@@ -320,6 +325,8 @@ def factor_figure(path_stem: str | Path, ylabel: str, panels: Sequence[tuple],
         axes[0][0].set_ylabel(ylabel)
         if title:
             fig.suptitle(title)
+        if note:
+            _note(fig, note)
         return save(fig, path_stem)
 
 
