@@ -172,8 +172,8 @@ def main(argv=None) -> int:
         if "Exim" in mnames and "2d" in onames:
             axes.flat[mnames.index("Exim")].annotate(
                 "2d outage: no session for about 5 h; the relay's\nhost retry record (F,4d,6h) "
-                "holds all mail", xy=(0.1, 0.13), xycoords="axes fraction", fontsize=8.5,
-                color="0.25")
+                "holds all mail", xy=(0.06, 0.97), xycoords="axes fraction", va="top",
+                fontsize=8.5, color="0.25")  # above the peaks: nothing else is drawn there
         for ax in axes.flat:
             ax.set_yscale("symlog", linthresh=1)
             ax.set_ylim(0, 2 * max(tops))
