@@ -13,6 +13,7 @@ p95 delay), queue (backlog over time), delay_cdf (valid mail).
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -156,9 +157,10 @@ def main(argv=None) -> int:
             cb[lab] = plotting.band(ax, grid_s, runs, lab, bounds=(0, 100))
         plotting.delay_axis(ax, top)
         fig.suptitle("Delivery delay of valid mail")
-        ax.set_title("p95: " + ", ".join(
-            f"{plotting.duration_text(v)} with {lab.split(' (')[0]}"
-            for lab, v in zip(labels, m["p95"].mean(axis=0), strict=True)))
+        nb = "\xa0"  # no line break between a strategy and its delay
+        p95 = [f"{short.replace(chr(10), ' ')}{nb}{plotting.duration_text(v).replace(' ', nb)}"
+               for short, v in zip(SHORT, m["p95"].mean(axis=0), strict=True)]
+        ax.set_title(textwrap.fill("p95: " + "; ".join(p95), 90, break_long_words=False))
         ax.legend(loc="lower right")
         plotting.interval_note(fig, a.seeds, (0, 100))
         paths += plotting.save(fig, out / "delay_cdf")
