@@ -477,8 +477,7 @@ def _queue_figure(ts, frame, title):
             ax.plot(x, ts["deferred_recipients"][keep], linestyle=":",
                     label="deferred recipients")
 
-    fig = _over_time(frame, title, draw, "messages at the upstream",
-                     {"loc": "upper left", "bbox_to_anchor": (0, 0.9)})
+    fig = _over_time(frame, title, draw, "messages at the upstream", {"loc": "best"})
     if queued.size:
         j = int(np.argmax(queued))
         fig.axes[0].set_title(f"Upstream queue (deferred + active) peaks at {queued[j]:,.0f} "
@@ -525,14 +524,15 @@ def _load_figure(ts, frame, title):
     sessions = per_hour(ts["relay_sessions"], t)
     r4, r5 = per_hour(ts["rejects_4xx"], t), per_hour(ts["rejects_5xx"], t)
 
-    def draw(ax, x, keep):
-        ax.plot(x, sessions[keep], label=zero_label("SMTP sessions from the upstream",
-                                                    sessions))
-        ax.plot(x, r4[keep], label=zero_label("RCPTs rejected with 4xx (retried)", r4))
-        ax.plot(x, r5[keep], label=zero_label("RCPTs rejected with 5xx (bounced)", r5))
+    def draw(ax, x, keep):  # a sample counts the interval that ends at it: steps
+        for values, label, ls in ((sessions, "SMTP sessions from the upstream", "-"),
+                                  (r4, "RCPTs rejected with 4xx (retried)", "--"),
+                                  (r5, "RCPTs rejected with 5xx (bounced)", "--")):
+            # rejects dashed: where nearly every session is rejected, the sessions show through
+            ax.plot(x, values[keep], drawstyle="steps-pre", linestyle=ls,
+                    label=zero_label(label, values))
 
-    fig = _over_time(frame, title, draw, "per hour",
-                     {"loc": "upper left", "bbox_to_anchor": (0, 0.9)})
+    fig = _over_time(frame, title, draw, "per hour", {"loc": "best"})
     if sessions.size:
         fig.axes[0].set_title(f"Relay load peaks at {sessions.max():,.0f} sessions/h; "
                               + _reject_share(ts))
