@@ -546,7 +546,7 @@ def _figures(out, meta, real, rows, real_t, real_q, sim_q, mta: str = "Exim",
         ax.set_ylim(bottom=0)
         plotting.mark_events(ax, _events(meta), x_scale=1.0)
         plotting.shade_outages(ax, vp._outages(meta), x_scale=1.0, label="relay down")
-        ax.legend(loc="upper right")
+        ax.legend(loc="best")  # off the data: the queue's plateau fills the upper right
         plotting.save(fig, out / "queue_level")
         plotting.save_table(out / "queue_level", {"t_s": real_t, "real_queued": real_q,
                                             "sim_queued": sim_q})
