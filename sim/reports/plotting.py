@@ -161,24 +161,25 @@ def _place_event_labels(fig) -> None:
         box = ax.get_window_extent(r)
         taken = legends + ([ax.get_legend().get_window_extent(r)] if ax.get_legend() else [])
         for ann in anns:
-            step = ann.get_window_extent(r).height * 72 / fig.dpi + 2
-            spot = None
-            for row in range(12):
-                for dx, ha in ((3, "left"), (-3, "right")):
-                    ann.xyann = (dx, -3 - row * step)
-                    ann.set_ha(ha)
-                    bb = ann.get_window_extent(r)
-                    if (bb.x0 >= box.x0 and bb.x1 <= box.x1 and bb.y0 >= box.y0
-                            and not any(bb.overlaps(o) for o in taken)):
-                        spot = bb
-                        break
-                if spot is not None:
-                    break
-            if spot is None:  # nowhere free: the first row, inside the axes
-                ann.xyann = (3, -3)
-                ann.set_ha("left" if ann.xy[0] <= sum(ax.get_xlim()) / 2 else "right")
-                spot = ann.get_window_extent(r)
-            taken.append(spot)
+            taken.append(_free_spot(ax, ann, r, box, taken))
+
+
+def _free_spot(ax, ann, r, box, taken):
+    """Move ann to the first free place (rows from the top; right of its line, else left of
+    it) and return its box; nowhere free: the first row, on the side with more room."""
+    step = ann.get_window_extent(r).height * 72 / ax.figure.dpi + 2
+    for row in range(12):
+        for dx, ha in ((3, "left"), (-3, "right")):
+            ann.xyann = (dx, -3 - row * step)
+            ann.set_ha(ha)
+            bb = ann.get_window_extent(r)
+            if (bb.x0 >= box.x0 and bb.x1 <= box.x1 and bb.y0 >= box.y0
+                    and not any(bb.overlaps(o) for o in taken)):
+                return bb
+    x = ax.transData.transform((ann.xy[0], 0))[0]  # the event's line
+    ann.xyann = (3, -3) if x - box.x0 < box.x1 - x else (-3, -3)
+    ann.set_ha("left" if ann.xyann[0] > 0 else "right")
+    return ann.get_window_extent(r)
 
 
 def shade_outages(ax, outages: Sequence[tuple[float, float]], *, x_scale=DAY,
