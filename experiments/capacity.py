@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.reports import plotting
+from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         for j, limit in enumerate(limits):
             lab = f"concurrency limit {limit}"
             r1 = plotting.errorbars(ax1, x, p95[:, :, j], lab)
-            r2 = plotting.errorbars(ax2, x, util[:, :, j], lab)
+            r2 = plotting.errorbars(ax2, x, util[:, :, j], lab, bounds=(0, 100))
             table.update(plotting.band_columns("p95_delay_s", {lab: r1}))
             table.update(plotting.band_columns("agents_busy_percent", {lab: r2}))
         ax1.set_yscale("log")
@@ -104,6 +105,7 @@ def main(argv=None) -> int:
         ax2.set_xlabel("share of mail to unknown users (%), answered 450 by the relay")
         ax2.set_title("Agent time spent on delivery attempts (retries and valid mail)")
         ax2.set_ylim(0, 105)
+        plotting.interval_note(fig, a.seeds, what="error bars")
         paths = plotting.save(fig, out / NAME)
         plotting.save_table(out / NAME, table)
     plotting.save_table(out / "runs", summary_table(
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
          "swept: unknown share = " + ", ".join(f"{s:g}" for s in shares)
          + "; upstream.default_destination_concurrency_limit = "
          + ", ".join(str(c) for c in limits),
-         f"{a.seeds} seeds per point; error bars are 95 % t-intervals over seeds"],
+         f"{a.seeds} seeds per point; error bars: {ci_method(a.seeds)}"],
         [(NAME, "Valid-mail p95 delay and agent utilisation")],
         answer, f"python experiments/{NAME}.py" + (" --quick" if a.quick else ""),
         notes=["Every attempt, a 450 retry or a delivery, holds an agent for an exponential "

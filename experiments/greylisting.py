@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.reports import plotting
+from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
@@ -99,7 +100,11 @@ def main(argv=None) -> int:
                                 (ax2, p95, "95th percentile delay of valid mail")):
             bands = {}
             for i, mta in enumerate(mnames):
-                bands[mta] = plotting.band(ax, x, vals[:, i], mta)
+                # dashed, on top, every other MTA: where two schedules give the same delay
+                # (Exim and sendmail at 15 and 30 min) both stay visible
+                bands[mta] = plotting.band(ax, x, vals[:, i], mta,
+                                           linestyle="--" if i % 2 else "-",
+                                           zorder=3 if i % 2 else 2)
                 color = ax.lines[-1].get_color()
                 ax.plot(x, bands[mta][0], "o", color=color, markersize=3.5)
                 if ax is ax1:
@@ -116,6 +121,7 @@ def main(argv=None) -> int:
         ax1.plot([], [], "D", color="0.3", markerfacecolor="white",
                  label=f"{AWL_DELAY / MIN:g} min with postgrey's default\nauto-whitelist (5)")
         ax1.legend(loc="upper left", title="upstream MTA (defaults)")
+        plotting.interval_note(fig, a.seeds)
         paths = plotting.save(fig, out / NAME)
         table.update({f"awl5 mean delay (min)[{m}] at {AWL_DELAY}s": [awl_mean[:, i].mean()]
                       + [np.nan] * (len(delays) - 1) for i, m in enumerate(mnames)})
@@ -140,8 +146,9 @@ def main(argv=None) -> int:
             ax.set_xticks(pos, [f"{d:g}" for d in delays])
             ax.set_xlabel("greylist delay (s; swept values, evenly spaced)")
             if 299 in delays and 300 in delays:
-                edge = delays.index(300) - 0.5
-                ax.axvline(edge, color="0.35", linestyle="--", linewidth=1)
+                plotting.mark_events(ax, [(delays.index(300) - 0.5,
+                                           "postgrey's default, 300 s →")], x_scale=1)
+        plotting.interval_note(fig, a.seeds, what="error bars")
         paths += plotting.save(fig, out / "greylisting_postfix_edge")
         plotting.save_table(out / "greylisting_postfix_edge", {
             "greylist_delay_s": list(delays),
@@ -186,7 +193,7 @@ def main(argv=None) -> int:
          "auto_whitelist_clients = 5",
          "upstreams: " + ", ".join(f"mta = {m}" for m in mtas.values())
          + " with their default schedules",
-         f"{a.seeds} seeds per setting; bands and error bars are 95 % t-intervals over seeds"],
+         f"{a.seeds} seeds per setting; bands and error bars: {ci_method(a.seeds)}"],
         [(NAME, "Mean and 95th percentile delay of valid mail against the greylist delay"),
          ("greylisting_postfix_edge", "Postfix: greylist refusals beyond the first and worst "
           "delay, per swept greylist delay")],

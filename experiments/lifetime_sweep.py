@@ -20,6 +20,7 @@ from matplotlib.ticker import NullLocator
 
 from sim.reports import plotting
 from sim.reports.explain import littles_law, residence_time
+from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
             color = ax.get_lines()[-1].get_color()
             ax.plot(x, little[j], color=color, linestyle=":", linewidth=1.3,
                     label=f"Little's law, {share:.0%} unknown")
-            rm, rlo, rhi = mean_ci(msgs[:, j] / little[j])
+            rm, rlo, rhi = mean_ci(msgs[:, j] / little[j], plotting.COUNTS)
             rx.errorbar(x, rm, yerr=None if np.isnan(rlo).all() else [rm - rlo, rhi - rm],
                         color=color, marker="o", linestyle="-", linewidth=1)
         ax.set_xscale("log")
@@ -117,6 +118,7 @@ def main(argv=None) -> int:
         rx.set_xticks(ticks, list(lifetimes))
         rx.minorticks_off()
         ax.xaxis.set_minor_locator(NullLocator())
+        plotting.interval_note(fig, a.seeds, what="error bars")
         paths = plotting.save(fig, out / NAME)
         for col, vals in (("messages", msgs), ("MB", mbytes)):
             m, lo, hi = mean_ci(vals)
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
          "Little's law: arrivals with an unknown recipient x residence time, the residence "
          "time from the engine's own retry policy iterated over arrival phases "
          "(sim.reports.explain.residence_time)",
-         f"{a.seeds} seeds per point; error bars are 95 % t-intervals over seeds"],
+         f"{a.seeds} seeds per point; error bars: {ci_method(a.seeds)}"],
         [(NAME, "Steady-state backlog versus lifetime and unknown share, with Little's law")],
         answer, f"python experiments/{NAME}.py" + (" --quick" if a.quick else ""),
         notes=["Samples are 590 s apart, off the 300 s queue-run grid: samples taken at scan "

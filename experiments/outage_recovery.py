@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.reports import plotting
+from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
@@ -109,14 +110,22 @@ def main(argv=None) -> int:
                  "hours after the relay returns"),
                 (ax2, worst, "Worst delay of valid mail", "hours from arrival to relay")):
             series = {f"{on} outage": vals[:, :, j] for j, on in enumerate(onames)}
-            res = plotting.grouped_bars(ax, mnames, series)
-            ax.set_yscale("log")
-            plotting.plain_log(ax)
+            # a linear axis with each bar's value: a 0 h bar shows "0.0", not a gap
+            res = plotting.grouped_bars(ax, mnames, series, values=".1f")
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.06)
             ax.set_title(title)
-            ax.set_ylabel(ylabel + " (log scale)")
+            ax.set_ylabel(ylabel)
             table.update(plotting.band_columns(title, res))
-        fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower center", ncols=3,
+        fig.legend(*ax1.get_legend_handles_labels(), loc="outside lower left", ncols=3,
                    title="relay outage")
+        plotting.interval_note(fig, a.seeds, what="error bars", before=[
+            note for mta, note in (
+                ("sendmail", "sendmail, 2 d: the queue run at the return delivers all (its "
+                             "30-min host-status cache is then in step with the runs)"),
+                ("Exim", "Exim, 2 d: the relay's host retry record (F,4d,6h phase) holds all "
+                         "mail up to 6 h after the last refusal"))
+            if mta in mnames and "2d" in onames] + (["see the README's notes"]
+                                                    if "2d" in onames else []))
         paths = plotting.save(fig, out / NAME)
         plotting.save_table(out / NAME, table)
 
@@ -128,7 +137,7 @@ def main(argv=None) -> int:
         for (mta, on), runs in zip(keys, grid, strict=True):
             if on == show:
                 cdfs = np.array([plotting.cdf_on_grid(r.delay_cdf, grid_s) for r in runs])
-                cb[mta] = plotting.band(ax, grid_s, 100 * cdfs, mta)
+                cb[mta] = plotting.band(ax, grid_s, 100 * cdfs, mta, bounds=(0, 100))
         plotting.delay_axis(ax, top)
         ax.set_xlim(10, top)
         low = min(m[0] for m, _, _ in cb.values())  # delivered within 10 s: not delayed
@@ -137,6 +146,7 @@ def main(argv=None) -> int:
         ax.set_title(f"The tail: the {100 - low:.0f} % of valid mail that arrived during the "
                      f"outage, delivered in each schedule's own steps")
         ax.legend(loc="lower right", title="upstream")
+        plotting.interval_note(fig, a.seeds, (0, 100))
         paths += plotting.save(fig, out / "outage_delay_cdf")
         plotting.save_table(out / "outage_delay_cdf", {
             "delay_s": grid_s, **plotting.band_columns("percent", cb)})
@@ -159,16 +169,25 @@ def main(argv=None) -> int:
                                                       alpha=0.15)
             tops.append(per_h[:, w].max() / 60)
             ax.set_title(mta)
+        if "Exim" in mnames and "2d" in onames:
+            axes.flat[mnames.index("Exim")].annotate(
+                "2d outage: no session for about 5 h; the relay's\nhost retry record (F,4d,6h) "
+                "holds all mail", xy=(0.06, 0.97), xycoords="axes fraction", va="top",
+                fontsize=8.5, color="0.25")  # above the peaks: nothing else is drawn there
         for ax in axes.flat:
             ax.set_yscale("symlog", linthresh=1)
             ax.set_ylim(0, 2 * max(tops))
             plotting.plain_log(ax)
             ax.axvline(0, color="0.35", linestyle="--", linewidth=1)
+            plotting.shade_outages(ax, [(-HOUR, 0)], x_scale=HOUR,
+                                   label="relay down" if ax is axes.flat[0] else None)
+            ax.set_xlim(left=-0.5)
         for ax in axes[-1]:
             ax.set_xlabel("hours since the relay returned")
         for ax in axes[:, 0]:
             ax.set_ylabel("sessions per minute\n(15-min bins)")
         axes.flat[0].legend(loc="upper right", title="relay outage")
+        plotting.interval_note(fig, a.seeds)
         paths += plotting.save(fig, out / "outage_burst")
         plotting.save_table(out / "outage_burst", {
             "hours_since_return_bin_centre": x,
@@ -204,21 +223,44 @@ def main(argv=None) -> int:
          f"outage starts at {fmt_time(START)} (Tuesday 10:00) and lasts "
          + ", ".join(onames) + f"; each run ends {fmt_time(AFTER)} after the relay returns",
          "the relay answers 550 to unknown users, so the only backlog is the outage's",
-         f"{a.seeds} seeds per setting; error bars are 95 % t-intervals over seeds"],
+         f"{a.seeds} seeds per setting; error bars and bands: {ci_method(a.seeds)}"],
         [(NAME, "Time to empty the deferred queue and worst valid-mail delay"),
          ("outage_delay_cdf", f"Delay of valid mail, {show} outage"),
          ("outage_burst", "Relay sessions per minute around the return")],
         answer, f"python experiments/{NAME}.py" + (" --quick" if a.quick else ""),
         notes=["Time to empty is measured on 5-minute samples of the deferred queue.",
+               "sendmail can empty its queue sooner after a 2-day outage than after a 1-hour "
+               "one: its host-status cache (Timeout.hoststatus, 30 min) marks the relay down "
+               "for 30 min after each refused connection, and mail tried meanwhile is skipped "
+               "without refreshing it. In busy hours a new message refreshes the cache "
+               "seconds after it expires, so the queue run at the relay's return skips the "
+               "relay and the backlog waits for the next run 30 min later (1 h and 6 h "
+               "outages); a quiet night lets the cache expire with no new message, a queue run "
+               "refreshes it, and from then on it expires exactly at each 30-minute run, so the "
+               "run at the moment of return delivers everything (2 d outage; checked with "
+               "1-minute samples: outages of 1 h to 12 h from 10:00 empty 30 min after the "
+               "return, 24 h and 48 h at once; sim/model/schedules.py HOST_STATUS, "
+               "mta-semantics.md 5.2).",
+               "Exim sends nothing for about 5 hours after a 2-day outage: the refusals update "
+               "the relay host's own retry record (key = its IP address), whose age of 2 days "
+               "puts it in the default rule's F,4d,6h phase, so the next try is up to 6 h after "
+               "the last refusal, and all mail to that host, new mail included, waits for it "
+               "(sim/model/schedules.py HOST_RECORD, mta-semantics.md 5.1).",
                "Worst delay is the largest arrival-to-delivery delay of any delivered "
                "recipient in the run."],
         headline=(f"After a {onames[jl]} relay outage the upstream's backlog is gone "
-                  f"{np.nanmean(drain[:, il, jl]):.1f} h after the relay returns with "
-                  f"{mnames[il]} and {np.nanmean(drain[:, ih, jl]):.1f} h with {mnames[ih]}; "
+                  f"{_gone(np.nanmean(drain[:, il, jl]))} with {mnames[il]} and "
+                  f"{np.nanmean(drain[:, ih, jl]):.1f} h after it with {mnames[ih]}; "
                   f"{mnames[i0]} comes back with {np.mean(peak[:, i0, jl]):,.0f} sessions per "
                   f"minute against {np.mean(base_rate[:, i0, jl]):.1f} normally."))
     print(f"{NAME}: wrote {len(paths)} figures to {out}", file=sys.stderr)
     return 0
+
+
+def _gone(hours: float) -> str:
+    """When the backlog is gone, measured from the relay's return, in words."""
+    return ("as the relay returns" if hours == 0 else
+            f"{hours:.1f} h after the relay returns")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ p95 delay), queue (backlog over time), delay_cdf (valid mail).
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from sim.reports import plotting
+from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
@@ -110,7 +112,8 @@ def main(argv=None) -> int:
         ]
         table = {"strategy": labels}
         for ax, series, title, ylabel in panels:
-            res = plotting.grouped_bars(ax, SHORT, series)
+            res = plotting.grouped_bars(ax, SHORT, series,
+                                        values=".2f" if "seconds" in ylabel else ",.0f")
             ax.set_title(title)
             ax.set_ylabel(ylabel)
             if "seconds" not in ylabel:
@@ -120,20 +123,27 @@ def main(argv=None) -> int:
                 ax.legend(loc="upper right")
             table.update(plotting.band_columns(title, res))
         axes[1, 1].set_ylim(bottom=0)
+        plotting.interval_note(fig, a.seeds, what="error bars")
         paths = plotting.save(fig, out / NAME)
         plotting.save_table(out / NAME, table)
 
         fig, ax = plotting.figure()
         fig.suptitle("Upstream queue under each strategy")
-        qb = {lab: plotting.band(ax, days, stack(g, "deferred") + stack(g, "active"), lab)
-              for lab, g in zip(labels, grid, strict=True)}
+        queued = {lab: stack(g, "deferred") + stack(g, "active")
+                  for lab, g in zip(labels, grid, strict=True)}
+        top = max(float(q.mean(axis=0).max()) for q in queued.values())
+        qb = {lab: plotting.band(ax, days, q, plotting.zero_label(lab, q.mean(axis=0), top=top,
+                                                                  unit="messages"))
+              for lab, q in queued.items()}
         ax.set_title(f"The 450 plateaus at {m['backlog'][:, 0].mean():,.0f} messages; the 550 "
                      f"keeps {m['backlog'][:, 1].mean():,.0f} queued")
         ax.set_ylabel("messages queued upstream\n(deferred + active)")
         ax.set_ylim(bottom=0)
+        plotting.zero_visible(ax)
         plotting.thousands(ax)
         plotting.days_axis(ax, days[-1])
-        ax.legend(loc="upper left")
+        ax.legend(loc="center right")
+        plotting.interval_note(fig, a.seeds)
         paths += plotting.save(fig, out / "queue")
         plotting.save_table(out / "queue", {"t_days": days,
                                             **plotting.band_columns("queued", qb)})
@@ -144,13 +154,15 @@ def main(argv=None) -> int:
         cb = {}
         for lab, g in zip(labels, grid, strict=True):
             runs = np.array([plotting.cdf_on_grid(r.delay_cdf, grid_s) for r in g]) * 100
-            cb[lab] = plotting.band(ax, grid_s, runs, lab)
+            cb[lab] = plotting.band(ax, grid_s, runs, lab, bounds=(0, 100))
         plotting.delay_axis(ax, top)
         fig.suptitle("Delivery delay of valid mail")
-        ax.set_title("p95: " + ", ".join(
-            f"{plotting.duration_text(v)} with {lab.split(' (')[0]}"
-            for lab, v in zip(labels, m["p95"].mean(axis=0), strict=True)))
+        nb = "\xa0"  # no line break between a strategy and its delay
+        p95 = [f"{short.replace(chr(10), ' ')}{nb}{plotting.duration_text(v).replace(' ', nb)}"
+               for short, v in zip(SHORT, m["p95"].mean(axis=0), strict=True)]
+        ax.set_title(textwrap.fill("p95: " + "; ".join(p95), 90, break_long_words=False))
         ax.legend(loc="lower right")
+        plotting.interval_note(fig, a.seeds, (0, 100))
         paths += plotting.save(fig, out / "delay_cdf")
         plotting.save_table(out / "delay_cdf", {"delay_s": grid_s,
                                                 **plotting.band_columns("percent", cb)})
@@ -186,7 +198,7 @@ def main(argv=None) -> int:
             f"{lab} ({', '.join(f'{k} = {v}' for k, v in STRATEGIES[lab].items())})"
             for lab in labels),
          f"steady state: days {steady_from:g} to {days_total}; {a.seeds} seeds per strategy; "
-         f"error bars are 95 % t-intervals over seeds"],
+         f"error bars and bands: {ci_method(a.seeds)}"],
         [(NAME, "Backlog, DSNs, relay load and valid-mail delay per strategy"),
          ("queue", "Upstream queue over time per strategy"),
          ("delay_cdf", "Delivery delay of valid mail per strategy")],

@@ -17,10 +17,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.ticker import MultipleLocator
 
 from sim.reports import plotting
 from sim.reports.explain import littles_law
+from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
@@ -53,12 +55,16 @@ def _little(scenario):
 def settings(base, quick: bool):
     """The three runs of the story: label -> scenario."""
     duration, fix, life = (4 * DAY, 3 * DAY, "1d") if quick else (28 * DAY, 21 * DAY, "5d")
-    common = {"simulation.duration": f"{duration:.0f}s", "simulation.sample_interval": "600s",
+    common = {"simulation.duration": f"{duration:.0f}s", "simulation.sample_interval": "150s",
               "relay.unknown_local_recipient_reject_code": 450,
               "upstream.maximal_queue_lifetime": life, "changes": []}
     if quick:  # a fifth of the traffic
         common.update({f"senders.{i}.rate": f"{s.rate / 5!r}/s" for i, s in
                        enumerate(base.senders)})
+    # halfway between two of the upstream's 5-minute queue runs, on the 150 s sample grid: a
+    # sample counts the events in (t - dt, t], so a fix at the instant of a queue run would
+    # count that run's first 550s in the bin before it, and a fix during one would split it
+    fix += 150
     fixed = {"changes": [{"at": f"{fix:.0f}s",
                           "relay": {"unknown_local_recipient_reject_code": 550}}]}
     return fix, {
@@ -70,7 +76,7 @@ def settings(base, quick: bool):
 
 
 def main(argv=None) -> int:
-    a = experiment_args(__doc__, NAME, argv, seeds=2)  # `make demo`: well under a minute
+    a = experiment_args(__doc__, NAME, argv)  # 5 seeds; `make demo`: about a minute
     base = base_scenario(HERE / "scenarios" / "seed_story.toml", FALLBACK)
     fix, runs = settings(base, a.quick)
     labels = list(runs)
@@ -82,8 +88,8 @@ def main(argv=None) -> int:
     pairs = list(zip(labels, grid, strict=True))
     queued = {lab: stack(g, "deferred") + stack(g, "active") for lab, g in pairs}
 
-    def hourly(g, key):
-        return plotting.rebin(t, stack(g, key), 3600)
+    def hourly(g, key):  # one bin ends at the fix
+        return plotting.rebin(t, stack(g, key), 3600, origin=fix)
 
     th, _ = hourly(A, "rejects_4xx")
     hd = (th - 1800) / DAY  # bin centres
@@ -97,7 +103,7 @@ def main(argv=None) -> int:
     hplateau = (th >= life + DAY) & (th <= fix)
     plateau_rej = rejects[labels[0]][:, hplateau].mean(axis=1)
     end_b = queued[labels[1]][:, -1]
-    j_fix = int(np.searchsorted(t, fix))
+    j_fix = int(np.searchsorted(t, fix, side="right")) - 1  # the last sample before the fix
     at_fix = queued[labels[2]][:, j_fix]
     drained_h = np.array([_first_below(t[j_fix:], q[j_fix:], 0.01 * q[j_fix]) - fix
                           for q in queued[labels[2]]]) / 3600
@@ -108,6 +114,7 @@ def main(argv=None) -> int:
 
     # --- figures ---------------------------------------------------------------------------
     out = a.out
+    wk = slice(None, None, 4)  # the four-week panels every 600 s: enough, and 1/4 the bytes
     events = [(fix, f"day {fix / DAY:.0f}: relay fixed to 550\n(third setting)")]
     styles = dict(zip(labels, ("-", "-", "--"), strict=True))
     with plotting.style():
@@ -115,7 +122,7 @@ def main(argv=None) -> int:
         fig.suptitle(f"A 450 for unknown users parks {np.mean(plateau_q):,.0f} messages at a "
                      f"default upstream,\nkeeps growing at a 30-day backup MX, and the fix "
                      f"bounces the backlog within {np.nanmean(drained_h):.1f} h")
-        qb = {lab: plotting.band(ax1, days, queued[lab], lab, linestyle=styles[lab])
+        qb = {lab: plotting.band(ax1, days[wk], queued[lab][:, wk], lab, linestyle=styles[lab])
               for lab in labels}
         ax1.axhline(little, color="0.2", linestyle=":", linewidth=1.4,
                     label=f"Little's law: {little:,.0f} messages = arrivals to unknown users "
@@ -130,32 +137,40 @@ def main(argv=None) -> int:
         ax2.set_title("Retry load on the relay: RCPTs rejected with 450 (after the fix: 550)")
         ax2.set_ylim(bottom=0)
         db = {}
-        for lab in labels:
-            db[lab] = plotting.band(ax3, days, stack(grid[labels.index(lab)], "dsn"),
-                                    f"all DSNs: {lab}", linestyle=styles[lab])
+        for lab, g in pairs:
+            dsn = stack(g, "dsn")[:, wk]
+            db[lab] = plotting.band(ax3, days[wk], dsn,
+                                    plotting.zero_label(f"all DSNs: {lab}", dsn,
+                                                        f"in {days[-1]:.0f} days"),
+                                    linestyle=styles[lab])
         ax3.set_prop_cycle(None)
-        for lab in labels:
-            db[lab + ", backscatter"] = plotting.band(
-                ax3, days, stack(grid[labels.index(lab)], "backscatter"),
-                None, linestyle=":")
-        ax3.plot([], [], color="0.3", linestyle=":", label="dotted: of these, to forged "
-                 "senders (backscatter)")
+        dotted = []
+        for lab, g in pairs:
+            db[lab + ", backscatter"] = plotting.band(ax3, days[wk], stack(g, "backscatter")[:, wk],
+                                                      None, linestyle=":")
+            dotted.append(ax3.plot([], [], linestyle=":", color=ax3.lines[-1].get_color())[0])
+        handles, texts = ax3.get_legend_handles_labels()
         ax3.set_ylabel("DSNs sent (cumulative)")
         ax3.set_ylim(bottom=0)
+        plotting.zero_visible(ax3)
         ax3.set_title("Non-delivery notices sent by the upstream: the 450 postpones them, "
                       "it does not prevent them")
-        ax3.legend(loc="upper left", fontsize=8.5)
+        ax3.legend([*handles, tuple(dotted)],
+                   [*texts, "dotted, same colours: of these, to forged senders (backscatter)"],
+                   handler_map={tuple: HandlerTuple(ndivide=None, pad=0)}, loc="upper left",
+                   fontsize=8.5)
         for ax in (ax1, ax2, ax3):
             plotting.thousands(ax)
             plotting.mark_events(ax, events, label_axes=ax is ax2)
         plotting.days_axis(ax3, days[-1])
+        plotting.interval_note(fig, a.seeds)
         paths = plotting.save(fig, out / NAME)
-        plotting.save_table(out / f"{NAME}_queue", {"t_days": days,
+        plotting.save_table(out / f"{NAME}_queue", {"t_days": days[wk],
                                                      **plotting.band_columns("queued", qb)})
         plotting.save_table(out / f"{NAME}_hourly", {
             "t_days_bin_centre": hd, **plotting.band_columns("rejects_per_h", rb),
         })
-        plotting.save_table(out / f"{NAME}_dsn", {"t_days": days,
+        plotting.save_table(out / f"{NAME}_dsn", {"t_days": days[wk],
                                                    **plotting.band_columns("dsn", db)})
 
         zoom = (t >= fix - 3 * 3600) & (t <= fix + 6 * 3600)
@@ -172,14 +187,20 @@ def main(argv=None) -> int:
         zc = {}
         for key, lab, kw in (
                 ("rejects_4xx", "RCPTs rejected with 450", {}),
-                ("rejects_5xx", "RCPTs rejected with 550", {"linewidth": 3.5}),
-                ("dsn", "DSNs sent by the upstream (one per 550)", {"linestyle": "--"}),
+                ("rejects_5xx", "RCPTs rejected with 550 (shaded)", {"linewidth": 1.2}),
+                ("dsn", "DSNs sent by the upstream (one per 550)",
+                 {"linestyle": "--", "linewidth": 2.2, "zorder": 3}),
                 ("backscatter", "of which to forged senders (backscatter)",
-                 {"linestyle": ":"})):
+                 {"linestyle": ":", "linewidth": 2.2, "zorder": 3})):
             x = stack(C, key)
             x = x if key.startswith("rejects") else np.diff(x, prepend=0, axis=1)
-            zc[key] = plotting.band(z2, hours, plotting.per_hour(x, t)[:, zoom], lab,
-                                    steps=True, ci=False, **kw)
+            ends, rate = plotting.rebin(t, x, 600, origin=fix)
+            zb = (ends > fix - 3 * 3600) & (ends <= fix + 6 * 3600)
+            bins = (ends[zb] - fix) / 3600
+            zc[key] = plotting.band(z2, bins, rate[:, zb], lab, steps=True, ci=False, **kw)
+            if key == "rejects_5xx":  # an area under the DSN line, which sits on top of it
+                z2.fill_between(bins, zc[key][0], step="pre", alpha=0.3, linewidth=0,
+                                color=z2.lines[-1].get_color())
         z2.set_ylabel("per hour")
         z2.set_title("Relay rejects and upstream DSNs (10-minute bins shown per hour; mean over "
                      "seeds)")
@@ -191,10 +212,12 @@ def main(argv=None) -> int:
                                  label_axes=ax is z1)
         z2.set_xlabel("hours since the fix")
         z2.xaxis.set_major_locator(MultipleLocator(1))
+        plotting.interval_note(fig, a.seeds, what="blue band (top panel)")
         paths += plotting.save(fig, out / "fix_zoom")
+        plotting.save_table(out / "fix_zoom_queue", {
+            "hours_since_fix": hours, **plotting.band_columns("queued", {labels[2]: zq})})
         plotting.save_table(out / "fix_zoom", {
-            "hours_since_fix": hours, **plotting.band_columns("queued", {labels[2]: zq}),
-            **plotting.band_columns("per_h", zc)})
+            "hours_since_fix_bin_end": bins, **plotting.band_columns("per_h", zc)})
     plotting.save_table(out / "runs", summary_table(labels, grid))
 
     n = a.seeds
@@ -216,13 +239,19 @@ def main(argv=None) -> int:
         "how much retry load does that put on the relay, and what happens when it is fixed "
         "to 550?",
         [*setup_lines(runs[labels[2]]), "settings: " + "; ".join(labels),
-         f"{n} seeds per setting; bands and intervals are 95 % t-intervals over seeds"],
+         f"{n} seeds per setting; bands and intervals: {ci_method(n)}"],
         [(NAME, "Upstream queue, relay retry load and DSNs over four weeks",
           [f"{NAME}_queue", f"{NAME}_hourly", f"{NAME}_dsn"]),
-         ("fix_zoom", "The hours around the fix: backlog, rejects by code, DSN burst")],
+         ("fix_zoom", "The hours around the fix: backlog, rejects by code, DSN burst",
+          ["fix_zoom_queue", "fix_zoom"])],
         answer, "python experiments/seed_story.py" + (" --quick" if a.quick else ""),
-        notes=["The queue is deferred + active messages sampled every 10 minutes; samples "
-               "fall on queue-run instants, when one scan's batch is in the active queue.",
+        notes=["The queue is deferred + active messages sampled every 150 s; the four-week "
+               "panels show every fourth sample (every 10 minutes, at queue-run instants, when "
+               "one scan's batch is in the active queue).",
+               "The fix is applied at 00:02:30 on its day, halfway between two of the "
+               "upstream's 5-minute queue runs, and fix_zoom's 10-minute bins (events in "
+               "(t - 10 min, t], from 150 s samples) end at the fix: every 450 counts before "
+               "it and every 550 after it.",
                "Little's law uses the exact Postfix schedule "
                "(sim.reports.explain.residence_time): a "
                "message to an unknown user stays lifetime + the lag to its first retry after "

@@ -499,6 +499,7 @@ def _figures(out, meta, real, rows, real_t, real_q, sim_q, mta: str = "Exim",
         ax.set_title("Real attempts at their logged time (ms), relaysim's at the start of its "
                      "queue run: a dot just left of a circle of its colour agrees")
         plotting.mark_events(ax, _events(meta), x_scale=1.0)
+        plotting.shade_outages(ax, vp._outages(meta), x_scale=1.0, label="relay down")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
         plotting.save(fig, out / "attempt_timeline")
         keys = sorted({(int(r["message"]), int(r["attempt"]), r["outcome"]) for r in real}
@@ -544,7 +545,8 @@ def _figures(out, meta, real, rows, real_t, real_q, sim_q, mta: str = "Exim",
         ax.set_ylabel("messages on the queue")
         ax.set_ylim(bottom=0)
         plotting.mark_events(ax, _events(meta), x_scale=1.0)
-        ax.legend(loc="upper right")
+        plotting.shade_outages(ax, vp._outages(meta), x_scale=1.0, label="relay down")
+        ax.legend(loc="best")  # off the data: the queue's plateau fills the upper right
         plotting.save(fig, out / "queue_level")
         plotting.save_table(out / "queue_level", {"t_s": real_t, "real_queued": real_q,
                                             "sim_queued": sim_q})

@@ -889,6 +889,13 @@ def _events(meta: dict) -> list[tuple[float, str]]:
             for e in meta["events"]]
 
 
+def _outages(meta: dict) -> list[tuple[float, float]]:
+    """The relay's outages as (start, end), with the times of _events, for the shading."""
+    stops = [e["t_s_begin"] for e in meta["events"] if e["event"] == "relay_stop"]
+    starts = [e["t_s"] for e in meta["events"] if e["event"] == "relay_start"]
+    return list(zip(stops, starts, strict=False))
+
+
 def _figures(out, meta, real, rows, real_t, real_q, res, q, q_series) -> None:
     name = meta["scenario"]["name"]
     ts = res.timeseries
@@ -907,6 +914,7 @@ def _figures(out, meta, real, rows, real_t, real_q, res, q, q_series) -> None:
         ax.set_ylabel("deferred messages")
         ax.set_ylim(bottom=0)
         plotting.mark_events(ax, _events(meta), x_scale=1.0)
+        plotting.shade_outages(ax, _outages(meta), x_scale=1.0, label="relay down")
         ax.legend(loc="lower center", fontsize=8.5)
         ax2.axhspan(-100 * TARGET_QUEUE_SHARE, 100 * TARGET_QUEUE_SHARE, color="0.9",
                     label="target: within 5 %")
@@ -975,6 +983,7 @@ def _figures(out, meta, real, rows, real_t, real_q, res, q, q_series) -> None:
         ax.set_title("Real attempts at their logged whole second, relaysim's at their exact "
                      "time: a dot inside or just right of a circle of its colour agrees")
         plotting.mark_events(ax, _events(meta), x_scale=1.0)
+        plotting.shade_outages(ax, _outages(meta), x_scale=1.0, label="relay down")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
         plotting.save(fig, out / "attempt_timeline")
         keys = sorted({(int(r["message"]), int(r["attempt"]), r["outcome"]) for r in real}

@@ -386,7 +386,8 @@ def _fig_lag(rows, out, rate):
         ax.set_ylabel("mean expiry lag (s)")
         ax.set_title(f"rate to unknown users {rate:,.0f}/d; the lag depends on lifetime mod "
                      f"{steady_retry_interval(up0):.0f} s")
-        ax.legend(loc="upper left", fontsize=8.5)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=1,
+                   fontsize=8.5)  # below the axes: the sawtooth fills the plot
         plotting.save(fig, out / "expiry_lag")
     plotting.save_table(out / "expiry_lag", {k: [r[k] for r in rows] for k in rows[0]})
 

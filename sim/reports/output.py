@@ -1,7 +1,7 @@
 """Run folders: one run's files, written atomically and read back to redraw without simulating.
 
-Public names: write_run, read_run, Run, run_data, scenario_events, draw_figures, plotting_available,
-stage_and_commit, check_output, FILES, FIGURE_SAMPLES.
+Public names: write_run, read_run, Run, run_data, scenario_events, scenario_outages, draw_figures,
+plotting_available, stage_and_commit, check_output, FILES, FIGURE_SAMPLES.
 
 Contract:
 - A run folder holds FILES: summary.json ({summary, scenario (Scenario.to_dict()), origins,
@@ -28,7 +28,8 @@ Contract:
   inputs (up to the CSV's 6 significant digits).
 - scenario_events(scenario) -> [(t_s, label)]: scheduled changes and scheduled relay outages
   (start and end), sorted. Random outages (outage_mtbf) are drawn inside the run and not listed.
-- draw_figures(run, outdir) -> paths, via sim.reports.plotting.standard_figures, from at most
+- draw_figures(run, outdir) -> paths, via sim.reports.plotting.standard_figures (relay outages
+  from scenario_outages(run.scenario) shaded), from at most
   about FIGURE_SAMPLES evenly spaced samples (and the last), so a figure's size does not grow
   with the sample count; ImportError when sim.reports.plotting is missing.
 Errors: read_run raises ScenarioError (key RESULTS_DIR) for a folder that is not a run folder,
@@ -58,7 +59,7 @@ import numpy as np
 
 from sim.errors import ScenarioError, read_text_file
 from sim.results import QSHAPE_LABELS, Results, write_atomic
-from sim.units import format_time
+from sim.units import format_time, parse_time
 
 FILES = ("summary.json", "timeseries.csv", "qshape.csv", "delay_cdf.csv")
 FIGURE_SAMPLES = 4000  # a figure draws at most about this many samples (evenly spaced ones)
@@ -157,7 +158,18 @@ def draw_figures(run: Run, outdir: str | Path) -> list[Path]:
         if n else np.arange(0)
     ts = {k: np.asarray(v)[keep] for k, v in run.timeseries.items()}
     return list(plotting.standard_figures(ts, np.asarray(run.qshape)[keep], run.delay_cdf,
-                                          run.events, run.title, Path(outdir)))
+                                          run.events, run.title, Path(outdir),
+                                          outages=scenario_outages(run.scenario)))
+
+
+def scenario_outages(scenario: dict) -> list[tuple[float, float]]:
+    """The scheduled relay outages of a run's scenario (as to_dict writes it), (start, end) in
+    seconds, for the figures' shading."""
+    out = []
+    for i, o in enumerate(scenario.get("relay", {}).get("outages", ())):
+        start = parse_time(f"relay.outages[{i}].start", o["start"])
+        out.append((start, start + parse_time(f"relay.outages[{i}].duration", o["duration"])))
+    return [(s, e) for s, e in out if e > s]
 
 
 def write_run(results: Results, outdir: str | Path, figures: bool = True) -> list[Path]:

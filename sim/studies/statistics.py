@@ -1,6 +1,6 @@
 """Statistics over replications: seeds, means and 95 % Student-t intervals.
 
-Public names: seed_list, mean_ci, t975, fmt_ci, relative_half_width.
+Public names: seed_list, mean_ci, t975, fmt_ci, relative_half_width, agree, ci_method.
 
 Contract:
 - seed_list(root, n): n seeds from numpy SeedSequence(root).spawn(n), each child's
@@ -9,10 +9,18 @@ Contract:
 - mean_ci(values): mean and 95 % two-sided Student-t interval over the first axis (the seeds):
   t quantiles are tabulated for 1..30 degrees of freedom; beyond that the Cornish-Fisher
   expansion of the t quantile around the normal one (error below 1e-3). Fewer than two values
-  give nan bounds. Works element-wise on arrays (seeds x anything).
+  give nan bounds. Works element-wise on arrays (seeds x anything). bounds=(low, high) is the
+  range the quantity can take (None: unbounded): the interval is clipped to it, so an interval
+  for a count, a duration or a share never goes below 0 (or above 100 %). The mean is not
+  changed. ci_method(n, bounds) is the sentence that says so, for figures and READMEs.
+- agree(values): True where every seed gives the same value (the interval is then a point,
+  which says nothing about the spread of the model; fmt_ci says "every seed agrees").
 - relative_half_width(values): the interval's half-width over |mean|; 0 when every value is
   the same, inf when the mean is 0 and the values differ or there are fewer than two.
-- fmt_ci(values, fmt, unit): 'mean unit (95 % CI lo to hi)', or 'mean unit (one seed)'.
+- fmt_ci(values, fmt, unit, bounds=(0, None)): 'mean unit (95 % CI lo to hi)'; 'mean unit
+  (every seed agrees)' when all values are equal; 'mean unit (95 % CI mean ± half)' when the
+  interval rounds to one number at fmt; 'mean unit (one seed)'. Published numbers are counts,
+  times and shares, hence the default bounds.
 Errors: ValueError from mean_ci for an empty list.
 """
 
@@ -37,8 +45,9 @@ def t975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def mean_ci(values) -> tuple:
-    """(mean, lo, hi): mean over the first axis and its 95 % t-interval (nan with one value)."""
+def mean_ci(values, bounds: tuple = (None, None)) -> tuple:
+    """(mean, lo, hi): mean over the first axis and its 95 % t-interval, clipped to bounds
+    (nan with one value)."""
     v = np.asarray(values, dtype=float)
     if v.shape[0] == 0:
         raise ValueError("mean_ci needs at least one value")
@@ -48,7 +57,24 @@ def mean_ci(values) -> tuple:
         nan = np.full_like(m, np.nan) if np.ndim(m) else math.nan
         return m, nan, nan
     half = t975(n - 1) * v.std(axis=0, ddof=1) / math.sqrt(n)
-    return m, m - half, m + half
+    low, high = bounds
+    lo = m - half if low is None else np.maximum(m - half, low)
+    hi = m + half if high is None else np.minimum(m + half, high)
+    return m, lo, hi
+
+
+def agree(values):
+    """True where every seed (first axis) gives the same value; False for one seed."""
+    v = np.asarray(values, dtype=float)
+    return (v.shape[0] > 1) & np.all(v == v[:1], axis=0)
+
+
+def ci_method(n: int, bounds: tuple = (0, None)) -> str:
+    """How the intervals were computed, in one sentence (see the module contract)."""
+    if n < 2:
+        return "one seed: no interval"
+    clip = {(0, None): ", clipped at 0", (0, 100): ", clipped to 0-100 %"}.get(tuple(bounds), "")
+    return f"95 % t-interval of the mean over {n} seeds{clip}"
 
 
 def relative_half_width(values) -> float:
@@ -63,17 +89,22 @@ def relative_half_width(values) -> float:
     return math.inf if m == 0 or not math.isfinite(half) else float(half / abs(m))
 
 
-def fmt_ci(values, fmt: str = ",.0f", unit: str = "") -> str:
-    """'mean unit (95 % CI lo to hi)' over seeds, or just 'mean unit' for one seed."""
-    m, lo, hi = mean_ci(np.asarray(values, dtype=float))
+def fmt_ci(values, fmt: str = ",.0f", unit: str = "", bounds: tuple = (0, None)) -> str:
+    """The mean over seeds with its 95 % interval, in words (see the module contract)."""
+    v = np.asarray(values, dtype=float)
+    m, lo, hi = mean_ci(v, bounds)
     u = f" {unit}" if unit else ""
 
-    def num(v):  # no "-0" from float noise around zero
-        text = f"{v:{fmt}}"
+    def num(x):  # no "-0" from float noise around zero
+        text = f"{x:{fmt}}"
         return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
 
     if np.isnan(lo):
         return f"{num(m)}{u} (one seed)"
+    if agree(v):
+        return f"{num(m)}{u} (every seed agrees)"
+    if num(lo) == num(hi):
+        return f"{num(m)}{u} (95 % CI {num(m)} ± {max(m - lo, hi - m):.1g})"
     return f"{num(m)}{u} (95 % CI {num(lo)} to {num(hi)})"
 
 

@@ -28,8 +28,10 @@ Contract:
 - sweep_tables(result) gives the texts of runs.csv and summary.csv; write_sweep(result, out,
   base, command) writes out/runs.csv (one row per run: setting, the
   varied keys, seed, every summary figure at full precision), out/summary.csv (per setting:
-  the varied keys, seeds, and mean, lo, hi of the 95 % interval of every figure), one figure
-  per HEADLINES entry (one panel per varied key, with intervals) and a generated README.md, and
+  the varied keys, seeds, and mean, lo, hi of the 95 % interval of every figure, clipped at 0:
+  every figure is a count, a time or a share), one figure per HEADLINES entry (one panel per
+  varied key, with intervals, and a note saying how they were computed) and a generated
+  README.md, and
   out/runs.parquet when pandas and pyarrow are installed. These files depend only on the
   settings, the seeds and the runs' results: the same bytes for any backend, any number of
   workers, any order of completion, resumed or not (the README's command is the caller's).
@@ -71,7 +73,7 @@ from sim.studies import backends
 from sim.studies.factorial import Setting
 from sim.studies.progress import Progress
 from sim.studies.replications import Precision, needed
-from sim.studies.statistics import fmt_ci, mean_ci, relative_half_width, seed_list, t975
+from sim.studies.statistics import ci_method, fmt_ci, mean_ci, relative_half_width, seed_list, t975
 from sim.studies.store import RunStore, model_fingerprint, run_key
 from sim.units import format_time as fmt_time  # the one formatter, under the name experiments use
 
@@ -79,6 +81,8 @@ __all__ = ["run_many", "run_sweep", "write_sweep", "sweep_tables", "SweepResult"
            "SUMMARY_FIGURES", "HEADLINES", "make_backend", "seed_list", "mean_ci", "t975",
            "fmt_ci", "stack", "summary_table", "experiment_args", "results_folder", "base_scenario",
            "setup_lines", "fmt_time", "write_readme"]
+
+FIGURE_RANGE = (0, None)  # every summary figure is a count, a time or a share: clip at 0
 
 # Results.summary flattened with '.', in its order (a test holds this to a real run's summary).
 SUMMARY_FIGURES = (
@@ -318,7 +322,7 @@ def _figure(record: dict, prec: Precision | None) -> float | None:
 
 
 # --- experiment scaffolding -----------------------------------------------------------------
-def experiment_args(doc: str, name: str, argv=None, seeds: int = 3) -> argparse.Namespace:
+def experiment_args(doc: str, name: str, argv=None, seeds: int = 5) -> argparse.Namespace:
     """The shared command line: --quick, --out DIR, --seeds N, --workers N."""
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -495,7 +499,7 @@ def sweep_tables(result: SweepResult) -> dict[str, str]:
             row.append("yes" if result.sharp[s.index] else "no")
         for k in figs:
             v = np.array([math.nan if f.get(k) is None else float(f[k]) for f in flat])
-            m, lo, hi = mean_ci(v) if len(v) else (math.nan,) * 3
+            m, lo, hi = mean_ci(v, FIGURE_RANGE) if len(v) else (math.nan,) * 3
             row += [float(m), float(lo), float(hi)]
         summ.append(row)
     head = ["setting", *keys]
@@ -518,8 +522,17 @@ def _ci_text(values: Sequence[float]) -> str:
     v = np.array([x for x in values if x is not None and not math.isnan(x)], dtype=float)
     if not len(v):
         return "-"
-    m, lo, hi = mean_ci(v)
+    m, lo, hi = mean_ci(v, FIGURE_RANGE)
     return _num(m) if np.isnan(lo) else f"{_num(m)} ({_num(lo)} to {_num(hi)})"
+
+
+def _interval_note(result: SweepResult) -> str:
+    """How the figures' error bars were computed, with the seeds per setting."""
+    n = sorted({len(rs) for rs in result.records}) or [0]
+    if n[0] == n[-1]:
+        return f"error bars: {ci_method(n[0])}"
+    return (f"error bars: 95 % t-interval of the mean over each setting's seeds "
+            f"({n[0]} to {n[-1]}), clipped at 0")
 
 
 def _panels(result: SweepResult, fig: str) -> list[tuple]:
@@ -534,7 +547,7 @@ def _panels(result: SweepResult, fig: str) -> list[tuple]:
     for s, rs in zip(result.settings, result.records, strict=True):
         v = [_flatten(r["summary"]).get(fig) for r in rs]
         v = np.array([math.nan if x is None else float(x) for x in v])
-        stats[s.factors] = mean_ci(v) if len(v) else (math.nan,) * 3
+        stats[s.factors] = mean_ci(v, FIGURE_RANGE) if len(v) else (math.nan,) * 3
     panels = []
     for j, key in enumerate(keys):
         lines: dict[str, list] = {}
@@ -568,7 +581,8 @@ def write_sweep(result: SweepResult, out: str | Path, base: Scenario, command: s
             if panels:
                 stem = "sweep_" + fig.replace(".", "_")
                 written += plotting.factor_figure(out / stem, label, panels,
-                                                  title=f"{base.simulation.name}: {label}")
+                                                  title=f"{base.simulation.name}: {label}",
+                                                  note=_interval_note(result))
                 figures.append((stem, f"{label} against each varied key (mean and 95 % "
                                       "interval over seeds)", ["summary"]))
     written.append(_write_readme(result, out, base, command, figures))

@@ -69,3 +69,62 @@ def test_save_table_quotes_and_checks_lengths(tmp_path):
     assert path.read_text() == '"a, b",c\n1,x\n2.5,"y,z"\n'
     with pytest.raises(ValueError, match="different lengths"):
         plotting.save_table(tmp_path / "u", {"a": [1], "b": [1, 2]})
+
+
+def test_event_labels_neither_overlap_nor_leave_the_axes():
+    with plotting.style():
+        fig, ax = plotting.figure()
+        ax.plot([0, 4], [0, 1])
+        ax.legend(["a line"], loc="upper left")
+        plotting.mark_events(ax, [(0.0, "relay outage (6h)"), (0.1 * 86400, "relay back"),
+                                  (0.12 * 86400, "relay.code = 550"),
+                                  (3.95 * 86400, "a label at the right edge")])
+        plotting._place_event_labels(fig)
+        r = fig.canvas.get_renderer()
+        boxes = [a.get_window_extent(r) for a in ax.texts]
+        frame, legend = ax.get_window_extent(r), ax.get_legend().get_window_extent(r)
+        for i, b in enumerate(boxes):
+            assert frame.x0 <= b.x0 and b.x1 <= frame.x1, ax.texts[i].get_text()
+            assert not b.overlaps(legend)
+            assert not any(b.overlaps(o) for o in boxes[:i])
+        plotting.plt.close(fig)
+
+
+def test_zero_label_calls_out_a_flat_zero_line():
+    assert plotting.zero_label("DSNs", np.zeros(4)) == "DSNs (0 throughout)"
+    assert plotting.zero_label("DSNs", [0, 1]) == "DSNs"
+    assert plotting.zero_label("queue", [0, 0.23], top=4000, unit="messages") == \
+        "queue (at most 0.23 messages)"
+    assert plotting.zero_label("queue", [0, 23], top=4000) == "queue (at most 23)"
+    assert plotting.zero_label("queue", [0, 230], top=4000) == "queue"
+
+
+def test_rebin_with_an_origin_ends_a_bin_there():
+    t = np.arange(10) * 150.0  # a change at 450 s: bins of 600 s end at 450 and 1050
+    ends, rate = plotting.rebin(t, np.r_[0, 1, 1, 1, 5, 5, 5, 5, 0, 0], 600, origin=450.0)
+    assert list(ends) == [1050] and list(rate) == [20 * 6]
+
+
+def test_a_short_outage_gets_a_shaded_zoom_panel(tmp_path):
+    ts, q, cdf, _ = _inputs()
+    day = 86400.0
+    outage = [(1.5 * day, 1.5 * day + 6 * 3600)]
+    frame = plotting._Frame(ts["t_s"], [(1.5 * day, "relay outage (6h)")], outage)
+    assert frame.zoom() == (1.5 * day, 1.5 * day - 3 * 3600, 1.5 * day + 18 * 3600)
+    assert plotting._Frame(ts["t_s"], [], [(0.0, 2 * day)]).zoom() is None  # long: no zoom
+    with plotting.style():
+        fig = plotting._load_figure(ts, frame, "zoom")
+        assert len(fig.axes) == 2 and fig.axes[1].get_xlabel().startswith("hours since")
+        assert all(any(p.get_label().startswith("relay down") for p in ax.patches)
+                   for ax in fig.axes)
+        assert "68% of the RCPTs sent to it" in fig.axes[0].get_title(loc="left")
+        plotting.plt.close(fig)
+
+
+def test_band_intervals_of_counts_stay_at_or_above_zero():
+    with plotting.style():
+        fig, ax = plotting.figure()
+        _, lo, _ = plotting.band(ax, np.arange(2), np.array([[0.0, 5.0], [0.0, 0.0],
+                                                             [9.0, 0.0]]), "counts")
+        assert (lo >= 0).all()
+        plotting.plt.close(fig)
