@@ -58,14 +58,14 @@ def traffic(duration_s: float, per_day: float, unknown: float = 0.3) -> dict:
 
 
 FULL = {"bench_week": traffic(7 * DAY, 10_000), "isp_month": traffic(28 * DAY, 100_000),
-        "isp_days_per_day": (28, 100_000),
+        "isp_days_per_day": (28, 100_000), "formats_hours": (3, 6),
         "relaysim_reps": 9, "naive_reps": 3, "isp_reps": 2, "scaling_reps": 3,
         # (days, messages/day) aimed at 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8 and 1e9 attempts
         "scaling": [(7, 660), (7, 2000), (7, 6600), (14, 8300), (14, 27_500), (28, 36_000),
                     (28, 121_000), (28, 1_000_000)],
         "mmc_horizon_s": 7200.0, "mmc_relaysim_reps": 10, "mmc_ciw_reps": 3}
 QUICK = {"bench_week": traffic(6 * 3600, 2000), "isp_month": traffic(DAY, 10_000),
-         "isp_days_per_day": (1, 10_000),
+         "isp_days_per_day": (1, 10_000), "formats_hours": (0.5, 1),
          "relaysim_reps": 1, "naive_reps": 1, "isp_reps": 1, "scaling_reps": 1,
          "scaling": [(0.25, 2000), (1, 2000)],
          "mmc_horizon_s": 300.0, "mmc_relaysim_reps": 1, "mmc_ciw_reps": 1}
@@ -172,6 +172,48 @@ def in_child(table: dict, seed: int, env: dict | None = None, log: bool = False,
     r["baseline_rss_mb"] = r.pop("baseline_kb") / 1024
     r["attempts_per_s"] = r["attempts"] / r["wall_s"]
     r["attempts_per_cpu_s"] = r["attempts"] / r["cpu_s"]
+    return r
+
+
+FORMATS_CHILD = """
+import json, sys, tempfile, time
+from pathlib import Path
+from sim import Scenario, simulate
+from sim.reports.postfix_files import PostfixFiles
+
+def peak_kb():
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
+
+s = Scenario.from_dict(json.loads(sys.argv[1]))
+simulate(Scenario.from_dict({"simulation": {"duration": "1h"},
+                             "senders": [{"rate": "1000/d", "unknown_recipient_fraction": 0.3}],
+                             "relay": {"unknown_local_recipient_reject_code": 450}}), seed=0)
+t0 = time.perf_counter()
+simulate(s, seed=int(sys.argv[2]))
+bare = time.perf_counter() - t0
+with tempfile.TemporaryDirectory() as tmp:
+    files = PostfixFiles(s.simulation.duration, maillog=Path(tmp) / "log",
+                         metrics=Path(tmp) / "metrics.txt")
+    t0 = time.perf_counter()
+    simulate(s, seed=int(sys.argv[2]), on_attempts=files.on_attempts)
+    written = files.close()
+    wall = time.perf_counter() - t0
+    lines = sum(sum(1 for _ in open(f, "rb")) for f in Path(tmp, "log").iterdir())
+    size = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+print(json.dumps({"bare_s": bare, "wall_s": wall, "lines": lines, "bytes": size,
+                  "peak_kb": peak_kb()}))
+"""
+
+
+def formats_child(table: dict, seed: int) -> dict:
+    """A run with and without its mail log and metrics written (PostfixFiles, as relaysim run
+    --maillog --metrics), in a fresh process: the writers' cost, lines, bytes, peak memory."""
+    run = subprocess.run([sys.executable, "-c", FORMATS_CHILD, json.dumps(table), str(seed)],
+                         stdout=subprocess.PIPE, cwd=ROOT, check=True)
+    r = json.loads(run.stdout)
+    r["peak_rss_mb"] = r.pop("peak_kb") / 1024
+    r["lines_per_s"] = r["lines"] / max(r["wall_s"] - r["bare_s"], 1e-9)
     return r
 
 
@@ -509,6 +551,16 @@ def main(argv=None) -> int:
         log(f"isp-month with {mta}: {m['mtas'][-1]['wall_s']:.1f} s")
     plotting.save_table(out / "isp_month_mtas", columns(m["mtas"]))
 
+    # 2c. the mail log and metrics of isp-month traffic, on slices of it (whole: hours)
+    m["formats"] = []
+    for hours in cfg["formats_hours"]:
+        table = traffic(hours * 3600, cfg["isp_days_per_day"][1])
+        m["formats"].append({"hours": hours, **formats_child(table, seed_list(2, 1)[0])})
+        f = m["formats"][-1]
+        log(f"maillog + metrics of {hours:g} h of isp-month traffic: {f['lines']:,} lines in "
+            f"{f['wall_s'] - f['bare_s']:.1f} s more, {f['peak_rss_mb']:.0f} MB")
+    plotting.save_table(out / "formats", columns(m["formats"]))
+
     # 3. scaling, in a child process each; stop before a size predicted to exceed LIMIT_S
     m["scaling"], m["stopped"] = [], None
     predicted = 0.0
@@ -692,6 +744,18 @@ def engine_targets(m: dict, met) -> tuple[str, list]:
         ["compiling every kernel into an empty cache", f(comp, ".1f", " s"), "<= 30 s",
          met(comp, 30)],
     ]
+    if m.get("formats"):
+        fm = m["formats"][-1]
+        month = fm["lines"] * 28 * 24 / fm["hours"]  # lines of a whole isp-month, projected
+        mem = ", ".join(f"{x['hours']:g} h: {x['peak_rss_mb']:.0f} MB" for x in m["formats"])
+        rows.append([f"mail log + metrics written (relaysim run --maillog --metrics), on "
+                     f"{fm['hours']:g} h of isp-month traffic",
+                     f"{fm['lines_per_s']:,.0f} log lines/s ({fm['lines']:,} lines, "
+                     f"{fm['bytes'] / 1e6:.0f} MB); a whole isp-month, about {month / 1e6:.0f} M "
+                     f"lines, would take {month / fm['lines_per_s'] / 60:.0f} min; peak memory "
+                     f"{mem}", "streams in bounded memory; its cost stated",
+                     "bounded" if len(m["formats"]) < 2 or m["formats"][-1]["peak_rss_mb"]
+                     <= 1.2 * m["formats"][0]["peak_rss_mb"] else "grows"])
     if m.get("sweep"):
         sw = m["sweep"]
         over = sw["overhead"]["overhead"]
