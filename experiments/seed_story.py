@@ -222,10 +222,11 @@ def main(argv=None) -> int:
 
     n = a.seeds
     answer = (
-        f"With a default Postfix upstream the 450 fills the upstream queue to "
-        f"{fmt_ci(plateau_q)} messages (mean over days {(life + DAY) / DAY:.0f} to "
-        f"{fix / DAY:.0f}, {n} seeds; Little's law predicts {little:,.0f}) and then plateaus, "
-        f"because messages expire after the {life / DAY:g}-day lifetime; the relay meanwhile "
+        f"With a default Postfix upstream the 450 holds a plateau of {fmt_ci(plateau_q)} "
+        f"messages queued upstream (deferred + active; mean over days "
+        f"{(life + DAY) / DAY:.0f} to {fix / DAY:.0f}, {n} seeds; Little's-law plateau "
+        f"{little:,.0f}): the queue stops growing once messages start to expire, after the "
+        f"{life / DAY:g}-day lifetime; the relay meanwhile "
         f"rejects {fmt_ci(plateau_rej)} RCPTs per hour. A backup MX that keeps mail 30 days "
         f"has {fmt_ci(end_b)} messages queued after {days[-1]:.0f} days and still growing. "
         f"Switching the relay to 550 bounces the backlog of {fmt_ci(at_fix)} messages within "
@@ -256,8 +257,9 @@ def main(argv=None) -> int:
                "(sim.reports.explain.residence_time): a "
                "message to an unknown user stays lifetime + the lag to its first retry after "
                "the lifetime."],
-        headline=(f"A 450 parks {np.mean(plateau_q):,.0f} messages at a default Postfix "
-                  f"upstream (Little's law: {little:,.0f}) and {np.mean(end_b):,.0f} after "
+        headline=(f"A 450 parks a plateau of {np.mean(plateau_q):,.0f} messages queued at a "
+                  f"default Postfix upstream (Little's-law plateau: {little:,.0f}) and "
+                  f"{np.mean(end_b):,.0f} after "
                   f"{days[-1]:.0f} days at a 30-day backup MX, still growing; the fix to 550 "
                   f"bounces the backlog within {np.nanmean(drained_h):.1f} h as a burst of "
                   f"{np.mean(burst):,.0f} DSNs, "

@@ -95,7 +95,6 @@ def _figure(out: Path, table: dict[str, dict[str, dict]], seeds: int) -> None:
             ax.set_title(label.split(" (")[0])
         fig.suptitle(f"What qmgr's timer phase changes (mean and 95 % interval over {seeds} "
                      "paired seeds)")
-        fig.tight_layout()
         plotting.save(fig, out / NAME)
     plotting.save_table(out / NAME, cols)
 
