@@ -11,7 +11,8 @@ Contract (mta-semantics.md sections 2 and 3):
   arrival; without a grid (qmail, Exchange, list) every message enters at its own wake-up or
   arrival time, new mail first among equals. sim.model.qmgr.active gives them delivery
   agents (or none: a dead or refusing destination).
-- The relay answers each recipient of a session as configured at the attempt's start
+- The relay answers each recipient of a session as configured at the attempt's start (a
+  session the relay's going down cut, active.serve: none, every recipient deferred)
   (rules.snapshot, relay.outcome; the upstream's rules.soft_bounce as configured then), after
   postgrey (rules.greylist) and with smtpd_hard_error_limit (rules.hard_error_hit, which
   throttles the destination from the end of the session).
@@ -256,8 +257,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
             else:
                 _copy(qf, qr, idx[m - n_new], f, r, q)
                 old[q] = True
-    start, end, vetoed, used = serve(entry, n_old if up.grid else 0, S, service, relay, up,
-                                     st)
+    start, end, vetoed, cut, used = serve(entry, n_old if up.grid else 0, S, service, relay,
+                                          up, st)
     # a sample in [T, entry) sees a scanned file still deferred (the loop's phase, a full
     # active queue): qshape counts it there; none before the first sample at or after T
     # (a bound a little low, so that no such sample is missed)
@@ -290,12 +291,12 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                                     up.soft[0 if one_up else rules.snapshot(up.times, start[i])])
         for c in range(width):
             u = r[i, c]
-            out[i, c] = -1 if u == -2 else (DEFERRED if vetoed[i] else
+            out[i, c] = -1 if u == -2 else (DEFERRED if vetoed[i] or cut[i] else
                                             outcome(u, users, unknown))
         if relay.grey[0]:
             first, ok_now, fresh_pass, held[i] = rules.greylist(
                 f[i, GREY_FIRST], f[i, GREY_OK] == 1, start[i], relay.grey[1], relay.grey[2],
-                st.grey[0], not vetoed[i])
+                st.grey[0], not (vetoed[i] or cut[i]))
             f[i, GREY_FIRST] = first
             if ok_now:
                 f[i, GREY_OK] = 1.0
@@ -310,7 +311,7 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 h = min(np.int64(math.floor(start[i] / 3600.0)), st.grey_hours.size - 1)
                 st.grey_hours[h] = min(st.grey_hours[h], start[i])
                 new_pass = True
-        if relay.limit and not vetoed[i]:
+        if relay.limit and not (vetoed[i] or cut[i]):
             rejected = 0
             for c in range(width):
                 rejected += out[i, c] == DEFERRED or out[i, c] == BOUNCED
@@ -356,8 +357,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 keep[i] = True
                 key[i] = rules.tick_key(wake[i], nxt, up.R, up.slack, up.grid)
                 slots[i] = min(key[i] // store.unit, last)
-    a = Attempts(f, entry, start, end, vetoed, held, greyed, hit, tally, soft, expired, keep,
-                 snap)
+    a = Attempts(f, entry, start, end, vetoed, cut, held, greyed, hit, tally, soft, expired,
+                 keep, snap)
     delays = record(obs, a)
     dbuf[cur[0]:cur[0] + delays.size] = delays
     cur[0] += delays.size
@@ -448,7 +449,7 @@ def _log(log, nl, a, r, out, relay):
             row.end = a.end[i]
             row.outcome = EXPIRED if (a.expired[i] and o == DEFERRED) else o
             row.code = rules.reply_code(o, u, relay.users[snap], relay.code[snap], a.vetoed[i],
-                                        a.held[i], a.hit[i])
+                                        a.held[i], a.hit[i], a.cut[i])
             row.tries = np.int16(f[i, TRIES] + 1)
             nl += 1
     return nl

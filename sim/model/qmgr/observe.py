@@ -53,7 +53,8 @@ class Obs(NamedTuple):
 
 class Attempts(NamedTuple):
     """What one tick decided, one row per message in queue order: its queue file (f, FIELDS),
-    when it entered the active queue, started and ended; no SMTP session (vetoed), greylisted
+    when it entered the active queue, started and ended; no SMTP session (vetoed), the
+    session cut by the relay's going down (cut: nothing rejected), greylisted
     (held; greyed: its greylisted recipients, one entry when postgrey is off), cut by the hard
     error limit (hit); its tally (recipients pending, sent, deferred, bounced), whether the
     relay's reject was a 4xx (soft), expired or kept (filed again); and the relay's
@@ -63,6 +64,7 @@ class Attempts(NamedTuple):
     start: np.ndarray
     end: np.ndarray
     vetoed: np.ndarray
+    cut: np.ndarray
     held: np.ndarray
     greyed: np.ndarray
     hit: np.ndarray
@@ -102,7 +104,7 @@ def record(obs, a):
         a1 += tally[i, 0]
         gr = greyed[i if greyed.size > 1 else 0]
         ok = 0 if vetoed[i] else 1
-        rej = (tally[i, 2] + tally[i, 3] - gr) * ok
+        rej = 0 if a.cut[i] else (tally[i, 2] + tally[i, 3] - gr) * ok
         sf = soft[i if soft.size > 1 else 0]
         b, lo1, hi1 = bin_near(start[i], b1, lo1, hi1, rec_duration, interval, nbins)
         if b != b1:

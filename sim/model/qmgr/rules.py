@@ -2,7 +2,7 @@
 use them (sim.model.qmgr.engine).
 
 Public names: runner_tick, tick_key, scan_start, snapshot, greylist, hard_error_hit,
-soft_bounce, dsn_count, delay_warning, reply_code.
+soft_bounce, dsn_count, delay_warning, reply_code, LOST.
 
 Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
 - The relay's answer to one recipient is sim.model.relay.outcome (known: sent; unknown: the
@@ -19,7 +19,8 @@ Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
 - dsn_count: the non-delivery notices one attempt causes (a bounced recipient, or expiry;
   never for null-sender mail, whose failures are discarded under default notify_classes).
 - delay_warning: Postfix's delay_warning_time rule (qmgr_active.c).
-- reply_code: the SMTP code the upstream logs for one recipient's attempt.
+- reply_code: the SMTP code the upstream logs for one recipient's attempt (LOST: none, the
+  session was cut).
 Nothing here keeps state or counts anything.
 """
 
@@ -129,13 +130,19 @@ def delay_warning(now, create, kind, warned, dwt):
     return dwt > 0 and warned == 0 and kind != NULL and now >= create + dwt - 1
 
 
+LOST = -1  # reply_code of a session the relay's going down cut: no reply ("lost connection")
+
+
 @njit(cache=True)
-def reply_code(out, user, users, code, vetoed, held, hit):
+def reply_code(out, user, users, code, vetoed, held, hit, lost):
     """The code logged for one recipient: 0 without an SMTP session (refused, or the
-    destination dead), 421 for a session cut by the hard error limit, 450 for a greylisted
-    known recipient, 250 sent, else the relay's reject code for unknown users (code)."""
+    destination dead), LOST for a session cut by the relay's going down, 421 for a session
+    cut by the hard error limit, 450 for a greylisted known recipient, 250 sent, else the
+    relay's reject code for unknown users (code)."""
     if vetoed:
         return 0
+    if lost:
+        return LOST
     if hit:
         return 421
     if out == SENT:

@@ -1,6 +1,6 @@
 """The relay as a destination: refused while down, left alone after a refusal (compiled).
 
-Public names: SITE_STATE, new_state, next_down, vetoes, refused, clear.
+Public names: SITE_STATE, new_state, next_down, vetoes, refused, lost, clear.
 
 Contract (mta-semantics.md section 3; Postfix's qmgr_queue_throttle, Exim's host retry record,
 sendmail's host-status cache):
@@ -14,6 +14,9 @@ sendmail's host-status cache):
   attempt at a time the relay accepts forgets earlier refusals.
 - refused(state, site, P, t) records a site-level failure at t: the destination is dead until
   schedules.site_due(site, P, ...) (whole seconds, never before t).
+- lost(state, site, P, t): a session the relay's going down cut at t (Postfix's smtp client:
+  "lost connection", a site-level failure); it throttles like a refusal unless a refusal at
+  or after t has already.
 - clear(state, down_start, down_end, t0, t1) is True when no attempt in [t0, t1] would be
   vetoed (then the tick's jobs need no check one by one).
 - P is the packed parameters of the upstream's configuration in force (schedules.pack).
@@ -76,6 +79,13 @@ def vetoes(state, site, P, down_start, down_end, t):
             state[_TRIES] = 0.0
             return False
     return refused(state, site, P, t)
+
+
+@njit(cache=True)
+def lost(state, site, P, t):
+    """A session cut at t by the relay's going down (see the contract)."""
+    if state[_DEAD] < t:
+        refused(state, site, P, t)
 
 
 @njit(cache=True)

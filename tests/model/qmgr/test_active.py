@@ -1,4 +1,5 @@
-"""sim.model.qmgr.active: how a tick's jobs are served when the destination refuses some."""
+"""sim.model.qmgr.active: how a tick's jobs are served when the destination refuses some, and
+when the relay goes down during a session."""
 
 import numpy as np
 
@@ -17,21 +18,49 @@ def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf):
                       np.array([np.inf]), np.array([-np.inf, np.inf]))
     st.site[0] = dead_until
     service = np.ones(len(entry))
-    start, end, vetoed, used = active.serve(np.array(entry, float), n_scan, T, service, relay,
-                                             up, st)
+    start, end, vetoed, cut, used = active.serve(np.array(entry, float), n_scan, T, service,
+                                                  relay, up, st)
+    _serve.cut = cut
     return start, end, vetoed, used, st
 
 
 def test_a_refused_job_takes_no_agent_time():
-    """New mail, one agent, 5 s a job, the relay down over [4, 6): the job starting at 5 is
-    refused (dead until 305), so is the next (no agent time: it starts at 5 too); the job at
+    """New mail, one agent, 5 s a job, the relay down over [4, 6): the first session (0 to 5)
+    is cut at 4, when the relay goes down; the job waiting for the agent starts at 4 and is
+    refused (dead until 304), so is the next (no agent time: it starts at 4 too); the job at
     400 finds the agent free."""
     start, end, vetoed, used, st = _serve([0.0, 1.0, 2.0, 400.0], 0, 0.0, [0.0],
                                           ([4.0], [6.0]))
     assert vetoed.tolist() == [False, True, True, False]
-    assert start.tolist() == [0.0, 5.0, 5.0, 400.0]  # the 2nd waits for the agent, then refused
-    assert end.tolist() == [5.0, 5.0, 5.0, 405.0]
+    assert _serve.cut.tolist() == [True, False, False, False]
+    assert start.tolist() == [0.0, 4.0, 4.0, 400.0]  # the 2nd waits for the agent, then refused
+    assert end.tolist() == [4.0, 4.0, 4.0, 405.0]
     assert used == 4  # one service time drawn per job, in queue order
+    assert st.site[0] == 304.0  # one site-level failure, at 4
+
+
+def test_a_session_under_way_when_the_relay_goes_down_is_cut_there():
+    """New mail on two agents, 5 s a job, the relay down from 7 s: the sessions 3 to 8 and 4 to
+    9 are cut at 7 (their agents free then), the one that ended at 5 is not; the
+    destination is dead from the first cut, 7 + minimal_backoff_time (300 s)."""
+    start, end, vetoed, used, st = _serve([0.0, 3.0, 4.0], 0, 0.0, [0.0, 0.0],
+                                          ([7.0], [60.0]))
+    assert not vetoed.any()
+    assert _serve.cut.tolist() == [False, True, True]
+    assert end.tolist() == [5.0, 7.0, 7.0]
+    assert sorted(st.free.tolist()) == [7.0, 7.0] and st.site[0] == 307.0
+
+
+def test_an_outage_during_a_scan_cuts_the_sessions_and_refuses_the_rest_at_once():
+    """A scan's batch of 6 at T = 300 on 2 agents, 5 s each; the relay goes down at 307: the
+    sessions 305 to 310 are cut at 307, and the two jobs not started are refused then (their
+    agents are free at 307), not at 310."""
+    start, end, vetoed, used, st = _serve([300.0] * 6, 6, 300.0, [0.0, 0.0], ([307.0], [900.0]))
+    assert _serve.cut.tolist() == [False, False, True, True, False, False]
+    assert vetoed.tolist() == [False] * 4 + [True] * 2
+    assert start.tolist() == [300.0, 300.0, 305.0, 305.0, 307.0, 307.0]
+    assert end.tolist() == [305.0, 305.0, 307.0, 307.0, 307.0, 307.0]
+    assert st.free.tolist() == [307.0, 307.0] and st.site[0] == 607.0
 
 
 def test_an_outage_during_a_scan_refuses_the_rest_and_frees_the_agents():
