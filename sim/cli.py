@@ -9,7 +9,10 @@ Contract:
   timeline of one deferred message and the Little's-law backlog (computed by
   sim.reports.explain); `qshape` prints the deferred queue's qshape table at a sample of a run
   folder (sim.postfix.qshape); `plot` redraws a run folder's figures without simulating;
-  `sweep` runs factors x seeds (sim.studies.command).
+  `sweep` runs factors x seeds (sim.studies.command); `replay` simulates the arrivals of a
+  real upstream Postfix log (sim.postfix.maillog.read_arrivals, replay_trace) under a
+  scenario's configuration instead of its senders and writes the same run folder as `run`
+  (plus summary.json's `replay`: what was read and skipped, also one line on stderr).
 - Every bad input (scenario, --set, --seed, --out, arguments) is one line on stderr,
   `relaysim: error: <what>`, and exit status 2, before anything is written; the output folder
   is checked writable before simulating. `run` needs the quantities that define a study in the
@@ -107,25 +110,13 @@ def _parser() -> argparse.ArgumentParser:
     iq.add_argument("--queue-mtimes", metavar="FILE", help="the deferred files' mtimes (their "
                     "wake-up times), lines 'QUEUE_ID MTIME' as find -printf '%%f %%T@\\n' "
                     "writes them; default: rebuilt from the arrival times")
-    pf = r.add_argument_group("Postfix's own formats, written from the attempt stream")
-    pf.add_argument("--maillog", metavar="DIR", help="write Postfix 3.7 log lines of the "
-                    "upstream and the relay (upstream.maillog, relay.maillog), as pflogsumm and "
-                    "postfix_exporter read them")
-    pf.add_argument("--metrics", metavar="FILE", help="write OpenMetrics text under "
-                    "postfix_exporter's names (promtool tsdb create-blocks-from openmetrics)")
-    pf.add_argument("--snapshot-at", metavar="TIMES", help="write the upstream queue as "
-                    "postqueue -j lists it at these run times (e.g. 7d,14d) and at the end, "
-                    "into OUT/postqueue-<time>.json")
-    pf.add_argument("--epoch", metavar="TIME", help="wall-clock time of the run's start, "
-                    "RFC 3339 (default 2026-01-05T00:00:00Z, so a seed gives the same bytes)")
-    pf.add_argument("--maillog-window", metavar="T0,T1", help="only log lines in [T0, T1) "
-                    "run time, e.g. 6d,7d")
-    pf.add_argument("--maillog-sample", type=float, metavar="F", default=1.0,
-                    help="log a deterministic fraction F of the messages (0 < F <= 1)")
+    _postfix_file_options(r)
     overrides(r)
     r.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
     r.set_defaults(func=_run)
+
+    _replay_parser(sub, fmt, overrides)
 
     e = sub.add_parser("explain", help="show effective parameters and the retry timeline",
                        description="Show the effective parameters with their origin, the retry "
@@ -163,6 +154,26 @@ def _parser() -> argparse.ArgumentParser:
     overrides(sw)
     sw.set_defaults(func=_sweep)
     return p
+
+
+def _postfix_file_options(parser, epoch_default: str = "2026-01-05T00:00:00Z, so a seed "
+                          "gives the same bytes") -> None:
+    """run's and replay's options for Postfix's formats written from the attempt stream."""
+    pf = parser.add_argument_group("Postfix's own formats, written from the attempt stream")
+    pf.add_argument("--maillog", metavar="DIR", help="write Postfix 3.7 log lines of the "
+                    "upstream and the relay (upstream.maillog, relay.maillog), as pflogsumm and "
+                    "postfix_exporter read them")
+    pf.add_argument("--metrics", metavar="FILE", help="write OpenMetrics text under "
+                    "postfix_exporter's names (promtool tsdb create-blocks-from openmetrics)")
+    pf.add_argument("--snapshot-at", metavar="TIMES", help="write the upstream queue as "
+                    "postqueue -j lists it at these run times (e.g. 7d,14d) and at the end, "
+                    "into OUT/postqueue-<time>.json")
+    pf.add_argument("--epoch", metavar="TIME", help="wall-clock time of the run's start, "
+                    f"RFC 3339 (default {epoch_default})")
+    pf.add_argument("--maillog-window", metavar="T0,T1", help="only log lines in [T0, T1) "
+                    "run time, e.g. 6d,7d")
+    pf.add_argument("--maillog-sample", type=float, metavar="F", default=1.0,
+                    help="log a deterministic fraction F of the messages (0 < F <= 1)")
 
 
 def _interrupted(e: BaseException | None) -> KeyboardInterrupt | None:
@@ -247,12 +258,13 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
-def _scenario(args, require_study: bool = False):
-    """The scenario file with --set and --seed applied, every schedule parameter checked."""
+def _scenario(args, require_study: bool = False, base=None):
+    """The scenario file (or `base`) with --set and --seed applied, every schedule parameter
+    checked."""
     from sim.model.qmgr import schedule_params
     from sim.scenario import Scenario
 
-    scen = Scenario.from_toml(args.scenario, require_study=require_study)
+    scen = base or Scenario.from_toml(args.scenario, require_study=require_study)
     ov = _overrides(args.set)
     if ov:
         scen = scen.with_overrides(ov)
@@ -428,6 +440,138 @@ def _summary_text(results, out: Path, written, wall_s: float, plotted: bool) -> 
     lines.append(f"figures: {', '.join(figs)}" if figs else "figures: none ("
                  "sim.reports.plotting is not available)" if not plotted else "figures: none")
     return "\n".join(lines) + "\n"
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+EPILOG_REPLAY = """example:
+  relaysim replay /var/log/mail.log experiments/scenarios/seed_story.toml \\
+      --set relay.unknown_local_recipient_reject_code=550 --out /tmp/lastweek-550
+
+takes the messages the log shows arriving (smtpd client= and qmgr's first "queue active"
+line: time, size, nrcpt, <> or an ordinary sender, the recipients of its delivery lines) and
+simulates them under SCENARIO's configuration instead of its [[senders]]. A recipient is
+unknown when the relay's reply to it in the log has status X.1.1 (450/550 4.1.1 "User unknown
+in local recipient table"), known otherwise. Time 0 is the log's "postfix/master: daemon
+started" line before the first arrival, else the first arrival (both to the whole second);
+the run lasts to the log's last line unless SCENARIO or --set gives simulation.duration.
+Writes the same run folder as relaysim run (default results/replay-<scenario name>/).
+"""
+
+
+def _replay_parser(sub, fmt, overrides) -> None:
+    rp = sub.add_parser("replay", help="simulate the arrivals of a real Postfix log under a "
+                        "scenario's configuration",
+                        description="Replay the arrival process of a real upstream Postfix "
+                        "MAILLOG under SCENARIO.toml's configuration (default: Postfix's and "
+                        "relaysim's defaults) and write its run folder.",
+                        epilog=EPILOG_REPLAY, formatter_class=fmt)
+    rp.add_argument("log", metavar="MAILLOG")
+    rp.add_argument("scenario", metavar="SCENARIO.toml", nargs="?")
+    rp.add_argument("--out", metavar="DIR", help="output folder "
+                    "(default results/replay-<scenario name>/)")
+    rp.add_argument("--seed", type=int, metavar="N", help="root seed (default: the scenario's)")
+    rp.add_argument("--start", metavar="TIME", help="RFC 3339 time of the run's time 0, at or "
+                    "before the first arrival (default: the log's daemon start or first "
+                    "arrival, to the whole second)")
+    rp.add_argument("--year", type=int, metavar="YYYY", help="year of the log's first line "
+                    "when its stamps have none (traditional syslog; default: this year)")
+    _postfix_file_options(rp, "the run's time 0: the log's own times")
+    overrides(rp)
+    rp.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bar and no summary")
+    rp.set_defaults(func=_replay)
+
+
+def _replay(args) -> int:
+    import datetime as dt
+    import time
+
+    from sim.model.simulate import simulate
+    from sim.postfix import maillog
+    from sim.reports.output import check_output, plotting_available, write_run
+    from sim.scenario import Scenario, check_samples
+
+    base = None if args.scenario else Scenario.from_dict({"simulation": {"name": "postfix"}})
+    scen = _scenario(args, base=base)
+    if args.year is not None and not 1970 <= args.year <= 9999:
+        raise ScenarioError("--year", str(args.year), "a year from 1970 to 9999")
+    log = maillog.read_arrivals(args.log, year=args.year)
+    if not len(log):
+        raise ScenarioError("MAILLOG", args.log, "a Postfix log of the upstream with at least "
+                            "one message arriving (smtpd `QID: client=` and qmgr `QID: from=<>, "
+                            "size=, nrcpt= (queue active)` lines)")
+    start = _stamp("--start", args.start) if args.start else maillog.replay_start(
+        log, scen.upstream.queue_run_delay if scen.upstream.mta == "postfix" else None)
+    if start > log.t[0]:
+        raise ScenarioError("--start", args.start, "a time at or before the log's first "
+                            "arrival, " + maillog.rfc3339(float(log.t[0])))
+    scen = _replay_scenario(scen, log, start, Path(args.log).name)
+    check_samples(scen)
+    trace = maillog.replay_trace(log, start, scen.relay.local_users)
+    limit = scen.upstream.default_destination_recipient_limit
+    if trace.rcpt.shape[1] > limit:
+        i = int(((trace.rcpt != -2).sum(axis=1)).argmax())
+        raise ScenarioError("upstream.default_destination_recipient_limit", limit,
+                            f"at least {trace.rcpt.shape[1]}, the recipients of message "
+                            f"{log.queue_id[i]} in the log: relaysim delivers one transaction "
+                            "per message attempt")
+    out = Path(args.out) if args.out else Path("results") / f"replay-{scen.simulation.name}"
+    check_output(out, "--out" if args.out else "simulation.name")
+    files = _postfix_files(args, scen, out, start)
+    late = int((trace.arrival >= scen.simulation.duration).sum())
+    r = log.report
+    print(f"{PROG}: replay: {args.log}: {r['lines']} lines, {len(log)} messages arriving from "
+          f"{dt.datetime.fromtimestamp(start, dt.UTC):%Y-%m-%d %H:%M:%S} UTC ("
+          f"{int((trace.rcpt != -2).sum())} recipients, {int(log.unknown.sum())} unknown at the "
+          f"relay); skipped: {r['malformed']} malformed, {r['unrelated']} of other programs, "
+          f"{r['without_qmgr']} messages never active, {late} arriving after the run",
+          file=sys.stderr)
+    show = not args.quiet and sys.stderr.isatty()
+    bar = _bar(scen) if show else None
+    wall0 = time.perf_counter()
+    try:
+        results = simulate(scen, progress=None if bar is None else
+                           (lambda t: bar.update(t / DAY - bar.n)),
+                           on_attempts=files.on_attempts if files.on else None, trace=trace)
+    except BaseException:
+        files.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    results.summary["replay"] = {"maillog": str(args.log), "start": maillog.rfc3339(start),
+                                 "messages": len(log) - late, "arriving_after_the_run": late,
+                                 "unknown_recipients": int(log.unknown.sum()),
+                                 "lines": {k: r[k] for k in ("lines", "postfix", "unrelated",
+                                                             "malformed", "without_qmgr")}}
+    written = write_run(results, out) + files.close()
+    if not args.quiet:
+        print(_summary_text(results, out, written, time.perf_counter() - wall0,
+                            plotting_available()), end="")
+    return 0
+
+
+def _replay_scenario(scen, log, start: float, name: str):
+    """The scenario a replay runs: duration to the log's last line (whole seconds, plus one)
+    and a sample interval of at most an hour giving about 1000 samples, unless the scenario
+    or --set gives them; its senders are the log (one record, rate 0, for the run folder)."""
+    import dataclasses
+    import math
+
+    from sim.scenario import Sender
+
+    given = {"simulation.duration", "simulation.sample_interval"} & set(scen.origins)
+    ov = {}
+    if "simulation.duration" not in given:
+        ov["simulation.duration"] = f"{max(1, math.ceil(log.last - start) + 1)}s"
+    duration = (float(ov["simulation.duration"][:-1]) if "simulation.duration" in ov
+                else scen.simulation.duration)
+    if "simulation.sample_interval" not in given:
+        ov["simulation.sample_interval"] = f"{min(3600, max(1, math.ceil(duration / 1000)))}s"
+    if ov:
+        scen = scen.with_overrides(ov, origin="replay")
+    return dataclasses.replace(scen, senders=(Sender(name=f"replay of {name}", rate=0.0),))
 
 
 # --- sweep -----------------------------------------------------------------------------------
