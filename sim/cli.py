@@ -56,10 +56,16 @@ EPILOG_EXPLAIN = """example:
 
 shows name = value  # origin (default, file, main_cf, --set), like `postconf -n` (-d: all).
 """
-EPILOG_QSHAPE = """example:
+EPILOG_QSHAPE = """examples:
   relaysim qshape results/seed_story --at 21d
+  relaysim qshape results/seed_story/postqueue-7d.json --now 2026-01-12T00:00:00Z -s deferred
+  relaysim qshape live.jsonl -b 6 -t 60 deferred hold
 
-counts are deferred messages by age since arrival, in qshape's buckets (minutes).
+of a run folder: the deferred messages recorded at the sample nearest to --at, by age since
+arrival in qshape's buckets (minutes); of a postqueue -j file (a live queue, or a run's
+--snapshot-at files): recipients (-s: messages by sender domain) of the QUEUEs (default
+incoming active, as qshape) by age at --now, with qshape's -s, -b, -t and -l. A first line
+says which queue, sample time and count the table shows.
 """
 EPILOG_PLOT = """example:
   relaysim plot results/seed_story
@@ -128,15 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     overrides(e)
     e.set_defaults(func=_explain)
 
-    q = sub.add_parser("qshape", help="print the deferred queue's qshape table from a run",
-                       description="Print the qshape table of the deferred queue at the "
-                       "sample nearest to TIME.", epilog=EPILOG_QSHAPE, formatter_class=fmt)
-    q.add_argument("results", metavar="RESULTS_DIR")
-    q.add_argument("--at", metavar="TIME", help="simulated time like 21d or 36h "
-                   "(default: the last sample)")
-    q.add_argument("--queue", choices=("deferred",), default="deferred",
-                   help="queue to show (relaysim records the deferred queue's ages)")
-    q.set_defaults(func=_qshape)
+    _qshape_parser(sub, fmt)
 
     pl = sub.add_parser("plot", help="redraw a run's figures from its files",
                         description="Redraw the standard figures from a run folder without "
@@ -204,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
         return args.func(args)
     except (ScenarioError, _UsageError) as e:
         return _fail(str(e), 2)
@@ -219,6 +217,18 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, OSError):
             return _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), 1)
         raise
+
+
+def _parse(argv):
+    """The arguments; qshape's queue names may also follow its options, as qshape takes them
+    (argparse alone stops reading positionals at the first option)."""
+    args, extra = _parser().parse_known_args(argv)
+    if extra and getattr(args, "command", None) == "qshape" and not any(
+            x.startswith("-") for x in extra):
+        args.queues = [*args.queues, *extra]
+    elif extra:
+        raise _UsageError(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _stopped(e) -> int:
@@ -679,13 +689,61 @@ def _backlog_text(scen) -> list[str]:
 
 # --- qshape and plot -------------------------------------------------------------------------
 
+def _qshape_parser(sub, fmt) -> None:
+    q = sub.add_parser("qshape", help="print a qshape table of a run or a postqueue -j file",
+                       description="Print the qshape table of a run folder's deferred queue "
+                       "at the sample nearest to --at, or of the queues of a postqueue -j "
+                       "file, with qshape's own options.", epilog=EPILOG_QSHAPE,
+                       formatter_class=fmt)
+    q.add_argument("results", metavar="RESULTS_DIR|POSTQUEUE.json")
+    q.add_argument("queues", nargs="*", metavar="QUEUE", help="of a postqueue -j file: "
+                   "incoming, active, deferred, hold, maildrop (default: incoming active)")
+    q.add_argument("--at", metavar="TIME", help="of a run folder: simulated time like 21d or "
+                   "36h (default: the last sample)")
+    q.add_argument("--queue", choices=("deferred",), default="deferred",
+                   help="of a run folder: the queue (relaysim records the deferred queue's "
+                   "ages)")
+    q.add_argument("--now", metavar="TIME", help="of a postqueue -j file: RFC 3339 time the "
+                   "ages are taken at (default: its newest arrival)")
+    q.add_argument("-s", dest="sender", action="store_true", help="messages by sender domain "
+                   "(qshape -s)")
+    q.add_argument("-b", dest="bucket_count", type=int, metavar="N",
+                   help="number of age buckets (qshape -b, default 10)")
+    q.add_argument("-t", dest="bucket_time", type=int, metavar="MIN",
+                   help="minutes of the first bucket (qshape -t, default 5)")
+    q.add_argument("-l", dest="linear", action="store_true",
+                   help="buckets of equal width (qshape -l)")
+    q.set_defaults(func=_qshape)
+
+
+MAX_BUCKETS = 1000  # qshape -b: a table wider than this is unreadable anyway
+
+
 def _qshape(args) -> int:
-    from sim.postfix.qshape import RELAY_DOMAIN, format_table, nearest_sample
+    import os
+
+    path = args.results
+    is_file = os.path.isfile(path) if "\0" not in str(path) else False
+    for key, v in (("-b", args.bucket_count), ("-t", args.bucket_time)):
+        hi = MAX_BUCKETS if key == "-b" else 10**6
+        if v is not None and not 1 <= v <= hi:
+            raise ScenarioError(key, str(v), f"a whole number from 1 to {hi}")
+    if is_file:
+        return _qshape_of_postqueue(args)
+    snapshot_only = [k for k, v in (("-s", args.sender), ("-b", args.bucket_count),
+                                    ("-t", args.bucket_time), ("-l", args.linear),
+                                    ("--now", args.now)) if v]
+    if snapshot_only or args.queues:
+        key = snapshot_only[0] if snapshot_only else "QUEUE"
+        raise ScenarioError(key, str(path), "a postqueue -j file with this option: a run "
+                            "folder keeps the deferred queue's ages in qshape's default "
+                            "buckets; run with --snapshot-at and give OUT/postqueue-<time>.json")
+    from sim.postfix.qshape import RELAY_DOMAIN, caption, format_table, nearest_sample
     from sim.reports.explain import format_seconds
     from sim.reports.output import read_run
-    from sim.units import parse_time
+    from sim.units import format_time, parse_time
 
-    run = read_run(args.results)
+    run = read_run(path)
     t_s = run.timeseries["t_s"]
     j = len(t_s) - 1
     if args.at is not None:
@@ -694,7 +752,37 @@ def _qshape(args) -> int:
             raise ScenarioError("--at", args.at, "a time within the run, 0s to "
                                 + format_seconds(float(t_s[-1])))
         j = nearest_sample(t_s, at)
+    when = f"{format_time(float(t_s[j]))} of the run (" + (
+        f"the sample nearest to --at {args.at})" if args.at is not None else "its last sample)")
+    print(caption(["deferred"], when, messages=True))
     print(format_table({RELAY_DOMAIN: run.qshape[j].tolist()}), end="")
+    return 0
+
+
+def _qshape_of_postqueue(args) -> int:
+    from sim.postfix import postqueue
+    from sim.postfix.maillog import rfc3339
+    from sim.postfix.qshape import bucket_labels, caption, format_table, snapshot_domains
+
+    if args.at is not None:
+        raise ScenarioError("--at", args.at, "only with a run folder; give --now for a "
+                            "postqueue -j file")
+    queues = args.queues or ["incoming", "active"]
+    for name in queues:
+        if name not in postqueue.QUEUES:
+            from sim.errors import did_you_mean
+            raise ScenarioError("QUEUE", name, "queues: " + ", ".join(postqueue.QUEUES),
+                                did_you_mean(name, postqueue.QUEUES))
+    now = _stamp("--now", args.now) if args.now else None
+    snap = postqueue.read_postqueue(args.results, now)
+    opts = {"bucket_count": args.bucket_count or 10, "bucket_time": args.bucket_time or 5,
+            "linear": args.linear}
+    when = rfc3339(float(snap.time)) + (" (--now)" if now is not None else
+                                        " (the newest arrival: give --now for the snapshot's "
+                                        "time)")
+    print(caption(queues, when, sender=args.sender))
+    print(format_table(snapshot_domains(snap, queues, args.sender, **opts),
+                       bucket_labels(**opts)), end="")
     return 0
 
 
