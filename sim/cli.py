@@ -327,6 +327,7 @@ def _run(args) -> int:
     if args.seeds is not None:
         from sim.studies.command import replications
 
+        _only_empty_queue(args, scen, "--seeds")
         status, text = replications(args, scen)
         print(text, end="")
         return status
@@ -368,23 +369,49 @@ def _stamp(key: str, text: str) -> float:
 
 def _initial_queue(args, scen):
     """(InitialQueue or None, the snapshot's time as the outputs' epoch or None), from
-    --initial-queue, --queue-time and --queue-mtimes, read before simulating."""
-    if not args.initial_queue:
-        for key in ("queue_time", "queue_mtimes"):
-            if getattr(args, key):
-                raise ScenarioError("--" + key.replace("_", "-"), getattr(args, key),
-                                    "only with --initial-queue")
+    --initial-queue, --queue-time and --queue-mtimes or the scenario's simulation.initial_queue,
+    queue_time and queue_mtimes (an option wins over its key), read before simulating."""
+    import os
+
+    def given(name: str) -> tuple[str, str]:
+        """(value, the key to name in errors) of an option or its scenario key."""
+        if getattr(args, name, None):
+            return getattr(args, name), "--" + name.replace("_", "-")
+        return getattr(scen.simulation, name), f"simulation.{name}"
+
+    (file, file_key), (qt, qt_key), (mt, mt_key) = map(given, ("initial_queue", "queue_time",
+                                                               "queue_mtimes"))
+    if not file:
+        for v, key in ((qt, qt_key), (mt, mt_key)):
+            if v:
+                raise ScenarioError(key, v, "only with --initial-queue or "
+                                    "simulation.initial_queue")
         return None, None
     from sim.postfix import postqueue
 
-    t = _stamp("--queue-time", args.queue_time) if args.queue_time else None
-    snap = postqueue.read_postqueue(args.initial_queue, t)
-    mtimes = postqueue.read_mtimes(args.queue_mtimes) if args.queue_mtimes else None
+    for v, key in ((file, file_key), (mt, mt_key)):
+        if v and not os.path.isfile(v):
+            raise ScenarioError(key, v, "an existing file" + (
+                " (relative to the scenario file's folder)" if key.startswith("sim") else ""))
+    t = _stamp(qt_key, qt) if qt else None
+    snap = postqueue.read_postqueue(file, t)
+    mtimes = postqueue.read_mtimes(mt) if mt else None
     q, held = postqueue.initial_queue(snap, scen, mtimes)
     if held:
-        print(f"relaysim: warning: --initial-queue: {held} message(s) on hold stay held and "
+        print(f"relaysim: warning: {file_key}: {held} message(s) on hold stay held and "
               "are left out of the run", file=sys.stderr)
     return q, snap.time
+
+
+def _only_empty_queue(args, scen, what: str) -> None:
+    """`what` starts every run from an empty queue: refuse an initial queue rather than
+    ignore it."""
+    file = getattr(args, "initial_queue", None) or scen.simulation.initial_queue
+    if file:
+        key = "--initial-queue" if getattr(args, "initial_queue", None) else \
+            "simulation.initial_queue"
+        raise ScenarioError(key, file, f"no initial queue with {what} (it starts every run "
+                            "from an empty queue); use relaysim run")
 
 
 def _postfix_files(args, scen, out: Path, queue_epoch: float | None = None):
@@ -504,6 +531,7 @@ def _replay(args) -> int:
 
     base = None if args.scenario else Scenario.from_dict({"simulation": {"name": "postfix"}})
     scen = _scenario(args, base=base)
+    _only_empty_queue(args, scen, "replay")
     if args.year is not None and not 1970 <= args.year <= 9999:
         raise ScenarioError("--year", str(args.year), "a year from 1970 to 9999")
     log = maillog.read_arrivals(args.log, year=args.year)
@@ -589,7 +617,9 @@ def _replay_scenario(scen, log, start: float, name: str):
 def _sweep(args) -> int:
     from sim.studies.command import sweep
 
-    status, text = sweep(args, _scenario(args), _set_value)
+    scen = _scenario(args)
+    _only_empty_queue(args, scen, "sweep")
+    status, text = sweep(args, scen, _set_value)
     print(text, end="")
     return status
 
