@@ -499,8 +499,8 @@ def test_plot_redraws_the_figures_from_saved_files(run_dir, tmp_path):
 
 # --- help ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [[], ["run"], ["explain"], ["qshape"], ["plot"]],
-                         ids=["main", "run", "explain", "qshape", "plot"])
+@pytest.mark.parametrize("command", [[], ["run"], ["explain"], ["qshape"], ["plot"], ["replay"]],
+                         ids=["main", "run", "explain", "qshape", "plot", "replay"])
 def test_help_shows_an_example(command):
     proc = relaysim(*command, "--help")
     assert proc.returncode == 0

@@ -156,3 +156,19 @@ def test_bad_initial_queue_keys_are_one_line_before_anything_runs(tmp_path):
         assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, (line, proc.stderr)
         assert key in proc.stderr and "Traceback" not in proc.stderr, (line, proc.stderr)
         assert not (tmp_path / "o").exists()
+
+
+def test_sweep_and_replay_refuse_an_initial_queue(tmp_path):
+    """They start every run from an empty queue: the key is refused, not ignored."""
+    scen = tmp_path / "s.toml"
+    scen.write_text(SCENARIO.format(duration="1d", code=450).replace(
+        "[simulation]\n", f'[simulation]\ninitial_queue = "{Path(REAL).resolve()}"\n'))
+    log = Path("results/validation/postfix/550/upstream.maillog").resolve()
+    for args in (["sweep", str(scen), "--out", str(tmp_path / "o"), "--vary",
+                  "relay.unknown_local_recipient_reject_code=450,550"],
+                 ["replay", str(log), str(scen), "--out", str(tmp_path / "o")]):
+        proc = subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert "simulation.initial_queue" in proc.stderr and "empty queue" in proc.stderr
+        assert not (tmp_path / "o").exists()
