@@ -316,10 +316,7 @@ def _check_attempts(up, prefix: str) -> None:
 # --- run -------------------------------------------------------------------------------------
 
 def _run(args) -> int:
-    import time
-
-    from sim.model.simulate import simulate
-    from sim.reports.output import check_output, plotting_available, write_run
+    from sim.reports.output import check_output
     from sim.scenario import check_samples
 
     scen = _scenario(args, require_study=True)
@@ -335,20 +332,32 @@ def _run(args) -> int:
     check_output(out, "--out" if args.out else "simulation.name")
     initial, epoch = _initial_queue(args, scen)
     files = _postfix_files(args, scen, out, epoch)
+    return _simulate_into(args, scen, out, files, initial_queue=initial)
+
+
+def _simulate_into(args, scen, out: Path, files, summary: dict | None = None, **kw) -> int:
+    """Simulate (simulate()'s keywords `kw`), write the run folder and the Postfix files, print
+    the summary: the end of `run` and `replay`, once checked; `summary` is added to the
+    summary.json's summary."""
+    import time
+
+    from sim.model.simulate import simulate
+    from sim.reports.output import plotting_available, write_run
+
     show = not args.quiet and sys.stderr.isatty()
     bar = _bar(scen) if show else None
     wall0 = time.perf_counter()
     try:
         results = simulate(scen, progress=None if bar is None else
                            (lambda t: bar.update(t / DAY - bar.n)),
-                           on_attempts=files.on_attempts if files.on else None,
-                           initial_queue=initial)
+                           on_attempts=files.on_attempts if files.on else None, **kw)
     except BaseException:
         files.abort()
         raise
     finally:
         if bar is not None:
             bar.close()
+    results.summary.update(summary or {})
     written = write_run(results, out) + files.close()
     if not args.quiet:
         print(_summary_text(results, out, written, time.perf_counter() - wall0,
@@ -522,11 +531,9 @@ def _replay_parser(sub, fmt, overrides) -> None:
 
 def _replay(args) -> int:
     import datetime as dt
-    import time
 
-    from sim.model.simulate import simulate
     from sim.postfix import maillog
-    from sim.reports.output import check_output, plotting_available, write_run
+    from sim.reports.output import check_output
     from sim.scenario import Scenario, check_samples
 
     base = None if args.scenario else Scenario.from_dict({"simulation": {"name": "postfix"}})
@@ -565,29 +572,12 @@ def _replay(args) -> int:
           f"relay); skipped: {r['malformed']} malformed, {r['unrelated']} of other programs, "
           f"{r['without_qmgr']} messages never active, {late} arriving after the run",
           file=sys.stderr)
-    show = not args.quiet and sys.stderr.isatty()
-    bar = _bar(scen) if show else None
-    wall0 = time.perf_counter()
-    try:
-        results = simulate(scen, progress=None if bar is None else
-                           (lambda t: bar.update(t / DAY - bar.n)),
-                           on_attempts=files.on_attempts if files.on else None, trace=trace)
-    except BaseException:
-        files.abort()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    results.summary["replay"] = {"maillog": str(args.log), "start": maillog.rfc3339(start),
-                                 "messages": len(log) - late, "arriving_after_the_run": late,
-                                 "unknown_recipients": int(log.unknown.sum()),
-                                 "lines": {k: r[k] for k in ("lines", "postfix", "unrelated",
-                                                             "malformed", "without_qmgr")}}
-    written = write_run(results, out) + files.close()
-    if not args.quiet:
-        print(_summary_text(results, out, written, time.perf_counter() - wall0,
-                            plotting_available()), end="")
-    return 0
+    replay = {"maillog": str(args.log), "start": maillog.rfc3339(start),
+              "messages": len(log) - late, "arriving_after_the_run": late,
+              "unknown_recipients": int(log.unknown.sum()),
+              "lines": {k: r[k] for k in ("lines", "postfix", "unrelated", "malformed",
+                                          "without_qmgr")}}
+    return _simulate_into(args, scen, out, files, {"replay": replay}, trace=trace)
 
 
 def _replay_scenario(scen, log, start: float, name: str):
