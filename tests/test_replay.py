@@ -130,7 +130,8 @@ def test_duration_and_start(tmp_path, capsys):
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["summary"]["replay"]["arriving_after_the_run"] == late
     assert s["summary"]["messages"]["received"] == len(a) - late
-    assert s["scenario"]["simulation"]["duration"] == "10.0s"
+    from sim import Scenario
+    assert Scenario.from_dict(s["scenario"]).simulation.duration == cut
 
 
 BAD = Path(__file__).resolve().parent / "data" / "bad" / "replay"
