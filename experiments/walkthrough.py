@@ -158,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_readme(steps: list[tuple[str, str]], out: Path) -> None:
-    from sim.reports.explain import format_span
     from sim.reports.output import read_run
     from sim.results import write_atomic
+    from sim.units import format_time
 
     after = json.loads((out / "after" / "summary.json").read_text())["summary"]
     ts = read_run(out / "after").timeseries
-    empty = format_span(float(ts["t_s"][(ts["deferred"] == 0).argmax()]))
+    empty = format_time(float(ts["t_s"][(ts["deferred"] == 0).argmax()]))
     lines = ["# Walkthrough: a 450 backlog, simulated forward with 550 on", "",
              "Made by `experiments/walkthrough.py`: every number below is the output of the "
              "command above it, run from the repository's root (`relaysim` is "
