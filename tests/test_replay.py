@@ -4,7 +4,8 @@ The validation keeps the logs of live runs of real Postfix 3.7.11 (results/valid
 <run>/upstream.maillog; their configuration in meta.json). Replaying a run's own log under its
 own configuration must give its outcomes: the same delivered, bounced and expired counts, and
 the same outcome per message (relaysim's mail log read back by the same reader as the real
-one). Then the same log under another configuration (550 instead of 450), and bad input.
+one). Then the same log under another configuration (550 instead of 450). Bad input:
+tests/test_bad_inputs.py (tests/data/bad/replay/).
 """
 
 import json
@@ -132,30 +133,6 @@ def test_duration_and_start(tmp_path, capsys):
     assert s["summary"]["messages"]["received"] == len(a) - late
     from sim import Scenario
     assert Scenario.from_dict(s["scenario"]).simulation.duration == cut
-
-
-BAD = Path(__file__).resolve().parent / "data" / "bad" / "replay"
-
-
-@pytest.mark.parametrize("name", sorted(p.name for p in BAD.iterdir()))
-def test_bad_replay_input(name, tmp_path, capsys, monkeypatch):
-    """tests/data/bad/replay/: each file's first line names the key the error must name
-    (`# key: ...`), an optional second line the arguments after it (`# args: ...`); one line,
-    exit status 2, nothing written."""
-    lines = (BAD / name).read_bytes().split(b"\n")
-    key = lines[0].decode()[len("# key: "):]
-    args = lines[1].decode()[len("# args: "):].split() if lines[1].startswith(b"# args: ") \
-        else []
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "folder").mkdir()
-    args = [str(BAD / name) if a == "SELF" else a.replace("{bad}", str(BAD.parent))
-            for a in args] or [str(BAD / name)]
-    status = cli.main(["replay", *args, "--out", "out", "--maillog", "logs"])
-    out, err = capsys.readouterr()
-    assert status == 2, err
-    assert len(err.splitlines()) == 1 and err.startswith("relaysim: error: "), err
-    assert key in err, err
-    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
 
 
 def test_a_trace_is_the_mail_instead_of_the_senders():
