@@ -93,6 +93,9 @@ def blocks() -> dict[str, str]:
             missing="Not generated yet: run experiments/validate_theory.py."),
         "benchmark": _from("results/benchmark/README.md", "Answer",
                            missing="Not generated yet: run `make bench`."),
+        "walkthrough": _from("results/walkthrough/README.md", "Answer",
+                             "Commands and their output",
+                             missing="Not generated yet: run experiments/walkthrough.py."),
     }
 
 

@@ -10,7 +10,10 @@ Contract:
   upstream, deferred + active (computed by
   sim.reports.explain); `qshape` prints the deferred queue's qshape table at a sample of a run
   folder (sim.postfix.qshape); `plot` redraws a run folder's figures without simulating;
-  `sweep` runs factors x seeds (sim.studies.command).
+  `sweep` runs factors x seeds (sim.studies.command); `replay` simulates the arrivals of a
+  real upstream Postfix log (sim.postfix.maillog.read_arrivals, replay_trace) under a
+  scenario's configuration instead of its senders and writes the same run folder as `run`
+  (plus summary.json's `replay`: what was read and skipped, also one line on stderr).
 - Every bad input (scenario, --set, --seed, --out, arguments) is one line on stderr,
   `relaysim: error: <what>`, and exit status 2, before anything is written; the output folder
   is checked writable before simulating. `run` needs the quantities that define a study in the
@@ -56,10 +59,16 @@ EPILOG_EXPLAIN = """example:
 
 shows name = value  # origin (default, file, main_cf, --set), like `postconf -n` (-d: all).
 """
-EPILOG_QSHAPE = """example:
+EPILOG_QSHAPE = """examples:
   relaysim qshape results/seed_story --at 21d
+  relaysim qshape results/seed_story/postqueue-7d.json --now 2026-01-12T00:00:00Z -s deferred
+  relaysim qshape live.jsonl -b 6 -t 60 deferred hold
 
-counts are deferred messages by age since arrival, in qshape's buckets (minutes).
+of a run folder: the deferred messages recorded at the sample nearest to --at, by age since
+arrival in qshape's buckets (minutes); of a postqueue -j file (a live queue, or a run's
+--snapshot-at files): recipients (-s: messages by sender domain) of the QUEUEs (default
+incoming active, as qshape) by age at --now, with qshape's -s, -b, -t and -l. A first line
+says which queue, sample time and count the table shows.
 """
 EPILOG_PLOT = """example:
   relaysim plot results/seed_story
@@ -110,25 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     iq.add_argument("--queue-mtimes", metavar="FILE", help="the deferred files' mtimes (their "
                     "wake-up times), lines 'QUEUE_ID MTIME' as find -printf '%%f %%T@\\n' "
                     "writes them; default: rebuilt from the arrival times")
-    pf = r.add_argument_group("Postfix's own formats, written from the attempt stream")
-    pf.add_argument("--maillog", metavar="DIR", help="write Postfix 3.7 log lines of the "
-                    "upstream and the relay (upstream.maillog, relay.maillog), as pflogsumm and "
-                    "postfix_exporter read them")
-    pf.add_argument("--metrics", metavar="FILE", help="write OpenMetrics text under "
-                    "postfix_exporter's names (promtool tsdb create-blocks-from openmetrics)")
-    pf.add_argument("--snapshot-at", metavar="TIMES", help="write the upstream queue as "
-                    "postqueue -j lists it at these run times (e.g. 7d,14d) and at the end, "
-                    "into OUT/postqueue-<time>.json")
-    pf.add_argument("--epoch", metavar="TIME", help="wall-clock time of the run's start, "
-                    "RFC 3339 (default 2026-01-05T00:00:00Z, so a seed gives the same bytes)")
-    pf.add_argument("--maillog-window", metavar="T0,T1", help="only log lines in [T0, T1) "
-                    "run time, e.g. 6d,7d")
-    pf.add_argument("--maillog-sample", type=float, metavar="F", default=1.0,
-                    help="log a deterministic fraction F of the messages (0 < F <= 1)")
+    _postfix_file_options(r)
     overrides(r)
     r.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no summary")
     r.set_defaults(func=_run)
+
+    _replay_parser(sub, fmt, overrides)
 
     e = sub.add_parser("explain", help="show effective parameters and the retry timeline",
                        description="Show the effective parameters with their origin, the retry "
@@ -141,15 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     overrides(e)
     e.set_defaults(func=_explain)
 
-    q = sub.add_parser("qshape", help="print the deferred queue's qshape table from a run",
-                       description="Print the qshape table of the deferred queue at the "
-                       "sample nearest to TIME.", epilog=EPILOG_QSHAPE, formatter_class=fmt)
-    q.add_argument("results", metavar="RESULTS_DIR")
-    q.add_argument("--at", metavar="TIME", help="simulated time like 21d or 36h "
-                   "(default: the last sample)")
-    q.add_argument("--queue", choices=("deferred",), default="deferred",
-                   help="queue to show (relaysim records the deferred queue's ages)")
-    q.set_defaults(func=_qshape)
+    _qshape_parser(sub, fmt)
 
     pl = sub.add_parser("plot", help="redraw a run's figures from its files",
                         description="Redraw the standard figures from a run folder without "
@@ -167,6 +156,26 @@ def _parser() -> argparse.ArgumentParser:
     overrides(sw)
     sw.set_defaults(func=_sweep)
     return p
+
+
+def _postfix_file_options(parser, epoch_default: str = "2026-01-05T00:00:00Z, so a seed "
+                          "gives the same bytes") -> None:
+    """run's and replay's options for Postfix's formats written from the attempt stream."""
+    pf = parser.add_argument_group("Postfix's own formats, written from the attempt stream")
+    pf.add_argument("--maillog", metavar="DIR", help="write Postfix 3.7 log lines of the "
+                    "upstream and the relay (upstream.maillog, relay.maillog), as pflogsumm and "
+                    "postfix_exporter read them")
+    pf.add_argument("--metrics", metavar="FILE", help="write OpenMetrics text under "
+                    "postfix_exporter's names (promtool tsdb create-blocks-from openmetrics)")
+    pf.add_argument("--snapshot-at", metavar="TIMES", help="write the upstream queue as "
+                    "postqueue -j lists it at these run times (e.g. 7d,14d) and at the end, "
+                    "into OUT/postqueue-<time>.json")
+    pf.add_argument("--epoch", metavar="TIME", help="wall-clock time of the run's start, "
+                    f"RFC 3339 (default {epoch_default})")
+    pf.add_argument("--maillog-window", metavar="T0,T1", help="only log lines in [T0, T1) "
+                    "run time, e.g. 6d,7d")
+    pf.add_argument("--maillog-sample", type=float, metavar="F", default=1.0,
+                    help="log a deterministic fraction F of the messages (0 < F <= 1)")
 
 
 def _interrupted(e: BaseException | None) -> KeyboardInterrupt | None:
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
         return args.func(args)
     except (ScenarioError, _UsageError) as e:
         return _fail(str(e), 2)
@@ -212,6 +221,18 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, OSError):
             return _fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "), 1)
         raise
+
+
+def _parse(argv):
+    """The arguments; qshape's queue names may also follow its options, as qshape takes them
+    (argparse alone stops reading positionals at the first option)."""
+    args, extra = _parser().parse_known_args(argv)
+    if extra and getattr(args, "command", None) == "qshape" and not any(
+            x.startswith("-") for x in extra):
+        args.queues = [*args.queues, *extra]
+    elif extra:
+        raise _UsageError(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _stopped(e) -> int:
@@ -251,12 +272,13 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
-def _scenario(args, require_study: bool = False):
-    """The scenario file with --set and --seed applied, every schedule parameter checked."""
+def _scenario(args, require_study: bool = False, base=None):
+    """The scenario file (or `base`) with --set and --seed applied, every schedule parameter
+    checked."""
     from sim.model.qmgr import schedule_params
     from sim.scenario import Scenario
 
-    scen = Scenario.from_toml(args.scenario, require_study=require_study)
+    scen = base or Scenario.from_toml(args.scenario, require_study=require_study)
     ov = _overrides(args.set)
     if ov:
         scen = scen.with_overrides(ov)
@@ -305,10 +327,7 @@ def _check_attempts(up, prefix: str) -> None:
 # --- run -------------------------------------------------------------------------------------
 
 def _run(args) -> int:
-    import time
-
-    from sim.model.simulate import simulate
-    from sim.reports.output import check_output, plotting_available, write_run
+    from sim.reports.output import check_output
     from sim.scenario import check_samples
 
     scen = _scenario(args, require_study=True)
@@ -317,6 +336,7 @@ def _run(args) -> int:
         from sim.studies.command import replications
 
         _warn(scen)
+        _only_empty_queue(args, scen, "--seeds")
         status, text = replications(args, scen)
         print(text, end="")
         return status
@@ -325,6 +345,18 @@ def _run(args) -> int:
     initial, epoch = _initial_queue(args, scen)
     files = _postfix_files(args, scen, out, epoch)
     _warn(scen)
+    return _simulate_into(args, scen, out, files, initial_queue=initial)
+
+
+def _simulate_into(args, scen, out: Path, files, summary: dict | None = None, **kw) -> int:
+    """Simulate (simulate()'s keywords `kw`), write the run folder and the Postfix files, print
+    the summary: the end of `run` and `replay`, once checked; `summary` is added to the
+    summary.json's summary."""
+    import time
+
+    from sim.model.simulate import simulate
+    from sim.reports.output import plotting_available, write_run
+
     show = not args.quiet and sys.stderr.isatty()
     bar = _bar(scen) if show else None
     wall0 = time.perf_counter()
@@ -332,8 +364,7 @@ def _run(args) -> int:
         with _CompileNotice(bar, enabled=not args.quiet) as compiling:
             results = simulate(scen, progress=None if bar is None else
                                (lambda t: bar.update(t / DAY - bar.n)),
-                               on_attempts=files.on_attempts if files.on else None,
-                               initial_queue=initial)
+                               on_attempts=files.on_attempts if files.on else None, **kw)
     except BaseException:
         files.abort()
         raise
@@ -344,6 +375,7 @@ def _run(args) -> int:
     if compiling.seconds:
         print(f"{PROG}: compiled the simulation kernels in {compiling.seconds:.0f} s (numba "
               "caches them: later runs start at once)", file=sys.stderr)
+    results.summary.update(summary or {})
     written = write_run(results, out) + files.close()
     if not args.quiet:
         print(_summary_text(results, out, written, (wall1 - wall0, time.perf_counter() - wall1,
@@ -413,24 +445,49 @@ def _stamp(key: str, text: str) -> float:
 
 def _initial_queue(args, scen):
     """(InitialQueue or None, the snapshot's time as the outputs' epoch or None), from
-    --initial-queue, --queue-time and --queue-mtimes, read before simulating."""
-    if not args.initial_queue:
-        for key in ("queue_time", "queue_mtimes"):
-            if getattr(args, key):
-                raise ScenarioError("--" + key.replace("_", "-"), getattr(args, key),
-                                    "--initial-queue FILE as well",
-                                    problem="only used with --initial-queue")
+    --initial-queue, --queue-time and --queue-mtimes or the scenario's simulation.initial_queue,
+    queue_time and queue_mtimes (an option wins over its key), read before simulating."""
+    import os
+
+    def given(name: str) -> tuple[str, str]:
+        """(value, the key to name in errors) of an option or its scenario key."""
+        if getattr(args, name, None):
+            return getattr(args, name), "--" + name.replace("_", "-")
+        return getattr(scen.simulation, name), f"simulation.{name}"
+
+    (file, file_key), (qt, qt_key), (mt, mt_key) = map(given, ("initial_queue", "queue_time",
+                                                               "queue_mtimes"))
+    if not file:
+        for v, key in ((qt, qt_key), (mt, mt_key)):
+            if v:
+                raise ScenarioError(key, v, "only with --initial-queue or "
+                                    "simulation.initial_queue")
         return None, None
     from sim.postfix import postqueue
 
-    t = _stamp("--queue-time", args.queue_time) if args.queue_time else None
-    snap = postqueue.read_postqueue(args.initial_queue, t)
-    mtimes = postqueue.read_mtimes(args.queue_mtimes) if args.queue_mtimes else None
+    for v, key in ((file, file_key), (mt, mt_key)):
+        if v and not os.path.isfile(v):
+            raise ScenarioError(key, v, "an existing file" + (
+                " (relative to the scenario file's folder)" if key.startswith("sim") else ""))
+    t = _stamp(qt_key, qt) if qt else None
+    snap = postqueue.read_postqueue(file, t)
+    mtimes = postqueue.read_mtimes(mt) if mt else None
     q, held = postqueue.initial_queue(snap, scen, mtimes)
     if held:
-        print(f"relaysim: warning: --initial-queue: {held} message(s) on hold stay held and "
+        print(f"relaysim: warning: {file_key}: {held} message(s) on hold stay held and "
               "are left out of the run", file=sys.stderr)
     return q, snap.time
+
+
+def _only_empty_queue(args, scen, what: str) -> None:
+    """`what` starts every run from an empty queue: refuse an initial queue rather than
+    ignore it."""
+    file = getattr(args, "initial_queue", None) or scen.simulation.initial_queue
+    if file:
+        key = "--initial-queue" if getattr(args, "initial_queue", None) else \
+            "simulation.initial_queue"
+        raise ScenarioError(key, file, f"no initial queue with {what} (it starts every run "
+                            "from an empty queue); use relaysim run")
 
 
 def _postfix_files(args, scen, out: Path, queue_epoch: float | None = None):
@@ -506,6 +563,121 @@ def _summary_text(results, out: Path, written, wall: tuple[float, float, float],
     return "\n".join(lines) + "\n"
 
 
+# --- replay ----------------------------------------------------------------------------------
+
+EPILOG_REPLAY = """example:
+  relaysim replay /var/log/mail.log experiments/scenarios/seed_story.toml \\
+      --set relay.unknown_local_recipient_reject_code=550 --out /tmp/lastweek-550
+
+takes the messages the log shows arriving (smtpd client= and qmgr's first "queue active"
+line: time, size, nrcpt, <> or an ordinary sender, the recipients of its delivery lines) and
+simulates them under SCENARIO's configuration instead of its [[senders]]. A recipient is
+unknown when the relay's reply to it in the log has status X.1.1 (450/550 4.1.1 "User unknown
+in local recipient table"), known otherwise. Time 0 is the log's "postfix/master: daemon
+started" line before the first arrival, else the first arrival (both to the whole second);
+the run lasts to the log's last line unless SCENARIO or --set gives simulation.duration.
+Writes the same run folder as relaysim run (default results/replay-<scenario name>/).
+"""
+
+
+def _replay_parser(sub, fmt, overrides) -> None:
+    rp = sub.add_parser("replay", help="simulate the arrivals of a real Postfix log under a "
+                        "scenario's configuration",
+                        description="Replay the arrival process of a real upstream Postfix "
+                        "MAILLOG under SCENARIO.toml's configuration (default: Postfix's and "
+                        "relaysim's defaults) and write its run folder.",
+                        epilog=EPILOG_REPLAY, formatter_class=fmt)
+    rp.add_argument("log", metavar="MAILLOG")
+    rp.add_argument("scenario", metavar="SCENARIO.toml", nargs="?")
+    rp.add_argument("--out", metavar="DIR", help="output folder "
+                    "(default results/replay-<scenario name>/)")
+    rp.add_argument("--seed", type=int, metavar="N", help="root seed (default: the scenario's)")
+    rp.add_argument("--start", metavar="TIME", help="RFC 3339 time of the run's time 0, at or "
+                    "before the first arrival (default: the log's daemon start or first "
+                    "arrival, to the whole second)")
+    rp.add_argument("--year", type=int, metavar="YYYY", help="year of the log's first line "
+                    "when its stamps have none (traditional syslog; default: this year)")
+    _postfix_file_options(rp, "the run's time 0: the log's own times")
+    overrides(rp)
+    rp.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bar and no summary")
+    rp.set_defaults(func=_replay)
+
+
+def _replay(args) -> int:
+    import datetime as dt
+
+    from sim.postfix import maillog
+    from sim.reports.output import check_output
+    from sim.scenario import Scenario, check_samples
+
+    base = None if args.scenario else Scenario.from_dict({"simulation": {"name": "postfix"}})
+    scen = _scenario(args, base=base)
+    _only_empty_queue(args, scen, "replay")
+    if args.year is not None and not 1970 <= args.year <= 9999:
+        raise ScenarioError("--year", str(args.year), "a year from 1970 to 9999")
+    log = maillog.read_arrivals(args.log, year=args.year)
+    if not len(log):
+        raise ScenarioError("MAILLOG", args.log, "a Postfix log of the upstream with at least "
+                            "one message arriving (smtpd `QID: client=` and qmgr `QID: from=<>, "
+                            "size=, nrcpt= (queue active)` lines)")
+    start = _stamp("--start", args.start) if args.start else maillog.replay_start(
+        log, scen.upstream.queue_run_delay if scen.upstream.mta == "postfix" else None)
+    if start > log.t[0]:
+        raise ScenarioError("--start", args.start, "a time at or before the log's first "
+                            "arrival, " + maillog.rfc3339(float(log.t[0])))
+    scen = _replay_scenario(scen, log, start, Path(args.log).name)
+    check_samples(scen)
+    trace = maillog.replay_trace(log, start, scen.relay.local_users)
+    limit = scen.upstream.default_destination_recipient_limit
+    if trace.rcpt.shape[1] > limit:
+        i = int(((trace.rcpt != -2).sum(axis=1)).argmax())
+        raise ScenarioError("upstream.default_destination_recipient_limit", limit,
+                            f"at least {trace.rcpt.shape[1]}, the recipients of message "
+                            f"{log.queue_id[i]} in the log: relaysim delivers one transaction "
+                            "per message attempt")
+    out = Path(args.out) if args.out else Path("results") / f"replay-{scen.simulation.name}"
+    check_output(out, "--out" if args.out else "simulation.name")
+    files = _postfix_files(args, scen, out, start)
+    late = int((trace.arrival >= scen.simulation.duration).sum())
+    r = log.report
+    print(f"{PROG}: replay: {args.log}: {r['lines']} lines, {len(log)} messages arriving from "
+          f"{dt.datetime.fromtimestamp(start, dt.UTC):%Y-%m-%d %H:%M:%S} UTC ("
+          f"{int((trace.rcpt != -2).sum())} recipients, {int(log.unknown.sum())} unknown at the "
+          f"relay); skipped: {r['malformed']} malformed, {r['unrelated']} of other programs, "
+          f"{r['without_qmgr']} messages never active, {late} arriving after the run",
+          file=sys.stderr)
+    replay = {"maillog": str(args.log), "start": maillog.rfc3339(start),
+              "messages": len(log) - late, "arriving_after_the_run": late,
+              "unknown_recipients": int(log.unknown.sum()),
+              "lines": {k: r[k] for k in ("lines", "postfix", "unrelated", "malformed",
+                                          "without_qmgr")}}
+    _warn(scen)
+    return _simulate_into(args, scen, out, files, {"replay": replay}, trace=trace)
+
+
+def _replay_scenario(scen, log, start: float, name: str):
+    """The scenario a replay runs: duration to the log's last line (whole seconds, plus one)
+    and a sample interval of at most an hour giving about 1000 samples, unless the scenario
+    or --set gives them; its senders are the log (one record, rate 0, for the run folder)."""
+    import dataclasses
+    import math
+
+    from sim.scenario import Sender
+
+    given = {"simulation.duration", "simulation.sample_interval"} & set(scen.origins)
+    ov = {}
+    if "simulation.duration" not in given:
+        ov["simulation.duration"] = f"{max(1, math.ceil(log.last - start) + 1)}s"
+    duration = (float(ov["simulation.duration"][:-1]) if "simulation.duration" in ov
+                else scen.simulation.duration)
+    if "simulation.sample_interval" not in given:
+        ov["simulation.sample_interval"] = f"{min(3600, max(1, math.ceil(duration / 1000)))}s"
+    if ov:
+        scen = scen.with_overrides(ov, origin="replay")
+    return dataclasses.replace(scen, senders=(Sender(name=f"replay of {name}", rate=0.0),))
+
+
 # --- sweep -----------------------------------------------------------------------------------
 
 def _sweep(args) -> int:
@@ -513,6 +685,7 @@ def _sweep(args) -> int:
 
     scen = _scenario(args)
     _warn(scen)
+    _only_empty_queue(args, scen, "sweep")
     status, text = sweep(args, scen, _set_value)
     print(text, end="")
     return status
@@ -616,12 +789,60 @@ def _backlog_text(scen) -> list[str]:
 
 # --- qshape and plot -------------------------------------------------------------------------
 
+def _qshape_parser(sub, fmt) -> None:
+    q = sub.add_parser("qshape", help="print a qshape table of a run or a postqueue -j file",
+                       description="Print the qshape table of a run folder's deferred queue "
+                       "at the sample nearest to --at, or of the queues of a postqueue -j "
+                       "file, with qshape's own options.", epilog=EPILOG_QSHAPE,
+                       formatter_class=fmt)
+    q.add_argument("results", metavar="RESULTS_DIR|POSTQUEUE.json")
+    q.add_argument("queues", nargs="*", metavar="QUEUE", help="of a postqueue -j file: "
+                   "incoming, active, deferred, hold, maildrop (default: incoming active)")
+    q.add_argument("--at", metavar="TIME", help="of a run folder: simulated time like 21d or "
+                   "36h (default: the last sample)")
+    q.add_argument("--queue", choices=("deferred",), default="deferred",
+                   help="of a run folder: the queue (relaysim records the deferred queue's "
+                   "ages)")
+    q.add_argument("--now", metavar="TIME", help="of a postqueue -j file: RFC 3339 time the "
+                   "ages are taken at (default: its newest arrival)")
+    q.add_argument("-s", dest="sender", action="store_true", help="messages by sender domain "
+                   "(qshape -s)")
+    q.add_argument("-b", dest="bucket_count", type=int, metavar="N",
+                   help="number of age buckets (qshape -b, default 10)")
+    q.add_argument("-t", dest="bucket_time", type=int, metavar="MIN",
+                   help="minutes of the first bucket (qshape -t, default 5)")
+    q.add_argument("-l", dest="linear", action="store_true",
+                   help="buckets of equal width (qshape -l)")
+    q.set_defaults(func=_qshape)
+
+
+MAX_BUCKETS = 1000  # qshape -b: a table wider than this is unreadable anyway
+
+
 def _qshape(args) -> int:
-    from sim.postfix.qshape import RELAY_DOMAIN, format_table, nearest_sample
+    import os
+
+    path = args.results
+    is_file = os.path.isfile(path) if "\0" not in str(path) else False
+    for key, v in (("-b", args.bucket_count), ("-t", args.bucket_time)):
+        hi = MAX_BUCKETS if key == "-b" else 10**6
+        if v is not None and not 1 <= v <= hi:
+            raise ScenarioError(key, str(v), f"a whole number from 1 to {hi}")
+    if is_file:
+        return _qshape_of_postqueue(args)
+    snapshot_only = [k for k, v in (("-s", args.sender), ("-b", args.bucket_count),
+                                    ("-t", args.bucket_time), ("-l", args.linear),
+                                    ("--now", args.now)) if v]
+    if snapshot_only or args.queues:
+        key = snapshot_only[0] if snapshot_only else "QUEUE"
+        raise ScenarioError(key, str(path), "a postqueue -j file with this option: a run "
+                            "folder keeps the deferred queue's ages in qshape's default "
+                            "buckets; run with --snapshot-at and give OUT/postqueue-<time>.json")
+    from sim.postfix.qshape import RELAY_DOMAIN, caption, format_table, nearest_sample
     from sim.reports.output import read_run
     from sim.units import format_time, parse_time
 
-    run = read_run(args.results)
+    run = read_run(path)
     t_s = run.timeseries["t_s"]
     j = len(t_s) - 1
     if args.at is not None:
@@ -630,7 +851,37 @@ def _qshape(args) -> int:
             raise ScenarioError("--at", args.at, "a time within the run, 0s to "
                                 + format_time(float(t_s[-1])), problem="after the run's end")
         j = nearest_sample(t_s, at)
+    when = f"{format_time(float(t_s[j]))} of the run (" + (
+        f"the sample nearest to --at {args.at})" if args.at is not None else "its last sample)")
+    print(caption(["deferred"], when, messages=True))
     print(format_table({RELAY_DOMAIN: run.qshape[j].tolist()}), end="")
+    return 0
+
+
+def _qshape_of_postqueue(args) -> int:
+    from sim.postfix import postqueue
+    from sim.postfix.maillog import rfc3339
+    from sim.postfix.qshape import bucket_labels, caption, format_table, snapshot_domains
+
+    if args.at is not None:
+        raise ScenarioError("--at", args.at, "only with a run folder; give --now for a "
+                            "postqueue -j file")
+    queues = args.queues or ["incoming", "active"]
+    for name in queues:
+        if name not in postqueue.QUEUES:
+            from sim.errors import did_you_mean
+            raise ScenarioError("QUEUE", name, "queues: " + ", ".join(postqueue.QUEUES),
+                                did_you_mean(name, postqueue.QUEUES))
+    now = _stamp("--now", args.now) if args.now else None
+    snap = postqueue.read_postqueue(args.results, now)
+    opts = {"bucket_count": args.bucket_count or 10, "bucket_time": args.bucket_time or 5,
+            "linear": args.linear}
+    when = rfc3339(float(snap.time)) + (" (--now)" if now is not None else
+                                        " (the newest arrival: give --now for the snapshot's "
+                                        "time)")
+    print(caption(queues, when, sender=args.sender))
+    print(format_table(snapshot_domains(snap, queues, args.sender, **opts),
+                       bucket_labels(**opts)), end="")
     return 0
 
 

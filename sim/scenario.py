@@ -7,8 +7,9 @@ Contract:
 - A Scenario is frozen. It is built by Scenario.from_toml(path) or Scenario.from_dict(d); sweeps
   derive new ones with Scenario.with_overrides({"upstream.maximal_queue_lifetime": "10d"}) or
   dataclasses.replace. Nothing mutates a scenario.
-- Every field carries metadata: `kind` (time, rate, size, int, float, bool, choice, str), its
-  `unit` after parsing (times in seconds, rates per second, sizes in bytes), Postfix's default
+- Every field carries metadata: `kind` (time, rate, size, int, float, bool, choice, str,
+  path), its `unit` after parsing (times in seconds, rates per second, sizes in bytes),
+  Postfix's default
   unit for bare numbers (`default_unit`), bounds (`min`, `max`) and a one-line `doc`. Field names
   are Postfix's parameter names wherever Postfix has the parameter.
 - Defaults are Postfix 3.7's. `upstream.postfix_version` below "2.4" switches the defaults of
@@ -23,6 +24,8 @@ Contract:
   command line to print once. None of these takes part in equality. no_effect(scenario) gives
   the warnings for the [upstream] keys set for another MTA's schedule (each knob's `mta`);
   they are parsed and checked all the same (exim_retry_rule too, whatever the MTA).
+- `path` fields (simulation.initial_queue, queue_mtimes) are file names, relative ones taken
+  against the scenario file's folder in from_toml; the command line reads the files.
 - [upstream] and [relay] accept `main_cf = '''...'''` (main.cf or `postconf -n` text, or
   postconf commands) and `main_cf_file = "path"` (relative to the scenario file's folder in
   from_toml): read by sim.postfix.maincf as Postfix reads it, values converted as Postfix's
@@ -96,6 +99,14 @@ class Simulation:
     sample_interval: float = knob(3600.0, "time", "time between samples of the time series "
                                   f"(at most duration, and at most {MAX_SAMPLES} samples)", "s",
                                   lo=1)
+    initial_queue: str = knob("", "path", "postqueue -j output of the upstream: `relaysim run` "
+                              "starts from this queue, every message with its real age (time 0 "
+                              "= the snapshot's time; --initial-queue wins)")
+    queue_time: str = knob("", "str", "RFC 3339 time the initial queue was listed (default: its "
+                           "newest arrival; --queue-time wins)")
+    queue_mtimes: str = knob("", "path", "the initial queue's deferred files' mtimes (wake-up "
+                             "times), lines `QUEUE_ID MTIME` (default: rebuilt from the arrival "
+                             "times; --queue-mtimes wins)")
 
 
 @dataclass(frozen=True)
@@ -305,7 +316,7 @@ def _parse_value(key: str, f: dataclasses.Field, value: Any) -> Any:
             raise ScenarioError(key, value, "one of " + ", ".join(m["choices"]),
                                 did_you_mean(str(value), m["choices"]))
         return value
-    elif kind == "str":
+    elif kind in ("str", "path"):
         if not isinstance(value, str) or not value or not value.isprintable() or len(value) > 1000:
             raise ScenarioError(key, value, "a non-empty string of printable characters (at most "
                                 "1000)")
@@ -399,6 +410,16 @@ def _build(cls, table: Any, prefix: str, defaults: Mapping[str, Any] | None = No
                                 f"[{prefix.split('[')[0]}]")
         kwargs[key] = _parse_value(dotted, fields[key], value)
     return cls(**kwargs)
+
+
+def _resolved(table: Any, cls, base: Path | None) -> Any:
+    """The table with its relative `path` values taken against `base` (the scenario file's
+    folder), so a scenario names its files as main_cf_file does."""
+    if base is None or not isinstance(table, Mapping):
+        return table
+    paths = {f.name for f in dataclasses.fields(cls) if f.metadata.get("kind") == "path"}
+    return {k: str(base / v) if k in paths and isinstance(v, str) and v and
+            not Path(v).is_absolute() else v for k, v in table.items()}
 
 
 class Pasted(NamedTuple):
@@ -663,7 +684,8 @@ class Scenario:
         relay_table = _with_main_cf(d.get("relay", {}), Relay, "relay", origins, pasted,
                                     warnings, base)
         not_modelled = _not_modelled(pasted)
-        sim = _build(Simulation, d.get("simulation", {}), "simulation")
+        sim = _build(Simulation, _resolved(d.get("simulation", {}), Simulation, base),
+                     "simulation")
         senders_raw = d.get("senders", [{}])
         if not isinstance(senders_raw, list) or not senders_raw:
             raise ScenarioError("senders", senders_raw, "one or more [[senders]] tables")
@@ -896,6 +918,8 @@ def _as_table(obj) -> dict[str, Any]:
             if v is None:
                 continue
             v = _as_table(v)
+        elif kind in ("str", "path") and v == "":
+            continue  # not set (an empty string is not a value a file may give)
         elif kind == "size":
             v = format_size(v)
         out[f.name] = v
@@ -929,6 +953,8 @@ def _default_text(f: dataclasses.Field) -> str:
     v = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     if v is None:
         return "absent"
+    if v == "":
+        return "none"
     if m["kind"] == "time":
         return format_time(v)
     if m["kind"] == "rate":

@@ -7,6 +7,8 @@ land inside it: exit status 2, one line on stderr naming the key, no traceback, 
 stdout, and nothing written anywhere (the scratch tree is unchanged, no /tmp/relaysim-* path
 appears). In-process through sim.cli.main, the command line's own entry point, to keep 160
 cases fast; a sample runs again as a real `python -m sim` subprocess.
+tests/data/bad/replay/ holds the same for `relaysim replay`: logs (a file that is not a
+Postfix log, binary, a folder) and good logs with bad arguments.
 """
 
 import os
@@ -97,3 +99,29 @@ def test_the_scenario_must_be_a_regular_file(tmp_path, kind, capsys, monkeypatch
     assert len(err.splitlines()) == 1 and err.startswith("relaysim: error: scenario = ")
     assert "regular" in err
     assert tree(tmp_path) == before
+
+
+# --- relaysim replay MAILLOG: its own corpus of logs --------------------------------------------
+
+BAD = CORPUS / "replay"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in BAD.iterdir()))
+def test_bad_replay_input(name, tmp_path, capsys, monkeypatch):
+    """tests/data/bad/replay/: each file's first line names the key the error must name
+    (`# key: ...`), an optional second line the arguments after it (`# args: ...`); one line,
+    exit status 2, nothing written."""
+    lines = (BAD / name).read_bytes().split(b"\n")
+    key = lines[0].decode()[len("# key: "):]
+    args = lines[1].decode()[len("# args: "):].split() if lines[1].startswith(b"# args: ") \
+        else []
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    args = [str(BAD / name) if a == "SELF" else a.replace("{bad}", str(BAD.parent))
+            for a in args] or [str(BAD / name)]
+    status = cli.main(["replay", *args, "--out", "out", "--maillog", "logs"])
+    out, err = capsys.readouterr()
+    assert status == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("relaysim: error: "), err
+    assert key in err, err
+    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["folder"]

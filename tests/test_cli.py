@@ -111,8 +111,8 @@ def test_run_prints_a_short_summary(run_dir):
     assert (f"queued upstream (deferred + active) peak: {meta['queued_peak_messages']} messages; "
             f"deferred queue peak: {meta['deferred_peak_messages']}") in proc.stdout
     assert meta["queued_peak_messages"] >= meta["deferred_peak_messages"]
-    assert re.search(r"simulated in \d+\.\d s, files (and figures )?written in \d+\.\d s",
-                     proc.stdout)
+    assert re.search(r"simulated in \d+\.\d s( \(\d+\.\d s of it compiling, the first run "
+                     r"only\))?, files (and figures )?written in \d+\.\d s", proc.stdout)
     # no progress bar when stderr is not a terminal; only the notice of a cold numba cache
     assert all(x.startswith("relaysim: compil") for x in proc.stderr.splitlines())
 
@@ -436,22 +436,66 @@ def test_qshape_prints_the_table_at_the_nearest_sample(run_dir):
             (out / "qshape.csv").read_text().splitlines()[1:]]
     proc = relaysim("qshape", out, "--at", "11h")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == format_table({"example.com": rows[11][1:]})
-    assert proc.stdout.splitlines()[0].split() == ["T", *QSHAPE_LABELS]
-    assert relaysim("qshape", out, "--at", "41000s").stdout == proc.stdout  # 11.4h: nearest 11
-    assert relaysim("qshape", out, "--at", "11.6h").stdout == format_table(
+    head, _, table = proc.stdout.partition("\n")
+    assert head == ("deferred queue at 11h of the run (the sample nearest to --at 11h), "
+                    "messages by recipient domain, age since arrival in minutes")
+    assert table == format_table({"example.com": rows[11][1:]})
+    assert table.splitlines()[0].split() == ["T", *QSHAPE_LABELS]
+    near = relaysim("qshape", out, "--at", "41000s").stdout  # 11.4h: nearest 11
+    assert near.startswith("deferred queue at 11h of the run (the sample nearest to --at "
+                           "41000s)") and near.partition("\n")[2] == table
+    assert relaysim("qshape", out, "--at", "11.6h").stdout.partition("\n")[2] == format_table(
         {"example.com": rows[12][1:]})
     last = relaysim("qshape", out, "--queue", "deferred").stdout
-    assert last == format_table({"example.com": rows[-1][1:]})
+    assert last == ("deferred queue at 1d of the run (its last sample), messages by recipient "
+                    "domain, age since arrival in minutes\n"
+                    + format_table({"example.com": rows[-1][1:]}))
 
 
 def test_qshape_rejects_times_outside_the_run_and_other_queues(run_dir):
     out, _ = run_dir
     for args, key in ((["--at", "3d"], "--at"), (["--at", "soon"], "--at"),
-                      (["--queue", "active"], "--queue")):
+                      (["--queue", "active"], "--queue"), (["-s"], "-s"), (["-b", "4"], "-b"),
+                      (["deferred"], "QUEUE")):
         proc = relaysim("qshape", out, *args)
         assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
         assert key in proc.stderr
+
+
+POSTQUEUE = Path(__file__).resolve().parent / "data" / "postqueue"
+
+
+@pytest.mark.parametrize("case", json.loads((POSTQUEUE / "qshape.json").read_text()),
+                         ids=lambda r: " ".join(r["args"]) or "default")
+def test_qshape_of_a_postqueue_file_is_the_real_qshape(case):
+    """relaysim qshape FILE with qshape's own options prints, under its caption line, what
+    real Postfix 3.7.11 qshape printed on the same live queue (tests/data/postqueue)."""
+    import datetime as dt
+
+    now = dt.datetime.fromtimestamp(int(case["now"]), dt.UTC).isoformat()
+    proc = relaysim("qshape", POSTQUEUE / "running.jsonl", "--now", now, *case["args"])
+    assert proc.returncode == 0, proc.stderr
+    head, _, table = proc.stdout.partition("\n")
+    assert table == case["output"]
+    queues = [a for a in case["args"] if not a.startswith("-") and not a.isdigit()]
+    assert head.startswith(" and ".join(queues or ["incoming", "active"]) + " queue")
+    assert f"at {now.replace('+00:00', '.000000+00:00')} (--now)" in head
+    assert ("messages by sender domain" if "-s" in case["args"] else "recipients by domain") \
+        in head
+
+
+def test_qshape_of_a_postqueue_file_rejects_bad_options(tmp_path):
+    f = POSTQUEUE / "running.jsonl"
+    for args, key in ((["-b", "0"], "-b"), (["-t", "-5"], "-t"), (["defered"], "QUEUE"),
+                      (["--at", "1d"], "--at"), (["--now", "soon"], "--now")):
+        proc = relaysim("qshape", f, *args)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert key in proc.stderr and "Traceback" not in proc.stderr
+    assert "did you mean 'deferred'" in relaysim("qshape", f, "defered").stderr
+    other = tmp_path / "mailq.txt"
+    other.write_text("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n")
+    proc = relaysim("qshape", other)
+    assert proc.returncode == 2 and "postqueue -j" in proc.stderr
 
 
 def test_plot_redraws_the_figures_from_saved_files(run_dir, tmp_path):
@@ -471,8 +515,8 @@ def test_plot_redraws_the_figures_from_saved_files(run_dir, tmp_path):
 
 # --- help ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [[], ["run"], ["explain"], ["qshape"], ["plot"]],
-                         ids=["main", "run", "explain", "qshape", "plot"])
+@pytest.mark.parametrize("command", [[], ["run"], ["explain"], ["qshape"], ["plot"], ["replay"]],
+                         ids=["main", "run", "explain", "qshape", "plot", "replay"])
 def test_help_shows_an_example(command):
     proc = relaysim(*command, "--help")
     assert proc.returncode == 0

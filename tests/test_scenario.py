@@ -178,7 +178,8 @@ def test_read_text_file_refuses_what_is_not_a_small_utf8_file(tmp_path, kind):
      "-d lists them; README: scenario reference)"),
     ({"simulation": {"duraton": "3d"}},
      "simulation.duraton = 3d: unknown key in [simulation] (did you mean 'duration'?); "
-     "expected one of name, duration, seed, sample_interval"),
+     "expected one of name, duration, seed, sample_interval, initial_queue, queue_time, "
+     "queue_mtimes"),
     ({"upstrem": {}}, "upstrem = [section]: unknown section (did you mean 'upstream'?); "
      "expected one of simulation, senders, upstream, relay, changes"),
     ({"upstream": {"maximal_queue_lifetime": "200d"}},

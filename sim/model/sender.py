@@ -1,7 +1,7 @@
 """Senders: the traffic sources that hand mail to the upstream queue host.
 
 Public names: PROFILES, rate_multiplier, arrival_times, new_messages, chunk_length,
-sender_process.
+hand_over, sender_process, REAL, FORGED, NULL, CHUNK_MESSAGES.
 
 Contract:
 - arrival_times(sender, t0, t1, rng) -> sorted float arrival times in [t0, t1): explicit
@@ -15,7 +15,8 @@ Contract:
   message's arrival, so mail for a removed user keeps coming; -1 unknown, -2 no recipient),
   envelope sender kind (REAL, FORGED, NULL), size in whole bytes (lognormal with the given
   mean, sigma 1, rounded; at least 1).
-- sender_process is the SimPy process: it hands its arrivals to the upstream in chunks of
+- sender_process is the SimPy process (hand_over, the one hand-over loop every source of
+  mail uses, sim.model.trace's too): it hands its arrivals to the upstream in chunks of
   chunk_length(sender) seconds (whole hours holding about CHUNK_MESSAGES messages, an hour to
   a day), a chunk (and the upstream's longest queue-run interval) ahead of the clock, and
   says how far its mail is handed over (upstream.heard_until). One process per sender, never
@@ -118,22 +119,34 @@ def chunk_length(sender) -> float:
     return 3600.0 * min(24, max(1, math.floor(hours)))
 
 
-def sender_process(env, sender, source: int, upstream, users_at, width: int,
-                   rng_arrivals: np.random.Generator, rng_rcpt: np.random.Generator,
-                   duration: float, lead: float = 0.0):
-    """SimPy process: hand each chunk of arrivals to the upstream a chunk and `lead` seconds
-    ahead of the clock (lead: the upstream's longest queue-run interval, so that a qmgr tick
-    has all the mail arriving before the next); users_at(times) is the number of local users
-    that have existed by each time."""
-    step = chunk_length(sender)
+def hand_over(env, upstream, source: int, step: float, batch, duration: float,
+              lead: float = 0.0):
+    """SimPy process: hand the mail arriving in [t, t + step) (batch(t0, t1): a message batch
+    or None) to the upstream a chunk and `lead` seconds ahead of the clock (lead: the
+    upstream's longest queue-run interval, so that a qmgr tick has all the mail arriving
+    before the next), and say how far it is handed over (heard_until). Every source of mail
+    (a sender, a replayed log's trace) goes through this one loop."""
     t = 0.0
     while t < duration:
         if t - step - lead > env.now:
             yield env.timeout(t - step - lead - env.now)
         t1 = min(t + step, duration)
-        times = arrival_times(sender, t, t1, rng_arrivals)
-        if times.size:
-            upstream.receive(new_messages(sender, source, times, users_at(times), width,
-                                          rng_rcpt))
+        msgs = batch(t, t1)
+        if msgs is not None:
+            upstream.receive(msgs)
         upstream.heard_until(source, t1 if t1 < duration else math.inf)
         t += step
+
+
+def sender_process(env, sender, source: int, upstream, users_at, width: int,
+                   rng_arrivals: np.random.Generator, rng_rcpt: np.random.Generator,
+                   duration: float, lead: float = 0.0):
+    """SimPy process of one sender (hand_over of its arrivals); users_at(times) is the number
+    of local users that have existed by each time."""
+    def batch(t0: float, t1: float):
+        times = arrival_times(sender, t0, t1, rng_arrivals)
+        if times.size:
+            return new_messages(sender, source, times, users_at(times), width, rng_rcpt)
+        return None
+
+    return hand_over(env, upstream, source, chunk_length(sender), batch, duration, lead)

@@ -11,6 +11,9 @@ and reduces what the metrics recorded into Results. The same scenario and seed g
 identical Results.
 `progress(simulated_seconds)` is called from the sampler at every sample time;
 `initial_queue` (sim.model.qmgr.InitialQueue) starts the upstream from a real queue;
+`trace` (sim.model.trace.Trace, checked first: ValueError) is the mail instead of the
+scenario's senders (a replayed log: its arrivals, recipients, senders and sizes), the
+random streams staying those of the scenario (service times, outages);
 `on_attempts(batch)` gets the attempt stream as it is computed (numpy arrays of
 sim.model.qmgr.ATTEMPT, the attempts that end within the run), in bounded memory, so that a
 maillog or metrics writer never holds a whole run. Nothing is printed or written.
@@ -29,6 +32,7 @@ from sim.model.metrics import Recorder
 from sim.model.qmgr import QueueHost
 from sim.model.relay import RelayTimeline, outage_intervals
 from sim.model.sender import sender_process
+from sim.model.trace import check_trace, trace_process
 from sim.results import Results
 
 
@@ -42,7 +46,7 @@ def _until(on_attempts, duration: float):
 
 
 def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
-             progress=None, on_attempts=None, initial_queue=None) -> Results:
+             progress=None, on_attempts=None, initial_queue=None, trace=None) -> Results:
     """Run `scenario` and return its Results (see the module contract)."""
     wall0 = time.perf_counter()
     seed = scenario.simulation.seed if seed is None else int(seed)
@@ -56,12 +60,15 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
 
     env = simpy.Environment()
     rec = Recorder(duration, scenario.simulation.sample_interval)
-    width = max([s.recipients_per_message for s in scenario.senders]
+    if trace is not None:
+        check_trace(trace)
+    width = max(([trace.rcpt.shape[1]] if trace is not None else
+                 [s.recipients_per_message for s in scenario.senders])
                 + ([initial_queue.rcpt.shape[1]] if initial_queue is not None else []))
     host = QueueHost(env, scenario, relay, np.random.default_rng(s_service), rec,
                      record_attempts, None if on_attempts is None else _until(on_attempts,
                                                                              duration),
-                     width, initial_queue)
+                     width, initial_queue, sources=None if trace is None else 1)
 
     # senders address every user that has existed so far: mail for a removed user keeps coming
     # (and is now unknown); a new user starts getting mail once added
@@ -71,7 +78,9 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
         return users_ever[np.searchsorted(relay.times, t, side="right") - 1]
 
     lead = max(host.policy.interval(j) for j in range(len(host.snaps)))
-    for i, sender in enumerate(scenario.senders):
+    if trace is not None:
+        env.process(trace_process(env, trace, 0, host, duration, lead))
+    for i, sender in enumerate(() if trace is not None else scenario.senders):
         env.process(sender_process(env, sender, i, host, users_at, width,
                                    np.random.default_rng(s_senders[2 * i]),
                                    np.random.default_rng(s_senders[2 * i + 1]), duration, lead))

@@ -29,8 +29,10 @@ exporter/postfix_exporter.go and showq/showq.go; formats.md 1c):
   postfix_showq_queue_depth per queue (active, deferred, hold, incoming, maildrop), from each
   message's state at T: incoming from arrival to its first entry, active from each entry to
   that attempt's end, deferred until the next entry, gone once removed; a message whose last
-  attempt left it deferred stays deferred to the end. Age is T - arrival; age sums are rounded
-  to the microsecond.
+  attempt left it deferred stays deferred to the end. A message first seen at a later attempt
+  (tries > 1: queued before the run, an initial queue) was deferred from its arrival to that
+  entry; one the run never tries is in no row of the stream and not counted. Age is
+  T - arrival; age sums are rounded to the microsecond.
 - Counter families are named with their `_total` (as the exporters' text exposition names
   them), which both `promtool check metrics` and `promtool tsdb create-blocks-from openmetrics`
   read; promtool's linter still flags kumina's own postfix_smtp_status_deferred for its missing
@@ -282,7 +284,9 @@ class MetricsWriter:
             if any_def[i]:
                 live[qid[i]] = (ends[i], float(arrival[i]), float(h["size"][i]))
         size = h["size"].astype(float)
-        qi = np.where(first, _Q["incoming"], _Q["deferred"])
+        # a first attempt in the stream that is not the message's first: it was deferred
+        # before the run (a run started from a real queue)
+        qi = np.where(first & (h["tries"] == 1), _Q["incoming"], _Q["deferred"])
         self._spans(np.concatenate([qi, np.full(na, _Q["active"])]),
                     np.concatenate([before, entry]), np.concatenate([entry, end]),
                     np.concatenate([arrival, arrival]), np.concatenate([size, size]))

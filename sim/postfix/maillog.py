@@ -3,7 +3,8 @@
 Public names: ATTEMPT, SENT, DEFERRED, BOUNCED, EXPIRED, ORDINARY, NULL, FORGED, DEFAULT_EPOCH,
 MaillogWriter, MaillogFolder, write_maillog, delivery_reason, delivery_status, format_tv, rfc3339,
 queue_id, message_index, sender_address, recipient_address, read_attempts, read_arrivals, Arrivals,
-UPSTREAM_HOST, RELAY_HOST, RELAY_DOMAIN, INODE_BASE.
+unknown_recipients, replay_start, replay_trace, UPSTREAM_HOST, RELAY_HOST, RELAY_DOMAIN,
+INODE_BASE.
 
 Contract (mta-semantics.md 6.3 and 6.4, formats.md 1b; format strings of PF37
 src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/qmgr_active.c):
@@ -54,10 +55,14 @@ src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/
   `window=(t0, t1)` keeps only lines with t0 <= t < t1 (run seconds); `sample=f` keeps a
   deterministic fraction f of the messages (by a hash of qid), all their lines or none.
 - read_arrivals(log) reads the arrival process of a real upstream Postfix log (for replay):
-  see its docstring.
+  see its docstring; unknown_recipients is how a recipient is told unknown (the relay's own
+  reply in the log: X.1.1), replay_start the replay's time 0 (the log's daemon start, on its
+  own deferred-scan grid), replay_trace the sim.model.trace.Trace a run takes.
 - read_attempts(upstream_log) reads a relaysim upstream log back into an ATTEMPT array (log
   order): times to the microsecond of the stamps, start = end - d to format_tv's resolution.
-Errors: ValueError for a batch that is not of dtype ATTEMPT or a bad window/sample.
+Errors: ValueError for a batch that is not of dtype ATTEMPT or a bad window/sample;
+read_arrivals: ScenarioError (key MAILLOG) for a file that is not a regular readable file or
+has no line of Postfix's.
 """
 
 from __future__ import annotations
@@ -512,7 +517,10 @@ _PF = re.compile(r"^(?P<name>postfix[\w.-]*)/(?:(?:smtps|submission)/)?(?P<servi
 _ARRIVE = re.compile(r"^(?P<qid>[0-9A-Za-z]+): (?:client=|uid=\d+ from=<)")
 _ACTIVE = re.compile(r"^(?P<qid>[0-9A-Za-z]+): from=<(?P<sender>[^>]*)>, size=(?P<size>\d+), "
                      r"nrcpt=(?P<nrcpt>\d+) \(queue active\)$")
-_RCPT = re.compile(r"^(?P<qid>[0-9A-Za-z]+): to=<(?P<rcpt>[^>]*)>, ")
+_RCPT = re.compile(r"^(?P<qid>[0-9A-Za-z]+): to=<(?P<rcpt>[^>]*)>, (?:orig_to=<[^>]*>, )?"
+                   r"relay=(?P<relay>\S+), .*?dsn=(?P<dsn>[\d.]+), status=(?P<status>\w+) "
+                   r"\((?P<text>.*)\)$")
+_STARTED = re.compile(r"^daemon started")
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
                                        "Sep", "Oct", "Nov", "Dec"), 1)}
 
@@ -521,9 +529,14 @@ class Arrivals:
     """The arrivals of a real upstream log (read_arrivals): per message queue_id, t (Unix s),
     size (bytes), nrcpt, null_sender, sender, and its recipients address[first[i]:first[i+1]]
     in the order the log first shows them (delivery lines; a message whose recipients never
-    reach a delivery line has none listed); `report` counts the lines."""
+    reach a delivery line has none listed), each with `unknown`, the relay's verdict
+    (unknown_recipients); `started` is the Unix time of the last `postfix/master: daemon
+    started` line before the first arrival (None without one), `last` that of the log's last
+    Postfix line, `retries` those of the qmgr `(queue active)` lines after a message's first
+    (its retries: a deferred-queue scan took it); `report` counts the lines."""
 
-    def __init__(self, rows: list, addresses: list, report: dict):
+    def __init__(self, rows: list, addresses: list, report: dict, started=None,
+                 last: float | None = None, retries=()):
         self.queue_id = np.array([r[0] for r in rows], dtype=str)
         self.t = np.array([r[1] for r in rows], dtype=float)
         self.size = np.array([r[2] for r in rows], dtype=np.int64)
@@ -532,11 +545,32 @@ class Arrivals:
         self.null_sender = np.array([r[4] == "" for r in rows], dtype=bool)
         self.first = np.concatenate([[0], np.cumsum([len(a) for a in addresses])]).astype(
             np.int64)
-        self.address = np.array([x for a in addresses for x in a], dtype=str)
+        self.address = np.array([x for a in addresses for x, _ in a], dtype=str)
+        said = [v for a in addresses for _, v in a]
+        self.unknown = unknown_recipients(self.address, said)
+        self.started, self.last = started, last
+        self.retries = np.array(retries, dtype=float)
         self.report = report
 
     def __len__(self) -> int:
         return len(self.t)
+
+
+_UNKNOWN_DSN = re.compile(r"^[45]\.1\.1$")
+
+
+def unknown_recipients(address: np.ndarray, said: list) -> np.ndarray:
+    """Whether each recipient row is unknown at the relay, from the relay's own replies in
+    the log: `said[i]` is True when a delivery line of row i carries the relay's reply with
+    enhanced status X.1.1 (bad destination mailbox: "User unknown in local recipient table",
+    450 or 550), False when the relay answered it otherwise (250, greylisting, ...), None when
+    no reply of the relay reached it (connection refused, delivery suspended, not tried).
+    A row without a reply takes its address's verdict elsewhere in the log (unknown if the
+    relay ever called it unknown), else it is known."""
+    said = list(said)
+    bad = {a for a, v in zip(address.tolist(), said, strict=True) if v}
+    return np.array([v if v is not None else a in bad
+                     for a, v in zip(address.tolist(), said, strict=True)], dtype=bool)
 
 
 def _stamp(ts: str, year: int, last: list) -> float:
@@ -553,28 +587,43 @@ def _stamp(ts: str, year: int, last: list) -> float:
     return t.timestamp() + (float("0." + frac) if frac else 0.0)
 
 
+def _verdict(relay: str, dsn: str, status: str, text: str) -> bool | None:
+    """The relay's word on one delivery line (unknown_recipients): True for a reply with
+    X.1.1, False for another reply, None when the relay said nothing."""
+    if " said: " in text:
+        return bool(_UNKNOWN_DSN.match(dsn))
+    return False if status == "sent" and relay != "none" else None
+
+
 def read_arrivals(path: Path | str, year: int | None = None) -> Arrivals:
     """The arrival process (times, sizes, recipients, null or ordinary senders) of a real
     upstream Postfix log, for replaying it under another configuration.
 
     A message arrives at its smtpd `QID: client=` line (or pickup's `uid= from=<`); its sender,
     size and nrcpt are those of its first qmgr `(queue active)` line; DSNs Postfix makes itself
-    have neither and are not arrivals. Any syslog name starting with `postfix` counts (the lab
-    logs as postfix-upstream). Traditional stamps have no year: `year` (default: this year) is
-    the first line's, one more after each December-to-January turn; they are read as UTC, RFC
-    3339 stamps as written. report: lines, postfix (lines of Postfix), unrelated (syslog lines
-    of other programs), malformed (not syslog lines), messages, without_qmgr (arrived, never
-    active: left out). Never fatal for bad lines; ScenarioError if no line is Postfix's.
+    have neither and are not arrivals. A queue id is a new message again after qmgr's `QID:
+    removed`. Recipients and the relay's verdict on them (unknown_recipients) come from the
+    delivery lines (`QID: to=<...>, relay=..., dsn=..., status=... (...)`). Any syslog name
+    starting with `postfix` counts (the lab logs as postfix-upstream). Traditional stamps have
+    no year: `year` (default: this year) is the first line's, one more after each
+    December-to-January turn; they are read as UTC, RFC 3339 stamps as written. report:
+    lines, postfix (lines of Postfix), unrelated (syslog lines of other programs), malformed
+    (not syslog lines), messages, without_qmgr (arrived, never active: left out). Never fatal
+    for bad lines; ScenarioError if no line is Postfix's (or the file cannot be read as a
+    regular file).
     """
     from sim.errors import ScenarioError
     year = dt.date.today().year if year is None else year
     report = dict.fromkeys(("lines", "postfix", "unrelated", "malformed", "messages",
                             "without_qmgr"), 0)
-    msgs: dict[str, list] = {}
-    rcpts: dict[str, list] = {}
-    order: list[str] = []
+    msgs: list[list] = []  # queue_id, t, size, nrcpt, sender
+    rcpts: list[dict] = []  # per message: address -> the relay's verdict so far
+    live: dict[str, int] = {}  # queue id -> its message (until qmgr removes it)
     last: list = []
-    with Path(path).open(errors="replace") as f:
+    started = None
+    final = ""
+    retries: list[float] = []
+    with _open_log(path) as f:
         for raw in f:
             report["lines"] += 1
             m = _SYSLOG.match(raw.rstrip("\n"))
@@ -586,23 +635,118 @@ def read_arrivals(path: Path | str, year: int | None = None) -> Arrivals:
                 report["unrelated"] += 1
                 continue
             report["postfix"] += 1
+            final = m["ts"]
             service, text = p["service"], m["text"]
             if service in ("smtpd", "pickup") and (k := _ARRIVE.match(text)):
-                if k["qid"] not in msgs:
-                    msgs[k["qid"]] = [k["qid"], _stamp(m["ts"], year, last), None, None, None]
-                    order.append(k["qid"])
-                    rcpts[k["qid"]] = []
+                if k["qid"] not in live:
+                    live[k["qid"]] = len(msgs)
+                    msgs.append([k["qid"], _stamp(m["ts"], year, last), None, None, None])
+                    rcpts.append({})
             elif service == "qmgr" and (k := _ACTIVE.match(text)):
-                r = msgs.get(k["qid"])
-                if r is not None and r[2] is None:
-                    r[2:5] = int(k["size"]), int(k["nrcpt"]), k["sender"]
-            elif (k := _RCPT.match(text)) and k["qid"] in rcpts:
-                if k["rcpt"] not in rcpts[k["qid"]]:
-                    rcpts[k["qid"]].append(k["rcpt"])
+                i = live.get(k["qid"])
+                if i is not None and msgs[i][2] is None:
+                    msgs[i][2:5] = int(k["size"]), int(k["nrcpt"]), k["sender"]
+                elif i is not None:
+                    retries.append(_stamp(m["ts"], year, last))
+            elif service == "qmgr" and text.endswith(": removed"):
+                live.pop(text[:-len(": removed")], None)
+            elif (k := _RCPT.match(text)) and (i := live.get(k["qid"])) is not None:
+                v = _verdict(k["relay"], k["dsn"], k["status"], k["text"])
+                seen = rcpts[i].get(k["rcpt"], None)
+                rcpts[i][k["rcpt"]] = v if seen is None else seen or bool(v)
+            elif service == "master" and not msgs and _STARTED.match(text):
+                started = _stamp(m["ts"], year, last)
     if report["postfix"] == 0:
-        raise ScenarioError(str(path), "not a Postfix log",
-                            "a mail log with Postfix's syslog lines (`postfix/smtpd[pid]: ...`)")
-    done = [q for q in order if msgs[q][2] is not None]
+        raise ScenarioError("MAILLOG", str(path), "a Postfix mail log; this is not a Postfix "
+                            f"log: none of its {report['lines']} lines is a syslog line of "
+                            "Postfix (`postfix/smtpd[pid]: ...`)")
+    done = [i for i, r in enumerate(msgs) if r[2] is not None]
     report["messages"] = len(done)
-    report["without_qmgr"] = len(order) - len(done)
-    return Arrivals([msgs[q] for q in done], [rcpts[q] for q in done], report)
+    report["without_qmgr"] = len(msgs) - len(done)
+    return Arrivals([msgs[i] for i in done], [list(rcpts[i].items()) for i in done], report,
+                    started, _stamp(final, year, last), retries)
+
+
+def _open_log(path: Path | str):
+    """The log as text (bad bytes replaced: a log line is mostly ASCII); ScenarioError for
+    a missing file, a folder or anything but a regular file (a FIFO would block)."""
+    import os
+    import stat
+
+    from sim.errors import ScenarioError
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ScenarioError("MAILLOG", str(path), "an existing file") from None
+    except (OSError, ValueError) as e:
+        raise ScenarioError("MAILLOG", str(path), "a readable file "
+                            f"({getattr(e, 'strerror', None) or e})") from None
+    if not stat.S_ISREG(mode):
+        raise ScenarioError("MAILLOG", str(path), "a regular text file ("
+                            + ("a folder" if stat.S_ISDIR(mode) else "not a regular file") + ")")
+    try:
+        return Path(path).open(errors="replace")
+    except OSError as e:
+        raise ScenarioError("MAILLOG", str(path), f"a readable file ({e.strerror})") from None
+
+
+def replay_start(arrivals: Arrivals, queue_run_delay: float | None = None) -> float:
+    """The Unix time a replay's time 0 stands for: the whole second of the log's `daemon
+    started` line before the first arrival (the qmgr's timer starts with it), else the first
+    arrival's; with `queue_run_delay` (a Postfix upstream) moved onto the log's own
+    deferred-queue scan grid, the residue modulo queue_run_delay that most retries' whole
+    seconds share, so that relaysim's scans at k * queue_run_delay fall where the log's did:
+    the grid second nearest after the base, or one queue_run_delay before it if that is after
+    the first arrival (as experiments/postfix_lab.scan_grid_origin finds the live grid)."""
+    first = float(np.floor(arrivals.t[0])) if len(arrivals) else 0.0
+    base = float(np.floor(arrivals.started)) if arrivals.started is not None else first
+    q = int(queue_run_delay or 0)
+    if q < 1 or not arrivals.retries.size:
+        return base
+    res = np.bincount(np.floor(arrivals.retries).astype(np.int64) % q, minlength=q)
+    t0 = base + (int(res.argmax()) - int(base)) % q
+    return t0 - q if t0 > first else t0
+
+
+def replay_trace(arrivals: Arrivals, start: float, local_users: int):
+    """The sim.model.trace.Trace of a log's arrivals, time 0 at Unix time `start`.
+
+    Known and unknown recipients are the relay's own verdicts in the log (Arrivals.unknown:
+    a reply with X.1.1 is unknown). Known addresses are numbered in the order the log first
+    shows them, modulo `local_users` (the relay's local_users at time 0, as a sender's mail
+    addresses users 0..local_users-1), so that a scheduled change lowering local_users makes
+    some of them unknown; unknown ones are -1. A message with more recipients (nrcpt) than
+    delivery lines gets the rest as known recipients not seen elsewhere. The null sender is
+    NULL, every other sender REAL (a log cannot tell a forged sender). Arrivals before
+    `start` are a ValueError.
+    """
+    from sim.model.sender import REAL
+    from sim.model.trace import Trace
+
+    n = len(arrivals)
+    listed = np.diff(arrivals.first)
+    count = np.maximum(listed, arrivals.nrcpt).astype(np.int64)
+    width = int(max(1, count.max())) if n else 1
+    rcpt = np.full((n, width), -2, dtype=np.int32)
+    users = max(int(local_users), 1)
+    ids: dict[str, int] = {}
+    fresh = 0
+    addr, unknown, first = arrivals.address.tolist(), arrivals.unknown.tolist(), \
+        arrivals.first.tolist()
+    for i in range(n):
+        c = 0
+        for j in range(first[i], first[i + 1]):
+            if unknown[j]:
+                rcpt[i, c] = -1
+            else:
+                rcpt[i, c] = ids.setdefault(addr[j], len(ids)) % users
+            c += 1
+        while c < count[i]:
+            rcpt[i, c] = (len(ids) + fresh) % users
+            fresh += 1
+            c += 1
+    t = arrivals.t - float(start)
+    if n and t[0] < 0:
+        raise ValueError(f"the first arrival is {-t[0]:g} s before the replay's start")
+    kind = np.where(arrivals.null_sender, NULL, REAL).astype(np.int8)
+    return Trace(t, rcpt, kind, np.maximum(arrivals.size, 1))

@@ -135,10 +135,12 @@ def format_snapshot(snapshot, queues=("incoming", "active"), sender: bool = Fals
                         bucket_labels(bucket_count, bucket_time, linear), width)
 
 
-def caption(queues, at: str, sender: bool = False) -> str:
+def caption(queues, at: str, sender: bool = False, messages: bool = False) -> str:
     """One line naming what a table shows, e.g. 'deferred queue at 21d (sample 2026-01-26
-    00:00:00 UTC), recipients by domain, age since arrival in minutes'."""
-    what = "messages by sender domain" if sender else "recipients by domain"
+    00:00:00 UTC), recipients by domain, age since arrival in minutes' (`messages`: a run's
+    recorded table, which counts messages by recipient domain)."""
+    what = ("messages by sender domain" if sender else "messages by recipient domain"
+            if messages else "recipients by domain")
     names = " and ".join(queues)
     return f"{names} queue{'s' if len(queues) > 1 else ''} at {at}, {what}, " \
         "age since arrival in minutes"

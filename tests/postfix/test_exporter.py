@@ -268,6 +268,24 @@ def test_showq_states_of_one_message():
     assert last(s, "postfix_qmgr_messages_removed_total") == 1
 
 
+def test_a_message_queued_before_the_run_is_deferred_until_its_first_attempt():
+    """A message of an initial queue (arrived at -3000, deferred before the run: its first
+    attempt in the stream is its second) is deferred from the run's start to that entry, not
+    incoming."""
+    rows = [(0, 0, -1, ml.ORDINARY, 5000, 1, -3000.0, 600.0, 600.0, 601.0, ml.BOUNCED, 550, 2)]
+    s = samples(metrics([np.array(rows, dtype=ml.ATTEMPT)], duration=1000.0, interval=100.0))
+    t = np.arange(0, 1001, 100.0)
+
+    def depth(q):
+        return np.array([v for v, _ in s[("postfix_showq_queue_depth",
+                                          f'{{queue="{q}",instance="upstream",'
+                                          'simulated="true"}')]])
+    assert (depth("deferred") == (t < 600)).all() and not depth("incoming").any()
+    age_sum = [v for v, _ in s[("postfix_showq_message_age_seconds_sum",
+                                '{queue="deferred",instance="upstream",simulated="true"}')]]
+    assert age_sum[0] == 3000 and age_sum[5] == 3500
+
+
 # --- the real exporter: Debian's prometheus-postfix-exporter (kumina 0.3.0) tailing our log ----
 
 import os  # noqa: E402

@@ -10,6 +10,7 @@ file, exactly what the stream holds; the tests skip with the reason when pflogsu
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -284,16 +285,20 @@ def test_read_arrivals_of_the_real_postfix_logs(run):
     path = RESULTS / run / "upstream.maillog"
     text = path.read_text()
     injected = set(re.findall(r"message-id=<relaysim-(\d+)@", text))
-    a = ml.read_arrivals(path, year=2025)
+    year = ml.dt.datetime.fromtimestamp(json.loads((RESULTS / run / "meta.json").read_text())[
+        "t_s_origin_epoch"], ml.dt.UTC).year  # the run's (the log's stamps have none)
+    a = ml.read_arrivals(path, year=year)
     assert len(a) == len(injected) > 0
     assert a.report["malformed"] == a.report["unrelated"] == 0
     assert a.report["postfix"] == a.report["lines"] == text.count("\n")
     assert (np.diff(a.t) >= 0).all() and (a.size > 300).all() and (a.nrcpt == 1).all()
     assert (np.diff(a.first) == 1).all()
     assert all(x.endswith("@example.test") for x in a.address)
-    assert a.t[0] == ml.dt.datetime(2025, 11, 25, *map(int, re.search(
-        r"^Nov 25 (\d\d):(\d\d):(\d\d) \S+ \S+/smtpd\[\d+\]: \w+: client=", text, re.M
-    ).groups()), tzinfo=ml.dt.UTC).timestamp()
+    m = re.search(r"^(\w{3}) +(\d+) (\d\d):(\d\d):(\d\d) \S+ \S+/smtpd\[\d+\]: \w+: client=",
+                  text, re.M)
+    month = "JanFebMarAprMayJunJulAugSepOctNovDec".index(m[1]) // 3 + 1
+    assert a.t[0] == ml.dt.datetime(year, month, *map(int, m.groups()[1:]),
+                                    tzinfo=ml.dt.UTC).timestamp()
 
 
 def test_read_arrivals_of_our_own_log(tmp_path):
@@ -359,3 +364,62 @@ def test_maillog_folder_fed_as_a_run_goes(tmp_path):
     out.write(batches[0])
     out.abort()
     assert list((tmp_path / "x").iterdir()) == []
+
+
+@pytest.mark.parametrize("said, known_elsewhere, expected", [
+    ([True], None, [True]), ([False], None, [False]), ([None], None, [False]),
+    ([None, True], None, [True, True]), ([None, False], None, [False, False]),
+], ids=["x.1.1", "other-reply", "no-reply", "no-reply-unknown-elsewhere",
+        "no-reply-known-elsewhere"])
+def test_unknown_recipients(said, known_elsewhere, expected):
+    """A row is unknown when the relay's reply said X.1.1; a row the relay never answered
+    takes its address's verdict elsewhere in the log, else it is known."""
+    address = np.array(["a@x"] * len(said))
+    assert ml.unknown_recipients(address, said).tolist() == expected
+
+
+def test_the_relays_verdict_in_a_log(tmp_path):
+    """Deferred 450 4.1.1 and bounced 550 5.1.1 are unknown; sent, greylisted (4.2.0) and a
+    refused connection are known; a queue id is a new message after `removed`."""
+    head = "Nov 25 19:49:59 up postfix/{}[1]: {}"
+    to = "to=<{}@example.test>, relay={}, delay=1, delays=0/0/0/1, dsn={}, status={} ({})"
+    said = "host relay[127.0.0.1] said: {} (in reply to RCPT TO command)"
+    lines = [head.format("smtpd", "AAA1: client=x[192.0.2.1]"),
+             head.format("qmgr", "AAA1: from=<s@y>, size=10, nrcpt=5 (queue active)")]
+    for user, dsn, status, text in [
+            ("u450", "4.1.1", "deferred", said.format("450 4.1.1 <u450@example.test>: User "
+                                                      "unknown in local recipient table")),
+            ("u550", "5.1.1", "bounced", said.format("550 5.1.1 User unknown")),
+            ("ok", "2.0.0", "sent", "250 2.0.0 Ok: queued as 1"),
+            ("grey", "4.2.0", "deferred", said.format("450 4.2.0 Greylisted")),
+            ("down", "4.4.1", "deferred", "connect to relay[127.0.0.1]:25: Connection refused")]:
+        relay = "none" if user == "down" else "relay[127.0.0.1]:25"
+        lines.append(head.format("smtp", "AAA1: " + to.format(user, relay, dsn, status, text)))
+    lines += [head.format("qmgr", "AAA1: removed"), head.format("smtpd", "AAA1: client=x"),
+              head.format("qmgr", "AAA1: from=<>, size=20, nrcpt=1 (queue active)"),
+              head.format("qmgr", "AAA1: from=<>, size=20, nrcpt=1 (queue active)")]
+    p = tmp_path / "m.log"
+    p.write_text("\n".join(lines) + "\n")
+    a = ml.read_arrivals(p, year=2026)
+    assert len(a) == 2 and a.queue_id.tolist() == ["AAA1", "AAA1"]
+    assert a.address.tolist() == [f"{u}@example.test" for u in
+                                  ("u450", "u550", "ok", "grey", "down")]
+    assert a.unknown.tolist() == [True, True, False, False, False]
+    assert a.retries.size == 1 and a.null_sender.tolist() == [False, True]
+    tr = ml.replay_trace(a, ml.replay_start(a), local_users=2)
+    # known addresses numbered in order, modulo local_users; the DSN-less second message
+    # has nrcpt=1 and no delivery line: one known recipient not seen before
+    assert tr.rcpt.tolist() == [[-1, -1, 0, 1, 0], [1, -2, -2, -2, -2]]
+    assert tr.kind.tolist() == [ml.ORDINARY, ml.NULL] and tr.size.tolist() == [10, 20]
+
+
+def test_replay_start_on_the_logs_scan_grid():
+    """Time 0 is the log's daemon-start second moved onto its retries' grid (residue 1 here),
+    and never after the first arrival."""
+    a = ml.Arrivals([["Q", 1000.0, 1, 1, ""]], [[]], {}, started=997.2,
+                    retries=[1008.5, 1018.1, 1028.9, 1029.0])
+    assert ml.replay_start(a) == 997.0
+    assert ml.replay_start(a, 10) == 998.0  # 1008, 1018, 1028 share residue 8
+    b = ml.Arrivals([["Q", 999.5, 1, 1, ""]], [[]], {}, started=None,
+                    retries=[1005.0, 1015.0])
+    assert ml.replay_start(b, 10) == 995.0  # 1005 would be after the first arrival

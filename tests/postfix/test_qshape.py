@@ -167,3 +167,4 @@ def test_caption_says_what_and_when():
         "deferred queue at 21d (2026-01-26T00:00:00Z), recipients by domain, age since "
         "arrival in minutes")
     assert "messages by sender domain" in caption(["hold", "deferred"], "1h", sender=True)
+    assert "messages by recipient domain" in caption(["deferred"], "1h", messages=True)

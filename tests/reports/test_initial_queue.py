@@ -5,6 +5,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -103,3 +104,71 @@ def test_not_postqueue_output_is_one_line(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_the_scenario_key_starts_the_same_run_as_the_option(tmp_path):
+    """simulation.initial_queue (relative to the scenario file's folder) and queue_time start
+    the same run as --initial-queue and --queue-time; the option wins over the key."""
+    import shutil
+
+    (tmp_path / "q").mkdir()
+    shutil.copy(REAL, tmp_path / "q" / "live.jsonl")
+    t = "2026-12-03T14:00:00Z"
+    _, by_option = relaysim(tmp_path, "opt", "1d", 450, "--initial-queue",
+                            str(tmp_path / "q" / "live.jsonl"), "--queue-time", t)
+    (tmp_path / "q" / "key.toml").write_text(
+        SCENARIO.format(duration="1d", code=450).replace(
+            '[simulation]\n', f'[simulation]\ninitial_queue = "live.jsonl"\nqueue_time = "{t}"\n'))
+    proc = subprocess.run([sys.executable, "-m", "sim", "run", str(tmp_path / "q" / "key.toml"),
+                           "--out", str(tmp_path / "key"), "-q"], capture_output=True, text=True,
+                          cwd="/", timeout=600)  # another folder: the key is the file's folder's
+    assert proc.returncode == 0, proc.stderr
+    by_key = json.loads((tmp_path / "key" / "summary.json").read_text())
+    assert by_key["summary"] == by_option["summary"]
+    assert by_key["scenario"]["simulation"]["initial_queue"] == str(tmp_path / "q" / "live.jsonl")
+    # the option wins: an empty queue given on the command line
+    (tmp_path / "empty.jsonl").write_text("")
+    proc = subprocess.run([sys.executable, "-m", "sim", "run", str(tmp_path / "q" / "key.toml"),
+                           "--out", str(tmp_path / "empty"), "-q", "--initial-queue",
+                           str(tmp_path / "empty.jsonl")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    empty = json.loads((tmp_path / "empty" / "summary.json").read_text())["summary"]
+    assert empty["recipients"]["received"] < by_key["summary"]["recipients"]["received"]
+
+
+def test_bad_initial_queue_keys_are_one_line_before_anything_runs(tmp_path):
+    base = SCENARIO.format(duration="1d", code=450)
+    real = Path(REAL).resolve()
+    cases = [('initial_queue = "missing.jsonl"', [], "simulation.initial_queue"),
+             ('queue_time = "2026-12-03T14:00:00Z"', [], "simulation.queue_time"),
+             (f'initial_queue = "{real}"\nqueue_time = "noon"', [], "simulation.queue_time"),
+             (f'initial_queue = "{real}"\nqueue_mtimes = "none.txt"', [],
+              "simulation.queue_mtimes"),
+             ('initial_queue = ""', [], "simulation.initial_queue"),
+             (f'initial_queue = "{real}"', ["--seeds", "2"], "simulation.initial_queue")]
+    for i, (line, extra, key) in enumerate(cases):
+        scen = tmp_path / f"s{i}.toml"
+        scen.write_text(base.replace("[simulation]\n", f"[simulation]\n{line}\n"))
+        proc = subprocess.run([sys.executable, "-m", "sim", "run", str(scen), "--out",
+                               str(tmp_path / "o"), "-q", *extra], capture_output=True,
+                              text=True, cwd=".", timeout=120)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, (line, proc.stderr)
+        assert key in proc.stderr and "Traceback" not in proc.stderr, (line, proc.stderr)
+        assert not (tmp_path / "o").exists()
+
+
+def test_sweep_and_replay_refuse_an_initial_queue(tmp_path):
+    """They start every run from an empty queue: the key is refused, not ignored."""
+    scen = tmp_path / "s.toml"
+    scen.write_text(SCENARIO.format(duration="1d", code=450).replace(
+        "[simulation]\n", f'[simulation]\ninitial_queue = "{Path(REAL).resolve()}"\n'))
+    log = Path("results/validation/postfix/550/upstream.maillog").resolve()
+    for args in (["sweep", str(scen), "--out", str(tmp_path / "o"), "--vary",
+                  "relay.unknown_local_recipient_reject_code=450,550"],
+                 ["replay", str(log), str(scen), "--out", str(tmp_path / "o")]):
+        proc = subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert "simulation.initial_queue" in proc.stderr and "empty queue" in proc.stderr
+        assert not (tmp_path / "o").exists()

@@ -144,7 +144,8 @@ class QueueHost:
 
     def __init__(self, env, scenario, relay: RelayTimeline, rng_service: np.random.Generator,
                  recorder: Recorder, record_attempts: bool = False, on_attempts=None,
-                 width: int | None = None, initial: InitialQueue | None = None):
+                 width: int | None = None, initial: InitialQueue | None = None,
+                 sources: int | None = None):
         self.env = env
         timeline = scenario.timeline()
         self.snaps = [up for _, up, _ in timeline]
@@ -164,7 +165,8 @@ class QueueHost:
         unit = math.gcd(*(self.policy.interval(j) for j in range(len(self.snaps))))
         self.queue = DeferredQueue(len(FIELDS), width, unit, self.duration)
         self.next_tick = 0.0  # the qmgr tick that will run next
-        self.heard = np.zeros(len(scenario.senders))  # per sender: its mail before this is here
+        # per source of mail (the senders, or a replayed trace): its mail before this is here
+        self.heard = np.zeros(len(scenario.senders) if sources is None else sources)
         self._qdiff = np.zeros((recorder.n + 1, 10), dtype=np.int64)  # see observe.stay
         self._edges = qshape_edges()
         rows = recorder.rows(SERIES)  # created now: compiled code adds to them
