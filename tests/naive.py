@@ -243,7 +243,7 @@ def message_life(run: Run, msg: Message):
         with run.pool.request() as agent:
             yield agent
             start = env.now
-            replies, hold = attempt(run, msg, start)
+            replies, hold, lost = attempt(run, msg, start)
             run.attempts += len(msg.pending)
             # Records are lists so that an expiry at the end can still change their outcome.
             records = [[msg.index, r, start, replies[r]] for r in msg.pending]
@@ -251,6 +251,8 @@ def message_life(run: Run, msg: Message):
                 run.attempt_log += records
             if hold > 0:
                 yield env.timeout(hold)
+            if lost and run.dead_until < env.now:  # a site-level failure, now
+                run.dead_until = env.now + run.snapshot(env.now)[0].minimal_backoff_time
         end = env.now
         now = math.floor(end)
         run.event(end)
@@ -287,20 +289,27 @@ def message_life(run: Run, msg: Message):
         run.deferrals.append((end, env.now))
 
 
-def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float]:
-    """The relay's answer per pending recipient at `start`, and how long the agent is held.
+def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float, bool]:
+    """The relay's answer per pending recipient at `start`, how long the agent is held, and
+    whether the session is lost.
 
     A throttled destination or a refused connection defers everything at once and takes no time;
-    a refused connection makes the destination dead for minimal_backoff_time.
+    a refused connection makes the destination dead for minimal_backoff_time. A session the
+    relay's going down cuts holds the agent until then and defers everything (lost; the
+    caller makes the destination dead when it ends).
     """
     up, relay = run.snapshot(start)
     if start < run.dead_until:
-        return dict.fromkeys(msg.pending, "deferred"), 0.0
+        return dict.fromkeys(msg.pending, "deferred"), 0.0, False
     if in_outage(relay, start):
         run.dead_until = start + up.minimal_backoff_time
-        return dict.fromkeys(msg.pending, "deferred"), 0.0
+        return dict.fromkeys(msg.pending, "deferred"), 0.0, False
     replies = {r: relay_reply(msg.users[r], relay, up.soft_bounce) for r in msg.pending}
-    return replies, transaction_time(run.service_rng, up)
+    hold = transaction_time(run.service_rng, up)
+    down = min((o.start for o in relay.outages if o.start > start), default=math.inf)
+    if down < start + hold:
+        return dict.fromkeys(msg.pending, "deferred"), down - start, True
+    return replies, hold, False
 
 
 def transaction_time(rng: np.random.Generator, up: Upstream) -> float:

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.model.qmgr.rules import LOST
 from sim.postfix.maillog import ATTEMPT, BOUNCED, DEFERRED, EXPIRED, NULL, delivery_status
 from sim.results import write_atomic
 
@@ -109,6 +110,7 @@ def _dsn(code: np.ndarray, user: np.ndarray) -> np.ndarray:
     out = np.full(len(code), "", dtype="<U5")
     out[code == 250] = "2.0.0"
     out[code == 0] = "4.4.1"
+    out[code == LOST] = "4.4.2"
     out[code == 421] = "4.7.0"
     out[(code == 450) & (user < 0)] = "4.1.1"
     out[(code == 550) & (user < 0)] = "5.1.1"
@@ -228,7 +230,8 @@ class MetricsWriter:
         # relay smtpd: sessions, accepted messages, NOQUEUE rejects (before any accepted RCPT,
         # and before a 421 ends the session)
         self._count("postfix_smtpd_connects_total", "relay", h["start"][connected])
-        self._count("postfix_smtpd_disconnects_total", "relay", end[connected])
+        self._count("postfix_smtpd_disconnects_total", "relay",
+                    end[connected & (h["code"] != LOST)])  # a lost session logs no disconnect
         took = connected & (n_acc > 0)
         self._count("postfix_smtpd_messages_processed_total", "relay", h["start"][took],
                     sasl_method="NONE")

@@ -30,7 +30,9 @@ src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/
   returned to sender`; if a row bounced or expired and the sender is not null, bounce `QID:
   sender non-delivery notification: DSNQID`; if no row stays deferred, qmgr `QID: removed`.
   Code 0 is `relay=none, ... dsn=4.4.1, status=deferred (connect to relay.example[127.0.0.1]:25:
-  Connection refused)`. The DSN's own delivery is not simulated and not logged.
+  Connection refused)`; code LOST (the relay went down during the session) `dsn=4.4.2,
+  status=deferred (lost connection with relay.example[127.0.0.1] while sending RCPT TO)`, and
+  on the relay only its `connect from`. The DSN's own delivery is not simulated and not logged.
 - On the relay, per attempt with a connection: smtpd `connect from` at start; per recipient
   at start `NOQUEUE: reject: RCPT from ...: 450 4.1.1 <r>: Recipient address rejected: User
   unknown in local recipient table; from=<s> to=<r> proto=ESMTP helo=<upstream.example>`
@@ -77,6 +79,7 @@ import numpy as np
 
 from sim.model.qmgr import ATTEMPT  # noqa: E402  the engine's attempt stream
 from sim.model.qmgr.queue_file import EXPIRED  # noqa: E402
+from sim.model.qmgr.rules import LOST  # noqa: E402  no reply: the session was cut
 from sim.model.relay import BOUNCED, DEFERRED, SENT  # noqa: E402
 from sim.model.sender import FORGED, NULL  # noqa: E402
 
@@ -188,6 +191,8 @@ def delivery_reason(code: int, user: int, rcpt: str, rqid: str = "") -> tuple[st
     recipient; the same text is the recipient's delay_reason in postqueue -j."""
     if code == 0:
         return "4.4.1", f"connect to {_RELAY_PORT}: Connection refused"
+    if code == LOST:
+        return "4.4.2", f"lost connection with {_RELAY} while sending RCPT TO"
     dsn, reply = _reply(code, user, rcpt, rqid)
     return dsn, reply if code == 250 else f"host {_RELAY} said: {reply} (in reply to RCPT TO " \
         "command)"
@@ -357,6 +362,8 @@ class MaillogWriter:
         qid, _, _, _, size, _, _, _, start, _, _, _, _ = att[0]
         end = max(r[9] for r in att)
         add(relay, start, "smtpd", f"connect from {_UP_CLIENT}")
+        if att[0][11] == LOST:  # the relay went down during the session: nothing more
+            return ""
         rqid, accepted = "", 0
         for (_q, rcpt, user, _k, _s, _n, _a, _e, _st, _en, _o, code, _t) in att:
             to = recipient_address(user, qid, rcpt)
@@ -494,7 +501,7 @@ def read_attempts(path: Path | str, epoch: float = DEFAULT_EPOCH) -> np.ndarray:
                 outcome = SENT if status == "sent" else BOUNCED if status == "bounced" \
                     else DEFERRED
                 code = 250 if status == "sent" else int(c[1]) if (c := _SAID.search(k[8])) \
-                    else 0
+                    else LOST if k[8].startswith("lost connection") else 0
                 start = t - float(k[6]) - float(k[5])
                 s["last"].append(len(rows))
                 rows.append([s["qid"], col, user, s["kind"], s["size"], s["nrcpt"],

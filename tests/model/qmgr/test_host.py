@@ -603,3 +603,32 @@ def test_a_retry_backs_off_from_the_second_its_attempt_ended(busy_log):
             moved += _scan(np.floor(prev["end"]), create, R, lo, hi) != _scan(
                 np.floor(prev["start"]), create, R, lo, hi)
     assert moved > 0
+
+
+def test_a_session_the_relay_going_down_cuts_is_deferred_and_logged_as_lost(tmp_path):
+    """One message to a known user, 10 s transactions (constant), the relay down from 7 s to
+    60 s: the session 0-10 s is cut at 7 s (Postfix: lost connection, dsn 4.4.2): deferred, not
+    delivered, no reject at the relay; the backoff counts from second 7 (retry at the 600 s
+    scan) and the relay is dead until 307 s. The mail log says so, and reads back."""
+    from sim.model.qmgr.rules import LOST
+    from sim.postfix import maillog
+
+    rows = []
+    s = Scenario.from_dict({
+        "simulation": {"duration": "1h", "sample_interval": "1h"},
+        "senders": [{"arrivals": ["0s"], "unknown_recipient_fraction": 0}],
+        "upstream": {"smtp_transaction_time": "10s",
+                     "smtp_transaction_time_distribution": "constant"},
+        "relay": {"outages": [{"start": "7s", "duration": "53s"}]}})
+    r = simulate(s, on_attempts=rows.append)
+    a = np.concatenate(rows)
+    assert a["start"].tolist() == [0.0, 600.0] and a["end"].tolist() == [7.0, 610.0]
+    assert a["code"].tolist() == [LOST, 250]
+    assert r.summary["recipients"]["delivered"] == 1 and r.summary["attempts"] == 2
+    assert r.summary["relay"]["rejects_4xx"] == 0 and r.summary["relay"]["sessions"] == 2
+    maillog.write_maillog([a], tmp_path)
+    up = (tmp_path / "upstream.maillog").read_text()
+    assert "dsn=4.4.2, status=deferred (lost connection with relay.example[127.0.0.1] while " \
+        "sending RCPT TO)" in up
+    back = maillog.read_attempts(tmp_path / "upstream.maillog")
+    assert back["code"].tolist() == [LOST, 250]
