@@ -6,11 +6,12 @@ WHY, DONE .. LOG_ROOM.
 Contract (mta-semantics.md sections 2 and 3):
 - A tick at T takes the deferred queue's files filed under T (sim.model.deferred) and the new
   mail arriving before the next tick. On a runner grid (Postfix's queue_run_delay, Exim's and
-  sendmail's -q interval) the scan's files enter the active queue together when the scan
-  starts (Postfix: rules.scan_start, qmgr's event loop; else at T), then the new mail at its
-  arrival; without a grid (qmail, Exchange, list) every message enters at its own wake-up or
-  arrival time, new mail first among equals. sim.model.qmgr.active gives them delivery
-  agents (or none: a dead or refusing destination).
+  sendmail's -q interval) the scan's files enter the active queue together when the scan starts
+  (Postfix: rules.scan_start, qmgr's event loop; else at T; new mail whose arrival woke the loop
+  for it first, as qmgr_loop alternates the incoming and deferred scans), then the new mail at
+  its arrival; without a grid (qmail, Exchange, list) every message enters at its own wake-up or
+  arrival time, new mail first among equals. sim.model.qmgr.active gives them delivery agents (or
+  none: a dead or refusing destination).
 - The relay answers each recipient of a session as configured at the attempt's start (a
   session the relay's going down cut, active.serve: none, every recipient deferred)
   (rules.snapshot, relay.outcome; the upstream's rules.soft_bounce as configured then), after
@@ -235,11 +236,17 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     r = np.empty((n, width), dtype=qr.dtype)
     old = np.zeros(n, dtype=np.bool_)
     entry = np.empty(n)
+    # new mail whose arrival woke qmgr's loop for the scan (S) is fed with the scan's first
+    # file (qmgr_loop alternates between the incoming and the deferred scan): ahead of it
+    lead = 1 if (up.grid and n_new and n_old and inc_f[0, ARRIVAL] == S) else 0
     if up.grid:
+        for i in range(lead):
+            _copy(inc_f, inc_r, i, f, r, i)
+            entry[i] = S
         for i in range(n_old):
-            _copy(qf, qr, idx[i], f, r, i)
-            old[i], entry[i] = True, S
-        for i in range(n_new):
+            _copy(qf, qr, idx[i], f, r, lead + i)
+            old[lead + i], entry[lead + i] = True, S
+        for i in range(lead, n_new):
             _copy(inc_f, inc_r, i, f, r, n_old + i)
             entry[n_old + i] = inc_f[i, ARRIVAL]
     else:
@@ -257,8 +264,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
             else:
                 _copy(qf, qr, idx[m - n_new], f, r, q)
                 old[q] = True
-    start, end, vetoed, cut, used = serve(entry, n_old if up.grid else 0, S, service, relay,
-                                          up, st)
+    start, end, vetoed, cut, used = serve(entry, n_old + lead if up.grid else 0, S, service,
+                                          relay, up, st)
     # a sample in [T, entry) sees a scanned file still deferred (the loop's phase, a full
     # active queue): qshape counts it there; none before the first sample at or after T
     # (a bound a little low, so that no such sample is missed)

@@ -632,3 +632,24 @@ def test_a_session_the_relay_going_down_cuts_is_deferred_and_logged_as_lost(tmp_
         "sending RCPT TO)" in up
     back = maillog.read_attempts(tmp_path / "upstream.maillog")
     assert back["code"].tolist() == [LOST, 250]
+
+
+def test_new_mail_that_wakes_the_loop_for_a_scan_is_fed_first():
+    """One agent, 10 s transactions: A (unknown user) arrives at 10.5 s, is deferred, due at the
+    600 s scan; the loop last woke at 20.5 s (A's end), so the scan would start at 600.5 s, but
+    B arriving at 600.3 s wakes it then: qmgr_loop feeds B (incoming) with the scan's first
+    file, so B is delivered first and A's retry waits for the agent."""
+    rows = []
+    s = Scenario.from_dict({
+        "simulation": {"duration": "1h", "sample_interval": "1h"},
+        "senders": [{"arrivals": ["10.5s"], "unknown_recipient_fraction": 1},
+                    {"name": "b", "arrivals": ["600.3s"], "unknown_recipient_fraction": 0}],
+        "upstream": {"smtp_transaction_time": "10s", "default_destination_concurrency_limit": 1,
+                     "smtp_transaction_time_distribution": "constant"},
+        "relay": {"unknown_local_recipient_reject_code": 450}})
+    simulate(s, on_attempts=rows.append)
+    a = np.concatenate(rows)
+    b = a[a["arrival"] == 600.3][0]
+    retry = a[(a["arrival"] == 10.5) & (a["tries"] == 2)][0]
+    assert (b["start"], b["entry"]) == (600.3, 600.3)
+    assert retry["entry"] == 600.3 and retry["start"] == pytest.approx(610.3)
