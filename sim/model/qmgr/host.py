@@ -296,7 +296,8 @@ class QueueHost:
 
     def _flush(self, n: int) -> None:
         """Hand the log's first n rows on (on_attempts) or keep them (attempts_table)."""
-        batch = self._log[:n].copy()
+        batch = np.empty(n, dtype=ATTEMPT)  # a plain memcpy: copy() of a packed structured
+        batch.view(np.uint8)[:] = self._log[:n].view(np.uint8)  # array is ~20x slower
         if self.on_attempts is not None:
             self.on_attempts(batch)
         if self.log is not None:
