@@ -10,12 +10,16 @@ calls it. Timing: a sweep's time runs from run_sweep's start to its last result 
 worker processes start inside it; a Dask cluster is started before and stopped after, outside
 the timing, and its workers are warmed with one run each). The runs' own time is what each
 run measured around simulate() in its worker. Rounds interleave the four configurations.
+The machine may be shared: for each timed sweep, other_cores is the CPU that processes outside
+this benchmark used meanwhile, in cores (Linux /proc; None elsewhere), so that a speed-up
+measured while other work took the cores can be read as such.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -73,10 +77,44 @@ def _overhead(tmp: Path) -> dict:
             "mean_run_s": runs / res.ran}
 
 
-def _timed(settings, seeds, out, backend) -> tuple[float, float]:
+def _cpu() -> tuple[float, float] | None:
+    """(CPU seconds the machine has been busy, CPU seconds of this process, its reaped
+    children and its live descendants) from /proc, or None where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        procs = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        fields = f.read().rpartition(")")[2].split()
+                except OSError:  # ended meanwhile
+                    continue
+                procs[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    mine, grew = {os.getpid()}, True
+    while grew:
+        new = {pid for pid, (ppid, _) in procs.items() if ppid in mine} - mine
+        mine |= new
+        grew = bool(new)
+    t = os.times()
+    live = sum(procs[p][1] for p in mine if p in procs and p != os.getpid()) / tick
+    return (sum(v) - v[3] - v[4]) / tick, t.user + t.system + t.children_user + \
+        t.children_system + live
+
+
+def _timed(settings, seeds, out, backend) -> tuple[float, float, float | None]:
+    """(the sweep's wall time, its runs' own time, other processes' cores meanwhile)."""
+    c0, t0 = _cpu(), time.perf_counter()
     res = run_sweep(settings, seeds, out, backend, progress=False)
+    c1, span = _cpu(), time.perf_counter() - t0  # span: with the backend's shutdown
     assert res.ran == len(settings) * seeds and not res.failed
-    return res.wall_s, sum(r["wall_s"] for rs in res.records for r in rs)
+    other = None if c0 is None or c1 is None else max(
+        0.0, ((c1[0] - c0[0]) - (c1[1] - c0[1])) / span)
+    return res.wall_s, sum(r["wall_s"] for rs in res.records for r in rs), other
 
 
 def _dask(workers: int):
@@ -101,14 +139,16 @@ def bench_sweep(out_dir: str | Path) -> dict:
         pass
     walls: dict[str, list] = {k: [] for k in configs}
     runs_s: dict[str, list] = {k: [] for k in configs}
+    other: dict[str, list] = {k: [] for k in configs}
     with tempfile.TemporaryDirectory(prefix="bench_sweep.") as t:
         tmp = Path(t)
         overhead = _overhead(tmp)
         for r in range(ROUNDS):
             for name, make in configs.items():
-                w, s = _timed(settings, SPEEDUP_SEEDS, tmp / f"{name}-{r}", make())
+                w, s, o = _timed(settings, SPEEDUP_SEEDS, tmp / f"{name}-{r}", make())
                 walls[name].append(w)
                 runs_s[name].append(s)
+                other[name].append(o)
     med = {k: statistics.median(v) for k, v in walls.items()}
     speedup = {kind: med[f"{kind}-1"] / med[f"{kind}-2"] for kind in ("pool", "dask")
                if f"{kind}-1" in med}
@@ -116,13 +156,20 @@ def bench_sweep(out_dir: str | Path) -> dict:
         "overhead": overhead,
         "overhead_met": overhead["overhead"] < TARGET_OVERHEAD,
         "speedup_runs": len(settings) * SPEEDUP_SEEDS, "rounds": ROUNDS,
-        "wall_s": walls, "runs_s": runs_s, "median_wall_s": med, "speedup": speedup,
+        "wall_s": walls, "runs_s": runs_s, "other_cores": other, "median_wall_s": med,
+        "speedup": speedup,
         "speedup_met": {k: v >= TARGET_SPEEDUP for k, v in speedup.items()},
         "targets": {"overhead": TARGET_OVERHEAD, "speedup": TARGET_SPEEDUP},
         "dask": "dask-1" in configs,
     }
     write_atomic(out_dir / "bench_sweep.json", json.dumps(result, indent=1, sort_keys=True))
     return result
+
+
+def _other_text(r: dict, kind: str) -> str:
+    """'; other processes used 0.1 to 1.2 cores meanwhile' (the range over its timed sweeps)."""
+    o = [x for k in (f"{kind}-1", f"{kind}-2") for x in r["other_cores"][k] if x is not None]
+    return f"; other processes used {min(o):.1f} to {max(o):.1f} cores meanwhile" if o else ""
 
 
 def main(argv=None) -> int:
@@ -137,7 +184,8 @@ def main(argv=None) -> int:
     for kind, x in r["speedup"].items():
         print(f"{kind}: 1 worker {r['median_wall_s'][kind + '-1']:.2f} s, 2 workers "
               f"{r['median_wall_s'][kind + '-2']:.2f} s, speed-up {x:.2f} x (target >= "
-              f"{TARGET_SPEEDUP} x: {'met' if r['speedup_met'][kind] else 'NOT met'})")
+              f"{TARGET_SPEEDUP} x: {'met' if r['speedup_met'][kind] else 'NOT met'})"
+              + _other_text(r, kind))
     return 0
 
 

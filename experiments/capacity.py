@@ -22,9 +22,9 @@ from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
+    experiment_runs,
     fmt_ci,
     fmt_time,
-    run_many,
     setup_lines,
     summary_table,
     write_readme,
@@ -67,7 +67,8 @@ def main(argv=None) -> int:
                 "upstream.default_destination_concurrency_limit": limit,
                 "simulation.duration": f"{duration:.0f}s"}))
             keys.append((share, limit))
-    grid = run_many(scen, a.seeds, a.workers, progress=True)
+    labels = [f"{s:g} unknown, concurrency {c}" for s, c in keys]
+    grid = experiment_runs(a, labels, scen)
 
     def busy(r, limit):  # share of agent time spent on attempts while valid mail flows
         t, att = r.timeseries["t_s"], r.timeseries["attempts"]
@@ -108,8 +109,7 @@ def main(argv=None) -> int:
         plotting.interval_note(fig, a.seeds, what="error bars")
         paths = plotting.save(fig, out / NAME)
         plotting.save_table(out / NAME, table)
-    plotting.save_table(out / "runs", summary_table(
-        [f"{s:g} unknown, concurrency {c}" for s, c in keys], grid))
+    plotting.save_table(out / "runs", summary_table(labels, grid))
 
     m = p95.mean(axis=0)
     base_p95 = m[0, -1]

@@ -25,9 +25,9 @@ from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
+    experiment_runs,
     fmt_ci,
     mean_ci,
-    run_many,
     setup_lines,
     summary_table,
     write_readme,
@@ -66,7 +66,9 @@ def main(argv=None) -> int:
         scen.append(base.with_overrides({**common, "upstream.mta": m, "relay.greylisting": {
             "delay": f"{AWL_DELAY}s"}}))  # postgrey's default auto_whitelist_clients = 5
         keys.append((mta, AWL_DELAY, True))
-    grid = run_many(scen, a.seeds, a.workers, progress=True)
+    labels = [f"{m}, delay {d}s" + (", auto_whitelist_clients 5" if w else "")
+              for m, d, w in keys]
+    grid = experiment_runs(a, labels, scen)
 
     mnames = list(mtas)
     shape = (a.seeds, len(mnames), len(delays))
@@ -154,8 +156,6 @@ def main(argv=None) -> int:
             "greylist_delay_s": list(delays),
             **plotting.band_columns("postfix extra refusals per 100 messages", {"": e1}),
             **plotting.band_columns("postfix worst delay (min)", {"": e2})})
-    labels = [f"{m}, delay {d}s" + (", auto_whitelist_clients 5" if w else "")
-              for m, d, w in keys]
     plotting.save_table(out / "runs", summary_table(labels, grid))
 
     def at(vals, mta, d, fmt=".1f", unit="min"):

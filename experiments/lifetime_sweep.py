@@ -24,10 +24,10 @@ from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
+    experiment_runs,
     fmt_ci,
     fmt_time,
     mean_ci,
-    run_many,
     setup_lines,
     summary_table,
     write_readme,
@@ -68,7 +68,8 @@ def main(argv=None) -> int:
                                   f"{s.upstream.maximal_queue_lifetime + 1.5 * DAY:.0f}s"})
             points.append((share, life))
             scen.append(s)
-    grid = run_many(scen, a.seeds, a.workers, progress=True)
+    labels = [f"{p[1]} lifetime, {p[0]:g} unknown" for p in points]
+    grid = experiment_runs(a, labels, scen)
 
     def steady(r, key):
         t = r.timeseries["t_s"]
@@ -124,8 +125,7 @@ def main(argv=None) -> int:
             m, lo, hi = mean_ci(vals)
             table.update({f"{col} mean": m, f"{col} lo": lo, f"{col} hi": hi})
         plotting.save_table(out / NAME, table)
-    plotting.save_table(out / "runs", summary_table(
-        [f"{p[1]} lifetime, {p[0]:g} unknown" for p in points], grid))
+    plotting.save_table(out / "runs", summary_table(labels, grid))
 
     ratio = msgs / little
     k5 = next((k for k, p in enumerate(points) if p == (0.35, "5d")), len(points) - 1)

@@ -22,9 +22,9 @@ from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
+    experiment_runs,
     fmt_ci,
     fmt_time,
-    run_many,
     setup_lines,
     stack,
     summary_table,
@@ -70,7 +70,8 @@ def main(argv=None) -> int:
                 **common, **mo, "simulation.duration": f"{end:.0f}s",
                 "relay.outages": [{"start": f"{START:.0f}s", "duration": f"{length:.0f}s"}]}))
             keys.append((mta, out_name))
-    grid = run_many(scen, a.seeds, a.workers, progress=True)
+    labels = [f"{m}, {o} outage" for m, o in keys]
+    grid = experiment_runs(a, labels, scen)
 
     def drain_h(r, length):  # hours from the relay's return until the deferred queue is empty
         t, q = r.timeseries["t_s"], r.timeseries["deferred"]
@@ -192,8 +193,7 @@ def main(argv=None) -> int:
         plotting.save_table(out / "outage_burst", {
             "hours_since_return_bin_centre": x,
             **plotting.band_columns("sessions_per_min", bb)})
-    plotting.save_table(out / "runs", summary_table([f"{m}, {o} outage" for m, o in keys],
-                                                    grid))
+    plotting.save_table(out / "runs", summary_table(labels, grid))
 
     fastest = {on: mnames[int(np.nanargmin(np.nanmean(drain[:, :, j], axis=0)))]
                for j, on in enumerate(onames)}

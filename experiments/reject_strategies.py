@@ -23,8 +23,8 @@ from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
+    experiment_runs,
     fmt_ci,
-    run_many,
     setup_lines,
     stack,
     summary_table,
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                        for i, s in enumerate(base.senders)})
     scen = {lab: base.with_overrides({**common, **o}) for lab, o in STRATEGIES.items()}
     labels = list(scen)
-    grid = run_many(list(scen.values()), a.seeds, a.workers, progress=True)
+    grid = experiment_runs(a, labels, list(scen.values()))
     t = grid[0][0].timeseries["t_s"]
     days = t / DAY
     steady = t >= steady_from * DAY

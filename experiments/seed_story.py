@@ -26,8 +26,8 @@ from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
+    experiment_runs,
     fmt_ci,
-    run_many,
     setup_lines,
     stack,
     summary_table,
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     base = base_scenario(HERE / "scenarios" / "seed_story.toml", FALLBACK)
     fix, runs = settings(base, a.quick)
     labels = list(runs)
-    grid = run_many(list(runs.values()), a.seeds, a.workers, progress=True)
+    grid = experiment_runs(a, labels, list(runs.values()))
     A, B, C = grid
     t = A[0].timeseries["t_s"]
     days = t / DAY

@@ -25,7 +25,7 @@ from sim.studies.statistics import mean_ci
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
-    run_many,
+    experiment_runs,
     setup_lines,
     summary_table,
     write_readme,
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         for phase in (False, True):
             scen.append(s.with_overrides({"upstream.qmgr_timer_phase": phase}))
             labels.append(f"{label}, phase {'on' if phase else 'off'}")
-    grid = run_many(scen, a.seeds, a.workers, progress=True)
+    grid = experiment_runs(a, labels, scen)
     table = summary_table(labels, grid)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

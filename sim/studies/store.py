@@ -13,18 +13,28 @@ Contract:
   leaves only whole records; a half-written temporary file is hidden (.name.tmp) and ignored.
   get(key) returns the record or None, put(key, record) writes it, keys() lists what is there.
 - A record is a JSON object: {"key", "seed", "factors" [[key, value text]], "summary"
-  (Results.summary), "wall_s" (the run's own time inside the worker)}. The store never holds a
-  failed run: running the same sweep again retries it.
-Errors: OSError from the file system; a record that is not valid JSON is treated as missing
-(and overwritten when its run finishes again).
+  (Results.summary), "wall_s" (the run's own time inside the worker)}, and for a sweep that
+  keeps the runs' series (an experiment's) "provenance" (Results.provenance) and "series": a
+  dict of numpy arrays (sim.studies.sweep packs a Results' time series, qshape and
+  delay CDF into it) that put() writes beside the JSON as <key>.npz, before it, so a listed
+  record's arrays are whole. get(key, series=True) returns the record with its arrays, or
+  None when it has none (a record of a summary-only sweep is then missing: its run is run
+  again). Arrays come back with their dtype and bytes: a Results rebuilt from a record is the
+  run's own. The store never holds a failed run: running the same sweep again retries it.
+Errors: OSError from the file system; a record that is not valid JSON, or whose arrays do not
+load, is treated as missing (and overwritten when its run finishes again).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from sim.results import write_atomic
 
@@ -60,14 +70,25 @@ class RunStore:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str, series: bool = False) -> dict | None:
         try:
-            return json.loads(self._path(key).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            rec = json.loads(self._path(key).read_text())
+            if series:
+                with np.load(self.folder / f"{key}.npz") as z:
+                    rec["series"] = {name: z[name] for name in z.files}
+        except (FileNotFoundError, ValueError, EOFError, zipfile.BadZipFile):  # missing or bad
             return None
+        return rec
 
     def put(self, key: str, record: dict) -> None:
-        write_atomic(self._path(key), json.dumps(record, sort_keys=True))
+        record = dict(record)
+        arrays = record.pop("series", None)
+        if arrays is not None:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)
+            write_atomic(self.folder / f"{key}.npz", buf.getvalue())
+        # keys in the record's own order: a summary read back keeps Results.summary's order
+        write_atomic(self._path(key), json.dumps(record))
 
     def keys(self) -> set[str]:
         if not self.folder.is_dir():

@@ -1,22 +1,12 @@
 """Replications and sweeps: scenarios x seeds on a backend, the sweep's files, and what
 experiments share.
 
-Public names: run_many, run_sweep, write_sweep, sweep_tables, SweepResult, SweepStopped,
-SUMMARY_FIGURES, HEADLINES, make_backend, seed_list, mean_ci, t975, fmt_ci, stack, summary_table,
-experiment_args, results_folder, base_scenario, setup_lines, fmt_time, write_readme.
+Public names: run_sweep, write_sweep, sweep_tables, SweepResult, SweepStopped, SUMMARY_FIGURES,
+HEADLINES, make_backend, pack_series, results_of, seed_list, mean_ci, t975, fmt_ci, stack,
+summary_table, experiment_args, experiment_runs, results_folder, base_scenario, setup_lines,
+fmt_time, write_readme.
 
 Contract:
-- run_many(scenarios, seeds, workers=None, progress=False, backend="process") runs every scenario
-  with every seed and returns a list (one per scenario, in order) of lists of Results (one per seed,
-  in order). seeds is a list of ints, or a count n: then scenario i runs with
-  seed_list(scenario_i.simulation.seed, n), so scenarios that share a root seed share their seeds
-  (common random numbers: a sweep compares settings, not luck). A run's Results depends only on its
-  scenario and seed, never on the number of workers or the order of completion. workers defaults to
-  the cores this process may use; workers=1 runs in this process. Scenarios travel to the workers as
-  to_dict() tables and every Results comes back carrying the caller's Scenario object.
-  backend="dask" sends the runs to a dask.distributed cluster (the caller's Client if one exists,
-  else a local one) and needs the `sweep` extra. progress=True shows a tqdm bar on a terminal. It
-  runs on the same backends as run_sweep (sim.studies.backends).
 - run_sweep(settings, seeds, out, backend, ...) runs the settings of a factorial
   (sim.studies.factorial) with `seeds` seeds each (an int), or with as many as a Precision
   asks for (sim.studies.replications), and returns a SweepResult. Every finished run is a record
@@ -24,7 +14,14 @@ Contract:
   are not run again, so an interrupted sweep resumes where it stopped. A run that fails is
   reported with its setting and seed and the sweep goes on (fail_fast=True: SweepStopped); so
   is a run whose worker has other model sources (sim.studies.store.model_fingerprint).
-  Progress: sim.studies.progress.
+  Each setting's seeds are seed_list(its scenario's simulation.seed, n), so settings that share
+  a root seed share their seeds (common random numbers: a sweep compares settings, not luck); a
+  run's record depends only on its scenario and seed, never on the backend, the number of
+  workers or the order of completion. Scenarios travel to the workers as to_dict() tables.
+  series=True keeps each run's time series, qshape, delay CDF (pack_series) and provenance in
+  its record (the store's <key>.npz beside it); results_of(setting, record) rebuilds the run's
+  Results from such a record, carrying the setting's Scenario object. Progress:
+  sim.studies.progress.
 - sweep_tables(result) gives the texts of runs.csv and summary.csv; write_sweep(result, out,
   base, command) writes out/runs.csv (one row per run: setting, the
   varied keys, seed, every summary figure at full precision), out/summary.csv (per setting:
@@ -44,9 +41,14 @@ Contract:
   a --quick smoke run, so that it never replaces the committed results), the base
   scenario (a TOML file if present, else the script's dict), the scenario keys a README states,
   and the generated README, which refuses unfilled {placeholders} and nan.
+  experiment_runs(args, labels, scenarios) is an experiment's grid of runs: grid[i][k] is the
+  Results of scenario i with its k-th of args.seeds seeds, through run_sweep (series=True,
+  fail_fast=True, on make_backend(args.workers)) and its run store args.out/runs/: a repeated
+  or interrupted experiment runs only what the store lacks (one line on stderr says how many
+  ran and how many came from the store). The store is ignored by git (`runs/`).
 - The Little's-law reference the figures draw is sim.reports.explain.littles_law / residence_time.
-Errors: ValueError for an empty scenario or seed list; RuntimeError from run_many when a run
-fails; ScenarioError (key --scheduler) for backend="dask" without dask.distributed installed.
+Errors: ValueError for seeds < 1; SweepStopped from experiment_runs when a run fails;
+ScenarioError (key --scheduler) for a scheduler without dask.distributed installed.
 """
 
 from __future__ import annotations
@@ -77,10 +79,11 @@ from sim.studies.statistics import ci_method, fmt_ci, mean_ci, relative_half_wid
 from sim.studies.store import RunStore, model_fingerprint, run_key
 from sim.units import format_time as fmt_time  # the one formatter, under the name experiments use
 
-__all__ = ["run_many", "run_sweep", "write_sweep", "sweep_tables", "SweepResult", "SweepStopped",
-           "SUMMARY_FIGURES", "HEADLINES", "make_backend", "seed_list", "mean_ci", "t975",
-           "fmt_ci", "stack", "summary_table", "experiment_args", "results_folder", "base_scenario",
-           "setup_lines", "fmt_time", "write_readme"]
+__all__ = ["run_sweep", "write_sweep", "sweep_tables", "SweepResult", "SweepStopped",
+           "SUMMARY_FIGURES", "HEADLINES", "make_backend", "pack_series", "results_of",
+           "seed_list", "mean_ci", "t975", "fmt_ci", "stack", "summary_table", "experiment_args",
+           "experiment_runs", "results_folder", "base_scenario", "setup_lines", "fmt_time",
+           "write_readme"]
 
 FIGURE_RANGE = (0, None)  # every summary figure is a count, a time or a share: clip at 0
 
@@ -103,27 +106,46 @@ HEADLINES = (
 )
 
 
-def _run_one(table: dict, seed: int) -> Results:
-    r = simulate(Scenario.from_dict(table), seed=seed)
-    r.scenario = None  # the caller re-attaches its own object (Scenario does not pickle)
-    return r
-
-
 def _run_summary(table: dict, seed: int) -> dict:
     """A sweep's run in a worker: the summary, the run's own wall time and the worker's model
     digest (a worker with other relaysim sources would give other results)."""
+    return _run(table, seed, False)
+
+
+def _run_series(table: dict, seed: int) -> dict:
+    """An experiment's run in a worker: _run_summary's, the provenance and the series."""
+    return _run(table, seed, True)
+
+
+def _run(table: dict, seed: int, series: bool) -> dict:
     t0 = time.perf_counter()
     r = simulate(Scenario.from_dict(table), seed=seed)
-    return {"summary": r.summary, "wall_s": time.perf_counter() - t0,
-            "model": model_fingerprint()}
+    out = {"summary": r.summary, "wall_s": time.perf_counter() - t0,
+           "model": model_fingerprint()}
+    if series:
+        out.update(provenance=r.provenance, series=pack_series(r))
+    return out
 
 
-def make_backend(workers: int | None = None, scheduler: str | None = None, jobs: int = 2,
-                 dask_local: bool = False):
-    """InProcess for one worker or one job, a DaskCluster for a scheduler address (or a local
-    cluster with dask_local), else a ProcessPool of min(workers, jobs) processes."""
+def pack_series(r: Results) -> dict[str, np.ndarray]:
+    """A Results' time series, qshape and delay CDF as named arrays (a record's "series")."""
+    return {**{f"ts.{k}": v for k, v in r.timeseries.items()}, "qshape": r.qshape,
+            "delay_cdf_s": r.delay_cdf[0], "delay_cdf_share": r.delay_cdf[1]}
+
+
+def results_of(setting: Setting, record: dict) -> Results:
+    """The Results of a record with series, carrying the setting's Scenario (no attempts)."""
+    a = record["series"]
+    return Results(setting.scenario, record["seed"], record["summary"],
+                   {k[3:]: v for k, v in a.items() if k.startswith("ts.")}, a["qshape"],
+                   (a["delay_cdf_s"], a["delay_cdf_share"]), None, record["provenance"])
+
+
+def make_backend(workers: int | None = None, scheduler: str | None = None, jobs: int = 2):
+    """InProcess for one worker or one job, a DaskCluster for a scheduler address, else a
+    ProcessPool of min(workers, jobs) processes."""
     workers = _cores() if workers is None else max(1, int(workers))
-    if scheduler is not None or dask_local:
+    if scheduler is not None:
         return backends.DaskCluster(scheduler, workers)
     if workers == 1 or jobs <= 1:
         return backends.InProcess()
@@ -136,58 +158,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0)) or 1
     except AttributeError:
         return os.cpu_count() or 1
-
-
-def run_many(scenarios: Sequence[Scenario], seeds: int | Sequence[int],
-             workers: int | None = None, progress: bool = False,
-             backend: str = "process") -> list[list[Results]]:
-    """Every scenario with every seed; results[i][k] is scenario i, seed k (module contract)."""
-    scenarios = list(scenarios)
-    if not scenarios:
-        raise ValueError("run_many needs at least one scenario")
-    if isinstance(seeds, int | np.integer):
-        if seeds < 1:
-            raise ValueError(f"seeds: {seeds} (need at least one)")
-        per = [seed_list(s.simulation.seed, int(seeds)) for s in scenarios]
-    else:
-        per = [[int(x) for x in seeds]] * len(scenarios)
-        if not per[0]:
-            raise ValueError("seeds: an empty list")
-    if backend not in ("process", "dask"):
-        raise ValueError(f"backend: {backend!r} (process or dask)")
-    jobs = [((i, k), (s.to_dict(), seed)) for i, s in enumerate(scenarios)
-            for k, seed in enumerate(per[i])]
-    out: list[list] = [[None] * len(p) for p in per]
-    address = _current_dask_client() if backend == "dask" else None
-    bar = Progress(len(jobs), enabled=progress and sys.stderr.isatty())
-    todo = list(reversed(jobs))
-
-    def feed(room):
-        return [todo.pop() for _ in range(min(room, len(todo)))]
-
-    with make_backend(workers, address, len(jobs), dask_local=backend == "dask") as be:
-        done = 0
-        for (i, k), ok, r in backends.stream(be, _run_one, feed):
-            if not ok:
-                raise RuntimeError(f"run of scenario {i} ({scenarios[i].simulation.name}) with "
-                                   f"seed {per[i][k]} failed: {r}")
-            r.scenario = scenarios[i]
-            out[i][k] = r
-            done += 1
-            bar.update(done, min(be.inflight(), be.slots), 0, len(jobs))
-    bar.close()
-    return out
-
-
-def _current_dask_client() -> str | None:
-    try:
-        from distributed import get_client
-    except ImportError:
-        return None
-    try:
-        return get_client().scheduler.address
-    except ValueError:
-        return None
 
 
 # --- sweeps ---------------------------------------------------------------------------------
@@ -211,7 +181,7 @@ class SweepResult:
 
 def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Path,
               backend=None, progress: bool = True, fail_fast: bool = False,
-              stream=None) -> SweepResult:
+              stream=None, series: bool = False) -> SweepResult:
     """Run every setting's seeds that the store lacks (see the module contract)."""
     t0 = time.perf_counter()
     settings = list(settings)
@@ -225,7 +195,7 @@ def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Pa
     tables = [s.scenario.to_dict() for s in settings]
     seedl = [seed_list(s.scenario.simulation.seed, cap) for s in settings]
     keys = [[run_key(t, x) for x in sl] for t, sl in zip(tables, seedl, strict=True)]
-    recs: list[list] = [[store.get(k) if k in have else None for k in ks] for ks in keys]
+    recs: list[list] = [[store.get(k, series) if k in have else None for k in ks] for ks in keys]
     vals = [[None if r is None else _figure(r, prec) for r in rs] for rs in recs]
     plen = [0] * n_set  # seeds 0 .. plen-1 of each setting are done
     nxt = [0] * n_set  # the first seed of each setting neither done, running nor failed
@@ -279,7 +249,8 @@ def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Pa
     bar = Progress(total(), done=done, stream=stream, enabled=progress)
     ran = 0
     with contextlib.closing(bar), (backend or backends.InProcess()) as be:
-        for (i, k), ok, value in backends.stream(be, _run_summary, feed):
+        run = _run_series if series else _run_summary
+        for (i, k), ok, value in backends.stream(be, run, feed):
             inflight[i].discard(k)
             s = settings[i]
             if ok and value.get("model") != model_fingerprint():
@@ -289,6 +260,8 @@ def run_sweep(settings: Sequence[Setting], seeds: int | Precision, out: str | Pa
                 rec = {"key": keys[i][k], "seed": seedl[i][k],
                        "factors": [list(f) for f in s.factors], "summary": value["summary"],
                        "wall_s": value["wall_s"]}
+                if series:
+                    rec.update(provenance=value["provenance"], series=value["series"])
                 store.put(keys[i][k], rec)
                 recs[i][k], vals[i][k] = rec, _figure(rec, prec)
                 ran += 1
@@ -342,6 +315,20 @@ def experiment_args(doc: str, name: str, argv=None, seeds: int = 5) -> argparse.
     if a.seeds is None:
         a.seeds = 1 if a.quick else seeds
     return a
+
+
+def experiment_runs(args: argparse.Namespace, labels: Sequence[str],
+                    scenarios: Sequence[Scenario]) -> list[list[Results]]:
+    """Every scenario with args.seeds seeds through run_sweep, resumable: grid[i][k] is the
+    Results of scenario i and its k-th seed, from the run store args.out/runs/ (module
+    contract)."""
+    settings = [Setting(i, (("setting", lab),), s)
+                for i, (lab, s) in enumerate(zip(labels, scenarios, strict=True))]
+    backend = make_backend(args.workers, None, len(settings) * args.seeds)
+    res = run_sweep(settings, args.seeds, args.out, backend, fail_fast=True, series=True)
+    sys.stderr.write(f"{len(settings)} settings x {args.seeds} seeds: {res.ran} run, "
+                     f"{res.reused} from the run store {Path(args.out) / 'runs'}\n")
+    return [[results_of(s, r) for r in rs] for s, rs in zip(settings, res.records, strict=True)]
 
 
 def results_folder(name: str, quick: bool = False) -> Path:

@@ -1,6 +1,7 @@
 """experiments/: every script runs with --quick --out DIR and writes figures, data, README."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,28 @@ def test_quick_run_writes_figures_data_and_readme(quick_results, name):
     assert not re.search(r"\{[^}]*\}|\bnan\b|TODO", readme), readme
     for section in ("**Question.**", "**In one line.**", "## Setup", "## Answer", "## Reproduce"):
         assert section in readme
+
+
+def test_a_repeated_experiment_takes_its_runs_from_the_store_and_writes_the_same_bytes(
+        quick_results, tmp_path):
+    """The run store in <out>/runs/ (ignored by git): a second run of the same command runs
+    nothing and rewrites every table identically."""
+    out, codes, _ = quick_results
+    assert codes["capacity"] == 0
+    folder = tmp_path / "capacity"
+    shutil.copytree(out / "capacity", folder)
+    records = list((folder / "runs").glob("*.json"))
+    assert len(records) == 4 and len(list((folder / "runs").glob("*.npz"))) == 4
+    r = subprocess.run([sys.executable, str(ROOT / "experiments" / "capacity.py"), "--quick",
+                        "--out", str(folder), "--workers", "2"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "4 settings x 1 seeds: 0 run, 4 from the run store" in r.stderr
+    for csv in sorted((out / "capacity").glob("*.csv")):
+        assert (folder / csv.name).read_bytes() == csv.read_bytes(), csv.name
+    ignored = subprocess.run(["git", "check-ignore", "-q", "results/capacity/runs/x.json"],
+                             cwd=ROOT)
+    assert ignored.returncode == 0  # an experiment's store never enters the committed results
 
 
 def test_run_all_indexes_every_experiment(quick_results):

@@ -6,6 +6,7 @@ import io
 import os
 import signal
 
+import numpy as np
 import pytest
 
 from sim import Scenario, simulate
@@ -87,6 +88,21 @@ def test_run_key_depends_on_scenario_seed_only(tmp_path):
     assert store.get("broken") is None and store.keys() == {"broken"}
     store.put("k", {"seed": 1})
     assert store.get("k") == {"seed": 1} and store.keys() == {"broken", "k"}
+
+
+def test_a_record_with_series_keeps_its_arrays_and_order(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    arrays = {"ts.t_s": np.arange(3.0), "ts.deferred": np.array([1, 2, 3], dtype=np.int32),
+              "qshape": np.zeros((3, 10), dtype=np.int64)}
+    store.put("k", {"seed": 1, "summary": {"b": 1.5, "a": float("nan")}, "series": arrays})
+    assert list(store.get("k")["summary"]) == ["b", "a"] and "series" not in store.get("k")
+    back = store.get("k", series=True)["series"]
+    assert {k: (v.dtype, v.tolist()) for k, v in back.items()} == {
+        k: (v.dtype, v.tolist()) for k, v in arrays.items()}
+    store.put("plain", {"seed": 2})
+    assert store.get("plain") == {"seed": 2} and store.get("plain", series=True) is None
+    (tmp_path / "runs" / "k.npz").write_bytes(b"PK\x03\x04 cut")
+    assert store.get("k", series=True) is None and store.keys() == {"k", "plain"}
 
 
 def _settings():

@@ -3,6 +3,7 @@
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,3 +24,17 @@ def test_bench_sweep_smoke(tmp_path, monkeypatch):
     kinds = ["pool", "dask"] if r["dask"] else ["pool"]
     assert sorted(r["speedup"]) == sorted(kinds) and all(v > 0 for v in r["speedup"].values())
     assert set(r["speedup_met"]) == set(kinds) and isinstance(r["overhead_met"], bool)
+    other = [x for v in r["other_cores"].values() for x in v]
+    assert len(other) == 2 * len(kinds) and all(x is None or 0 <= x <= os.cpu_count()
+                                                for x in other)
+
+
+def test_cpu_counts_this_process_and_its_descendants():
+    import subprocess
+    import sys
+
+    busy0, ours0 = bench._cpu()
+    subprocess.run([sys.executable, "-c", "t = 0\nfor i in range(10**7): t += i"], check=True)
+    busy1, ours1 = bench._cpu()
+    assert ours1 - ours0 > 0.2  # the child's loop, reaped
+    assert busy1 - busy0 >= 0.8 * (ours1 - ours0)

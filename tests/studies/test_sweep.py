@@ -1,14 +1,23 @@
-"""sim.studies.sweep: replications independent of the worker count; mean_ci; the Little's-law
-line."""
+"""sim.studies.sweep: an experiment's runs through the run store are the runs' own Results,
+for any worker count and resumed; mean_ci; the experiment scaffolding."""
 
-import importlib.util
+import argparse
 import math
 
 import numpy as np
 import pytest
 
-from sim import Scenario, ScenarioError
-from sim.studies.sweep import fmt_ci, mean_ci, run_many, seed_list, t975
+from sim import Scenario, simulate
+from sim.studies.factorial import Setting
+from sim.studies.sweep import (
+    SweepStopped,
+    experiment_runs,
+    fmt_ci,
+    mean_ci,
+    run_sweep,
+    seed_list,
+    t975,
+)
 
 
 def _small(**relay):
@@ -20,32 +29,55 @@ def _small(**relay):
 
 
 def _key(r):
-    return (r.seed, r.summary, {k: v.tolist() for k, v in r.timeseries.items()},
-            r.qshape.tolist())
+    return (r.seed, r.summary, {k: (v.dtype, v.tolist()) for k, v in r.timeseries.items()},
+            r.qshape.tolist(), [a.tolist() for a in r.delay_cdf])
 
 
-def test_results_do_not_depend_on_workers():
+def _args(out, seeds, workers):
+    return argparse.Namespace(out=out, seeds=seeds, workers=workers)
+
+
+def test_experiment_runs_are_the_runs_own_results_for_any_workers_and_from_the_store(
+        tmp_path, capsys):
     scen = [_small(), _small(unknown_local_recipient_reject_code=550)]
-    one = run_many(scen, 2, workers=1)
-    two = run_many(scen, 2, workers=2)
-    assert [[_key(r) for r in runs] for runs in one] == [[_key(r) for r in runs] for runs in two]
+    one = experiment_runs(_args(tmp_path / "one", 2, 1), ["450", "550"], scen)
+    two = experiment_runs(_args(tmp_path / "two", 2, 2), ["450", "550"], scen)
+    direct = [[simulate(s, seed=x) for x in seed_list(7, 2)] for s in scen]
+    assert [[_key(r) for r in runs] for runs in one] == [[_key(r) for r in runs]
+                                                          for runs in direct]
+    assert [[_key(r) for r in runs] for runs in two] == [[_key(r) for r in runs]
+                                                          for runs in direct]
     assert one[0][0].scenario is scen[0] and two[1][1].scenario is scen[1]
+    assert [r.seed for r in one[0]] == seed_list(7, 2)  # spawned from the scenario's root
+    assert one[0][0].provenance == direct[0][0].provenance | {
+        "wall_time_s": one[0][0].provenance["wall_time_s"]}
+    capsys.readouterr()
+    again = experiment_runs(_args(tmp_path / "one", 2, 2), ["450", "550"], scen)
+    assert capsys.readouterr().err.endswith(
+        f"2 settings x 2 seeds: 0 run, 4 from the run store {tmp_path / 'one' / 'runs'}\n")
+    assert [[_key(r) for r in runs] for runs in again] == [[_key(r) for r in runs]
+                                                            for runs in direct]
 
 
-def test_seed_count_spawns_from_the_scenario_root():
-    grid = run_many([_small()], 3, workers=1)
-    assert [r.seed for r in grid[0]] == seed_list(7, 3)
-    assert len(set(seed_list(7, 3))) == 3
+def test_a_summary_only_record_is_run_again_for_an_experiment(tmp_path, capsys):
+    """A `relaysim sweep` record has no series: an experiment on the same store reruns it."""
+    scen = [_small()]
+    settings = [Setting(0, (("setting", "a"),), scen[0])]
+    run_sweep(settings, 1, tmp_path, progress=False)
+    grid = experiment_runs(_args(tmp_path, 1, 1), ["a"], scen)
+    assert "1 run, 0 from the run store" in capsys.readouterr().err
+    assert _key(grid[0][0]) == _key(simulate(scen[0], seed=seed_list(7, 1)[0]))
 
 
-def test_explicit_seed_list_and_errors():
-    assert [r.seed for r in run_many([_small()], [5], workers=1)[0]] == [5]
-    with pytest.raises(ValueError):
-        run_many([], 1)
-    with pytest.raises(ValueError):
-        run_many([_small()], 0)
-    with pytest.raises(ValueError, match="backend"):
-        run_many([_small()], 1, backend="spark")
+def test_a_failed_experiment_run_stops_the_experiment(tmp_path, monkeypatch):
+    from sim.studies import sweep
+
+    def boom(table, seed):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sweep, "_run_series", boom)
+    with pytest.raises(SweepStopped, match=r"setting 0 \(setting=bad\), seed .*RuntimeError: boom"):
+        experiment_runs(_args(tmp_path, 1, 1), ["bad"], [_small()])
 
 
 @pytest.mark.parametrize("df, q", [(1, 12.706), (4, 2.776), (30, 2.042), (40, 2.021),
@@ -74,23 +106,6 @@ def test_mean_ci_covers_the_mean_about_95_percent():
     x = rng.normal(10.0, 2.0, size=(5, 4000))
     _, lo, hi = mean_ci(x)
     assert 0.93 < np.mean((lo <= 10) & (10 <= hi)) < 0.97
-
-
-@pytest.mark.skipif(importlib.util.find_spec("distributed") is not None,
-                    reason="dask.distributed is installed")
-def test_dask_backend_without_distributed_says_what_to_install():
-    with pytest.raises(ScenarioError, match="sweep"):
-        run_many([_small()], 1, backend="dask")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
-                    reason="dask.distributed (the sweep extra) is not installed")
-def test_dask_backend_on_a_local_cluster_gives_the_same_results():
-    scen = [_small(), _small(unknown_local_recipient_reject_code=550)]
-    one = run_many(scen, 2, workers=1)
-    dask = run_many(scen, 2, workers=2, backend="dask")
-    assert [[_key(r) for r in runs] for runs in one] == [[_key(r) for r in runs] for runs in dask]
-    assert dask[1][0].scenario is scen[1]
 
 
 def test_a_quick_run_never_writes_the_committed_results(tmp_path):
