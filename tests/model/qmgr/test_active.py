@@ -5,6 +5,7 @@ import numpy as np
 
 from sim.model import schedules
 from sim.model.qmgr import active, engine, site
+from sim.model.qmgr.retry_records import new_records
 
 
 def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf):
@@ -15,7 +16,7 @@ def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf):
     up = engine.Upstream(sched.rule, sched.site, P, np.zeros(1), 0, True, 300, 1, 20000, 0.0,
                          mean, False, np.zeros(1, dtype=np.bool_))
     st = engine.State(np.array(free, float), site.new_state(), np.full(4, np.inf),
-                      np.array([np.inf]), np.array([-np.inf, np.inf]))
+                      np.array([np.inf]), np.array([-np.inf, np.inf]), new_records(0))
     st.site[0] = dead_until
     service = np.ones(len(entry))
     start, end, vetoed, cut, used = active.serve(np.array(entry, float), n_scan, T, service,
