@@ -431,7 +431,7 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
 def _held_back(qf, idx, rec, P, run, expect):
     """Which of a queue run's files (rows idx of qf) their pair's record holds back
     (retry_records.skipped; and, when the relay is expected to answer 4xx (expect), every
-    message of a pair but the one the run tries, retry_records.claims / tried)."""
+    message of a pair that the run does not try, retry_records.claims / tried)."""
     skip = np.zeros(idx.size, dtype=np.bool_)
     for j in range(idx.size):
         p = np.int64(qf[idx[j], PAIR])
@@ -443,7 +443,8 @@ def _held_back(qf, idx, rec, P, run, expect):
         for j in range(idx.size):
             p = np.int64(qf[idx[j], PAIR])
             if p >= 0 and not skip[j]:
-                skip[j] = not retry_records.tried(rec[p], run, np.int64(qf[idx[j], QID]))
+                skip[j] = not retry_records.tried(P, rec[p], np.int64(qf[idx[j], CREATE]), run,
+                                                  np.int64(qf[idx[j], QID]))
     return skip
 
 

@@ -1,7 +1,7 @@
 """Exim's retry records of a 4xx to RCPT, one per (recipient, sender) pair: R:<rcpt>:<sender>.
 
-Public names: new_records, FIRST, LAST, NEXT, STAMP, CLAIM, TRIED, RETRY_DATA_EXPIRE, skipped,
-claims, update, wake, forget.
+Public names: new_records, FIRST, LAST, NEXT, STAMP, CLAIM, TRIED, RETRY_DATA_EXPIRE, overdue,
+skipped, claims, tried, update, wake, forget.
 
 Contract (EXIM 4.96 src/src/transports/smtp.c: a 4xx to RCPT adds the retry item
 `R:<address>:<sender>` when address_retry_include_sender is true, the default;
@@ -12,20 +12,21 @@ src/src/deliver.c, routing of each address: the record's check; src/src/retry.c 
   Every message of a pair shares its row; sim.model.sender numbers the pairs.
 - skipped(P, rec, create, now): a queue run at `now` does not route a message whose pair has a
   record written within retry_data_expire (7 d) whose next_try is later than now, unless the
-  message is older than the last rule's cutoff (retry_ultimate_address_timeout, with the
-  ultimate timeout of Exim 4.82 and later: P[2]). Such a message is not tried ("retry time not
-  reached"); it is not an attempt. A delivery outside a queue run (the first, on arrival)
-  ignores the record.
-- claims(rec, run, qid): Exim's queue runner delivers one message at a time, and each
-  delivery's failure writes the record before the next message is routed, so in one queue
-  run only the first message of a pair that the record lets through is tried; the others
-  are skipped. Exim takes the queue in a pseudo-random order (queue.c queue_get_spool_list:
-  each file goes to the head or the tail of the list by a bit of time(NULL)); relaysim takes
-  the oldest message (lowest queue id) of the pair filed for the run, as Exim does with
-  queue_run_in_order. claims() is called for every such message of the run before any is
-  decided; tried(rec, run, qid) then says which one goes. The caller claims only when the
-  relay is answering the pair's recipient with a 4xx at the run's start (with a 5xx, or a
-  250, the tried message deletes the record, and the next one is routed too).
+  message is overdue: older than the last rule's cutoff (retry_ultimate_address_timeout,
+  with the ultimate timeout of Exim 4.82 and later: P[2]; overdue()). Such a message is not
+  tried ("retry time not reached"); it is not an attempt. A delivery outside a queue run
+  (the first, on arrival) ignores the record.
+- claims(rec, run, qid) and tried(P, rec, create, run, qid): Exim's queue runner delivers
+  one message at a time, and each delivery's failure writes the record before the next
+  message is routed, so in one queue run only the first message of a pair that the record
+  lets through is tried; the others are skipped, unless overdue. Exim takes the queue in a
+  pseudo-random order (queue.c queue_get_spool_list: each file goes to the head or the tail
+  of the list by a bit of time(NULL)); relaysim takes the oldest message (lowest queue id)
+  of the pair filed for the run, as Exim does with queue_run_in_order. claims() is called
+  for every such message of the run before any is decided; tried() then says whether a
+  message goes. The caller claims only when the relay answers unknown users with a 4xx at
+  the run's start (after a 5xx or a 250 the record is deleted, and the next message of the
+  pair is routed too).
 - update(P, rec, create, now, u) after a 4xx to RCPT at `now`: retry_update on the record (a
   new one when there is none or it is older than retry_data_expire: first_failed = now,
   last_try = next_try = now); the failing interval is max(now - first_failed, now - create)
@@ -66,12 +67,19 @@ def _live(rec, now):
 
 
 @njit(cache=True)
+def overdue(P, create, now):
+    """The message is older than the last rule's cutoff and the ultimate timeout is on: a
+    queue run routes it whatever its pair's record says."""
+    return P[2] and P[0] > 0 and now - create > P[3 + 4 * (P[0] - 1) + 1]
+
+
+@njit(cache=True)
 def skipped(P, rec, create, now):
     """A queue run at `now` leaves the message alone: its pair's record says not yet, and the
-    message is not older than the last cutoff (see the contract)."""
+    message is not overdue (see the contract)."""
     if not _live(rec, now) or now >= rec[NEXT]:
         return False
-    return not (P[2] and P[0] > 0 and now - create > P[3 + 4 * (P[0] - 1) + 1])
+    return not overdue(P, create, now)
 
 
 @njit(cache=True)
@@ -86,9 +94,11 @@ def claims(rec, run, qid):
 
 
 @njit(cache=True)
-def tried(rec, run, qid):
-    """Whether the message qid is the one of its pair the queue run at `run` tries."""
-    return rec[CLAIM] != run or rec[TRIED] == qid
+def tried(P, rec, create, run, qid):
+    """Whether the queue run at `run` tries the message qid (created at `create`) that its
+    pair's record let through: the pair's oldest such message, whose failure moves the
+    record's next try, and any overdue one."""
+    return rec[CLAIM] != run or rec[TRIED] == qid or overdue(P, create, run)
 
 
 @njit(cache=True)
