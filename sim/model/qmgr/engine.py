@@ -277,8 +277,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
             else:
                 _copy(qf, qr, idx[m - n_new], f, r, q)
                 old[q] = True
-    start, end, vetoed, cut, used = serve(entry, n_old + lead if up.grid else 0, S, service,
-                                          relay, up, st)
+    start, end, vetoed, suspended, cut, used = serve(
+        entry, n_old + lead if up.grid else 0, S, service, relay, up, st)
     # a sample in [T, entry) sees a scanned file still deferred (the loop's phase, a full
     # active queue): qshape counts it there; none before the first sample at or after T
     # (a bound a little low, so that no such sample is missed)
@@ -343,8 +343,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 obs.acc[obs.err_row, bin_of(start[i], obs.rec_duration, obs.interval,
                                             obs.nbins)] += 1.0
                 hit_end = max(hit_end, end[i])
-    if hit_end > -np.inf:
-        site.refused(st.site, up.site, up.P[up.cur], hit_end)
+    if hit_end > -np.inf:  # the hard error limit's disconnections: site-level failures
+        site.failed(st.site, up.site, up.P[up.cur], hit_end, hit.sum())
     if new_pass:
         _whitelist(st, int(relay.grey[3]))
 
@@ -357,6 +357,7 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     slots = np.zeros(n, dtype=np.int64)
     expired = np.zeros(n, dtype=np.bool_)
     keep = np.zeros(n, dtype=np.bool_)
+    host = np.zeros(n, dtype=np.bool_)  # deferred by the host's record only
     last = store.head.size - 1
     for i in range(n):
         for c in range(width):
@@ -369,7 +370,9 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
             now[i] = rules.now_of(end[i])
             P = up.P[0 if one_up else rules.snapshot(up.times, end[i])]
             p = np.int64(f[i, PAIR])
-            if st.rec.shape[0] and p >= 0 and not (vetoed[i] or cut[i] or hit[i]):
+            if (vetoed[i] or cut[i]) and schedules.host_deferral(up.site):
+                wake[i], give_up, host[i] = now[i], False, True
+            elif st.rec.shape[0] and p >= 0 and not (vetoed[i] or cut[i] or hit[i]):
                 # the relay's 4xx to RCPT: the pair's record (a site failure: the message's)
                 wake[i], give_up = retry_records.update(P, st.rec[p], np.int64(f[i, CREATE]),
                                                         now[i])
@@ -385,8 +388,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 slots[i] = min(key[i] // store.unit, last)
         elif st.rec.shape[0] and f[i, PAIR] >= 0 and (tally[i, 1] or tally[i, 3]):
             retry_records.forget(st.rec[np.int64(f[i, PAIR])])  # a 250 or 5xx to RCPT
-    a = Attempts(f, entry, start, end, vetoed, cut, held, greyed, hit, tally, soft, expired,
-                 keep, snap)
+    a = Attempts(f, entry, start, end, vetoed, suspended, cut, held, greyed, hit, tally, soft,
+                 expired, keep, snap)
     delays = record(obs, a)
     dbuf[cur[0]:cur[0] + delays.size] = delays
     cur[0] += delays.size
@@ -413,8 +416,9 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
         for c in range(width):
             qr[d, c] = r[i, c] if out[i, c] == DEFERRED else -2
         qf[d, TRIES] += 1
-        qf[d, LAST_FAIL] = now[i]
-        qf[d, LAST_NEXT] = wake[i]
+        if not host[i]:
+            qf[d, LAST_FAIL] = now[i]
+            qf[d, LAST_NEXT] = wake[i]
         qf[d, LAST_END] = end[i]
         if rules.delay_warning(now[i], qf[d, CREATE], qf[d, KIND], qf[d, WARNED], up.dwt):
             obs.acc[obs.warn_row, bin_of(end[i], obs.rec_duration, obs.interval,
@@ -530,7 +534,7 @@ def _log(log, nl, a, r, out, relay):
             row.end = a.end[i]
             row.outcome = EXPIRED if (a.expired[i] and o == DEFERRED) else o
             row.code = rules.reply_code(o, u, relay.users[snap], relay.code[snap], a.vetoed[i],
-                                        a.held[i], a.hit[i], a.cut[i])
+                                        a.suspended[i], a.held[i], a.hit[i], a.cut[i])
             row.tries = np.int16(f[i, TRIES] + 1)
             nl += 1
     return nl
