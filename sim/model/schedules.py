@@ -256,7 +256,7 @@ def exim_due(P, create, now, last_fail, last_next, u):
     return exim_ultimate(P, next_try, create, now), give_up
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def exim_next(P, fi, now, last_fail, last_next, u):
     """retry.c retry_update for one retry record after a failure at `now` that has been
     failing for fi seconds: (next_try, timed out). The first rule whose cutoff covers fi
@@ -290,7 +290,7 @@ def exim_next(P, fi, now, last_fail, last_next, u):
     return now + min(gap, P[1]), give_up
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def exim_ultimate(P, next_try, create, now):
     """When a message created at `create` whose retry record says next_try is next tried:
     with the ultimate timeout (P[2]), a queue run routes it once it is older than the last

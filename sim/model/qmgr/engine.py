@@ -232,8 +232,9 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     inc_f, inc_r = mail.f, mail.rcpt
     qf, qr = store.f, store.rcpt
     idx = slot_rows(store.head, store.tail, store.count, store.chunks, k)
-    held_back = idx[:0]
-    if st.rec.shape[0] and idx.size:  # a pair's record holds its messages back: not tried
+    held_back = np.empty(0, dtype=np.int64)
+    pairs = st.rec.shape[0] > 0
+    if pairs and idx.size:  # a pair's record holds its messages back: not tried
         P = up.P[0 if up.times.size == 1 else rules.snapshot(up.times, S)]
         snap0 = rules.snapshot(relay.times, S)
         expect = rules.soft_bounce(relay.unknown[snap0], up.soft[
@@ -369,13 +370,12 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
         if tally[i, 2] > 0:
             now[i] = rules.now_of(end[i])
             P = up.P[0 if one_up else rules.snapshot(up.times, end[i])]
-            p = np.int64(f[i, PAIR])
             if (vetoed[i] or cut[i]) and schedules.host_deferral(up.site):
                 wake[i], give_up, host[i] = now[i], False, True
-            elif st.rec.shape[0] and p >= 0 and not (vetoed[i] or cut[i] or hit[i]):
+            elif pairs and f[i, PAIR] >= 0 and not (vetoed[i] or cut[i] or hit[i]):
                 # the relay's 4xx to RCPT: the pair's record (a site failure: the message's)
-                wake[i], give_up = retry_records.update(P, st.rec[p], np.int64(f[i, CREATE]),
-                                                        now[i])
+                wake[i], give_up = retry_records.update(P, st.rec[np.int64(f[i, PAIR])],
+                                                        np.int64(f[i, CREATE]), now[i])
             else:
                 wake[i], give_up = schedules.due(
                     up.rule, P, np.int64(f[i, CREATE]), now[i], np.int64(f[i, TRIES]) + 1,
@@ -386,7 +386,7 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 keep[i] = True
                 key[i] = rules.tick_key(wake[i], nxt, up.R, up.slack, up.grid)
                 slots[i] = min(key[i] // store.unit, last)
-        elif st.rec.shape[0] and f[i, PAIR] >= 0 and (tally[i, 1] or tally[i, 3]):
+        elif pairs and f[i, PAIR] >= 0 and (tally[i, 1] or tally[i, 3]):
             retry_records.forget(st.rec[np.int64(f[i, PAIR])])  # a 250 or 5xx to RCPT
     a = Attempts(f, entry, start, end, vetoed, suspended, cut, held, greyed, hit, tally, soft,
                  expired, keep, snap)

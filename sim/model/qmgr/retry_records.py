@@ -101,7 +101,7 @@ def tried(P, rec, create, run, qid):
     return rec[CLAIM] != run or rec[TRIED] == qid or overdue(P, create, run)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="never")
 def update(P, rec, create, now, u=-1.0):
     """retry_update after a 4xx to RCPT at `now` (see the contract): (wake, give_up)."""
     if not _live(rec, now):
