@@ -147,7 +147,7 @@ class State(NamedTuple):
     grey_hours: np.ndarray
     grey: np.ndarray
     loop: np.ndarray
-    rec: np.ndarray
+    rec: np.ndarray = retry_records.new_records(0)  # none: every message keeps its own
 
 
 # io: in: the first tick, the clock, the position in the service times, the senders' horizon,
