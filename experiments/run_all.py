@@ -18,7 +18,7 @@ from sim.results import write_atomic
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENTS = ("seed_story", "reject_strategies", "lifetime_sweep", "outage_recovery",
-               "capacity", "greylisting", "timer_phase")
+               "capacity", "greylisting", "timer_phase", "exim_pairs")
 
 
 def main(argv=None) -> int:

@@ -67,6 +67,7 @@ INT_MAX = 2**31 - 1
 TIME_MAX = float(2**31 - 1)
 RATE_MAX = 1000.0
 SIZE_MAX = 1e9
+PAIRS_MAX = 10_000_000  # (recipient, sender) pairs of one run: four int64 each in memory
 MAX_SAMPLES = 200_000  # time-series rows of one run: about 300 MB in memory, 60 MB of CSV
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,99}$")
 _NAME_RULE = ("a plain folder name: 1 to 100 letters, digits and . _ + -, not starting with "
@@ -131,6 +132,14 @@ class Sender:
         lo=0, hi=1)
     message_size: float = knob(20000.0, "size", "mean message size (lognormal, sigma 1)", "bytes",
                                lo=1)
+    sender_addresses: int = knob(
+        0, "int", "distinct envelope sender addresses of this source, each message's drawn at "
+        "random (0: every message its own); with unknown_recipients_per_sender, (recipient, "
+        "sender) pairs repeat and share Exim's retry record", lo=0, hi=PAIRS_MAX)
+    unknown_recipients_per_sender: int = knob(
+        0, "int", "distinct unknown recipients each sender address writes to, each message's "
+        "drawn at random (0: every message its own; set with sender_addresses and "
+        "recipients_per_message = 1)", lo=0, hi=PAIRS_MAX)
 
 
 _POSTFIX = ("postfix",)
@@ -732,6 +741,7 @@ class Scenario:
                     f"at most default_destination_recipient_limit "
                     f"({up.default_destination_recipient_limit}): relaysim delivers one "
                     "transaction per message attempt")
+        _check_pairs(senders)
         scen = cls(sim, senders, up, relay, tuple(changes), origins,
                    tuple(not_modelled), tuple(pasted), tuple(warnings))
         _check_run(scen)
@@ -885,6 +895,29 @@ def check_samples(scen: Scenario) -> None:
                             f"at most simulation.duration ({format_time(sim.duration)})",
                             problem="longer than the run: the time series would be its "
                             "first, empty sample")
+
+
+def _check_pairs(senders: tuple[Sender, ...]) -> None:
+    """The pair pools: both or neither, one recipient a message, at most PAIRS_MAX pairs."""
+    for i, snd in enumerate(senders):
+        a, m = snd.sender_addresses, snd.unknown_recipients_per_sender
+        if bool(a) != bool(m):
+            key = "unknown_recipients_per_sender" if a else "sender_addresses"
+            raise ScenarioError(f"senders[{i}].{key}", getattr(snd, key),
+                                "more than 0 when sender_addresses or "
+                                "unknown_recipients_per_sender is (pairs repeat only with both)")
+        if a and snd.recipients_per_message != 1:
+            raise ScenarioError(f"senders[{i}].recipients_per_message",
+                                snd.recipients_per_message,
+                                "1 when sender_addresses and unknown_recipients_per_sender are "
+                                "set (relaysim keys a pair per message)")
+    # as sim.model.sender.pair_count: the sender addresses and <>, each with its recipients
+    total = sum((s.sender_addresses + 1) * s.unknown_recipients_per_sender for s in senders
+                if s.sender_addresses)
+    if total > PAIRS_MAX:
+        raise ScenarioError("senders.unknown_recipients_per_sender", total,
+                            f"at most {PAIRS_MAX} (recipient, sender) pairs in all: "
+                            "(sender_addresses + 1) x unknown_recipients_per_sender per sender")
 
 
 def _check_run(scen: Scenario) -> None:

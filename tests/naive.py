@@ -35,10 +35,24 @@ Contract:
   arrivals, recipients (recipients and envelope sender), service times.
 Invariants: received = delivered + bounced + expired + queued_at_end, in the summary and at every
 sample. Same seed, same result.
+- Exim (upstream.mta = "exim", the agreement test of its retry records): a queue runner every
+  queue_runner_interval visits every deferred message, oldest first, each message's first
+  attempt being on arrival; a 4xx to RCPT writes the retry record of its key, the message's
+  own or, when the sender's pools make pairs repeat, its (recipient, sender) pair's, shared by
+  the pair's messages (Exim's R:<recipient>:<sender>): first failure, last try, next try from
+  Exim's F/G/H rules on max(now - first failure, age), capped at 24 h, the message timed out
+  when no rule covers that. A run routes a message whose record's next try has come or that
+  is older than the last cutoff (the ultimate timeout); of a pair only the first routed in a
+  run is tried, unless a later one is older than the last cutoff, while the relay answers
+  unknown users with a 4xx; a 250 or 5xx deletes the pair's record, which is also ignored
+  7 d after it was last written. Pairs are drawn from the sender's pools with the recipients'
+  generator: a sender address uniformly, the null sender its own, an unknown recipient
+  uniformly.
 Errors: NotImplementedError for what this model leaves out: non-flat sender profiles, random
-outages (outage_mtbf > 0), an upstream MTA other than postfix, queue_run_delay or the
-concurrency limit changing mid-run. Ignored: message_size, delay_warning_time,
-default_destination_recipient_limit, qmgr_message_active_limit.
+outages (outage_mtbf > 0), an upstream MTA other than postfix and exim, queue_run_delay or the
+concurrency limit changing mid-run, and for exim: outages, H rules, scheduled changes.
+Ignored: message_size, delay_warning_time, default_destination_recipient_limit,
+qmgr_message_active_limit.
 """
 
 from __future__ import annotations
@@ -99,6 +113,8 @@ class Message:
     users: list[int]  # one per recipient; -1 for a user the relay does not know
     pending: list[int]
     state: str = "active"  # "active" (in the delivery queue or in an attempt) or "deferred"
+    key: tuple = ()  # exim: the key of its retry record (its own, or its pair's)
+    wake: simpy.Event | None = None  # exim: the queue run that routes it
 
 
 @dataclass
@@ -135,6 +151,7 @@ class Run:
     last_event: float = -math.inf  # qmgr's event loop: when it last woke
     waiter: simpy.Event | None = None  # a scan waiting for its phase, woken by any event
     scans: dict[float, simpy.Event] = field(default_factory=dict)  # due second -> its scan
+    records: dict[tuple, dict] = field(default_factory=dict)  # exim: retry records by key
 
     def event(self, t: float) -> None:
         """Something woke qmgr's event loop at t (an arrival, an attempt's end, a scan)."""
@@ -215,7 +232,7 @@ def naive_simulate(scenario: Scenario, seed: int | None = None,
     sample_times = np.arange(int(sim.duration // sim.sample_interval) + 1) * sim.sample_interval
     series: dict[str, list] = {k: [] for k in SERIES}
     env.process(source(run, arrival_schedule(scenario, arrivals_rng)))
-    env.process(scanner(run))
+    env.process(scanner(run) if scenario.upstream.mta == "postfix" else exim_runner(run))
     env.run(until=env.process(sampler(run, sample_times, series)))
 
     out = {"summary": summarise(run), "timeseries": {"t_s": sample_times.astype(float)}}
@@ -233,8 +250,12 @@ def _check_supported(scenario: Scenario) -> None:
     for _, up, relay in scenario.timeline():
         if relay.outage_mtbf > 0:
             raise NotImplementedError("naive model: random outages (relay.outage_mtbf > 0)")
-        if up.mta != "postfix":
-            raise NotImplementedError(f"naive model: upstream.mta {up.mta!r} (only postfix)")
+        if up.mta not in ("postfix", "exim"):
+            raise NotImplementedError(f"naive model: upstream.mta {up.mta!r} (only postfix "
+                                      "and exim)")
+        if up.mta == "exim" and (relay.outages or scenario.changes or any(
+                r[0] == "H" for r in exim_rules(up.exim_retry_rule))):
+            raise NotImplementedError("naive model: exim with outages, changes or H rules")
         # The scan grid and the pool are built once, from the initial settings.
         for name in ("queue_run_delay", "default_destination_concurrency_limit"):
             if getattr(up, name) != getattr(first, name):
@@ -275,11 +296,18 @@ def source(run: Run, arrivals: list[tuple[float, int]]):
             known = not unknown and relay.local_users > 0
             users.append(int(rng.integers(0, relay.local_users)) if known else -1)
         msg = Message(index, t, math.floor(t), kind, users, list(range(len(users))))
+        msg.key = ("message", index)
+        if sender.sender_addresses and sender.unknown_recipients_per_sender:
+            address = int(rng.integers(sender.sender_addresses))
+            to = int(rng.integers(sender.unknown_recipients_per_sender))
+            if users[0] == -1:  # a pair of (sender address or <>, unknown recipient)
+                msg.key = ("pair", sender_index, "<>" if kind == "null" else address, to)
         run.event(t)
         run.live[index] = msg
         run.messages += 1
         run.received += len(users)
-        env.process(message_life(run, msg))
+        env.process(message_life(run, msg) if run.scenario.upstream.mta == "postfix"
+                    else exim_life(run, msg))
 
 
 def message_life(run: Run, msg: Message):
@@ -395,6 +423,121 @@ def scanner(run: Run):
             run.scans.pop(due).succeed()
         k += 1
         due = max(k, 1) * up.queue_run_delay  # as next_queue_run() computes it
+
+
+# --- Exim: retry records, the queue runner -------------------------------------------------------
+
+EXIM_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def exim_rules(text: str) -> list[tuple[str, int, int, float]]:
+    """(letter, cutoff, interval, multiplier) of Exim retry rules like 'F,2h,15m; G,16h,1h,1.5'."""
+    def seconds(t: str) -> int:
+        total, number = 0, ""
+        for ch in t.strip():
+            if ch.isdigit():
+                number += ch
+            else:
+                total, number = total + int(number) * EXIM_UNITS[ch], ""
+        return total + (int(number) if number else 0)
+    rules = []
+    for item in filter(None, (x.strip() for x in text.split(";"))):
+        parts = [x.strip() for x in item.split(",")]
+        rules.append((parts[0].upper(), seconds(parts[1]), seconds(parts[2]),
+                      float(parts[3]) if len(parts) > 3 else 1.0))
+    return rules
+
+
+def exim_failure(record: dict | None, create: int, now: int, rules) -> tuple[dict, bool]:
+    """Exim's retry_update on one record after a failure at `now`: the new record and
+    whether the address timed out."""
+    if record is None or now - record["stamp"] > 7 * 86400:
+        record = {"first": now, "last": now, "next": now}
+    failing = max(now - record["first"], now - create)
+    rule = next((r for r in rules if failing <= r[1]), None)
+    letter, _, interval, mult = rule or rules[-1]
+    gap = interval
+    if letter == "G":
+        last_gap = min(record["next"] - record["last"], now - record["last"])
+        gap = interval if last_gap < interval else int(last_gap * int(round(mult * 1000)) //
+                                                       1000)
+    return {"first": record["first"], "last": now, "next": now + min(gap, 86400),
+            "stamp": now}, rule is None
+
+
+def exim_life(run: Run, msg: Message):
+    """An Exim message: attempts on arrival and when a queue run routes it (exim_runner)."""
+    env, rules = run.env, exim_rules(run.scenario.upstream.exim_retry_rule)
+    while True:
+        msg.state = "active"
+        with run.pool.request() as agent:
+            yield agent
+            start = env.now
+            replies, hold, _, _ = attempt(run, msg, start)  # no outages here
+            run.attempts += len(msg.pending)
+            records = [[msg.index, r, start, replies[r]] for r in msg.pending]
+            if run.record_attempts:
+                run.attempt_log += records
+            if hold > 0:
+                yield env.timeout(hold)
+        end = env.now
+        sent = [r for r in msg.pending if replies[r] == "sent"]
+        bounced = [r for r in msg.pending if replies[r] == "bounced"]
+        msg.pending = [r for r in msg.pending if replies[r] == "deferred"]
+        run.delivered += len(sent)
+        run.delays += [end - msg.arrival] * len(sent)
+        run.bounced += len(bounced)
+        if bounced:
+            run.notify_sender(msg)
+        if not msg.pending:
+            if msg.key[0] == "pair":  # a 250 or 5xx deletes the pair's record
+                run.records.pop(msg.key, None)
+            del run.live[msg.index]
+            return
+        record, timed_out = exim_failure(run.records.get(msg.key), msg.create_time,
+                                         math.floor(end), rules)
+        run.records[msg.key] = record
+        if timed_out:
+            run.expired += len(msg.pending)
+            run.notify_sender(msg)
+            for r in records:
+                if r[3] == "deferred":
+                    r[3] = "expired"
+            msg.pending = []
+            del run.live[msg.index]
+            return
+        msg.state = "deferred"
+        msg.wake = env.event()
+        yield msg.wake
+        run.deferrals.append((end, env.now))
+
+
+def exim_runner(run: Run):
+    """Exim's queue runner every queue_runner_interval: each deferred message, oldest first,
+    routed or left alone by its retry record (see the contract)."""
+    env, up = run.env, run.scenario.upstream
+    rules = exim_rules(up.exim_retry_rule)
+    last_cutoff = rules[-1][1] if rules else -1
+    k = 1
+    while k * up.queue_runner_interval <= run.scenario.simulation.duration:
+        T = k * up.queue_runner_interval
+        yield env.timeout(T - env.now)
+        now = math.floor(T)
+        four_xx = relay_reply(-1, run.snapshot(T)[1]) == "deferred"
+        tried = set()
+        for msg in sorted(run.live.values(), key=lambda m: m.index):
+            if msg.state != "deferred" or msg.wake is None or msg.wake.triggered:
+                continue
+            record = run.records.get(msg.key)
+            live = record is not None and now - record["stamp"] <= 7 * 86400
+            overdue = bool(rules) and now - msg.create_time > last_cutoff
+            if live and now < record["next"] and not overdue:
+                continue  # retry time not reached
+            if msg.key in tried and four_xx and not overdue:
+                continue  # the pair's first message of this run moved its next try
+            tried.add(msg.key)
+            msg.wake.succeed()
+        k += 1
 
 
 # --- observation ---------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Retry schedules of upstream MTAs: when a deferred message is tried again, and when returned.
 
 Public names: SCHEDULES, Schedule, pack, due, site_due, next_queue_run, queue_run,
-postfix_retry, postfix_due, exim_retry, exim_due, sendmail_retry, qmail_retry, exchange_retry,
-list_retry, parse_exim_rules, EximRule, PostfixParams, POSTFIX_PRE_2_4, EximParams,
-EXIM_DEFAULT_RETRY, SendmailParams, QmailParams, ExchangeParams, ExchangeOnlineParams,
-ListParams; the rule numbers POSTFIX .. LIST and the site rules DEAD .. NO_MEMORY.
+postfix_retry, postfix_due, exim_retry, exim_due, exim_next, exim_ultimate, sendmail_retry,
+qmail_retry, exchange_retry, list_retry, parse_exim_rules, EximRule, PostfixParams,
+POSTFIX_PRE_2_4, EximParams, EXIM_DEFAULT_RETRY, SendmailParams, QmailParams, ExchangeParams,
+ExchangeOnlineParams, ListParams; the rule numbers POSTFIX .. LIST and the site rules DEAD ..
+NO_MEMORY.
 
 Contract:
 - Every schedule is one pure, vectorised function
@@ -32,7 +33,9 @@ Contract:
   the slack, the rule's number and the site-level policy's: how long a host that refused a
   connection is left alone (Postfix: dead for minimal_backoff_time; Exim: the host's own retry
   record; sendmail: the host-status cache); phase: the runner is an event loop of
-  whole-second timers (Postfix's qmgr, sim.model.qmgr.rules.scan_start). A new schedule is a
+  whole-second timers (Postfix's qmgr, sim.model.qmgr.rules.scan_start); pairs: the retry
+  record of a 4xx to RCPT belongs to the (recipient, sender) pair (Exim,
+  sim.model.qmgr.retry_records), when the senders make pairs repeat. A new schedule is a
   new entry (and, for a new rule, a branch of `due`), never an `if` in the engine.
 
 Policies (citation keys as in the domain brief mta-semantics.md):
@@ -43,10 +46,13 @@ Policies (citation keys as in the domain brief mta-semantics.md):
   POSTFIX_PRE_2_4 holds the 2.3-and-earlier defaults (1000/1000/4000, queue_run_delay 1000).
 - exim_retry (EXIM src/src/retry.c retry_update; deliver.c): rules parsed from Exim's syntax by
   parse_exim_rules. fi = now - create: Exim takes max(now - first_failed, message_age) for
-  recipient (4xx to RCPT) errors, and first_failed >= create. Relaysim keys the retry record per
-  message; Exim keys it per (recipient, sender), which is the same when those pairs are unique.
+  recipient (4xx to RCPT) errors, and first_failed >= create. Exim keys the record per
+  (recipient, sender): with unique pairs (the senders' default) that is a record per message,
+  as here; pairs that repeat share one (sim.model.qmgr.retry_records, from exim_next and
+  exim_ultimate: exim_due is exim_next on fi = now - create, then exim_ultimate).
   (Exim's 7 d retry_data_expire never bites: a record is rewritten at least every 24 h.)
-  The first rule in order with fi <= cutoff applies; none -> give_up. F: next = now + i.
+  The first rule in order with fi <= cutoff applies; none -> give_up (the record's next try
+  then comes from the last rule, Exim's final_rule). F: next = now + i.
   G: lastgap = min(last_next - last_fail, now - last_fail) (0 on the first failure),
   next = now + (i if lastgap < i else lastgap * m), with Exim's integer arithmetic (m in
   thousandths, truncated). H: next = now + i + an extra drawn by Exim from [(g - i)/2, g - i)
@@ -246,17 +252,28 @@ def exim_due(P, create, now, last_fail, last_next, u):
     rules, retry_interval_max, ultimate_timeout, then (letter 0 F / 1 G / 2 H, cutoff,
     interval, multiplier in thousandths) per rule; u in [0, 1) draws an H rule's extra at
     random, u < 0 takes the middle of its range."""
+    next_try, give_up = exim_next(P, now - create, now, last_fail, last_next, u)
+    return exim_ultimate(P, next_try, create, now), give_up
+
+
+@njit(cache=True, inline="always")
+def exim_next(P, fi, now, last_fail, last_next, u):
+    """retry.c retry_update for one retry record after a failure at `now` that has been
+    failing for fi seconds: (next_try, timed out). The first rule whose cutoff covers fi
+    gives the next try; when none does, the record has timed out and the last rule gives it
+    (Exim's final_rule); with no rules at all, now. last_fail / last_next: the record's
+    last_try and next_try (-1: a new record, lastgap 0)."""
     n = P[0]
     if n == 0:
-        return now + 1, True
-    fi = now - create
+        return now, True
     r = -1
     for k in range(n):  # the first rule in the order written that covers fi
         if fi <= P[3 + 4 * k + 1]:
             r = k
             break
     give_up = r < 0
-    r = max(r, 0)  # a wake without meaning when it gives up: the first rule's
+    if give_up:
+        r = n - 1
     letter, i, m = P[3 + 4 * r], P[3 + 4 * r + 2], P[3 + 4 * r + 3]
     # a new record has last_try = next_try = now: lastgap 0
     lastgap = 0 if last_fail < 0 else min(last_next - last_fail, now - last_fail)
@@ -270,10 +287,19 @@ def exim_due(P, create, now, last_fail, last_next, u):
             gap = i + extra // 2 + extra // 4
         else:
             gap = i + np.int64(u * max(extra, 1)) // 2 + extra // 2
-    wake = now + min(gap, P[1])
-    if P[2]:  # ultimate timeout: tried at the next run once older than the last cutoff
-        wake = min(wake, create + P[3 + 4 * (n - 1) + 1] + 1)
-    return max(wake, now + 1), give_up
+    return now + min(gap, P[1]), give_up
+
+
+@njit(cache=True, inline="always")
+def exim_ultimate(P, next_try, create, now):
+    """When a message created at `create` whose retry record says next_try is next tried:
+    with the ultimate timeout (P[2]), a queue run routes it once it is older than the last
+    rule's cutoff although next_try is later (retry_ultimate_address_timeout); never before
+    now + 1."""
+    wake = next_try
+    if P[2] and P[0] > 0:
+        wake = min(wake, create + P[3 + 4 * (P[0] - 1) + 1] + 1)
+    return max(wake, now + 1)
 
 
 # --- sendmail, qmail, Exchange, explicit list ------------------------------------------------
@@ -467,12 +493,15 @@ class Schedule(NamedTuple):
     site: int  # when a host that refused a connection is tried again: site_due(site, ...)
     phase: bool = False  # runner timers of whole seconds in an event loop (Postfix's qmgr:
     # a scan starts at the loop's sub-second phase, sim.model.qmgr.rules.scan_start)
+    pairs: bool = False  # a 4xx to RCPT is remembered per (recipient, sender) pair, not per
+    # message (Exim's R: keys, sim.model.qmgr.retry_records)
 
 
 SCHEDULES: dict[str, Schedule] = {
     "postfix": Schedule(postfix_retry, PostfixParams, "queue_run_delay", 1, POSTFIX, DEAD,
                         True),
-    "exim": Schedule(exim_retry, EximParams, "queue_interval", 0, EXIM, HOST_RECORD),
+    "exim": Schedule(exim_retry, EximParams, "queue_interval", 0, EXIM, HOST_RECORD,
+                     pairs=True),
     "sendmail": Schedule(sendmail_retry, SendmailParams, "queue_interval", 0, SENDMAIL,
                          HOST_STATUS),
     "qmail": Schedule(qmail_retry, QmailParams, None, 0, QMAIL, NO_MEMORY),

@@ -1,7 +1,7 @@
 """Senders: the traffic sources that hand mail to the upstream queue host.
 
-Public names: PROFILES, rate_multiplier, arrival_times, new_messages, chunk_length,
-hand_over, sender_process, REAL, FORGED, NULL, CHUNK_MESSAGES.
+Public names: PROFILES, rate_multiplier, arrival_times, new_messages, pair_count, pair_of,
+chunk_length, hand_over, sender_process, REAL, FORGED, NULL, CHUNK_MESSAGES.
 
 Contract:
 - arrival_times(sender, t0, t1, rng) -> sorted float arrival times in [t0, t1): explicit
@@ -14,7 +14,9 @@ Contract:
   fields): recipients (rows of user ids drawn from every user that has existed by the
   message's arrival, so mail for a removed user keeps coming; -1 unknown, -2 no recipient),
   envelope sender kind (REAL, FORGED, NULL), size in whole bytes (lognormal with the given
-  mean, sigma 1, rounded; at least 1).
+  mean, sigma 1, rounded; at least 1), and the (recipient, sender) pair (pair_of: -1 unless
+  the sender's sender_addresses and unknown_recipients_per_sender pools make pairs repeat;
+  numbered from the sender's pair_base, so that senders never share a pair).
 - sender_process is the SimPy process (hand_over, the one hand-over loop every source of
   mail uses, sim.model.trace's too): it hands its arrivals to the upstream in chunks of
   chunk_length(sender) seconds (whole hours holding about CHUNK_MESSAGES messages, an hour to
@@ -72,7 +74,8 @@ def arrival_times(sender, t0: float, t1: float, rng: np.random.Generator) -> np.
 
 
 def new_messages(sender, source: int, times: np.ndarray, users: np.ndarray, width: int,
-                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+                 rng: np.random.Generator, pair_base: int = 0,
+                 rng_pairs: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """Queue-file fields of messages arriving at `times` from `sender`, `users` local users
     having existed by each arrival (see the contract)."""
     n = times.size
@@ -88,8 +91,34 @@ def new_messages(sender, source: int, times: np.ndarray, users: np.ndarray, widt
     rcpt, kind, create = _assemble(times, unknown, ids, u, size, width,
                                    sender.unknown_recipient_fraction, users, forged,
                                    forged + (1 - forged) * sender.null_sender_fraction)
+    pair = np.full(n, -1, dtype=np.int64)
+    if pair_count(sender):
+        # from a stream of their own: the same seed gives the same mail with pools or without
+        address = rng_pairs.integers(0, sender.sender_addresses, size=n)
+        to = rng_pairs.integers(0, sender.unknown_recipients_per_sender, size=n)
+        pair = pair_of(kind, rcpt[:, 0], address, to, sender.sender_addresses,
+                       sender.unknown_recipients_per_sender, pair_base)
     return {"arrival": times, "create": create, "rcpt": rcpt, "kind": kind,
-            "size": size.astype(np.float32), "source": np.full(n, source, dtype=np.int16)}
+            "size": size.astype(np.float32), "source": np.full(n, source, dtype=np.int16),
+            "pair": pair}
+
+
+def pair_count(sender) -> int:
+    """(recipient, sender) pairs a source's mail to unknown users can have: its sender
+    addresses and the null sender <>, each with unknown_recipients_per_sender recipients; 0
+    when every message has its own pair."""
+    if not (sender.sender_addresses and sender.unknown_recipients_per_sender):
+        return 0
+    return (sender.sender_addresses + 1) * sender.unknown_recipients_per_sender
+
+
+def pair_of(kind, rcpt, address, to, addresses, per_sender, base):
+    """The (recipient, sender) pair of each message: base + sender x per_sender + recipient,
+    the sender being its address number (0 .. addresses - 1) or `addresses` for the null
+    sender <> (Exim keys a bounce's record with an empty sender); -1 for a message whose
+    recipient is a relay user (no retry record is shared: known users are delivered)."""
+    sender = np.where(kind == NULL, addresses, address)
+    return np.where(rcpt < 0, base + sender * per_sender + to, -1).astype(np.int64)
 
 
 @njit(cache=True)
@@ -140,13 +169,16 @@ def hand_over(env, upstream, source: int, step: float, batch, duration: float,
 
 def sender_process(env, sender, source: int, upstream, users_at, width: int,
                    rng_arrivals: np.random.Generator, rng_rcpt: np.random.Generator,
-                   duration: float, lead: float = 0.0):
+                   duration: float, lead: float = 0.0, pair_base: int = 0,
+                   rng_pairs: np.random.Generator | None = None):
     """SimPy process of one sender (hand_over of its arrivals); users_at(times) is the number
-    of local users that have existed by each time."""
+    of local users that have existed by each time; its pairs are numbered from pair_base and
+    drawn from rng_pairs."""
     def batch(t0: float, t1: float):
         times = arrival_times(sender, t0, t1, rng_arrivals)
         if times.size:
-            return new_messages(sender, source, times, users_at(times), width, rng_rcpt)
+            return new_messages(sender, source, times, users_at(times), width, rng_rcpt,
+                                pair_base, rng_pairs)
         return None
 
     return hand_over(env, upstream, source, chunk_length(sender), batch, duration, lead)

@@ -4,7 +4,8 @@ Public names: simulate.
 
 Contract: simulate(scenario, seed=None, record_attempts=False, progress=None, on_attempts=None)
 builds the random streams (numpy SeedSequence(seed or scenario.simulation.seed) spawned once
-per source: service times, outages, and per sender its arrivals and its recipients), the
+per source: service times, outages, and per sender its arrivals and its recipients, and from
+the recipients' one its (recipient, sender) pairs), the
 relay timeline and the SimPy processes (one per sender, the upstream qmgr, the scheduled
 changes, and a sampler when `progress` is given), runs them to scenario.simulation.duration
 and reduces what the metrics recorded into Results. The same scenario and seed give
@@ -31,7 +32,7 @@ from sim import __version__
 from sim.model.metrics import Recorder
 from sim.model.qmgr import QueueHost
 from sim.model.relay import RelayTimeline, outage_intervals
-from sim.model.sender import sender_process
+from sim.model.sender import pair_count, sender_process
 from sim.model.trace import check_trace, trace_process
 from sim.results import Results
 
@@ -68,7 +69,8 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     host = QueueHost(env, scenario, relay, np.random.default_rng(s_service), rec,
                      record_attempts, None if on_attempts is None else _until(on_attempts,
                                                                              duration),
-                     width, initial_queue, sources=None if trace is None else 1)
+                     width, initial_queue, sources=None if trace is None else 1,
+                     pairs=0 if trace is not None else sum(map(pair_count, scenario.senders)))
 
     # senders address every user that has existed so far: mail for a removed user keeps coming
     # (and is now unknown); a new user starts getting mail once added
@@ -80,10 +82,14 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     lead = max(host.policy.interval(j) for j in range(len(host.snaps)))
     if trace is not None:
         env.process(trace_process(env, trace, 0, host, duration, lead))
+    pair_base = 0
     for i, sender in enumerate(() if trace is not None else scenario.senders):
+        s_rcpt = s_senders[2 * i + 1]
         env.process(sender_process(env, sender, i, host, users_at, width,
                                    np.random.default_rng(s_senders[2 * i]),
-                                   np.random.default_rng(s_senders[2 * i + 1]), duration, lead))
+                                   np.random.default_rng(s_rcpt), duration, lead, pair_base,
+                                   np.random.default_rng(s_rcpt.spawn(1)[0])))
+        pair_base += pair_count(sender)
     env.process(host.process())
 
     def changes():

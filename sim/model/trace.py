@@ -67,7 +67,8 @@ def trace_messages(trace: Trace, t0: float, t1: float, source: int) -> dict | No
             "rcpt": np.ascontiguousarray(trace.rcpt[lo:hi], dtype=np.int32),
             "kind": np.asarray(trace.kind[lo:hi], dtype=np.int8),
             "size": np.asarray(trace.size[lo:hi], dtype=np.float32),
-            "source": np.full(hi - lo, source, dtype=np.int16)}
+            "source": np.full(hi - lo, source, dtype=np.int16),
+            "pair": np.full(hi - lo, -1, dtype=np.int64)}
 
 
 def trace_chunk(trace: Trace) -> float:

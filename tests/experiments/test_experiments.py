@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ("seed_story", "reject_strategies", "lifetime_sweep", "outage_recovery", "capacity",
-         "greylisting", "timer_phase")
+         "greylisting", "timer_phase", "exim_pairs")
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,17 @@ SCENARIOS = {
                      "smtp_transaction_time": "2s"},
         "relay": {"unknown_local_recipient_reject_code": 450},
     },
+    # Exim with (recipient, sender) pairs that repeat (20 senders x 3 unknown recipients, and
+    # the null sender's): the pairs' shared retry records (sim.model.qmgr.retry_records)
+    "exim-shared-pairs": {
+        "simulation": {"duration": "2d", "sample_interval": "1h"},
+        "senders": [{"rate": "2000/d", "unknown_recipient_fraction": 0.5,
+                     "null_sender_fraction": 0.2, "sender_addresses": 20,
+                     "unknown_recipients_per_sender": 3}],
+        "upstream": {"mta": "exim", "exim_retry_rule": "F,1h,10m; G,8h,30m,1.5; F,1d,2h",
+                     "queue_runner_interval": "5m"},
+        "relay": {"unknown_local_recipient_reject_code": 450},
+    },
     # the same with lognormal durations (sigma 0.8): the agents' queue follows their shape
     "concurrency-binding-lognormal": {
         "simulation": {"duration": "6h", "sample_interval": "10m"},

@@ -284,7 +284,9 @@ def test_same_seed_same_result(poisson_run):
 UNSUPPORTED = {
     "daily-profile": {"senders": [{"profile": "daily"}]},
     "random-outages": {"relay": {"outage_mtbf": "1d"}},
-    "exim-upstream": {"upstream": {"mta": "exim"}},
+    "sendmail-upstream": {"upstream": {"mta": "sendmail"}},
+    "exim-with-an-outage": {"upstream": {"mta": "exim"},
+                            "relay": {"outages": [{"start": "1h", "duration": "1h"}]}},
     "scan-period-change": {"changes": [{"at": "1h", "upstream": {"queue_run_delay": "60s"}}]},
 }
 
@@ -315,6 +317,32 @@ def test_poisson_sender_sends_only_between_start_and_stop():
     received = naive_simulate(scen)["timeseries"]["received"].tolist()
     assert received[:3] == [0, 0, 0]  # samples at 0, 30m, 1h
     assert 0 < received[3] < received[4] == received[5] == received[6]
+
+
+def test_exim_pairs_share_their_retry_record():
+    # the case tests/model/qmgr/test_retry_records.py works by hand for the engine: A (1.2 s)
+    # and B (5.3 s) share a pair, F,1m,20s, a runner every 10 s; A is tried at 30, 50 and 70
+    # (timed out: failing 69 s), B only on arrival and at 70 (older than 60 s), C (75.5 s)
+    # bounced at its first attempt (its pair has failed 74 s); with unique pairs B keeps its
+    # own schedule and C lives its own 60 s
+    def run(pools):
+        return naive_simulate(scenario(
+            [1.2, 5.3, 75.5], duration="200s", sample="10s",
+            sender={"unknown_recipient_fraction": 1, "sender_addresses": pools,
+                    "unknown_recipients_per_sender": pools},
+            upstream={"mta": "exim", "exim_retry_rule": "F,1m,20s",
+                      "queue_runner_interval": "10s",
+                      "smtp_transaction_time_distribution": "constant"},
+            relay={"unknown_local_recipient_reject_code": 450}), record_attempts=True)
+    shared = run(1)
+    assert attempts_of(shared, 0) == [(1.2, "deferred"), (30, "deferred"), (50, "deferred"),
+                                      (70, "expired")]
+    assert attempts_of(shared, 1) == [(5.3, "deferred"), (70, "expired")]
+    assert attempts_of(shared, 2) == [(75.5, "expired")]
+    own = run(0)
+    assert attempts_of(own, 1) == [(5.3, "deferred"), (30, "deferred"), (50, "deferred"),
+                                   (70, "expired")]
+    assert attempts_of(own, 2)[-1] == (140, "expired")
 
 
 def test_the_window_growth_simplification_changes_no_attempt():

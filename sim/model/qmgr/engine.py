@@ -49,7 +49,7 @@ from numba import njit
 from sim.model import schedules
 from sim.model.deferred import file_rows, slot_rows
 from sim.model.metrics import bin_of
-from sim.model.qmgr import rules, site
+from sim.model.qmgr import retry_records, rules, site
 from sim.model.qmgr.active import serve
 from sim.model.qmgr.observe import LEFT, Attempts, record, stay
 from sim.model.qmgr.queue_file import (
@@ -64,6 +64,7 @@ from sim.model.qmgr.queue_file import (
     LAST_FAIL,
     LAST_NEXT,
     NRCPT,
+    PAIR,
     QID,
     SIZE,
     TRIES,
@@ -137,13 +138,16 @@ ATTEMPT = np.dtype([("qid", "i8"), ("rcpt", "i2"), ("user", "i4"), ("kind", "i1"
 
 class State(NamedTuple):
     """What persists between ticks besides the queue: the agents' free times, the site state
-    (sim.model.qmgr.site), postgrey's first pass per hour and [whitelisted_at], and qmgr's
-    event loop [its last wake-up before the pending tick, its first at or after it]."""
+    (sim.model.qmgr.site), postgrey's first pass per hour and [whitelisted_at], qmgr's
+    event loop [its last wake-up before the pending tick, its first at or after it], and the
+    (recipient, sender) pairs' retry records (sim.model.qmgr.retry_records; no rows: every
+    message keeps its own)."""
     free: np.ndarray
     site: np.ndarray
     grey_hours: np.ndarray
     grey: np.ndarray
     loop: np.ndarray
+    rec: np.ndarray = retry_records.new_records(0)  # none: every message keeps its own
 
 
 # io: in: the first tick, the clock, the position in the service times, the senders' horizon,
@@ -227,9 +231,19 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     dbuf, cur = sink
     inc_f, inc_r = mail.f, mail.rcpt
     qf, qr = store.f, store.rcpt
-    n_old = store.count[k]
-    n = n_old + n_new
     idx = slot_rows(store.head, store.tail, store.count, store.chunks, k)
+    held_back = np.empty(0, dtype=np.int64)
+    pairs = st.rec.shape[0] > 0
+    if pairs and idx.size:  # a pair's record holds its messages back: not tried
+        P = up.P[0 if up.times.size == 1 else rules.snapshot(up.times, S)]
+        snap0 = rules.snapshot(relay.times, S)
+        expect = rules.soft_bounce(relay.unknown[snap0], up.soft[
+            0 if up.times.size == 1 else rules.snapshot(up.times, S)]) == DEFERRED
+        skip = _held_back(qf, idx, st.rec, P, np.int64(T), expect)
+        held_back = idx[skip]
+        idx = idx[~skip]
+    n_old = idx.size
+    n = n_old + n_new
     # the tick's queue files, gathered in queue order (f, r), and whether each was deferred
     width = qr.shape[1]
     f = np.empty((n, qf.shape[1]))
@@ -358,6 +372,10 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
             P = up.P[0 if one_up else rules.snapshot(up.times, end[i])]
             if (vetoed[i] or cut[i]) and schedules.host_deferral(up.site):
                 wake[i], give_up, host[i] = now[i], False, True
+            elif pairs and f[i, PAIR] >= 0 and not (vetoed[i] or cut[i] or hit[i]):
+                # the relay's 4xx to RCPT: the pair's record (a site failure: the message's)
+                wake[i], give_up = retry_records.update(P, st.rec[np.int64(f[i, PAIR])],
+                                                        np.int64(f[i, CREATE]), now[i])
             else:
                 wake[i], give_up = schedules.due(
                     up.rule, P, np.int64(f[i, CREATE]), now[i], np.int64(f[i, TRIES]) + 1,
@@ -368,6 +386,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 keep[i] = True
                 key[i] = rules.tick_key(wake[i], nxt, up.R, up.slack, up.grid)
                 slots[i] = min(key[i] // store.unit, last)
+        elif pairs and f[i, PAIR] >= 0 and (tally[i, 1] or tally[i, 3]):
+            retry_records.forget(st.rec[np.int64(f[i, PAIR])])  # a 250 or 5xx to RCPT
     a = Attempts(f, entry, start, end, vetoed, suspended, cut, held, greyed, hit, tally, soft,
                  expired, keep, snap)
     delays = record(obs, a)
@@ -376,8 +396,17 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     if log.size:
         cur[1] = _log(log, cur[1], a, r, out, relay)
 
-    # the survivors filed again, with only their deferred recipients
+    # the survivors filed again, with only their deferred recipients (and the files a
+    # pair's record held back, unchanged, for when it lets them through)
+    if held_back.size:
+        slots, keep = _hold(store, held_back, st.rec, up, T, nxt, slots, keep, obs)
     dest = file_rows(store.head, store.tail, store.count, store.chunks, store.state, slots, keep)
+    for j in range(held_back.size):
+        d, src = dest[n + j], held_back[j]
+        for c in range(qf.shape[1]):
+            qf[d, c] = qf[src, c]
+        for c in range(width):
+            qr[d, c] = qr[src, c]
     for i in range(n):
         if not keep[i]:
             continue
@@ -400,6 +429,50 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
         stay(obs.qdiff, obs.edges, obs.interval, end[i], key[i] if up.grid else wake[i],
              qf[d, ARRIVAL], 1)
     return used, a
+
+
+@njit(cache=True)
+def _held_back(qf, idx, rec, P, run, expect):
+    """Which of a queue run's files (rows idx of qf) their pair's record holds back
+    (retry_records.skipped; and, when the relay is expected to answer 4xx (expect), every
+    message of a pair that the run does not try, retry_records.claims / tried)."""
+    skip = np.zeros(idx.size, dtype=np.bool_)
+    for j in range(idx.size):
+        p = np.int64(qf[idx[j], PAIR])
+        if p >= 0:
+            skip[j] = retry_records.skipped(P, rec[p], np.int64(qf[idx[j], CREATE]), run)
+            if expect and not skip[j]:
+                retry_records.claims(rec[p], run, np.int64(qf[idx[j], QID]))
+    if expect:
+        for j in range(idx.size):
+            p = np.int64(qf[idx[j], PAIR])
+            if p >= 0 and not skip[j]:
+                skip[j] = not retry_records.tried(P, rec[p], np.int64(qf[idx[j], CREATE]), run,
+                                                  np.int64(qf[idx[j], QID]))
+    return skip
+
+
+@njit(cache=True)
+def _hold(store, held_back, rec, up, T, nxt, slots, keep, obs):
+    """The held-back files' ticks (retry_records.wake, after the run's failures wrote their
+    records), appended to slots and keep; their wait in the deferred queue goes on."""
+    n = slots.size
+    s2 = np.empty(n + held_back.size, dtype=np.int64)
+    k2 = np.zeros(n + held_back.size, dtype=np.bool_)
+    s2[:n] = slots
+    k2[:n] = keep
+    P = up.P[0 if up.times.size == 1 else rules.snapshot(up.times, T)]
+    last = store.head.size - 1
+    now = np.int64(T)
+    for j in range(held_back.size):
+        row = held_back[j]
+        w = retry_records.wake(P, rec[np.int64(store.f[row, PAIR])],
+                               np.int64(store.f[row, CREATE]), now)
+        key = rules.tick_key(w, nxt, up.R, up.slack, up.grid)
+        s2[n + j] = min(key // store.unit, last)
+        k2[n + j] = True
+        stay(obs.qdiff, obs.edges, obs.interval, T, key, store.f[row, ARRIVAL], 1)
+    return s2, k2
 
 
 @njit(cache=True)

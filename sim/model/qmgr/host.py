@@ -18,7 +18,9 @@ message):
   next scheduled change, which reload() applies first (`postfix reload`).
 - Per-message state lives in numpy arrays (queue_file.FIELDS), filed in the deferred queue
   (sim.model.deferred) under the tick that will take the message; memory grows with the
-  queue, not with the mail simulated.
+  queue, not with the mail simulated. Where the schedule keeps a 4xx to RCPT per (recipient,
+  sender) pair (Exim), the `pairs` pairs the senders number have their retry records
+  (sim.model.qmgr.retry_records), shared by their messages.
 - Everything observed goes to a metrics.Recorder, the DelaySketch, `qshape` (messages per
   qshape age bucket at each sample) and, when asked for, the attempt log: streamed to
   `on_attempts` in batches (numpy structured arrays of ATTEMPT, bounded memory) or kept for
@@ -40,7 +42,7 @@ from sim.model import schedules
 from sim.model.agents import ServiceTimes, Shape
 from sim.model.deferred import DeferredQueue
 from sim.model.metrics import DelaySketch, Recorder, qshape_edges
-from sim.model.qmgr import engine, observe, site
+from sim.model.qmgr import engine, observe, retry_records, site
 from sim.model.qmgr.incoming import Incoming
 from sim.model.qmgr.observe import SERIES, stays
 from sim.model.qmgr.queue_file import (
@@ -146,7 +148,7 @@ class QueueHost:
     def __init__(self, env, scenario, relay: RelayTimeline, rng_service: np.random.Generator,
                  recorder: Recorder, record_attempts: bool = False, on_attempts=None,
                  width: int | None = None, initial: InitialQueue | None = None,
-                 sources: int | None = None):
+                 sources: int | None = None, pairs: int = 0):
         self.env = env
         timeline = scenario.timeline()
         self.snaps = [up for _, up, _ in timeline]
@@ -194,7 +196,8 @@ class QueueHost:
         self._state = engine.State(
             np.zeros(self.snaps[0].default_destination_concurrency_limit), site.new_state(
                 *_concurrency(self.snaps[0])),
-            np.full(hours, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]))
+            np.full(hours, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]),
+            retry_records.new_records(pairs if self.policy.sched.pairs else 0))
         self._delays = np.empty(self.DELAYS)
         self._io = np.zeros(len(engine.IO))
         self._log = np.empty(self.LOG if (record_attempts or on_attempts) else 0, dtype=ATTEMPT)
@@ -226,7 +229,7 @@ class QueueHost:
         rcpt = np.asarray(q.rcpt, dtype=np.int32)
         new_files(f, self.incoming.next_qid, NewMail(
             np.asarray(q.arrival, float), np.asarray(q.create, float), np.asarray(q.kind, float),
-            np.asarray(q.size, float), np.full(n, -1.0), rcpt),
+            np.asarray(q.size, float), np.full(n, -1.0), rcpt, np.full(n, -1.0)),
             Grid(rec.acc, self.incoming._rows, rec.duration, rec.interval, rec.n))
         self.incoming.next_qid += n
         f[:, FORCED] = np.asarray(q.forced, dtype=float)

@@ -5,6 +5,7 @@ import numpy as np
 
 from sim.model import schedules
 from sim.model.qmgr import active, engine, site
+from sim.model.qmgr.retry_records import new_records
 
 
 def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf, init=5, st=None):
@@ -16,7 +17,8 @@ def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf, init=5, s
                          mean, False, np.zeros(1, dtype=np.bool_))
     if st is None:  # the window's limit is the agents' number, as in the host
         st = engine.State(np.array(free, float), site.new_state(init, 1, len(free)),
-                          np.full(4, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]))
+                          np.full(4, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]),
+                          new_records(0))
         st.site[0] = dead_until
     service = np.ones(len(entry))
     start, end, vetoed, suspended, cut, used = active.serve(np.array(entry, float), n_scan, T,
