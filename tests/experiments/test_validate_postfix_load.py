@@ -1,0 +1,190 @@
+"""Real Postfix under load against relaysim (experiments/validate_postfix_load.py): its
+recipient-by-recipient comparison on hand-made rows, the workload given to relaysim, and the
+saved live load run (results/validation/postfix/load) re-compared from its logs, whose
+figures must be the ones its README states. No Postfix needed: the live run is recorded once
+(`validate_postfix.py load`, about 7 minutes) and compared from its logs on every test run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+import validate_postfix as vp  # noqa: E402
+import validate_postfix_load as vpl  # noqa: E402
+
+from sim.model.sender import FORGED, NULL, REAL  # noqa: E402
+
+SAVED = Path(__file__).resolve().parents[2] / "results" / "validation" / "postfix" / "load"
+
+
+def rrow(m, j, n, t, o, dsn="2.0.0", relay="127.0.0.1", reason="ok"):
+    return {"message": m, "rcpt": j, "attempt": n, "start_s": t, "outcome": o, "dsn": dsn,
+            "relay": relay, "reason": reason}
+
+
+# message 0: recipient 0 delivered, recipient 1 unknown, retried twice, then expired;
+# message 1: one recipient, delivered at its second attempt after a refused connection
+ROWS = [rrow(0, 0, 1, 1.2, "sent"), rrow(0, 1, 1, 1.2, "deferred", "4.1.1"),
+        rrow(0, 1, 2, 20.0, "deferred", "4.1.1"), rrow(0, 1, 3, 40.0, "deferred", "4.1.1"),
+        rrow(1, 0, 1, 5.0, "deferred", "4.4.1", "none", "Connection refused"),
+        rrow(1, 0, 2, 20.0, "sent")]
+EXPIRED = {0: 40.5}
+
+
+def test_stories_end_in_expiry_only_for_pending_recipients():
+    st = vpl.stories(ROWS, EXPIRED)
+    assert st[(0, 0)] == ["sent"]
+    assert st[(0, 1)] == ["deferred"] * 3 + ["expired"]
+    assert st[(1, 0)] == ["deferred", "sent"]
+
+
+def test_compare_identical_meets_every_count():
+    c = vpl.compare_load(ROWS, EXPIRED, ROWS, EXPIRED, 11.0)
+    assert c["recipients_same_story"] == c["recipients"] == 3
+    assert c["messages_same_attempt_count"] == c["messages"] == 2
+    assert c["rows_within_target"] == c["attempt_rows_matched"] == 6
+    assert c["attempt_count_sim_minus_real"] == {"0": 3}
+
+
+def test_compare_counts_an_extra_attempt_and_a_late_one():
+    sim = [dict(r) for r in ROWS] + [rrow(0, 1, 4, 52.0, "deferred")]
+    sim[2]["start_s"] = 32.0  # 12 s late: beyond an 11 s target
+    c = vpl.compare_load(ROWS, EXPIRED, sim, {0: 52.5}, 11.0)
+    assert c["recipients_same_story"] == 2
+    assert c["recipients_same_attempt_count"] == 2
+    assert c["attempt_count_sim_minus_real"] == {"0": 2, "1": 1}
+    assert c["messages_same_attempt_count"] == 1
+    assert c["rows_within_target"] == 5
+    assert c["dt_retry_s"]["max"] == pytest.approx(12.0)
+
+
+def test_classify_names_the_first_difference_and_its_cause():
+    sim = [dict(r) for r in ROWS]
+    sim[5] = rrow(1, 0, 2, 40.0, "sent")  # after the refusal: 20 s later than Postfix
+    sim[3] = rrow(0, 1, 3, 55.0, "deferred")  # far from the outage, 15 s late
+    diffs = vpl.classify(ROWS, EXPIRED, sim, EXPIRED, 11.0, outage=(4.0, 6.0), dead_s=10.0)
+    by = {(d["message"], d["rcpt"]): d for d in diffs}
+    assert set(by) == {(0, 1), (1, 0)}
+    assert by[(0, 1)]["at_attempt"] == 3 and by[(0, 1)]["cause"] == "unexplained"
+    # the real attempt before it was refused (relay=none): the outage
+    assert by[(1, 0)]["at_attempt"] == 2
+    assert by[(1, 0)]["cause"] == "outage and dead destination"
+
+
+def test_classify_a_session_cut_by_the_stop():
+    real = [rrow(0, 0, 1, 61.0, "deferred", "4.4.2", reason="lost connection with relay"),
+            rrow(0, 0, 2, 100.0, "sent")]
+    sim = [rrow(0, 0, 1, 61.0, "sent")]
+    (d,) = vpl.classify(real, {}, sim, {}, 11.0, outage=(300.0, 330.0), dead_s=10.0)
+    assert d["at_attempt"] == 1 and d["cause"] == "session cut by the outage"
+
+
+def test_workload_trace_is_the_injected_mail():
+    injected = [{"message": "0", "sender": "", "recipient": "bob@example.test"},
+                {"message": "1", "sender": "forged1@forged.test",
+                 "recipient": "unknown1_0@example.test,carol@example.test,alice@example.test"},
+                {"message": "2", "sender": "sender2@upstream.test",
+                 "recipient": "alice@example.test"}]
+    tr = vpl.workload_trace(injected, {0: 1.5, 1: 2.0, 2: 2.0})
+    assert tr.arrival.tolist() == [1.5, 2.0, 2.0]
+    assert tr.rcpt.tolist() == [[1, -2, -2], [-1, 2, 0], [0, -2, -2]]
+    assert tr.kind.tolist() == [NULL, FORGED, REAL]
+    with pytest.raises(ValueError, match="arrivals"):
+        vpl.workload_trace(injected, {0: 3.0, 1: 2.0, 2: 2.5})
+
+
+def test_load_workload_mixes_recipients_and_senders():
+    w = vp.workload(vp.SCENARIOS["load"])
+    assert len(w) == 220 and all(1 <= len(r) <= 3 for _, _, r in w)
+    assert all(len(set(r)) == len(r) for _, _, r in w)  # Postfix would merge duplicates
+    senders = [s for _, s, _ in w]
+    assert "" in senders and any(s.endswith("@forged.test") for s in senders)
+    assert any(any(x.startswith("unknown") for x in r) and any(not x.startswith("unknown")
+                                                               for x in r) for _, _, r in w)
+    # the single-recipient scenarios keep their workload (saved runs stay comparable)
+    assert vp.workload(vp.SCENARIOS["450"])[0] == (0.983, "sender0@upstream.test",
+                                                   "unknown0@example.test")
+
+
+# --- the saved live run ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved_load(tmp_path_factory):
+    if not (SAVED / "upstream.maillog").exists():
+        pytest.skip("no saved load run in results/validation/postfix/load")
+    out = tmp_path_factory.mktemp("load")
+    shutil.copytree(SAVED, out / "load")
+    assert vp.main(["--compare-only", "--out", str(out), "load"]) == 0
+    return out
+
+
+def test_saved_load_run_real_side(saved_load):
+    run = saved_load / "load"
+    s = json.loads((run / "comparison.json").read_text())
+    injected = vp._read_csv(run / "injected.csv")
+    assert len(injected) == s["compare"]["messages"] == 220
+    assert sum(len(r["recipient"].split(",")) for r in injected) == s["compare"]["recipients"]
+    log = (run / "upstream.maillog").read_text()
+    # the concurrency limit bound, the outage refused connections and made the site dead
+    assert s["real_deferred_without_relay"].get("refused", 0) > 0
+    assert s["real_deferred_without_relay"].get("suspended", 0) > 0
+    assert s["smtp_transaction_time_s"]["median"] == pytest.approx(1.0, abs=0.05)
+    # DSNs counted from the log by an independent reading
+    assert s["dsn"]["real"]["delay"] == len(set(re.findall(
+        r"(\w+): sender delay notification", log)))
+    assert s["dsn"]["real"]["nondelivery"] == len(set(re.findall(
+        r"(\w+): sender non-delivery notification", log))) - _dsn_of_dsns(log)
+
+
+def _dsn_of_dsns(log: str) -> int:
+    """Non-delivery notices for mail we did not inject (none expected: DSNs go to discard)."""
+    injected = set(re.findall(r"(\w+): message-id=<relaysim-\d+@", log))
+    return sum(q not in injected for q in set(re.findall(
+        r"(\w+): sender non-delivery notification", log)))
+
+
+def test_saved_load_readme_states_the_comparison(saved_load):
+    """The committed README is what the comparison of the saved logs gives now: the same
+    verdict and the same figures (a change of engine that changes them fails here until the
+    README is regenerated with --compare-only load)."""
+    s = json.loads((saved_load / "load" / "comparison.json").read_text())
+    committed = (SAVED / "README.md").read_text()
+    fresh = (saved_load / "load" / "README.md").read_text()
+    assert _answer(fresh) == _answer(committed)
+    assert vp._verdict(s) in committed
+    c = s["compare"]
+    assert f"{c['recipients_same_story']} of {c['recipients']} have the same" in committed
+    index = (saved_load / "README.md").read_text()
+    assert vpl.index_row(s) in index
+
+
+def test_saved_load_verdict_is_not_met_where_it_differs(saved_load):
+    """The verdict follows the figures: a target is met exactly when its counts agree."""
+    s = json.loads((saved_load / "load" / "comparison.json").read_text())
+    c, q, met = s["compare"], s["queue"], s["targets_met"]
+    assert met["same_outcomes_and_attempt_counts"] == (
+        c["recipients_same_story"] == c["recipients"]
+        and c["messages_same_attempt_count"] == c["messages"])
+    assert met["queue_series_within_2_messages"] == (
+        max(q["active"]["max_abs_error"], q["deferred"]["max_abs_error"]) <= 2)
+    assert met["dsn_counts_identical"] == (s["dsn"]["real"] == s["dsn"]["sim"])
+    assert len(s["differences"]) == s["compare"]["recipients"] - c["recipients_same_story"] \
+        + _time_only(s)
+    assert np.isclose(c["target_dt_s"], 10.0 + s["smtp_transaction_time_s"]["median"])
+
+
+def _time_only(s: dict) -> int:
+    """Recipients with the same story whose attempt times differ beyond the target."""
+    return sum(d["real"] == d["sim"] for d in s["differences"])
+
+
+def _answer(readme: str) -> str:
+    return readme.split("## Answer", 1)[1].split("## Figures", 1)[0]
