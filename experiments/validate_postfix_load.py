@@ -298,8 +298,8 @@ def classify(real: list[dict], real_exp: dict, ours: list[dict], our_exp: dict,
     target_dt) and its cause, from the real attempt there (or the last one before it):
     - "session cut by the outage": Postfix lost the connection (dsn 4.4.2);
     - "outage and dead destination": the attempt (either side's) falls in the outage or in
-      the dead-destination time after it (outage end + dead_s), or Postfix deferred it or the
-      attempt before it without a connection (relay=none);
+      the dead-destination time after it (outage end + dead_s), or Postfix deferred it
+      without a connection (relay=none);
     - "relay error limits on cached sessions": the attempt (either side's) starts after the
       relay began to slow its replies (slow_from, slow_sessions()), which relaysim, with one
       transaction per attempt and no connection caching, does not model;
@@ -341,8 +341,7 @@ def classify(real: list[dict], real_exp: dict, ours: list[dict], our_exp: dict,
         times = [x["start_s"] for x in (a, b) if x is not None]
         if a is not None and a["dsn"] == "4.4.2" and a["relay"] != "none":
             cause = "session cut by the outage"
-        elif any(x is not None and x["relay"] == "none" for x in (a, by_r.get((*k, n - 1)))) \
-                or any(lo <= t <= hi for t in times):
+        elif (a is not None and a["relay"] == "none") or any(lo <= t <= hi for t in times):
             cause = "outage and dead destination"
         elif slow_from is not None and any(t >= slow_from for t in times):
             cause = "relay error limits on cached sessions"
@@ -501,6 +500,7 @@ def validate_load(out: Path, seed: int = 1) -> dict:
                                          for r in real),
         "delay_warnings": _warnings(out, meta, injected, arrival, real, ours,
                                     scenario.upstream.delay_warning_time, diffs),
+        "after_outage": _after_outage(real, ours, outage, scenario.upstream),
         "real_slow_sessions": slow,
         "real_scan_order": scan_order(out, meta),
         "empirical_transaction_times": _brief(runs["empirical"], dsn_real),
@@ -563,6 +563,21 @@ def _warnings(out, meta, injected, arrival, real, ours, dwt, diffs) -> dict:
             "only_sim": sorted(ws - logged), "only_real": sorted(logged - ws),
             "causes": dict(Counter(first.get(m, "no recipient differs")
                                    for m in ws ^ logged))}
+
+
+def _after_outage(real: list[dict], ours: list[dict], outage: tuple[float, float],
+                  up) -> dict:
+    """Recipient attempts by outcome on each side from the first deferred scan at or after
+    the relay is back (relaysim's grid k * queue_run_delay, which the live scans share until
+    then) for one queue_run_delay."""
+    lo = math.ceil(outage[1] / up.queue_run_delay) * up.queue_run_delay
+    hi = lo + up.queue_run_delay
+
+    def count(rows):
+        return dict(Counter(r["outcome"] for r in rows if lo <= r["start_s"] < hi))
+
+    return {"from_t_s": round(lo, 3), "to_t_s": round(hi, 3), "real": count(real),
+            "sim": count(ours)}
 
 
 def _busy(q: dict):
@@ -654,7 +669,7 @@ def _verdict(s: dict) -> str:
 def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
     c, q, dsn, tt = s["compare"], s["queue"], s["dsn"], s["smtp_transaction_time_s"]
     sl, em = s["real_slow_sessions"], s["empirical_transaction_times"]
-    so, dw = s["real_scan_order"], s["delay_warnings"]
+    so, dw, ro = s["real_scan_order"], s["delay_warnings"], s["after_outage"]
     up = scenario.upstream
     extra = meta["postconf"].get("relay_extra", {})
     setup = [
@@ -730,13 +745,22 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         f"{s['real_lost_connection_rows']} recipient attempts to the stop (dsn 4.4.2).",
         f"Recipients that differ: {len(s['differences'])} in {s['differing_messages']} "
         "messages, by the cause at their first difference: " + (", ".join(
-            f"{v} {k}" for k, v in sorted(causes.items())) or "none") + ". `outage and dead "
-        "destination` is the rule issue 19 item 3 rebuilds (mta-semantics.md section 3 and 8: "
-        "Postfix counts failures per in-core queue as 1/window and declares the destination "
-        "dead at the cohort limit, relaysim's rule on this branch's engine is the one the "
-        "engine has, see the README's simplifications); `after a diverged attempt of the same "
-        "message` follows from an earlier difference of the message; `unexplained` ones are "
-        "listed in differences.csv and below.",
+            f"{v} {k}" for k, v in sorted(causes.items())) or "none") + " (classify() in "
+        "experiments/validate_postfix_load.py defines each; differences.csv lists them all).",
+        "Outage and dead destination, the first difference in time: from the first "
+        f"deferred scan after the relay was back (t_s {ro['from_t_s']:g} to "
+        f"{ro['to_t_s']:g}) Postfix made "
+        f"{_counts(ro['real'])} recipient attempts, relaysim {_counts(ro['sim'])}: Postfix's "
+        "dead-destination timer runs on whole seconds (started in the second of the "
+        "throttle, fired minimal_backoff_time later, before the scan of that second), "
+        "relaysim's destination stays dead for minimal_backoff_time from the refusal's exact "
+        "time, which covers the scan at the same phase, so it defers that scan's whole batch "
+        "once more and the backlog comes back a scan later. This and relaysim's rule that the "
+        "first refusal makes the destination dead (Postfix: failures counted per in-core "
+        "queue as 1/window, dead at the cohort limit, the count lost when the queue has "
+        "nothing pending) are issue 19 item 3 (mta-semantics.md sections 3 and 8). "
+        "`behind mail the outage moved` is the knock-on: with two agents and a FIFO, mail "
+        "arriving while one side works off that batch waits on that side only.",
         "Delay warnings: the messages with a non-null sender deferred at an age of at least "
         "delay_warning_time - 1 s (mta-semantics.md section 8) are, on the real rows, exactly "
         "the ones Postfix logged a `sender delay notification` for: "

@@ -68,15 +68,32 @@ def test_compare_counts_an_extra_attempt_and_a_late_one():
 
 def test_classify_names_the_first_difference_and_its_cause():
     sim = [dict(r) for r in ROWS]
-    sim[5] = rrow(1, 0, 2, 40.0, "sent")  # after the refusal: 20 s later than Postfix
+    sim[5] = rrow(1, 0, 2, 40.0, "sent")  # Postfix's retry at 20 s was in the dead time
     sim[3] = rrow(0, 1, 3, 55.0, "deferred")  # far from the outage, 15 s late
-    diffs = vpl.classify(ROWS, EXPIRED, sim, EXPIRED, 11.0, outage=(4.0, 6.0), dead_s=10.0)
+    diffs = vpl.classify(ROWS, EXPIRED, sim, EXPIRED, 11.0, outage=(4.0, 6.0), dead_s=15.0)
     by = {(d["message"], d["rcpt"]): d for d in diffs}
     assert set(by) == {(0, 1), (1, 0)}
     assert by[(0, 1)]["at_attempt"] == 3 and by[(0, 1)]["cause"] == "unexplained"
-    # the real attempt before it was refused (relay=none): the outage
     assert by[(1, 0)]["at_attempt"] == 2
     assert by[(1, 0)]["cause"] == "outage and dead destination"
+    # the same with the dead time over before 20 s: nothing names it
+    (d,) = [x for x in vpl.classify(ROWS, EXPIRED, sim, EXPIRED, 11.0, outage=(4.0, 6.0),
+                                    dead_s=10.0) if x["message"] == 1]
+    assert d["cause"] == "unexplained"
+
+
+def test_classify_knock_on_needs_an_earlier_outage_difference_and_busy_agents():
+    sim = [dict(r) for r in ROWS]
+    sim[4] = rrow(1, 0, 1, 5.0, "deferred")
+    sim[5] = rrow(1, 0, 2, 40.0, "sent")  # the outage difference at t 5 to 20 (window 4..21)
+    sim[3] = rrow(0, 1, 3, 55.0, "deferred")  # later, timing only
+    kw = {"outage": (4.0, 6.0), "dead_s": 15.0}
+    busy = vpl.classify(ROWS, EXPIRED, sim, EXPIRED, 11.0, busy=lambda t: True, **kw)
+    idle = vpl.classify(ROWS, EXPIRED, sim, EXPIRED, 11.0, busy=lambda t: False, **kw)
+    cause = {d["message"]: d["cause"] for d in busy}
+    assert cause == {0: "behind mail the outage moved (agents busy)",
+                     1: "outage and dead destination"}
+    assert {d["message"]: d["cause"] for d in idle}[0] == "unexplained"
 
 
 def test_classify_a_session_cut_by_the_stop():
