@@ -205,3 +205,24 @@ def _time_only(s: dict) -> int:
 
 def _answer(readme: str) -> str:
     return readme.split("## Answer", 1)[1].split("## Figures", 1)[0]
+
+
+def test_saved_log_numbers_attempts_per_recipient_and_per_pass():
+    """Message 0 of the live load run (real Postfix 3.7.11 lines): bob@ delivered and
+    unknown0_0@ deferred by the first attempt, unknown0_0@ deferred five more times, then
+    the message expired. parse_maillog numbers each recipient's attempts; message_passes makes
+    one row per entry into the active queue."""
+    if not (SAVED / "upstream.maillog").exists():
+        pytest.skip("no saved load run")
+    import postfix_lab as pl
+
+    rows = [a for a in pl.parse_maillog(SAVED / "upstream.maillog", 2026) if a.message == 0]
+    by = {}
+    for a in rows:
+        by.setdefault(a.recipient, []).append((a.attempt, a.outcome))
+    assert by["bob@example.test"] == [(1, "sent")]
+    assert by["unknown0_0@example.test"] == [(n, "deferred") for n in range(1, 7)]
+    assert by[""] == [(6, "expired")]
+    passes = vp.message_passes(rows)
+    assert [(a.attempt, a.outcome) for a in passes] == [
+        (n, "deferred") for n in range(1, 7)] + [(6, "expired")]
