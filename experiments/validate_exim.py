@@ -670,21 +670,23 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
 #: and the notes before these lines, computed from the saved logs).
 EXPLANATIONS: dict[str, list[str]] = {
     "outage": [
-        "Why relaysim differs (a model difference for the lead; sim/ is not changed here): "
-        "after a host error (connection refused) Exim writes a retry record for the host only "
-        "(key T:127.0.0.1:127.0.0.1:<port>), none for the address. Every queue run visits the "
-        "waiting messages and defers them at once without a connection (the `retry time not "
-        "reached for any host` rows) until the host's own retry time (the rule, counted from "
-        "the host's first failure) has come; then the next arrival or queue run connects, and "
-        "once the relay is back the first such run delivers every waiting message. relaysim "
-        "applies the host record (schedules.exim_site) and, on top, the address's own rule "
-        "to each refused message (its tries and last failure), and makes no visits: it has "
-        "fewer rows while the relay is down (the missing rows) and, after the relay is back, "
-        "delivers each message at its own next retry time rather than at the first run after "
-        "the host's retry time (the end-of-message differences above: up to one F-rule "
-        "interval later). To follow Exim: after a site-level failure leave the message's "
-        "retry state as it was and file it for the first queue run at or after the host's "
-        "next try.",
+        "The host retry record, as relaysim has it since #20 (sim.model.schedules."
+        "host_deferral): after a host error (connection refused, a session lost) Exim writes "
+        "a retry record for the host only (key T:127.0.0.1:127.0.0.1:<port>), none for the "
+        "address; every queue run visits the waiting messages and defers them at once "
+        "without a connection (the `retry time not reached for any host` rows) until the "
+        "host's own retry time has come, and once the relay is back the first run after it "
+        "delivers every waiting message. relaysim now files such a deferral for the next "
+        "queue run and leaves the message's own retry state alone (before, it applied the "
+        "address's rule as well and made fewer, later attempts).",
+        "What still differs is the queue runs' phase: Exim's runs start a fraction of a "
+        "second into their whole second (the phase above), relaysim's at the whole second. "
+        "A message that arrives in that fraction is taken by Exim's run and by relaysim's "
+        "next one, one interval later, for each of its retries (the messages listed as "
+        "differing, and the retries off relaysim's run); and Exim ends each message when its "
+        "delivery process is done, up to the run's length after the run's start (the end-of-"
+        "message differences, and the queue samples that differ, all in the seconds after a "
+        "run's start).",
     ],
     "shared": [
         "Why relaysim differs (a model difference for the lead; sim/ is not changed here): "

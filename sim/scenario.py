@@ -159,6 +159,14 @@ class Upstream:
                                      default_unit="h", lo=0)
     default_destination_concurrency_limit: int = knob(
         20, "int", "parallel deliveries to the relay", lo=1, hi=10000)
+    initial_destination_concurrency: int = knob(
+        5, "int", "the relay's concurrency window when qmgr starts delivering to it (at most "
+        "the limit); each delivery raises it by one, each site-level failure lowers it",
+        lo=1, hi=10000, mta=_POSTFIX)
+    default_destination_concurrency_failed_cohort_limit: int = knob(
+        1, "int", "the relay is dead (no delivery tried for minimal_backoff_time) when its "
+        "site-level failures, each counted 1/window, reach this (0: never)", lo=0, hi=10000,
+        mta=_POSTFIX)
     default_destination_recipient_limit: int = knob(
         50, "int", "recipients per delivery transaction", lo=1, hi=100000)
     qmgr_message_active_limit: int = knob(20000, "int", "messages in the active queue", lo=1)
@@ -206,6 +214,9 @@ class Upstream:
                                 mta=("sendmail",))
     queuereturn: float = knob(5 * 86400.0, "time", "sendmail: Timeout.queuereturn", "s",
                               default_unit="d", lo=0, mta=("sendmail",))
+    hoststatus: float = knob(1800.0, "time", "sendmail: Timeout.hoststatus, how long a host "
+                             "that refused a connection is skipped by the queue runs", "s",
+                             lo=0, mta=("sendmail",))
     queuelifetime: float = knob(7 * 86400.0, "time", "qmail: queuelifetime", "s", lo=0,
                                 mta=("qmail",))
     message_retry_interval: float = knob(

@@ -114,6 +114,11 @@ class Run:
     snap_times: list[float] = field(default_factory=list)
     snaps: list[tuple[Upstream, Relay]] = field(default_factory=list)
     dead_until: float = -math.inf
+    # Postfix's in-core queue for the relay (qmgr_queue.c): its concurrency window, its failed
+    # pseudo-cohorts, and how many messages are in the active queue (waiting or in a session)
+    window: float = 0.0
+    fail_cohorts: float = 0.0
+    pending: int = 0
     live: dict[int, Message] = field(default_factory=dict)
     messages: int = 0
     received: int = 0
@@ -144,6 +149,37 @@ class Run:
         """The upstream and relay settings in force at t: the last snapshot at or before t."""
         return self.snaps[bisect.bisect_right(self.snap_times, t) - 1]
 
+    def initial_window(self) -> float:
+        up = self.scenario.upstream
+        return min(up.initial_destination_concurrency, up.default_destination_concurrency_limit)
+
+    def site_failure(self, t: float) -> None:
+        """A site-level failure at t (a refused connection, a session lost): it counts
+        1/window unless the destination is dead already; at the failed-cohort limit it is dead
+        for minimal_backoff_time on qmgr's whole-second timer, else the window drops by one."""
+        if t < self.dead_until:
+            return
+        up, _ = self.snapshot(t)
+        self.fail_cohorts += 1 / self.window
+        limit = up.default_destination_concurrency_failed_cohort_limit
+        if limit > 0 and self.fail_cohorts >= limit:
+            self.dead_until = math.floor(t) + up.minimal_backoff_time
+            self.window, self.fail_cohorts = self.initial_window(), 0.0
+        else:
+            self.window = max(self.window - 1, 1)
+
+    def site_success(self) -> None:
+        """A delivery that reached the relay without site-level trouble."""
+        up = self.scenario.upstream
+        self.fail_cohorts = 0.0
+        self.window = min(self.window + 1, up.default_destination_concurrency_limit)
+
+    def attempt_over(self) -> None:
+        """An attempt is over: with nothing else in the active queue the in-core queue is
+        discarded, its window and count with it."""
+        if self.pending == 1:
+            self.window, self.fail_cohorts = self.initial_window(), 0.0
+
     def notify_sender(self, msg: Message) -> None:
         """One non-delivery DSN (bounce or expiry); none for the null sender."""
         if msg.sender != "null":
@@ -160,6 +196,7 @@ def naive_simulate(scenario: Scenario, seed: int | None = None,
     env = simpy.Environment()
     agents = simpy.Resource(env, scenario.upstream.default_destination_concurrency_limit)
     run = Run(scenario, env, agents, arrivals_rng, recipients_rng, service_rng, record_attempts)
+    run.window = run.initial_window()
     timeline = scenario.timeline()
     run.snap_times = [t for t, _, _ in timeline]
     run.snaps = [(up, relay) for _, up, relay in timeline]
@@ -240,10 +277,11 @@ def message_life(run: Run, msg: Message):
     env = run.env
     while True:
         msg.state = "active"
+        run.pending += 1
         with run.pool.request() as agent:
             yield agent
             start = env.now
-            replies, hold, lost = attempt(run, msg, start)
+            replies, hold, lost, session = attempt(run, msg, start)
             run.attempts += len(msg.pending)
             # Records are lists so that an expiry at the end can still change their outcome.
             records = [[msg.index, r, start, replies[r]] for r in msg.pending]
@@ -251,8 +289,12 @@ def message_life(run: Run, msg: Message):
                 run.attempt_log += records
             if hold > 0:
                 yield env.timeout(hold)
-            if lost and run.dead_until < env.now:  # a site-level failure, now
-                run.dead_until = env.now + run.snapshot(env.now)[0].minimal_backoff_time
+            if lost:  # a site-level failure, now
+                run.site_failure(env.now)
+            elif session:
+                run.site_success()
+            run.attempt_over()
+        run.pending -= 1
         end = env.now
         now = math.floor(end)
         run.event(end)
@@ -289,27 +331,27 @@ def message_life(run: Run, msg: Message):
         run.deferrals.append((end, env.now))
 
 
-def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float, bool]:
-    """The relay's answer per pending recipient at `start`, how long the agent is held, and
-    whether the session is lost.
+def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float, bool, bool]:
+    """The relay's answer per pending recipient at `start`, how long the agent is held,
+    whether the session is lost and whether there was one.
 
-    A throttled destination or a refused connection defers everything at once and takes no time;
-    a refused connection makes the destination dead for minimal_backoff_time. A session the
-    relay's going down cuts holds the agent until then and defers everything (lost; the
-    caller makes the destination dead when it ends).
+    A dead destination or a refused connection defers everything at once and takes no time; a
+    refused connection is a site-level failure (Run.site_failure). A session the relay's going
+    down cuts holds the agent until then and defers everything (lost; the caller counts the
+    failure when it ends).
     """
     up, relay = run.snapshot(start)
     if start < run.dead_until:
-        return dict.fromkeys(msg.pending, "deferred"), 0.0, False
+        return dict.fromkeys(msg.pending, "deferred"), 0.0, False, False
     if in_outage(relay, start):
-        run.dead_until = start + up.minimal_backoff_time
-        return dict.fromkeys(msg.pending, "deferred"), 0.0, False
+        run.site_failure(start)
+        return dict.fromkeys(msg.pending, "deferred"), 0.0, False, False
     replies = {r: relay_reply(msg.users[r], relay, up.soft_bounce) for r in msg.pending}
     hold = transaction_time(run.service_rng, up)
     down = min((o.start for o in relay.outages if o.start > start), default=math.inf)
     if down < start + hold:
-        return dict.fromkeys(msg.pending, "deferred"), down - start, True
-    return replies, hold, False
+        return dict.fromkeys(msg.pending, "deferred"), down - start, True, True
+    return replies, hold, False, True
 
 
 def transaction_time(rng: np.random.Generator, up: Upstream) -> float:

@@ -445,6 +445,16 @@ def site_due(site, P, first_failed, now, tries, last_fail, last_next):
     return now
 
 
+@njit(cache=True)
+def host_deferral(site):
+    """True if, under this site policy, a deferral for a site-level reason (no SMTP session,
+    or a session lost) leaves the message's own retry state alone and the message is visited
+    again at the next queue run: Exim's host error updates only the host's retry record, and
+    while it holds the host back each queue run defers the message ("retry time not reached
+    for any host", deliver.c; checked live, results/validation/exim/outage)."""
+    return site == HOST_RECORD
+
+
 # --- registry --------------------------------------------------------------------------------
 
 class Schedule(NamedTuple):

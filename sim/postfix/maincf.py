@@ -125,6 +125,8 @@ LIMITS = {
     "maximal_queue_lifetime": (0, 8640000), "bounce_queue_lifetime": (0, 8640000),
     "delay_warning_time": (0, 0), "qmgr_message_active_limit": (1, 0),
     "default_destination_concurrency_limit": (0, 0),
+    "initial_destination_concurrency": (1, 0),
+    "default_destination_concurrency_failed_cohort_limit": (0, 0),
     "default_destination_recipient_limit": (0, 0), "smtpd_hard_error_limit": (1, 0),
     "unknown_local_recipient_reject_code": (0, 0),
     "unknown_relay_recipient_reject_code": (0, 0),

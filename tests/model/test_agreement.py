@@ -27,6 +27,18 @@ SCENARIOS = {
                   "outages": [{"start": "6h", "duration": "2h"}]},
         "changes": [{"at": "12h", "relay": {"unknown_local_recipient_reject_code": 550}}],
     },
+    # short outages under a busy scan grid: batches of refusals make the destination dead
+    # (1/window per failure), lone ones do not, sessions under way are cut
+    "short-outages-cohorts": {
+        "simulation": {"duration": "12h", "sample_interval": "10m"},
+        "senders": [{"rate": "0.05/s", "unknown_recipient_fraction": 0.2}],
+        "upstream": {"smtp_transaction_time": "1s", "queue_run_delay": "60s",
+                     "minimal_backoff_time": "120s", "maximal_backoff_time": "600s",
+                     "default_destination_concurrency_limit": 4},
+        "relay": {"unknown_local_recipient_reject_code": 450,
+                  "outages": [{"start": f"{3600 * k + 900}s", "duration": "400s"}
+                              for k in range(12)]},
+    },
     # the upstream's soft_bounce defers the relay's 550s until they expire; null senders with a
     # shorter bounce_queue_lifetime; a scheduled change of the backoff clamps
     "soft-bounce-null-senders": {

@@ -122,27 +122,55 @@ def test_one_attempt(sender, relay, upstream, outcome, fates, dsn):
 
 # --- outages and the dead destination ------------------------------------------------------------
 
-OUTAGES = {  # id: (outages, arrivals, duration, expected (message, start, outcome), sorted)
-    "no-outage": ((), [102, 112, 401, 402], "1000s",
+ONE = {"default_destination_concurrency_limit": 1}  # window 1: one failure makes it dead
+OUTAGES = {  # id: (outages, arrivals, duration, upstream, expected (message, start, outcome))
+    "no-outage": ((), [102, 112, 401, 402], "1000s", {},
                   [(0, 102, "sent"), (1, 112, "sent"), (2, 401, "sent"), (3, 402, "sent")]),
-    # refused at 102 -> dead until 402; 112 and 401 are throttled though the relay is back at 105.
+    # window 1: refused at 102 -> dead until 402; 112 and 401 are throttled though the relay is
+    # back at 105.
     "refused-then-throttled": (
-        ({"start": "100s", "duration": "5s"},), [102, 112, 401, 402], "1000s",
+        ({"start": "100s", "duration": "5s"},), [102, 112, 401, 402], "1000s", ONE,
         [(0, 102, "deferred"), (0, 600, "sent"), (1, 112, "deferred"), (1, 600, "sent"),
          (2, 401, "deferred"), (2, 900, "sent"), (3, 402, "sent")]),
-    # a long outage: each refusal (402, 900) restarts the dead time; attempts in between throttle.
+    # window 5: the refusal at 102 is alone in the in-core queue, which is discarded with its
+    # count: nothing is throttled (mta-semantics.md 3.1, seen live: section 8).
+    "isolated-refusal-not-dead": (
+        ({"start": "100s", "duration": "5s"},), [102, 112, 401, 402], "1000s", {},
+        [(0, 102, "deferred"), (0, 600, "sent"), (1, 112, "sent"), (2, 401, "sent"),
+         (3, 402, "sent")]),
+    # window 1, a long outage: each refusal (402, 900) restarts the dead time; attempts in
+    # between throttle.
     "refused-again-while-out": (
-        ({"start": "100s", "duration": "1000s"},), [102, 402, 500], "2000s",
+        ({"start": "100s", "duration": "1000s"},), [102, 402, 500], "2000s", ONE,
         [(0, 102, "deferred"), (0, 600, "deferred"), (0, 1200, "sent"),
          (1, 402, "deferred"), (1, 900, "deferred"), (1, 1500, "sent"),
          (2, 500, "deferred"), (2, 900, "deferred"), (2, 1500, "sent")]),
+    # window 5: four messages in one scan at 600 are refused back to back: 1/5 + 1/4 + 1/3 +
+    # 1/2 >= 1 at the fourth, dead until 900, so the arrival at 610 (relay back at 605) is
+    # deferred without a try; everything goes at the scan at 1200 (the four backed off by
+    # their ages, about 500 s, from 600; mta-semantics.md 3.1).
+    "scan-batch-kills": (
+        ({"start": "100s", "duration": "505s"},), [101, 102, 103, 104, 610], "1500s", {},
+        [(0, 101, "deferred"), (0, 600, "deferred"), (0, 1200, "sent"),
+         (1, 102, "deferred"), (1, 600, "deferred"), (1, 1200, "sent"),
+         (2, 103, "deferred"), (2, 600, "deferred"), (2, 1200, "sent"),
+         (3, 104, "deferred"), (3, 600, "deferred"), (3, 1200, "sent"),
+         (4, 610, "deferred"), (4, 1200, "sent")]),
+    # the same with only three in the scan: 0.78 < 1, not dead, the arrival at 610 is sent
+    "scan-batch-short-of-the-limit": (
+        ({"start": "100s", "duration": "505s"},), [101, 102, 103, 610], "1500s", {},
+        [(0, 101, "deferred"), (0, 600, "deferred"), (0, 1200, "sent"),
+         (1, 102, "deferred"), (1, 600, "deferred"), (1, 1200, "sent"),
+         (2, 103, "deferred"), (2, 600, "deferred"), (2, 1200, "sent"),
+         (3, 610, "sent")]),
 }
 
 
-@pytest.mark.parametrize("outages, arrivals, duration, expected", OUTAGES.values(),
+@pytest.mark.parametrize("outages, arrivals, duration, upstream, expected", OUTAGES.values(),
                          ids=OUTAGES.keys())
-def test_outage_refuses_and_throttles(outages, arrivals, duration, expected):
-    scen = scenario(arrivals, duration=duration, relay={"outages": list(outages)})
+def test_outage_refuses_and_throttles(outages, arrivals, duration, upstream, expected):
+    scen = scenario(arrivals, duration=duration, upstream=upstream,
+                    relay={"outages": list(outages)})
     result = naive_simulate(scen, record_attempts=True)
     assert sorted((m, s, o) for m, _, s, o in result["attempts"]) == expected
     assert result["summary"]["recipients"]["delivered"] == len(arrivals)
@@ -151,8 +179,10 @@ def test_outage_refuses_and_throttles(outages, arrivals, duration, expected):
 # --- sampling rule -------------------------------------------------------------------------------
 
 def test_samples_count_states_on_half_open_intervals():
-    """Refused at 1 (dead until 301), throttled by the scan at 300, deferred over [1, 600)."""
-    scen = scenario([1], duration="700s", relay={"outages": [{"start": "0s", "duration": "250s"}]})
+    """Window 1: refused at 1 (dead until 301), throttled by the scan at 300, deferred over
+    [1, 600)."""
+    scen = scenario([1], duration="700s", upstream=ONE,
+                    relay={"outages": [{"start": "0s", "duration": "250s"}]})
     result = naive_simulate(scen, record_attempts=True)
     assert attempts_of(result) == [(1, "deferred"), (300, "deferred"), (600, "sent")]
     ts = result["timeseries"]

@@ -34,7 +34,7 @@ from sim.model.qmgr import site
 def serve(entry, n_scan, T, service, relay, up, st):
     """(start, end, vetoed, cut, service times used) of the tick's jobs in queue order: the
     first n_scan enter together at T (a runner's scan), the rest at their own sorted times.
-    Each job takes one service time (its shape's draw times the mean; none when the mean is
+    Each job takes one service time (its shape's draws times the mean; none when the mean is
     0)."""
     n = entry.size
     start = np.empty(n)
@@ -42,9 +42,11 @@ def serve(entry, n_scan, T, service, relay, up, st):
     vetoed = np.zeros(n, dtype=np.bool_)
     cut = np.zeros(n, dtype=np.bool_)
     P = up.P[up.cur]
+    sv, ds, de = st.site, relay.down_start, relay.down_end
     used = 0
     if n_scan:
-        if site.vetoes(st.site, up.site, P, relay.down_start, relay.down_end, T):
+        site.entered(sv, T)
+        if site.refuse(sv, up.site, P, ds, de, T, n_scan):
             start[:n_scan] = T
             end[:n_scan] = T
             vetoed[:n_scan] = True
@@ -52,23 +54,28 @@ def serve(entry, n_scan, T, service, relay, up, st):
             s, e, fr = fifo(entry[:n_scan], service[:n_scan] * up.mean, st.free)
             st.free[:] = fr
             used = n_scan if up.mean > 0 else 0  # no transaction time: no draws
-            o_start = site.next_down(relay.down_start, relay.down_end, T)[0]
+            o_start = site.next_down(ds, de, T)[0]
             # the relay goes down during the batch: the sessions under way are cut then, and
             # the jobs not started yet are refused when an agent is free (at once, if a
             # session was cut)
             first = np.searchsorted(s, max(o_start, T))
             lost = _cut(s[:first], e[:first], cut[:first], o_start)
-            if first < n_scan:
+            site.delivered(sv, first - lost)
+            if lost or first < n_scan:
                 s_f = o_start if lost else s[first]
-                site.vetoes(st.site, up.site, P, relay.down_start, relay.down_end, s_f)
+                for a in range(st.free.size):
+                    st.free[a] = min(st.free[a], s_f)
+                if first < n_scan:
+                    site.refuse(sv, up.site, P, ds, de, s_f, n_scan - first)
+                if lost:
+                    site.lost(sv, up.site, P, o_start, lost)
                 s[first:] = s_f
                 e[first:] = s_f
                 vetoed[first:n_scan] = True
-            if lost or first < n_scan:
-                for a in range(st.free.size):
-                    st.free[a] = min(st.free[a], o_start if lost else s[first])
             start[:n_scan] = s
             end[:n_scan] = e
+        for i in range(n_scan):
+            site.ended(sv, end[i])
         limit = up.active_limit
         for i in range(limit, n_scan):  # the rest wait until the active queue has room
             entry[i] = max(T, end[i - limit])
@@ -76,13 +83,20 @@ def serve(entry, n_scan, T, service, relay, up, st):
         m = n - n_scan
         svc = service[used:used + m] * up.mean
         s, e, fr = fifo(entry[n_scan:], svc, st.free)
-        if site.clear(st.site, relay.down_start, relay.down_end, s[0], s[m - 1]):
+        if site.clear(sv, ds, de, s[0], s[m - 1]):
             st.free[:] = fr
-            o = site.next_down(relay.down_start, relay.down_end, s[0])[0]
-            if _cut(s, e, cut[n_scan:], o):
+            o = site.next_down(ds, de, s[0])[0]
+            lost = _cut(s, e, cut[n_scan:], o)
+            for q in range(m):  # the deliveries, then the sessions cut after them
+                site.entered(sv, entry[n_scan + q])
+                site.delivered(sv, 0 if cut[n_scan + q] else 1)
+                site.ended(sv, e[q])
+            if lost:
                 for a in range(st.free.size):
                     st.free[a] = min(st.free[a], o)
+                site.lost(sv, up.site, P, o, lost)
         else:  # one by one: a vetoed job takes no agent time
+            o_cut, n_cut = np.inf, 0  # sessions cut at o_cut, not yet taken as failures
             for q in range(m):
                 a = 0
                 for b in range(1, st.free.size):
@@ -90,34 +104,38 @@ def serve(entry, n_scan, T, service, relay, up, st):
                         a = b
                 x = entry[n_scan + q]
                 s[q] = x if x >= st.free[a] else st.free[a]
-                if site.vetoes(st.site, up.site, P, relay.down_start, relay.down_end, s[q]):
+                if n_cut and s[q] >= o_cut:
+                    site.lost(sv, up.site, P, o_cut, n_cut)
+                    n_cut = 0
+                site.entered(sv, x)
+                if site.vetoes(sv, up.site, P, ds, de, s[q]):
                     e[q] = s[q]
                     vetoed[n_scan + q] = True
                 else:
                     e[q] = s[q] + svc[q]
-                    o = site.next_down(relay.down_start, relay.down_end, s[q])[0]
-                    if o < e[q]:
-                        e[q], cut[n_scan + q] = o, True
+                    if _cut(s[q:q + 1], e[q:q + 1], cut[n_scan + q:n_scan + q + 1],
+                            site.next_down(ds, de, s[q])[0]):
+                        o_cut, n_cut = e[q], n_cut + 1
+                    else:
+                        site.delivered(sv, 1)
                     st.free[a] = e[q]
+                site.ended(sv, e[q])
+            if n_cut:
+                site.lost(sv, up.site, P, o_cut, n_cut)
         start[n_scan:] = s
         end[n_scan:] = e
         used += m if up.mean > 0 else 0
-    if cut.any():
-        first = np.inf
-        for i in range(n):
-            if cut[i]:
-                first = min(first, end[i])
-        site.lost(st.site, up.site, P, first)
     return start, end, vetoed, cut, used
 
 
 @njit(cache=True)
 def _cut(s, e, cut, o):
     """Sessions (jobs started before o, none refused) under way at o, when the relay goes
-    down, end there; True if any did."""
-    any_cut = False
+    down, end there; how many did."""
+    k = 0
     for i in range(s.size):
         if s[i] < o < e[i]:
             e[i], cut[i] = o, True
-            any_cut = True
-    return any_cut
+            k += 1
+    return k
+

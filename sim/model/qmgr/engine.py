@@ -330,8 +330,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 obs.acc[obs.err_row, bin_of(start[i], obs.rec_duration, obs.interval,
                                             obs.nbins)] += 1.0
                 hit_end = max(hit_end, end[i])
-    if hit_end > -np.inf:
-        site.refused(st.site, up.site, up.P[up.cur], hit_end)
+    if hit_end > -np.inf:  # the hard error limit's disconnections: site-level failures
+        site.failed(st.site, up.site, up.P[up.cur], hit_end, hit.sum())
     if new_pass:
         _whitelist(st, int(relay.grey[3]))
 
@@ -344,6 +344,7 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     slots = np.zeros(n, dtype=np.int64)
     expired = np.zeros(n, dtype=np.bool_)
     keep = np.zeros(n, dtype=np.bool_)
+    host = np.zeros(n, dtype=np.bool_)  # deferred by the host's record only
     last = store.head.size - 1
     for i in range(n):
         for c in range(width):
@@ -355,9 +356,12 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
         if tally[i, 2] > 0:
             now[i] = rules.now_of(end[i])
             P = up.P[0 if one_up else rules.snapshot(up.times, end[i])]
-            wake[i], give_up = schedules.due(
-                up.rule, P, np.int64(f[i, CREATE]), now[i], np.int64(f[i, TRIES]) + 1,
-                np.int64(f[i, LAST_FAIL]), np.int64(f[i, LAST_NEXT]), f[i, KIND] == NULL)
+            if (vetoed[i] or cut[i]) and schedules.host_deferral(up.site):
+                wake[i], give_up, host[i] = now[i], False, True
+            else:
+                wake[i], give_up = schedules.due(
+                    up.rule, P, np.int64(f[i, CREATE]), now[i], np.int64(f[i, TRIES]) + 1,
+                    np.int64(f[i, LAST_FAIL]), np.int64(f[i, LAST_NEXT]), f[i, KIND] == NULL)
             if give_up or f[i, FORCED]:  # forced_expire (postsuper -e): at this deferral
                 expired[i] = True
             else:
@@ -383,8 +387,9 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
         for c in range(width):
             qr[d, c] = r[i, c] if out[i, c] == DEFERRED else -2
         qf[d, TRIES] += 1
-        qf[d, LAST_FAIL] = now[i]
-        qf[d, LAST_NEXT] = wake[i]
+        if not host[i]:
+            qf[d, LAST_FAIL] = now[i]
+            qf[d, LAST_NEXT] = wake[i]
         qf[d, LAST_END] = end[i]
         if rules.delay_warning(now[i], qf[d, CREATE], qf[d, KIND], qf[d, WARNED], up.dwt):
             obs.acc[obs.warn_row, bin_of(end[i], obs.rec_duration, obs.interval,

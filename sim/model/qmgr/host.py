@@ -91,7 +91,8 @@ def schedule_params(up):
                             queue_interval=i(up.queue_runner_interval))
     if up.mta == "sendmail":
         return sched.params(queue_interval=i(up.queue_interval),
-                            min_queue_age=i(up.min_queue_age), queuereturn=i(up.queuereturn))
+                            min_queue_age=i(up.min_queue_age), queuereturn=i(up.queuereturn),
+                            hoststatus=i(up.hoststatus))
     if up.mta == "qmail":
         return sched.params(queuelifetime=i(up.queuelifetime))
     if up.mta.startswith("exchange"):
@@ -191,7 +192,8 @@ class QueueHost:
         hours = int((self.duration + 2 * max(self.policy.interval(j) for j in
                                              range(len(self.snaps)))) // 3600) + 64
         self._state = engine.State(
-            np.zeros(self.snaps[0].default_destination_concurrency_limit), site.new_state(),
+            np.zeros(self.snaps[0].default_destination_concurrency_limit), site.new_state(
+                *_concurrency(self.snaps[0])),
             np.full(hours, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]))
         self._delays = np.empty(self.DELAYS)
         self._io = np.zeros(len(engine.IO))
@@ -357,6 +359,7 @@ class QueueHost:
         """`postfix reload` into upstream snapshot `snap` (a scheduled change)."""
         old, self.cur = self.cur, snap
         c = self.snaps[snap].default_destination_concurrency_limit
+        site.configure(self._state.site, *_concurrency(self.snaps[snap]))
         free = self._state.free
         if c != free.size:
             f = np.sort(free)
@@ -365,3 +368,10 @@ class QueueHost:
             self._state = self._state._replace(free=free)
         if self.policy.interval(snap) != self.policy.interval(old):
             self.rebucket()
+
+
+def _concurrency(up) -> tuple[int, int, int]:
+    """The transport's initial concurrency, failed-cohort limit and concurrency limit."""
+    return (up.initial_destination_concurrency,
+            up.default_destination_concurrency_failed_cohort_limit,
+            up.default_destination_concurrency_limit)

@@ -1,25 +1,49 @@
-"""The relay as a destination: refused while down, left alone after a refusal (compiled).
+"""The relay as a destination: refused while down, left alone after site-level failures
+(compiled).
 
-Public names: SITE_STATE, new_state, next_down, vetoes, refused, lost, clear.
+Public names: SITE_STATE, new_state, configure, next_down, vetoes, refuse, refused, failed,
+delivered, entered, ended, lost, clear.
 
 Contract (mta-semantics.md section 3; Postfix's qmgr_queue_throttle, Exim's host retry record,
 sendmail's host-status cache):
 - The site state is a float64 array of SITE_STATE: dead_until (no delivery is tried before it),
   first_failed (the first refusal since the relay last accepted a connection; NaN: none),
-  tries (refusals since then), the last refusal and the retry time computed then, and the
-  outage interval last looked up.
+  tries (refusals since then), the last refusal and the retry time computed then, the outage
+  interval last looked up, and Postfix's in-core queue for the relay: its concurrency window,
+  its failed pseudo-cohorts, when its last job ended (busy_until), and the transport's
+  initial concurrency, failed-cohort limit and concurrency limit (configure).
+- Postfix (site DEAD), as qmgr_queue.c has it: a site-level failure (a refused connection, a
+  session lost, the hard error limit's disconnection) adds 1/window to the failed cohorts;
+  at default_destination_concurrency_failed_cohort_limit (> 0) the destination is dead for
+  minimal_backoff_time (schedules.site_due), else the window drops by one (at least 1). A
+  delivery that reached the relay with no site-level trouble (recipient rejects included)
+  clears the failed cohorts and raises the window by one, up to the concurrency limit. The
+  in-core queue is discarded, its window and count with it, whenever nothing is pending for
+  the relay (no job waiting or in a session) and it is not dead: isolated refusals to a quiet
+  destination never make it dead. A failure while dead changes nothing (qmgr does not
+  throttle a dead queue); when the dead time is over, the window is the initial one again.
+- Other site policies (Exim's host record, sendmail's host status, none) take every failure:
+  refused(state, site, P, t) makes the destination dead until schedules.site_due(...).
 - vetoes(state, site, P, down_start, down_end, t) is asked at non-decreasing times t of one
   tick's attempts: True if the attempt gets no SMTP session, because the destination is dead
-  (t < dead_until) or the relay refuses the connection at t (then `refused` throttles it). An
-  attempt at a time the relay accepts forgets earlier refusals.
-- refused(state, site, P, t) records a site-level failure at t: the destination is dead until
-  schedules.site_due(site, P, ...) (whole seconds, never before t).
-- lost(state, site, P, t): a session the relay's going down cut at t (Postfix's smtp client:
-  "lost connection", a site-level failure); it throttles like a refusal unless a refusal at
-  or after t has already.
+  (t < dead_until) or the relay refuses the connection at t (a site-level failure, `failed`).
+  An attempt at a time the relay accepts forgets earlier refusals.
+- refuse(state, site, P, down_start, down_end, t, n) is vetoes for n attempts back to back
+  at t (a scan's batch): each refusal counts until the destination is dead.
+- failed(state, site, P, t, n): n site-level failures back to back at t.
+- delivered(state, n): n deliveries with no site-level trouble (positive feedback).
+- entered(state, x) and ended(state, end), in queue order: a job entered the active queue at
+  x (if every job before it had ended by then, the in-core queue was discarded meanwhile) and
+  its attempt ended at `end`.
+- lost(state, site, P, t, n): n sessions the relay's going down cut at t (Postfix's
+  smtp client: "lost connection", a site-level failure each); for the other policies once,
+  unless a refusal at or after t has already throttled the destination.
 - clear(state, down_start, down_end, t0, t1) is True when no attempt in [t0, t1] would be
   vetoed (then the tick's jobs need no check one by one).
 - P is the packed parameters of the upstream's configuration in force (schedules.pack).
+Simplified: Postfix raises the window only while it is below the sessions in progress plus
+the initial concurrency; relaysim raises it up to the limit (README, "what the model
+simplifies"). A delivery that ends while the destination is dead does not revive it.
 """
 
 from __future__ import annotations
@@ -32,13 +56,29 @@ from numba import njit
 from sim.model import schedules
 
 SITE_STATE = ("dead_until", "first_failed", "tries", "last_fail", "last_next", "down_lo",
-              "down_hi")
-_DEAD, _FIRST, _TRIES, _LFAIL, _LNEXT, _LO, _HI = range(7)
+              "down_hi", "window", "fail_cohorts", "busy_until", "init", "cohort_limit",
+              "limit")
+(_DEAD, _FIRST, _TRIES, _LFAIL, _LNEXT, _LO, _HI, _W, _FAIL, _BUSY, _INIT, _COHORT,
+ _LIMIT) = range(13)
 
 
-def new_state() -> np.ndarray:
-    """A destination that has never refused a connection."""
-    return np.array([-np.inf, np.nan, 0.0, -1.0, -1.0, -np.inf, -np.inf])
+def new_state(init: int = 5, cohort_limit: int = 1, limit: int = 20) -> np.ndarray:
+    """A destination that has never refused a connection (Postfix's defaults: initial
+    concurrency 5, failed-cohort limit 1, concurrency limit 20)."""
+    st = np.array([-np.inf, np.nan, 0.0, -1.0, -1.0, -np.inf, -np.inf, 0.0, 0.0, -np.inf,
+                   0.0, 0.0, 0.0])
+    configure(st, init, cohort_limit, limit)
+    st[_W] = st[_INIT]
+    return st
+
+
+def configure(state: np.ndarray, init: int, cohort_limit: int, limit: int) -> None:
+    """The transport's concurrency settings in force (qmgr_transport.c: the initial
+    concurrency never exceeds the limit)."""
+    state[_LIMIT] = limit
+    state[_INIT] = min(init, limit)
+    state[_COHORT] = cohort_limit
+    state[_W] = min(state[_W], limit) if state[_W] else state[_INIT]
 
 
 @njit(cache=True)
@@ -52,7 +92,7 @@ def next_down(down_start, down_end, t):
 
 @njit(cache=True)
 def refused(state, site, P, t):
-    """A site-level failure at t: throttle as the MTA's site policy says."""
+    """The destination is dead until the MTA's site policy says (a site-level failure at t)."""
     now = np.int64(math.floor(t))
     if math.isnan(state[_FIRST]):
         state[_FIRST] = now
@@ -67,10 +107,50 @@ def refused(state, site, P, t):
 
 
 @njit(cache=True)
-def vetoes(state, site, P, down_start, down_end, t):
-    """True if an attempt at t gets no SMTP session (see the contract)."""
-    if t < state[_DEAD]:
-        return True
+def failed(state, site, P, t, n):
+    """n site-level failures back to back at t (see the contract)."""
+    state[_BUSY] = max(state[_BUSY], t)
+    if site != schedules.DEAD:
+        refused(state, site, P, t)
+        return
+    for _ in range(n):
+        if t < state[_DEAD]:
+            return  # dead already: qmgr does not throttle a dead queue
+        state[_FAIL] += 1.0 / state[_W]
+        if state[_COHORT] > 0 and state[_FAIL] >= state[_COHORT]:
+            refused(state, site, P, t)
+            state[_W] = state[_INIT]  # as it is unthrottled, minimal_backoff_time later
+            state[_FAIL] = 0.0
+            return
+        state[_W] = max(state[_W] - 1.0, 1.0)
+
+
+@njit(cache=True)
+def delivered(state, n):
+    """n deliveries that reached the relay with no site-level trouble."""
+    if n > 0:
+        state[_FAIL] = 0.0
+        state[_W] = min(state[_W] + n, state[_LIMIT])
+
+
+@njit(cache=True, inline="always")
+def entered(state, x):
+    """A job entered the active queue at x, in queue order (see the contract)."""
+    if x > state[_BUSY]:
+        state[_W] = state[_INIT]
+        state[_FAIL] = 0.0
+
+
+@njit(cache=True, inline="always")
+def ended(state, end):
+    """A job's attempt ended at `end`."""
+    if end > state[_BUSY]:
+        state[_BUSY] = end
+
+
+@njit(cache=True)
+def _down(state, down_start, down_end, t):
+    """True if the relay refuses connections at t; an accepted connection forgets refusals."""
     if not (state[_LO] <= t < state[_HI]):
         if t >= state[_HI]:
             state[_LO], state[_HI] = next_down(down_start, down_end, t)
@@ -78,13 +158,33 @@ def vetoes(state, site, P, down_start, down_end, t):
             state[_FIRST] = np.nan  # it accepts connections again
             state[_TRIES] = 0.0
             return False
-    return refused(state, site, P, t)
+    return True
 
 
 @njit(cache=True)
-def lost(state, site, P, t):
-    """A session cut at t by the relay's going down (see the contract)."""
-    if state[_DEAD] < t:
+def vetoes(state, site, P, down_start, down_end, t):
+    """True if an attempt at t gets no SMTP session (see the contract)."""
+    return refuse(state, site, P, down_start, down_end, t, 1)
+
+
+@njit(cache=True)
+def refuse(state, site, P, down_start, down_end, t, n):
+    """True if n attempts back to back at t get no SMTP session (see the contract)."""
+    if t < state[_DEAD]:
+        state[_BUSY] = max(state[_BUSY], t)
+        return True
+    if not _down(state, down_start, down_end, t):
+        return False
+    failed(state, site, P, t, n)
+    return True
+
+
+@njit(cache=True)
+def lost(state, site, P, t, n):
+    """n sessions cut at t by the relay's going down (see the contract)."""
+    if site == schedules.DEAD:
+        failed(state, site, P, t, n)
+    elif state[_DEAD] < t:
         refused(state, site, P, t)
 
 
