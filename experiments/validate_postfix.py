@@ -532,9 +532,11 @@ def _s(seconds: float) -> str:
 
 
 def sim_scenario(meta: dict, injected: list[dict], t: np.ndarray,
-                 duration: float, upstream: dict | None = None) -> sim.Scenario:
+                 duration: float, upstream: dict | None = None,
+                 changes: list | None = None) -> sim.Scenario:
     """relaysim's scenario for a real run: its postconf values, arrival times t and events;
-    `upstream` sets more relaysim upstream keys (e.g. the transaction-time distribution)."""
+    `upstream` sets more relaysim upstream keys (e.g. the transaction-time distribution),
+    `changes` adds [[changes]] tables."""
     up = dict(meta["postconf"]["upstream"])
     up["default_destination_concurrency_limit"] = up.pop("smtp_destination_concurrency_limit")
     up["default_destination_recipient_limit"] = up.pop("smtp_destination_recipient_limit")
@@ -550,11 +552,13 @@ def sim_scenario(meta: dict, injected: list[dict], t: np.ndarray,
     if "relay_stop" in ev:
         start, end = ev["relay_stop"]["t_s_begin"], ev["relay_start"]["t_s"]
         relay["outages"] = [{"start": _s(start), "duration": _s(end - start)}]
-    changes = [{"at": _s(ev["fix"]["t_s"]), "relay": ev["fix"]["relay"]}] if "fix" in ev else []
+    changes_all = [{"at": _s(ev["fix"]["t_s"]), "relay": ev["fix"]["relay"]}] \
+        if "fix" in ev else []
+    changes_all += list(changes or [])
     return sim.Scenario.from_dict({
         "simulation": {"name": f"postfix-{meta['scenario']['name']}",
                        "duration": _s(duration), "sample_interval": "1s"},
-        "senders": senders, "upstream": up, "relay": relay, "changes": changes})
+        "senders": senders, "upstream": up, "relay": relay, "changes": changes_all})
 
 
 def sim_records(results: sim.Results) -> list[dict]:

@@ -55,6 +55,8 @@ import postfix_lab as pl  # noqa: E402
 import validate_postfix as vp  # noqa: E402
 
 import sim  # noqa: E402
+from sim.model.qmgr.engine import ATTEMPT  # noqa: E402
+from sim.model.qmgr.queue_file import OUTCOMES  # noqa: E402
 from sim.model.sender import FORGED, NULL, REAL  # noqa: E402
 from sim.model.trace import Trace  # noqa: E402
 from sim.reports import plotting  # noqa: E402
@@ -92,6 +94,7 @@ def real_rows(out: Path, meta: dict) -> tuple[list[dict], dict[int, float]]:
         rows.append({"message": a.message, "rcpt": rcpts.index(a.recipient),
                      "address": a.recipient, "attempt": a.attempt, "start_s": round(start, 4),
                      "end_s": round(start + dc + dd, 4),
+                     "t_active_s": round(a.t_active - origin, 3),
                      "t_done_s": round(a.t_done - origin, 3), "outcome": a.outcome,
                      "dsn": a.dsn, "relay": a.relay, "reason": a.reason,
                      "delays_a": da, "delays_b": db, "c_plus_d": round(dc + dd, 4)})
@@ -178,10 +181,13 @@ def transaction_times(rows: list[dict]) -> list[float]:
 
 
 def sim_scenario(meta: dict, injected: list[dict], times: list[float], duration: float,
-                 shape: str = "constant") -> sim.Scenario:
+                 shape: str = "constant", slowed: tuple[float, float] | None = None
+                 ) -> sim.Scenario:
     """validate_postfix.sim_scenario's (postconf values, outage) with the measured transaction
     times: `constant` at their median (smtp_transaction_time_distribution = constant), or
-    `empirical` (all of them, resampled, at their mean)."""
+    `empirical` (all of them, resampled, at their mean). `slowed` = (t_s, seconds): a
+    [[changes]] entry setting the constant transaction time to `seconds` from t_s on (the
+    what-if of the relay's error limits: slow_sessions())."""
     t = np.zeros(len(injected))  # the senders are replaced by the trace
     if shape == "constant":
         up = {"smtp_transaction_time": vp._s(float(np.median(times))),
@@ -190,7 +196,9 @@ def sim_scenario(meta: dict, injected: list[dict], times: list[float], duration:
         up = {"smtp_transaction_time": vp._s(float(np.mean(times))),
               "smtp_transaction_time_distribution": "empirical",
               "smtp_transaction_times": [vp._s(x) for x in times]}
-    return vp.sim_scenario(meta, injected, t, duration, upstream=up)
+    changes = [{"at": vp._s(slowed[0]), "upstream": {"smtp_transaction_time": vp._s(slowed[1])}}
+               ] if slowed else []
+    return vp.sim_scenario(meta, injected, t, duration, upstream=up, changes=changes)
 
 
 def slow_sessions(rows: list[dict], factor: float = 1.5) -> dict:
@@ -206,23 +214,28 @@ def slow_sessions(rows: list[dict], factor: float = 1.5) -> dict:
             seen[(r["message"], r["attempt"], r["start_s"])] = r["c_plus_d"]
     med = float(np.median(list(seen.values())))
     slow = sorted(t for (_, _, t), cd in seen.items() if cd > factor * med)
+    after = [cd for (_, _, t), cd in seen.items() if slow and t >= slow[0]]
     return {"first_t_s": slow[0] if slow else None, "transactions": len(slow),
-            "of": len(seen), "threshold_s": round(factor * med, 4)}
+            "of": len(seen), "threshold_s": round(factor * med, 4),
+            "mean_from_first_s": round(float(np.mean(after)), 4) if after else None,
+            "transactions_from_first": len(after)}
 
 
-def sim_rows(res: sim.Results) -> tuple[list[dict], dict[int, float]]:
-    """relaysim's attempts as real_rows' (message, rcpt, attempt, start_s, outcome), attempts
-    numbered per recipient in time order; an attempt after which the message expired is a
-    deferred row, the expiry in `expired` {message: t_s}."""
-    a = res.attempts
+def sim_rows(batches: list[np.ndarray]) -> tuple[list[dict], dict[int, float]]:
+    """relaysim's attempt stream (simulate's on_attempts batches, sim.model.qmgr.ATTEMPT)
+    as real_rows' rows (message, rcpt, attempt, entry_s: into the active queue, start_s,
+    end_s, outcome), attempts numbered per recipient in time order; an attempt after which
+    the message expired is a deferred row, the expiry in `expired` {message: t_s}."""
+    a = np.concatenate(batches) if batches else np.empty(0, dtype=ATTEMPT)
     rows, count, expired = [], Counter(), {}
-    for i in np.lexsort((a["t_s"], a["recipient"], a["message_id"])):
-        m, j, t, o = (int(a["message_id"][i]), int(a["recipient"][i]), float(a["t_s"][i]),
-                      str(a["outcome"][i]))
+    for i in np.lexsort((a["start"], a["rcpt"], a["qid"])):
+        m, j, o = int(a["qid"][i]), int(a["rcpt"][i]), OUTCOMES[int(a["outcome"][i])]
         count[m, j] += 1
         if o == "expired":
-            expired[m] = t
-        rows.append({"message": m, "rcpt": j, "attempt": count[m, j], "start_s": t,
+            expired[m] = float(a["start"][i])
+        rows.append({"message": m, "rcpt": j, "attempt": count[m, j],
+                     "entry_s": float(a["entry"][i]), "start_s": float(a["start"][i]),
+                     "end_s": float(a["end"][i]),
                      "outcome": "deferred" if o == "expired" else o})
     return rows, expired
 
@@ -292,61 +305,77 @@ def compare_load(real: list[dict], real_exp: dict, ours: list[dict], our_exp: di
 def classify(real: list[dict], real_exp: dict, ours: list[dict], our_exp: dict,
              target_dt: float, outage: tuple[float, float], dead_s: float,
              slow_from: float | None = None, busy=None,
-             transaction: float | None = None) -> list[dict]:
-    """Every recipient whose story or attempt times differ: the first attempt at which it
-    does (a different outcome, an attempt only one side made, or a start apart by more than
-    target_dt) and its cause, from the real attempt there (or the last one before it):
-    - "session cut by the outage": Postfix lost the connection (dsn 4.4.2);
-    - "outage and dead destination": the attempt (either side's) falls in the outage or in
-      the dead-destination time after it (outage end + dead_s), or Postfix deferred it
-      without a connection (relay=none);
-    - "relay error limits on cached sessions": the attempt (either side's) starts after the
-      relay began to slow its replies (slow_from, slow_sessions()), which relaysim, with one
+             apart_s: float | None = None) -> list[dict]:
+    """Every recipient whose story differs or one of whose attempt starts is further apart
+    than target_dt, with the attempt at which it first differs and its cause. The first
+    difference is the first attempt with another outcome, made on one side only, or whose
+    start is `apart_s` or more apart (half a scan interval: one side took it a scan later,
+    which need not break the target yet but sets the path; default target_dt). The cause is
+    read at that attempt (the real one there, or the last before it) in this order:
+    - "session cut by the outage": Postfix lost the connection (dsn 4.4.2, reached relay);
+    - "relay error limits on cached sessions": Postfix's attempt starts after the relay
+      began to slow its replies (slow_from, slow_sessions()), which relaysim, with one
       transaction per attempt and no connection caching, does not model;
-    - "previous attempt ended in another second": the attempt before it agreed within the
-      target but ended, on the two sides, in different whole seconds (Postfix's logged
-      second against relaysim's start + `transaction`, its constant transaction time, for an
-      attempt that reached the relay): the backoff counts from that second, so the retry can
-      fall a scan apart. Which second an attempt ends in depends on its place in the agents'
-      queue, and Postfix's deferred scan takes files in its directory order (qmgr_scan.c,
-      mail_scan_dir_next), not in the order of arrival relaysim's queue files keep
-      (scan_order() measures how often the live order differs);
-    - "after a diverged attempt of the same message": an earlier recipient of the message
-      diverged at an earlier attempt (the message's path is different from there);
-    - "behind mail the outage moved (agents busy)": a start apart by more than target_dt
-      with the same outcome so far, after the first outage-caused difference, at a time when
-      either side's active queue held mail (`busy(t)`: the concurrency limit binding, so the
-      wait depends on what entered the active queue before it): an inference, not a proof
-      (the proof is a rerun with the outage rules fixed);
+    - "place in the scan's batch": a retry that both sides took into the active queue with
+      the same scan (relaysim's entry and Postfix's `(queue active)` second at most a second
+      apart) and started at another time: its place in the batch for the two agents differs.
+      Postfix's deferred scan takes files in its directory order (qmgr_scan.c,
+      mail_scan_dir_next), relaysim's in arrival order (scan_order() measures the live one);
+    - "previous attempt ended in another second": a retry taken by another scan, the attempt
+      before it having ended, on the two sides, in different whole seconds (Postfix's logged
+      second, relaysim's end): the backoff counts from that second. Which second an attempt
+      ends in depends on its place in the agents' queue (as above);
+    - "deferred without a connection": Postfix deferred it with relay=none (refused, or the
+      destination dead);
+    - "outage and dead destination": the attempt (either side's) starts in the outage or the
+      dead-destination time after it (outage end + dead_s);
+    - "after a diverged attempt of the same message": another recipient of the message
+      diverged at an earlier attempt;
+    - "behind mail the outage moved (agents busy)": (_knock_on) a start apart with the same
+      outcomes so far, after the first outage-caused difference, at a time when either
+      side's active queue held mail (`busy(t)`), so that its wait depends on what entered
+      the active queue before it: an inference, not a proof;
     - "unexplained" otherwise."""
+    apart = target_dt if apart_s is None else apart_s
     rs, ss = stories(real, real_exp), stories(ours, our_exp)
     by_r = {(r["message"], r["rcpt"], r["attempt"]): r for r in real}
     by_s = {(r["message"], r["rcpt"], r["attempt"]): r for r in ours}
     lo, hi = outage[0], outage[1] + dead_s
-    first_of_msg: dict = {}
-    diverged: list[tuple] = []
-    for k in sorted(set(rs) | set(ss)):
-        seq_r, seq_s = rs.get(k, []), ss.get(k, [])
-        n = 0
+
+    def first_difference(k, seq_r, seq_s, limit):
         for n in range(1, max(len(seq_r), len(seq_s)) + 1):
             a, b = by_r.get((*k, n)), by_s.get((*k, n))
             o_r = seq_r[n - 1] if n <= len(seq_r) else None
             o_s = seq_s[n - 1] if n <= len(seq_s) else None
             if o_r != o_s or a is None or b is None or \
-                    abs(b["start_s"] - a["start_s"]) > target_dt + 1e-9:
-                break
-        else:
+                    abs(b["start_s"] - a["start_s"]) > limit + 1e-9:
+                return n
+        return None
+
+    first_of_msg: dict = {}
+    diverged: list[tuple] = []
+    for k in sorted(set(rs) | set(ss)):
+        seq_r, seq_s = rs.get(k, []), ss.get(k, [])
+        if first_difference(k, seq_r, seq_s, target_dt) is None:
             continue
+        n = first_difference(k, seq_r, seq_s, min(apart, target_dt) - 1e-6)
         a, b = by_r.get((*k, n)) or by_r.get((*k, n - 1)), by_s.get((*k, n))
         times = [x["start_s"] for x in (a, b) if x is not None]
+        same_scan = (n > 1 and a is not None and b is not None and "entry_s" in b
+                     and a is by_r.get((*k, n)) and seq_r[n - 1] == seq_s[n - 1]
+                     and abs(math.floor(b["entry_s"]) - math.floor(a["t_active_s"])) <= 1)
         if a is not None and a["dsn"] == "4.4.2" and a["relay"] != "none":
             cause = "session cut by the outage"
-        elif (a is not None and a["relay"] == "none") or any(lo <= t <= hi for t in times):
-            cause = "outage and dead destination"
-        elif slow_from is not None and any(t >= slow_from for t in times):
+        elif slow_from is not None and a is not None and a["start_s"] >= slow_from:
             cause = "relay error limits on cached sessions"
-        elif _ended_apart(by_r.get((*k, n - 1)), by_s.get((*k, n - 1)), transaction):
+        elif same_scan:
+            cause = "place in the scan's batch"
+        elif n > 1 and _ended_apart(by_r.get((*k, n - 1)), by_s.get((*k, n - 1))):
             cause = "previous attempt ended in another second"
+        elif a is not None and a["relay"] == "none":
+            cause = "deferred without a connection"
+        elif any(lo <= t <= hi for t in times):
+            cause = "outage and dead destination"
         elif k[0] in first_of_msg and first_of_msg[k[0]] < n:
             cause = "after a diverged attempt of the same message"
         else:
@@ -356,13 +385,11 @@ def classify(real: list[dict], real_exp: dict, ours: list[dict], our_exp: dict,
     return _knock_on(diverged, rs, ss, lo, busy)
 
 
-def _ended_apart(prev_real: dict | None, prev_sim: dict | None,
-                 transaction: float | None) -> bool:
+def _ended_apart(prev_real: dict | None, prev_sim: dict | None) -> bool:
     """classify()'s test: the previous attempt ended in different whole seconds."""
-    if prev_real is None or prev_sim is None or transaction is None:
+    if prev_real is None or prev_sim is None or "end_s" not in prev_sim:
         return False
-    end = prev_sim["start_s"] + (transaction if prev_real["relay"] != "none" else 0.0)
-    return math.floor(end) != math.floor(prev_real["t_done_s"])
+    return math.floor(prev_sim["end_s"]) != math.floor(prev_real["t_done_s"])
 
 
 def scan_order(out: Path, meta: dict) -> dict:
@@ -410,8 +437,9 @@ def _knock_on(diverged: list[tuple], rs: dict, ss: dict, outage_start: float,
               busy) -> list[dict]:
     """classify()'s rows, an unexplained timing-only difference after the first outage-caused
     one, at a time both active queues held mail, renamed as the knock-on it is."""
-    moved = [t for t, cause, *_ in diverged if cause in ("outage and dead destination",
-                                                         "session cut by the outage")]
+    moved = [t for t, cause, *_ in diverged if cause in (
+        "outage and dead destination", "session cut by the outage",
+        "deferred without a connection")]
     first = min(moved, default=math.inf)
     out = []
     for t, cause, k, n, a, b in diverged:
@@ -438,7 +466,8 @@ def queue_series(queue: list[dict], res: sim.Results, flight=None) -> dict:
     settled = ~np.asarray(flight if flight is not None else np.zeros(t.size), dtype=bool)
     ts = res.timeseries
     j = np.clip(np.searchsorted(ts["t_s"], t, side="right") - 1, 0, ts["t_s"].size - 1)
-    out = {"samples": int(t.size), "samples_settled": int(settled.sum()), "t_s": t}
+    out = {"samples": int(t.size), "samples_settled": int(settled.sum()), "t_s": t,
+           "settled": settled}
     beyond = np.zeros(t.size, dtype=bool)
     for name in ("active", "deferred"):
         real = np.array([int(r[name]) for r in queue], dtype=float)
@@ -460,7 +489,8 @@ def queue_series(queue: list[dict], res: sim.Results, flight=None) -> dict:
 
 def _public(q: dict) -> dict:
     return {k: ({kk: vv for kk, vv in v.items() if kk not in ("real", "sim")}
-                if isinstance(v, dict) else v) for k, v in q.items() if k != "t_s"}
+                if isinstance(v, dict) else v) for k, v in q.items()
+            if k not in ("t_s", "settled", "slow_from")}
 
 
 def live_sessions(out: Path, meta: dict, rows: list[dict], limit: int, queue: list[dict]
@@ -491,14 +521,22 @@ def validate_load(out: Path, seed: int = 1) -> dict:
     real, real_exp = real_rows(out, meta)
     times = transaction_times(real)
     arrival = arrivals(injected, real)
+    # relaysim runs on past the live run's end (its queue empty) by a maximal backoff and two
+    # scans, so that mail it still holds there finishes its story (and counts as different)
+    timing = meta["scenario"]["timing"]
     duration = math.ceil(max(max(float(r["t_s"]) for r in queue),
-                             max(r["end_s"] for r in real))) + 2
+                             max(r["end_s"] for r in real))) + vp._seconds(
+        timing["maximal_backoff_time"]) + 2 * vp._seconds(timing["queue_run_delay"])
     trace = workload_trace(injected, arrival)
     outage = _outage(meta)
     slow = slow_sessions(real)
     dsn_real = real_dsns(out, meta)
     runs = {shape: _run(meta, injected, queue, real, real_exp, times, duration, trace, seed,
                         outage, slow, shape) for shape in ("constant", "empirical")}
+    if slow["first_t_s"] is not None:
+        runs["slowed"] = _run(meta, injected, queue, real, real_exp, times, duration, trace,
+                              seed, outage, slow, "constant",
+                              (slow["first_t_s"], slow["mean_from_first_s"]))
     scenario, res, ours, cmp, diffs, q, dsn_sim = runs["constant"]
     dsn = {"real": dsn_real, "sim": dsn_sim}
     relay_real = [r for r in vp._read_csv(out / "rejects.csv")] if (
@@ -527,6 +565,10 @@ def validate_load(out: Path, seed: int = 1) -> dict:
             scenario.upstream.default_destination_concurrency_limit), queue),
         "real_scan_order": scan_order(out, meta),
         "empirical_transaction_times": _brief(runs["empirical"], dsn_real),
+        "slowed_from_first_slow_transaction": _brief(runs["slowed"], dsn_real)
+        if "slowed" in runs else None,
+        "queue_max_abs_error_from_slow": _brief(runs["constant"], dsn_real)[
+            "queue_max_abs_error_from_slow"],
         "differences": diffs,
         "difference_causes": dict(Counter(x["cause"] for x in diffs)),
         "differing_messages": len({x["message"] for x in diffs}),
@@ -551,11 +593,13 @@ def validate_load(out: Path, seed: int = 1) -> dict:
 
 
 def _run(meta, injected, queue, real, real_exp, times, duration, trace, seed, outage, slow,
-         shape):
-    """relaysim with the transaction-time shape `shape` on the saved run, compared."""
-    scenario = sim_scenario(meta, injected, times, duration, shape)
-    res = sim.simulate(scenario, seed=seed, record_attempts=True, trace=trace)
-    ours, our_exp = sim_rows(res)
+         shape, slowed=None):
+    """relaysim with the transaction-time shape `shape` (and `slowed`, sim_scenario) on the
+    saved run, compared."""
+    scenario = sim_scenario(meta, injected, times, duration, shape, slowed)
+    batches: list[np.ndarray] = []
+    res = sim.simulate(scenario, seed=seed, on_attempts=batches.append, trace=trace)
+    ours, our_exp = sim_rows(batches)
     up = scenario.upstream
     target = up.queue_run_delay + up.smtp_transaction_time
     cmp = compare_load(real, real_exp, ours, our_exp, target)
@@ -564,9 +608,9 @@ def _run(meta, injected, queue, real, real_exp, times, duration, trace, seed, ou
     t_q = [float(r["t_s"]) for r in queue]
     q = queue_series(queue, res, vp.in_flight(t_q, up.queue_run_delay,
                                               list(trace.arrival), live_t))
+    q["slow_from"] = slow["first_t_s"]
     diffs = classify(real, real_exp, ours, our_exp, target, outage, up.minimal_backoff_time,
-                     slow["first_t_s"], _busy(q), up.smtp_transaction_time
-                     if up.smtp_transaction_time_distribution == "constant" else None)
+                     slow["first_t_s"], _busy(q), up.queue_run_delay / 2)
     d = res.summary["dsn"]
     return (scenario, res, ours, cmp, diffs, q,
             {"delay": d["delay"], "nondelivery": d["nondelivery"],
@@ -620,7 +664,12 @@ def _busy(q: dict):
 def _brief(run, dsn_real) -> dict:
     """The key figures of a comparison run (the alternative transaction-time shape)."""
     scenario, _, _, cmp, diffs, q, dsn_sim = run
-    return {"smtp_transaction_time_s": scenario.upstream.smtp_transaction_time,
+    late = q["t_s"] >= (q["slow_from"] if q.get("slow_from") is not None else np.inf)
+    return {
+            "queue_max_abs_error_from_slow": {
+                n: int(np.abs(q[n]["sim"] - q[n]["real"])[late & q["settled"]].max())
+                if (late & q["settled"]).any() else 0 for n in ("active", "deferred")},
+            "smtp_transaction_time_s": scenario.upstream.smtp_transaction_time,
             "recipients_same_story": cmp["recipients_same_story"],
             "messages_same_attempt_count": cmp["messages_same_attempt_count"],
             "rows_within_target": cmp["rows_within_target"], "target_dt_s": cmp["target_dt_s"],
@@ -699,6 +748,7 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
     c, q, dsn, tt = s["compare"], s["queue"], s["dsn"], s["smtp_transaction_time_s"]
     sl, em = s["real_slow_sessions"], s["empirical_transaction_times"]
     so, dw, ro = s["real_scan_order"], s["delay_warnings"], s["after_outage"]
+    sw = s["slowed_from_first_slow_transaction"] or {}
     sc, ls = meta["scenario"], s["real_sessions"]
     up = scenario.upstream
     extra = meta["postconf"].get("relay_extra", {})
@@ -794,20 +844,32 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         "messages, by the cause at their first difference: " + (", ".join(
             f"{v} {k}" for k, v in sorted(causes.items())) or "none") + " (classify() in "
         "experiments/validate_postfix_load.py defines each; differences.csv lists them all).",
-        "Outage and dead destination, the first difference in time: from the first "
-        f"deferred scan after the relay was back (t_s {ro['from_t_s']:g} to "
-        f"{ro['to_t_s']:g}) Postfix made "
-        f"{_counts(ro['real'])} recipient attempts, relaysim {_counts(ro['sim'])}: Postfix's "
-        "dead-destination timer runs on whole seconds (started in the second of the "
-        "throttle, fired minimal_backoff_time later, before the scan of that second), "
-        "relaysim's destination stays dead for minimal_backoff_time from the refusal's exact "
-        "time, which covers the scan at the same phase, so it defers that scan's whole batch "
-        "once more and the backlog comes back a scan later. This and relaysim's rule that the "
-        "first refusal makes the destination dead (Postfix: failures counted per in-core "
-        "queue as 1/window, dead at the cohort limit, the count lost when the queue has "
-        "nothing pending) are issue 19 item 3 (mta-semantics.md sections 3 and 8). "
-        "`behind mail the outage moved` is the knock-on: with two agents and a FIFO, mail "
-        "arriving while one side works off that batch waits on that side only.",
+        "The relay back after the outage: in the first deferred scan interval after "
+        f"`postfix start` (t_s {ro['from_t_s']:g} to {ro['to_t_s']:g}) Postfix made "
+        f"{_counts(ro['real'])} recipient attempts, relaysim {_counts(ro['sim'])}. "
+        + ("The backlog comes back in the same scan on both sides: relaysim's dead-destination "
+           "rule (Postfix's qmgr_queue_throttle: failures counted per in-core queue as "
+           "1/window, dead at the cohort limit, the count lost when the queue has nothing "
+           "pending, dead for minimal_backoff_time on the whole-second timer; mta-semantics.md "
+           "sections 3 and 8) lets it through when Postfix does."
+           if abs(ro["sim"].get("deferred", 0) - ro["real"].get("deferred", 0)) <= 2 else
+           "relaysim deferred that scan's batch once more where Postfix delivered it: its "
+           "destination was still dead at the scan, so the backlog comes back a scan later "
+           "(the dead-destination rule: mta-semantics.md sections 3 and 8, issue 19 item 3)."),
+        "What-if for the relay's error limits (a relaysim run with a [[changes]] entry that "
+        "raises the constant transaction time from t_s "
+        f"{sl['first_t_s']:g} to {sl['mean_from_first_s']:g} s, the mean c + d Postfix "
+        f"measured from there over {sl['transactions_from_first']} transactions): "
+        f"{sw['recipients_same_story']} of {c['recipients']} recipients with the same story "
+        f"(without it {c['recipients_same_story']}), {sw['messages_same_attempt_count']} of "
+        f"{c['messages']} messages with the same attempt count "
+        f"({c['messages_same_attempt_count']}), largest queue error from t_s "
+        f"{sl['first_t_s']:g} on: active {sw['queue_max_abs_error_from_slow']['active']}, "
+        f"deferred {sw['queue_max_abs_error_from_slow']['deferred']} messages (without it "
+        f"{s['queue_max_abs_error_from_slow']['active']} and "
+        f"{s['queue_max_abs_error_from_slow']['deferred']}). The rest is what a mean cannot "
+        "give: the slow transactions are those of sessions past the error limit, not every "
+        "one.",
         "Delay warnings: the messages with a non-null sender deferred at an age of at least "
         "delay_warning_time - 1 s (mta-semantics.md section 8) are, on the real rows, exactly "
         "the ones Postfix logged a `sender delay notification` for: "

@@ -226,3 +226,45 @@ def test_saved_log_numbers_attempts_per_recipient_and_per_pass():
     passes = vp.message_passes(rows)
     assert [(a.attempt, a.outcome) for a in passes] == [
         (n, "deferred") for n in range(1, 7)] + [(6, "expired")]
+
+
+def _retry_rows(real_start, sim_start, real_active, sim_entry, prev_real_done, prev_sim_end):
+    """One recipient: a first attempt (deferred) agreeing on both sides, then a retry."""
+    real = [dict(rrow(0, 0, 1, 1.0, "deferred", "4.1.1"), t_done_s=prev_real_done,
+                 t_active_s=1.0),
+            dict(rrow(0, 0, 2, real_start, "deferred", "4.1.1"), t_done_s=real_start + 1,
+                 t_active_s=real_active)]
+    sim = [dict(rrow(0, 0, 1, 1.0, "deferred"), entry_s=1.0, end_s=prev_sim_end),
+           dict(rrow(0, 0, 2, sim_start, "deferred"), entry_s=sim_entry,
+                end_s=sim_start + 1)]
+    return real, sim
+
+
+@pytest.mark.parametrize(("real_start", "sim_start", "real_active", "sim_entry",
+                          "prev_sim_end", "cause"), [
+    (38.0, 21.0, 20.0, 20.3, 2.4, "place in the scan's batch"),
+    (40.0, 21.0, 40.0, 20.3, 1.6, "previous attempt ended in another second"),
+    (40.0, 21.0, 40.0, 20.3, 2.4, "unexplained"),
+], ids=["same-scan-later-in-batch", "a-scan-apart-after-another-end-second",
+        "a-scan-apart-same-end-second"])
+def test_classify_scan_batch_and_end_second(real_start, sim_start, real_active, sim_entry,
+                                            prev_sim_end, cause):
+    # the first attempt ended in Postfix's second 2 (logged there); relaysim's at prev_sim_end
+    real, sim = _retry_rows(real_start, sim_start, real_active, sim_entry, 2.0, prev_sim_end)
+    (d,) = vpl.classify(real, {}, sim, {}, 11.0, outage=(500.0, 510.0), dead_s=10.0,
+                        apart_s=5.0)
+    assert d["at_attempt"] == 2 and d["cause"] == cause
+
+
+def test_classify_half_a_scan_apart_is_the_first_difference():
+    # attempt 2 a scan apart (10 s, within an 11 s target), attempt 3 beyond: the cause is
+    # read at attempt 2
+    real = [dict(rrow(0, 0, n, t, "deferred", "4.1.1"), t_done_s=t + 1, t_active_s=t)
+            for n, t in ((1, 1.0), (2, 30.0), (3, 70.0))]
+    sim = [dict(rrow(0, 0, n, t, "deferred"), entry_s=t, end_s=t + 1)
+           for n, t in ((1, 1.0), (2, 20.0), (3, 40.0))]
+    (d,) = vpl.classify(real, {}, sim, {}, 11.0, outage=(500.0, 510.0), dead_s=10.0,
+                        apart_s=5.0)
+    assert d["at_attempt"] == 2
+    (d,) = vpl.classify(real, {}, sim, {}, 11.0, outage=(500.0, 510.0), dead_s=10.0)
+    assert d["at_attempt"] == 3
