@@ -555,6 +555,8 @@ def validate_load(out: Path, seed: int = 1) -> dict:
         "relay_rejects": {"real": len(relay_real),
                           "sim": res.summary["relay"]["rejects_4xx"]},
         "real_deferred_without_relay": dict(real_none),
+        "sim_deferred_without_transaction": sum(
+            r["outcome"] == "deferred" and r["end_s"] == r["start_s"] for r in ours),
         "real_lost_connection_rows": sum(r["dsn"] == "4.4.2" and r["relay"] != "none"
                                          for r in real),
         "delay_warnings": _warnings(out, meta, injected, arrival, real, ours,
@@ -834,12 +836,16 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
     causes = s["difference_causes"]
     notes = [
         f"The relay's RCPT rejects: {s['relay_rejects']['real']} real, "
-        f"{s['relay_rejects']['sim']} relaysim. Postfix deferred "
-        + (", ".join(f"{v} recipient attempts {k}" for k, v in
-                     sorted(s["real_deferred_without_relay"].items())) or "none")
-        + " without reaching the relay (relay=none: `Connection refused`, or `delivery "
-        "temporarily suspended` while the destination was dead), and lost "
-        f"{s['real_lost_connection_rows']} recipient attempts to the stop (dsn 4.4.2).",
+        f"{s['relay_rejects']['sim']} relaysim (relaysim's extra attempts, above). Without "
+        "reaching the relay (relay=none) Postfix deferred "
+        f"{s['real_deferred_without_relay'].get('refused', 0)} recipient attempts with "
+        "`Connection refused` and "
+        f"{s['real_deferred_without_relay'].get('suspended', 0)} with `delivery temporarily "
+        "suspended` (the destination dead), "
+        f"{sum(s['real_deferred_without_relay'].values())} in all; relaysim "
+        f"{s['sim_deferred_without_transaction']} (its attempts that end where they start). "
+        f"Postfix lost {s['real_lost_connection_rows']} recipient attempts to the stop "
+        "(dsn 4.4.2).",
         f"Recipients that differ: {len(s['differences'])} in {s['differing_messages']} "
         "messages, by the cause at their first difference: " + (", ".join(
             f"{v} {k}" for k, v in sorted(causes.items())) or "none") + " (classify() in "
@@ -887,8 +893,8 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         "relaysim's keeps arrival order. With the concurrency limit binding, a message's "
         "place in the batch sets its wait for an agent, so the second its attempt ends in, so "
         "its backoff (counted from that second), so whether it makes the next scan: `previous "
-        "attempt ended in another second` counts the recipients whose first difference is "
-        "that.",
+        "attempt ended in another second` and `place in the scan's batch` count the "
+        "recipients whose first difference is that.",
         f"The relay's error limits: from t_s {sl['first_t_s']:g}, when the traffic left was "
         "mostly retries of unknown recipients, the upstream's smtp client kept reusing its "
         f"connections (smtp_connection_cache_on_demand; up to {ls['max_conn_use']} "
