@@ -320,7 +320,8 @@ def classify(real: list[dict], real_exp: dict, ours: list[dict], our_exp: dict,
       the same scan (relaysim's entry and Postfix's `(queue active)` second at most a second
       apart) and started at another time: its place in the batch for the two agents differs.
       Postfix's deferred scan takes files in its directory order (qmgr_scan.c,
-      mail_scan_dir_next), relaysim's in arrival order (scan_order() measures the live one);
+      mail_scan_dir_next), relaysim's in its deferred queue's order (scan_order() and
+      sim_scan_order() measure both);
     - "previous attempt ended in another second": a retry taken by another scan, the attempt
       before it having ended, on the two sides, in different whole seconds (Postfix's logged
       second, relaysim's end): the backoff counts from that second. Which second an attempt
@@ -396,20 +397,8 @@ def scan_order(out: Path, meta: dict) -> dict:
     """How the live deferred scans ordered their files: for every pair of retries that entered
     the active queue in the same whole second (qmgr's `(queue active)` lines of a message's
     second and later entries, in log order), whether the earlier-arrived message (the lower
-    injected index) went first. relaysim's scans keep the order of arrival."""
-    year = vp._year(meta["qmgr_start_epoch"])
-    index: dict[str, int] = {}
-    entries: Counter = Counter()
-    by_second: dict[int, list[int]] = {}
-    for ln in pl.read_log(out / "upstream.maillog", year):
-        if ln.service == "cleanup" and (m := pl._MSGID.match(ln.text)):
-            k = pl._MSGID_INDEX.match(m["msgid"])
-            if k:
-                index[m["qid"]] = int(k.group(1))
-        elif ln.service == "qmgr" and (m := pl._ACTIVE.match(ln.text)) and m["qid"] in index:
-            entries[m["qid"]] += 1
-            if entries[m["qid"]] > 1:
-                by_second.setdefault(int(ln.t), []).append(index[m["qid"]])
+    injected index) went first."""
+    by_second = _live_batches(out, meta)
     pairs = inversions = 0
     for order in by_second.values():
         for i in range(len(order)):
@@ -431,6 +420,81 @@ def warned_messages(rows: list[dict], injected: list[dict], arrival: dict[int, f
     return {r["message"] for r in rows if r["outcome"] == "deferred" and r["message"] not in null
             and math.floor(r["start_s"]) >= math.floor(arrival[r["message"]])
             + delay_warning_time - 1}
+
+
+def _live_batches(out: Path, meta: dict) -> dict[int, list[int]]:
+    """{epoch second: injected indices of the retries qmgr took into the active queue in it,
+    in log order} (a message's second and later `(queue active)` lines)."""
+    year = vp._year(meta["qmgr_start_epoch"])
+    index: dict[str, int] = {}
+    entries: Counter = Counter()
+    by_second: dict[int, list[int]] = {}
+    for ln in pl.read_log(out / "upstream.maillog", year):
+        if ln.service == "cleanup" and (m := pl._MSGID.match(ln.text)):
+            k = pl._MSGID_INDEX.match(m["msgid"])
+            if k:
+                index[m["qid"]] = int(k.group(1))
+        elif ln.service == "qmgr" and (m := pl._ACTIVE.match(ln.text)) and m["qid"] in index:
+            entries[m["qid"]] += 1
+            if entries[m["qid"]] > 1:
+                by_second.setdefault(int(ln.t), []).append(index[m["qid"]])
+    return by_second
+
+
+def batch_places(out: Path, meta: dict, ours: list[dict], diffs: list[dict]) -> dict:
+    """A check of the `place in the scan's batch` differences: for each, its place in the
+    live scan's batch (its rank in the log's order of that scan's seconds, as a share of the
+    batch) and in relaysim's (its rank by start among the retries of the same entry time);
+    consistent when the side that placed it later started it later."""
+    origin = meta["t_s_origin_epoch"]
+    live = _live_batches(out, meta)
+    sim_batches: dict[float, set] = {}
+    for r in ours:  # one entry per message and scan, whichever recipients it still has
+        if r["attempt"] > 1:
+            sim_batches.setdefault(round(r["entry_s"], 6), set()).add((r["start_s"],
+                                                                       r["message"]))
+    consistent = checked = 0
+    for d in diffs:
+        if d["cause"] != "place in the scan's batch":
+            continue
+        m = d["message"]
+        scan = [sec for sec, ms in live.items() if m in ms
+                and abs(sec - origin - d["real_t_s"]) < 60]
+        batch = [x for sec in sorted(scan) for x in live[sec]
+                 if min(scan) <= sec <= min(scan) + 1] if scan else []
+        sim = next((sorted(b) for b in sim_batches.values()
+                    if any(x[1] == m and abs(x[0] - d["sim_t_s"]) < 1e-3 for x in b)), None)
+        if not batch or sim is None or m not in batch:
+            continue
+        checked += 1
+        real_place = batch.index(m) / len(batch)
+        sim_place = [x[1] for x in sim].index(m) / len(sim)
+        consistent += (real_place > sim_place) == (d["real_t_s"] > d["sim_t_s"])
+    return {"checked": checked, "consistent": consistent}
+
+
+def sim_scan_order(ours: list[dict]) -> dict:
+    """scan_order() of relaysim's run: its retries grouped by the scan that took them (the
+    same active-queue entry time), in the order its agents started them (FIFO: its queue
+    order), one per message."""
+    first: dict[tuple, tuple] = {}
+    for r in ours:
+        if r["attempt"] > 1:
+            k = (r["message"], r["attempt"])
+            if k not in first or r["start_s"] < first[k][1]:
+                first[k] = (round(r["entry_s"], 6), r["start_s"], r["message"])
+    batches: dict[float, list] = {}
+    for entry, start, m in first.values():
+        batches.setdefault(entry, []).append((start, m))
+    pairs = inversions = 0
+    for batch in batches.values():
+        order = [m for _, m in sorted(batch)]
+        for i in range(len(order)):
+            for j in range(i + 1, len(order)):
+                pairs += 1
+                inversions += order[i] > order[j]
+    return {"scans": sum(len(b) > 1 for b in batches.values()), "pairs": pairs,
+            "pairs_out_of_arrival_order": inversions}
 
 
 def _knock_on(diverged: list[tuple], rs: dict, ss: dict, outage_start: float,
@@ -566,6 +630,8 @@ def validate_load(out: Path, seed: int = 1) -> dict:
         "real_sessions": live_sessions(out, meta, real, int(
             scenario.upstream.default_destination_concurrency_limit), queue),
         "real_scan_order": scan_order(out, meta),
+        "sim_scan_order": sim_scan_order(ours),
+        "batch_places": batch_places(out, meta, ours, diffs),
         "empirical_transaction_times": _brief(runs["empirical"], dsn_real),
         "slowed_from_first_slow_transaction": _brief(runs["slowed"], dsn_real)
         if "slowed" in runs else None,
@@ -751,6 +817,7 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
     sl, em = s["real_slow_sessions"], s["empirical_transaction_times"]
     so, dw, ro = s["real_scan_order"], s["delay_warnings"], s["after_outage"]
     sw = s["slowed_from_first_slow_transaction"] or {}
+    bp = s["batch_places"]
     sc, ls = meta["scenario"], s["real_sessions"]
     up = scenario.upstream
     extra = meta["postconf"].get("relay_extra", {})
@@ -890,11 +957,16 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         f"the active queue in the same second ({so['scan_seconds']} seconds with two or more) "
         "went in the opposite order of their arrival: Postfix's scan reads the deferred "
         "queue's hashed directories in directory order (qmgr_scan.c, mail_scan_dir_next), "
-        "relaysim's keeps arrival order. With the concurrency limit binding, a message's "
+        "relaysim's takes its deferred queue in its own order, which follows arrival more "
+        f"closely ({s['sim_scan_order']['pairs_out_of_arrival_order']} of "
+        f"{s['sim_scan_order']['pairs']} pairs against it in {s['sim_scan_order']['scans']} "
+        "scans). With the concurrency limit binding, a message's "
         "place in the batch sets its wait for an agent, so the second its attempt ends in, so "
         "its backoff (counted from that second), so whether it makes the next scan: `previous "
         "attempt ended in another second` and `place in the scan's batch` count the "
-        "recipients whose first difference is that.",
+        "recipients whose first difference is that. Of the `place in the scan's batch` "
+        f"recipients whose batch could be found on both sides ({bp['checked']}), "
+        f"{bp['consistent']} started later on the side that placed them later in the batch.",
         f"The relay's error limits: from t_s {sl['first_t_s']:g}, when the traffic left was "
         "mostly retries of unknown recipients, the upstream's smtp client kept reusing its "
         f"connections (smtp_connection_cache_on_demand; up to {ls['max_conn_use']} "
