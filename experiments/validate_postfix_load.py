@@ -619,6 +619,7 @@ def validate_load(out: Path, seed: int = 1) -> dict:
         "relay_rejects": {"real": len(relay_real),
                           "sim": res.summary["relay"]["rejects_4xx"]},
         "real_deferred_without_relay": dict(real_none),
+        "cut_sessions_also_cut_in_sim": _also_cut(real, ours),
         "sim_deferred_without_transaction": sum(
             r["outcome"] == "deferred" and r["end_s"] == r["start_s"] for r in ours),
         "real_lost_connection_rows": sum(r["dsn"] == "4.4.2" and r["relay"] != "none"
@@ -718,6 +719,17 @@ def _after_outage(real: list[dict], ours: list[dict], outage: tuple[float, float
 
     return {"from_t_s": round(lo, 3), "to_t_s": round(hi, 3), "real": count(real),
             "sim": count(ours)}
+
+
+def _also_cut(real: list[dict], ours: list[dict]) -> int:
+    """Postfix's attempts lost to the stop (dsn 4.4.2 after reaching the relay) that relaysim
+    cut too: the same attempt deferred there, ended before its full transaction time."""
+    sim_by = {(r["message"], r["rcpt"], r["attempt"]): r for r in ours}
+    full = min((r["end_s"] - r["start_s"] for r in ours if r["outcome"] == "sent"),
+               default=0.0)
+    return sum(1 for r in real if r["dsn"] == "4.4.2" and r["relay"] != "none"
+               and (y := sim_by.get((r["message"], r["rcpt"], r["attempt"]))) is not None
+               and y["outcome"] == "deferred" and y["end_s"] - y["start_s"] < full)
 
 
 def _busy(q: dict):
@@ -912,7 +924,9 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         f"{sum(s['real_deferred_without_relay'].values())} in all; relaysim "
         f"{s['sim_deferred_without_transaction']} (its attempts that end where they start). "
         f"Postfix lost {s['real_lost_connection_rows']} recipient attempts to the stop "
-        "(dsn 4.4.2).",
+        "(dsn 4.4.2, `lost connection ... while sending MAIL FROM`); relaysim cut "
+        f"{s['cut_sessions_also_cut_in_sim']} of them too (the attempt deferred at the "
+        "outage's start, before its transaction time).",
         f"Recipients that differ: {len(s['differences'])} in {s['differing_messages']} "
         "messages, by the cause at their first difference: " + (", ".join(
             f"{v} {k}" for k, v in sorted(causes.items())) or "none") + " (classify() in "
