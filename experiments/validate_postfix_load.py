@@ -620,6 +620,7 @@ def validate_load(out: Path, seed: int = 1) -> dict:
                           "sim": res.summary["relay"]["rejects_4xx"]},
         "real_deferred_without_relay": dict(real_none),
         "cut_sessions_also_cut_in_sim": _also_cut(real, ours),
+        "before_slow_sessions": _split(real, ours, slow["first_t_s"], cmp["target_dt_s"]),
         "sim_deferred_without_transaction": sum(
             r["outcome"] == "deferred" and r["end_s"] == r["start_s"] for r in ours),
         "real_lost_connection_rows": sum(r["dsn"] == "4.4.2" and r["relay"] != "none"
@@ -719,6 +720,21 @@ def _after_outage(real: list[dict], ours: list[dict], outage: tuple[float, float
 
     return {"from_t_s": round(lo, 3), "to_t_s": round(hi, 3), "real": count(real),
             "sim": count(ours)}
+
+
+def _split(real: list[dict], ours: list[dict], t: float | None, target: float) -> dict:
+    """Attempt rows that Postfix started before t (the first slowed transaction): how many,
+    how many relaysim has too, and how many of those start within the target."""
+    if t is None:
+        return {}
+    sim_by = {(r["message"], r["rcpt"], r["attempt"]): r for r in ours}
+    rows = [r for r in real if r["start_s"] < t]
+    pairs = [(r, y) for r in rows
+             if (y := sim_by.get((r["message"], r["rcpt"], r["attempt"]))) is not None]
+    return {"t_s": t, "rows": len(rows), "matched": len(pairs),
+            "within_target": sum(abs(y["start_s"] - r["start_s"]) <= target + 1e-9
+                                 for r, y in pairs),
+            "same_outcome": sum(y["outcome"] == r["outcome"] for r, y in pairs)}
 
 
 def _also_cut(real: list[dict], ours: list[dict]) -> int:
@@ -827,6 +843,7 @@ def _verdict(s: dict) -> str:
 def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
     c, q, dsn, tt = s["compare"], s["queue"], s["dsn"], s["smtp_transaction_time_s"]
     sl, em = s["real_slow_sessions"], s["empirical_transaction_times"]
+    bs = s["before_slow_sessions"]
     so, dw, ro = s["real_scan_order"], s["delay_warnings"], s["after_outage"]
     sw = s["slowed_from_first_slow_transaction"] or {}
     bp = s["batch_places"]
@@ -895,7 +912,10 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         f"real, {c['attempt_rows_sim']} relaysim, {c['attempt_rows_matched']} on both sides; "
         f"start relaysim - real {vp._fmt_q(c['dt_s'])} s, {c['rows_within_target']} within "
         f"{c['target_dt_s']:.2f} s (first attempts {vp._fmt_q(c['dt_first_s'])}; retries "
-        f"{vp._fmt_q(c['dt_retry_s'])}). DSNs real/relaysim: delay warnings "
+        f"{vp._fmt_q(c['dt_retry_s'])}); of the {bs['rows']} attempts Postfix started "
+        f"before its first slowed transaction (t_s {bs['t_s']:g}), relaysim has "
+        f"{bs['matched']}, {bs['same_outcome']} with the same outcome and "
+        f"{bs['within_target']} within the target. DSNs real/relaysim: delay warnings "
         f"{dsn['real']['delay']}/{dsn['sim']['delay']}, non-delivery notices "
         f"{dsn['real']['nondelivery']}/{dsn['sim']['nondelivery']}, to forged senders "
         f"{dsn['real']['backscatter']}/{dsn['sim']['backscatter']}. Queue (messages): active "
