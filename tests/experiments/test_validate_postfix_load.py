@@ -268,3 +268,51 @@ def test_classify_half_a_scan_apart_is_the_first_difference():
     assert d["at_attempt"] == 2
     (d,) = vpl.classify(real, {}, sim, {}, 11.0, outage=(500.0, 510.0), dead_s=10.0)
     assert d["at_attempt"] == 3
+
+
+# --- the load lab's parts, live (Postfix installed and root; about 15 s) -----------------------
+
+@pytest.mark.postfix
+@pytest.mark.slow
+def test_live_lab_several_recipients_null_sender_and_a_slowed_relay(tmp_path):
+    """The parts the load scenario adds, on a real Postfix pair: a message with a known and
+    an unknown recipient (one delivery line each in one transaction: the known one sent, the
+    unknown one deferred with the relay's 450), a null-sender message (MAIL FROM:<>), a
+    forged sender, and the relay's `sleep 1` at MAIL FROM making every transaction last about
+    a second (delays= c + d), with two agents for the relay."""
+    import time
+
+    import postfix_lab as pl
+
+    from tests.experiments.test_validate_postfix import _postfix_missing
+
+    why = _postfix_missing()
+    if why:
+        pytest.skip(why)
+    scn = vp.SCENARIOS["load"]
+    with pl.lab(450, logs_to=tmp_path, upstream=scn.upstream, relay=scn.relay) as lab:
+        assert pl.get_params(lab.relay, *scn.relay) == scn.relay
+        inj = pl.inject("127.0.0.1", lab.upstream.port, [
+            (0.0, "forged1@forged.test", ("bob@example.test", "unknown1_0@example.test")),
+            (0.1, "", ("alice@example.test",)),
+            (0.2, "sender2@upstream.test", ("carol@example.test",))])
+        deadline = time.monotonic() + 20  # four delivery lines: 2 + 1 + 1 recipients
+        while time.monotonic() < deadline and len(
+                [a for a in pl.parse_maillog(lab.upstream.log_file) if a.message >= 0]) < 4:
+            time.sleep(0.5)
+    assert [m.recipient for m in inj] == ["bob@example.test,unknown1_0@example.test",
+                                          "alice@example.test", "carol@example.test"]
+    rows = [a for a in pl.parse_maillog(tmp_path / "upstream.maillog") if a.message >= 0]
+    first = {(a.message, a.recipient): a for a in rows if a.attempt == 1}
+    assert first[0, "bob@example.test"].outcome == "sent"
+    assert first[0, "unknown1_0@example.test"].outcome == "deferred"
+    assert first[0, "unknown1_0@example.test"].dsn == "4.1.1"
+    assert first[0, "bob@example.test"].delays == first[0, "unknown1_0@example.test"].delays
+    assert first[1, "alice@example.test"].outcome == "sent"
+    assert first[2, "carol@example.test"].outcome == "sent"
+    for a in first.values():  # sleep 1 at MAIL FROM: each transaction about a second
+        assert 0.9 <= a.delays[2] + a.delays[3] <= 1.5, a
+    # three transactions, two agents: the third waited for one
+    assert max(a.delays[1] for a in first.values()) >= 0.5
+    log = (tmp_path / "upstream.maillog").read_text()
+    assert "from=<>," in log
