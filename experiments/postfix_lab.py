@@ -354,10 +354,14 @@ def lab(reject_code: int = 450, timing: dict | None = None, keep: bool = False,
     root = Path(tempfile.mkdtemp(prefix="relaysim-postfix-"))
     relay_port, upstream_port = free_port(), free_port()
     rl_params = relay_params(reject_code, extra=relay)
-    relay = make_instance(root, "relay", relay_port, rl_params)
     up_params = {**upstream_params(relay_port, timing), **(upstream or {})}
-    upstream = make_instance(root, "upstream", upstream_port, up_params,
-                             qmgr_flags=" -v" if qmgr_verbose else "")
+    try:  # a failure writing the instances (no postfix user) still removes root
+        relay = make_instance(root, "relay", relay_port, rl_params)
+        upstream = make_instance(root, "upstream", upstream_port, up_params,
+                                 qmgr_flags=" -v" if qmgr_verbose else "")
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     started: list[Instance] = []
     try:
         for inst in (relay, upstream):
