@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.model.qmgr.rules import LOST
+from sim.model.qmgr.rules import LOST, NO_SESSION, SUSPENDED
 from sim.postfix.maillog import ATTEMPT, BOUNCED, DEFERRED, EXPIRED, NULL, delivery_status
 from sim.results import write_atomic
 
@@ -109,7 +109,7 @@ def _dsn(code: np.ndarray, user: np.ndarray) -> np.ndarray:
     """The dsn= of the delivery line maillog writes for each row (maillog._reply's codes)."""
     out = np.full(len(code), "", dtype="<U5")
     out[code == 250] = "2.0.0"
-    out[code == 0] = "4.4.1"
+    out[np.isin(code, NO_SESSION)] = "4.4.1"
     out[code == LOST] = "4.4.2"
     out[code == 421] = "4.7.0"
     out[(code == 450) & (user < 0)] = "4.1.1"
@@ -185,7 +185,7 @@ class MetricsWriter:
         any_exp = np.bitwise_or.reduceat((a["outcome"] == EXPIRED).astype(np.int8), first) > 0
         any_bnc = np.bitwise_or.reduceat((a["outcome"] == BOUNCED).astype(np.int8), first) > 0
         h = a[first]
-        connected = h["code"] != 0
+        connected = ~np.isin(h["code"], NO_SESSION)
         acc = a["code"] == 250
         n_acc = np.add.reduceat(acc.astype(np.int64), first)
         # upstream: arrival lines at the first attempt
@@ -205,27 +205,29 @@ class MetricsWriter:
         self._count("postfix_qmgr_messages_expired_total", "upstream", end[any_exp])
         self._count("postfix_bounce_non_delivery_notification_total", "upstream",
                     end[(any_bnc | any_exp) & (h["kind"] != NULL)])
-        # upstream smtp: one delivery line per row
-        status = delivery_status(a["outcome"], a["code"])
-        dsn = _dsn(a["code"], a["user"])
+        # upstream smtp: one delivery line per row (a row deferred because the relay was dead
+        # is the error service's line: no smtp family counts it)
+        d = a[a["code"] != SUSPENDED]
+        status = delivery_status(d["outcome"], d["code"])
+        dsn = _dsn(d["code"], d["user"])
         for s in ("sent", "deferred", "bounced", "SOFTBOUNCE"):
             m = status == s
             if m.any():
-                self._count("postfix_smtp_messages_processed_total", "upstream", a["end"][m],
+                self._count("postfix_smtp_messages_processed_total", "upstream", d["end"][m],
                             status=s)
         m = status == "deferred"
-        self._count("postfix_smtp_status_deferred", "upstream", a["end"][m])
-        for d in np.unique(dsn[m]):
+        self._count("postfix_smtp_status_deferred", "upstream", d["end"][m])
+        for x in np.unique(dsn[m]):
             self._count("postfix_smtp_deferred_messages_by_dsn_total", "upstream",
-                        a["end"][m & (dsn == d)], dsn=str(d))
-        for d in np.unique(dsn[status == "bounced"]):
+                        d["end"][m & (dsn == x)], dsn=str(x))
+        for x in np.unique(dsn[status == "bounced"]):
             self._count("postfix_smtp_bounced_messages_by_dsn_total", "upstream",
-                        a["end"][(status == "bounced") & (dsn == d)], dsn=str(d))
+                        d["end"][(status == "bounced") & (dsn == x)], dsn=str(x))
         final = ~m  # Hsn723 #413: every line but status=deferred (SOFTBOUNCE too)
-        stages = (a["entry"] - a["arrival"], a["start"] - a["entry"],
-                  np.zeros(len(a)), a["end"] - a["start"])
+        stages = (d["entry"] - d["arrival"], d["start"] - d["entry"],
+                  np.zeros(len(d)), d["end"] - d["start"])
         for stage, v in zip(STAGES, stages, strict=True):
-            self._observe("postfix_smtp_delivery_delay_seconds", "upstream", a["end"][final],
+            self._observe("postfix_smtp_delivery_delay_seconds", "upstream", d["end"][final],
                           v[final], stage=stage)
         # relay smtpd: sessions, accepted messages, NOQUEUE rejects (before any accepted RCPT,
         # and before a 421 ends the session)

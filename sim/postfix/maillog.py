@@ -30,9 +30,12 @@ src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/
   returned to sender`; if a row bounced or expired and the sender is not null, bounce `QID:
   sender non-delivery notification: DSNQID`; if no row stays deferred, qmgr `QID: removed`.
   Code 0 is `relay=none, ... dsn=4.4.1, status=deferred (connect to relay.example[127.0.0.1]:25:
-  Connection refused)`; code LOST (the relay went down during the session) `dsn=4.4.2,
-  status=deferred (lost connection with relay.example[127.0.0.1] while sending RCPT TO)`, and
-  on the relay only its `connect from`. The DSN's own delivery is not simulated and not logged.
+  Connection refused)`; code SUSPENDED (the destination was dead) the error service's
+  `relay=none, ... dsn=4.4.1, status=deferred (delivery temporarily suspended: connect to
+  ...: Connection refused)`, as Postfix 3.7's retry transport logs it; code LOST (the relay
+  went down during the session) `dsn=4.4.2, status=deferred (lost connection with
+  relay.example[127.0.0.1] while sending RCPT TO)`, and on the relay only its `connect from`.
+  The DSN's own delivery is not simulated and not logged.
 - On the relay, per attempt with a connection: smtpd `connect from` at start; per recipient
   at start `NOQUEUE: reject: RCPT from ...: 450 4.1.1 <r>: Recipient address rejected: User
   unknown in local recipient table; from=<s> to=<r> proto=ESMTP helo=<upstream.example>`
@@ -79,7 +82,7 @@ import numpy as np
 
 from sim.model.qmgr import ATTEMPT  # noqa: E402  the engine's attempt stream
 from sim.model.qmgr.queue_file import EXPIRED  # noqa: E402
-from sim.model.qmgr.rules import LOST  # noqa: E402  no reply: the session was cut
+from sim.model.qmgr.rules import LOST, NO_SESSION, SUSPENDED  # noqa: E402
 from sim.model.relay import BOUNCED, DEFERRED, SENT  # noqa: E402
 from sim.model.sender import FORGED, NULL  # noqa: E402
 
@@ -95,7 +98,8 @@ _UP_CLIENT = f"{UPSTREAM_HOST}[127.0.0.1]"
 _SENDER_CLIENT = "mail.sender.example[192.0.2.1]"
 _SENDER_DOMAIN = {ORDINARY: "sender.example", FORGED: "forged.example"}
 INODE_BASE = 0x100000
-_PID = {"smtpd": 2101, "cleanup": 2102, "qmgr": 2100, "smtp": 2103, "bounce": 2104}
+_PID = {"smtpd": 2101, "cleanup": 2102, "qmgr": 2100, "smtp": 2103, "bounce": 2104,
+        "error": 2105}
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
@@ -191,6 +195,9 @@ def delivery_reason(code: int, user: int, rcpt: str, rqid: str = "") -> tuple[st
     recipient; the same text is the recipient's delay_reason in postqueue -j."""
     if code == 0:
         return "4.4.1", f"connect to {_RELAY_PORT}: Connection refused"
+    if code == SUSPENDED:  # qmgr defers it with the reason that made the destination dead
+        return "4.4.1", f"delivery temporarily suspended: connect to {_RELAY_PORT}: Connection " \
+            "refused"
     if code == LOST:
         return "4.4.2", f"lost connection with {_RELAY} while sending RCPT TO"
     dsn, reply = _reply(code, user, rcpt, rqid)
@@ -331,7 +338,7 @@ class MaillogWriter:
                 + _commands(nrcpt, nrcpt))
         add(up, entry, "qmgr", f"{qid_s}: from=<{sender}>, size={size}, nrcpt={nrcpt} "
             "(queue active)")
-        rqid = self._relay_session(att, sender) if code0 != 0 else ""
+        rqid = self._relay_session(att, sender) if code0 not in NO_SESSION else ""
         a = format_tv(entry - arrival)
         b = format_tv(start - entry)
         deferred = expired = bounced = False
@@ -342,9 +349,10 @@ class MaillogWriter:
             dsn, said = delivery_reason(code, user, to, rqid)
             if status == "SOFTBOUNCE":
                 dsn = "4" + dsn[1:]
-            relay = _RELAY_PORT if code else "none"
-            add(up, en, "smtp", f"{qid_s}: to=<{to}>, relay={relay}, {delays}, dsn={dsn}, "
-                f"status={status} ({said})")
+            relay = "none" if code in NO_SESSION else _RELAY_PORT
+            # qmgr hands mail for a dead destination to the retry service (error(8))
+            add(up, en, "error" if code == SUSPENDED else "smtp", f"{qid_s}: to=<{to}>, "
+                f"relay={relay}, {delays}, dsn={dsn}, status={status} ({said})")
             deferred |= outcome == DEFERRED
             expired |= outcome == EXPIRED
             bounced |= outcome == BOUNCED
@@ -488,7 +496,7 @@ def read_attempts(path: Path | str, epoch: float = DEFAULT_EPOCH) -> np.ndarray:
                 kind = NULL if not k[1] else FORGED if k[1].startswith("forged") else ORDINARY
                 s.update(kind=kind, size=int(k[2]), nrcpt=int(k[3]), entry=t, last=[],
                          tries=s["tries"] + 1, used=set())
-            elif service == "smtp" and (k := _TO.match(rest)):
+            elif service in ("smtp", "error") and (k := _TO.match(rest)):
                 addr = k[1]
                 if s["tries"] == 1:
                     s["cols"].append(addr)
@@ -501,7 +509,8 @@ def read_attempts(path: Path | str, epoch: float = DEFAULT_EPOCH) -> np.ndarray:
                 outcome = SENT if status == "sent" else BOUNCED if status == "bounced" \
                     else DEFERRED
                 code = 250 if status == "sent" else int(c[1]) if (c := _SAID.search(k[8])) \
-                    else LOST if k[8].startswith("lost connection") else 0
+                    else LOST if k[8].startswith("lost connection") else SUSPENDED if \
+                    k[8].startswith("delivery temporarily suspended") else 0
                 start = t - float(k[6]) - float(k[5])
                 s["last"].append(len(rows))
                 rows.append([s["qid"], col, user, s["kind"], s["size"], s["nrcpt"],

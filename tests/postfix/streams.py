@@ -4,7 +4,8 @@ stream(seed, ...) -> list of ATTEMPT batches: Poisson arrivals, 1 to 3 recipient
 some are unknown at the relay (user -1), ordinary, null and forged senders, Postfix's backoff
 (the next attempt one message age later, between minimal and maximal backoff), a relay that
 answers unknown users 450 until `fix` and 550 after (deferred with soft_bounce: the upstream's
-soft_bounce = yes), a relay outage (code 0), a lifetime after
+soft_bounce = yes), a relay outage (code 0: refused; in its second half SUSPENDED: the
+destination dead, qmgr's retry service), a lifetime after
 which a deferred message expires at its next attempt. Rows of one attempt adjacent, each batch
 sorted by start, batches cut at every `batch` seconds of start time.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.model.qmgr.rules import SUSPENDED
 from sim.postfix.maillog import ATTEMPT, BOUNCED, DEFERRED, EXPIRED, SENT
 
 
@@ -38,7 +40,8 @@ def stream(seed: int = 1, n: int = 60, duration: float = 86400.0, fix: float = 6
             left = []
             for r in pending:
                 if down:
-                    code, out = 0, DEFERRED
+                    code = 0 if start < (outage[0] + outage[1]) / 2 else SUSPENDED
+                    out = DEFERRED
                 elif user[r] >= 0:
                     code, out = 250, SENT
                 elif start < fix:

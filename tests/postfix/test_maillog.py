@@ -113,6 +113,7 @@ def test_pflogsumm_counts_equal_the_stream(tmp_path):
     exp = expected(a)
     assert exp["upstream"]["bounced"] > 0 and exp["upstream"]["deferrals"] > 0
     assert exp["relay"]["rejected"] > 0 and (a["code"] == 0).any()
+    assert (a["code"] == ml.SUSPENDED).any()  # postfix/error lines count as deferrals too
     for host in ("upstream", "relay"):
         got = pflogsumm(tmp_path / f"{host}.maillog")
         want = exp[host]

@@ -3,8 +3,8 @@
 Public names: serve.
 
 Contract (mta-semantics.md sections 2 and 3):
-- serve(entry, n_scan, T, service, relay, up, st) -> (start, end, vetoed, cut, service
-  times used)
+- serve(entry, n_scan, T, service, relay, up, st) -> (start, end, vetoed, suspended, cut,
+  service times used)
   for the tick's jobs in queue order: the first n_scan are a runner's scan and enter
   together at T (at most qmgr_message_active_limit of them; the rest enter as earlier jobs of
   the scan end, entry is updated in place), the rest at their own (sorted) entry times. The
@@ -12,9 +12,10 @@ Contract (mta-semantics.md sections 2 and 3):
   (sim.model.agents.fifo), one service time each (the shape's draws, mean 1,
   sim.model.agents.Shape, times the mean transaction time up.mean; none when the mean is 0),
   in queue order.
-- A job gets no SMTP session (vetoed: start = end, no agent time) when the destination is dead
-  or the relay refuses it (sim.model.qmgr.site); an outage that begins during a scan's batch
-  refuses the rest of the batch at that moment and frees the agents then.
+- A job gets no SMTP session (vetoed: start = end, no agent time) when the relay refuses it
+  or the destination is dead (suspended as well; sim.model.qmgr.site); an outage that
+  begins during a scan's batch refuses the rest of the batch at that moment and frees the
+  agents then.
 - A session under way when the relay goes down is cut there (cut: it ends at the outage's
   start, its agent free then; Postfix logs "lost connection", every recipient deferred) and
   throttles the destination as a site-level failure (site.lost).
@@ -32,24 +33,28 @@ from sim.model.qmgr import site
 
 @njit(cache=True)
 def serve(entry, n_scan, T, service, relay, up, st):
-    """(start, end, vetoed, cut, service times used) of the tick's jobs in queue order: the
-    first n_scan enter together at T (a runner's scan), the rest at their own sorted times.
+    """(start, end, vetoed, suspended, cut, service times used) of the tick's jobs in queue
+    order: the first n_scan enter together at T (a runner's scan), the rest at their own
+    sorted times.
     Each job takes one service time (its shape's draws times the mean; none when the mean is
     0)."""
     n = entry.size
     start = np.empty(n)
     end = np.empty(n)
     vetoed = np.zeros(n, dtype=np.bool_)
+    suspended = np.zeros(n, dtype=np.bool_)
     cut = np.zeros(n, dtype=np.bool_)
     P = up.P[up.cur]
     sv, ds, de = st.site, relay.down_start, relay.down_end
     used = 0
     if n_scan:
         site.entered(sv, T)
-        if site.refuse(sv, up.site, P, ds, de, T, n_scan):
+        r = site.refuse(sv, up.site, P, ds, de, T, n_scan)
+        if r >= 0:
             start[:n_scan] = T
             end[:n_scan] = T
             vetoed[:n_scan] = True
+            suspended[r:n_scan] = True
         else:
             s, e, fr = fifo(entry[:n_scan], service[:n_scan] * up.mean, st.free)
             st.free[:] = fr
@@ -66,7 +71,9 @@ def serve(entry, n_scan, T, service, relay, up, st):
                 for a in range(st.free.size):
                     st.free[a] = min(st.free[a], s_f)
                 if first < n_scan:
-                    site.refuse(sv, up.site, P, ds, de, s_f, n_scan - first)
+                    r = site.refuse(sv, up.site, P, ds, de, s_f, n_scan - first)
+                    if r >= 0:  # the rest of the batch finds the destination dead
+                        suspended[first + r:n_scan] = True
                 if lost:
                     site.lost(sv, up.site, P, o_start, lost)
                 s[first:] = s_f
@@ -108,9 +115,11 @@ def serve(entry, n_scan, T, service, relay, up, st):
                     site.lost(sv, up.site, P, o_cut, n_cut)
                     n_cut = 0
                 site.entered(sv, x)
-                if site.vetoes(sv, up.site, P, ds, de, s[q]):
+                v = site.vetoes(sv, up.site, P, ds, de, s[q])
+                if v >= 0:
                     e[q] = s[q]
                     vetoed[n_scan + q] = True
+                    suspended[n_scan + q] = v == 0
                 else:
                     e[q] = s[q] + svc[q]
                     if _cut(s[q:q + 1], e[q:q + 1], cut[n_scan + q:n_scan + q + 1],
@@ -125,7 +134,7 @@ def serve(entry, n_scan, T, service, relay, up, st):
         start[n_scan:] = s
         end[n_scan:] = e
         used += m if up.mean > 0 else 0
-    return start, end, vetoed, cut, used
+    return start, end, vetoed, suspended, cut, used
 
 
 @njit(cache=True)

@@ -264,8 +264,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
             else:
                 _copy(qf, qr, idx[m - n_new], f, r, q)
                 old[q] = True
-    start, end, vetoed, cut, used = serve(entry, n_old + lead if up.grid else 0, S, service,
-                                          relay, up, st)
+    start, end, vetoed, suspended, cut, used = serve(
+        entry, n_old + lead if up.grid else 0, S, service, relay, up, st)
     # a sample in [T, entry) sees a scanned file still deferred (the loop's phase, a full
     # active queue): qshape counts it there; none before the first sample at or after T
     # (a bound a little low, so that no such sample is missed)
@@ -368,8 +368,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 keep[i] = True
                 key[i] = rules.tick_key(wake[i], nxt, up.R, up.slack, up.grid)
                 slots[i] = min(key[i] // store.unit, last)
-    a = Attempts(f, entry, start, end, vetoed, cut, held, greyed, hit, tally, soft, expired,
-                 keep, snap)
+    a = Attempts(f, entry, start, end, vetoed, suspended, cut, held, greyed, hit, tally, soft,
+                 expired, keep, snap)
     delays = record(obs, a)
     dbuf[cur[0]:cur[0] + delays.size] = delays
     cur[0] += delays.size
@@ -461,7 +461,7 @@ def _log(log, nl, a, r, out, relay):
             row.end = a.end[i]
             row.outcome = EXPIRED if (a.expired[i] and o == DEFERRED) else o
             row.code = rules.reply_code(o, u, relay.users[snap], relay.code[snap], a.vetoed[i],
-                                        a.held[i], a.hit[i], a.cut[i])
+                                        a.suspended[i], a.held[i], a.hit[i], a.cut[i])
             row.tries = np.int16(f[i, TRIES] + 1)
             nl += 1
     return nl

@@ -53,17 +53,18 @@ class Obs(NamedTuple):
 
 class Attempts(NamedTuple):
     """What one tick decided, one row per message in queue order: its queue file (f, FIELDS),
-    when it entered the active queue, started and ended; no SMTP session (vetoed), the
-    session cut by the relay's going down (cut: nothing rejected), greylisted
-    (held; greyed: its greylisted recipients, one entry when postgrey is off), cut by the hard
-    error limit (hit); its tally (recipients pending, sent, deferred, bounced), whether the
-    relay's reject was a 4xx (soft), expired or kept (filed again); and the relay's
-    configuration at its start (snap)."""
+    when it entered the active queue, started and ended; no SMTP session (vetoed; suspended:
+    because the destination was dead, not tried), the session cut by the relay's going down
+    (cut: nothing rejected), greylisted (held; greyed: its greylisted recipients, one entry
+    when postgrey is off), cut by the hard error limit (hit); its tally (recipients pending,
+    sent, deferred, bounced), whether the relay's reject was a 4xx (soft), expired or kept
+    (filed again); and the relay's configuration at its start (snap)."""
     f: np.ndarray
     entry: np.ndarray
     start: np.ndarray
     end: np.ndarray
     vetoed: np.ndarray
+    suspended: np.ndarray
     cut: np.ndarray
     held: np.ndarray
     greyed: np.ndarray

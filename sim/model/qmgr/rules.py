@@ -2,7 +2,7 @@
 use them (sim.model.qmgr.engine).
 
 Public names: runner_tick, tick_key, scan_start, snapshot, greylist, hard_error_hit,
-soft_bounce, dsn_count, delay_warning, reply_code, LOST.
+soft_bounce, dsn_count, delay_warning, reply_code, LOST, SUSPENDED, NO_SESSION.
 
 Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
 - The relay's answer to one recipient is sim.model.relay.outcome (known: sent; unknown: the
@@ -20,7 +20,7 @@ Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
   never for null-sender mail, whose failures are discarded under default notify_classes).
 - delay_warning: Postfix's delay_warning_time rule (qmgr_active.c).
 - reply_code: the SMTP code the upstream logs for one recipient's attempt (LOST: none, the
-  session was cut).
+  session was cut; 0 and SUSPENDED: no session, NO_SESSION).
 Nothing here keeps state or counts anything.
 """
 
@@ -131,16 +131,20 @@ def delay_warning(now, create, kind, warned, dwt):
 
 
 LOST = -1  # reply_code of a session the relay's going down cut: no reply ("lost connection")
+SUSPENDED = -2  # reply_code without a try: the destination is dead ("delivery temporarily
+# suspended"); 0: the relay refused the connection
+NO_SESSION = (0, SUSPENDED)  # codes of attempts that had no SMTP session (relay=none)
 
 
 @njit(cache=True)
-def reply_code(out, user, users, code, vetoed, held, hit, lost):
-    """The code logged for one recipient: 0 without an SMTP session (refused, or the
-    destination dead), LOST for a session cut by the relay's going down, 421 for a session
-    cut by the hard error limit, 450 for a greylisted known recipient, 250 sent, else the
-    relay's reject code for unknown users (code)."""
+def reply_code(out, user, users, code, vetoed, suspended, held, hit, lost):
+    """The code logged for one recipient: 0 without an SMTP session because the relay
+    refused the connection, SUSPENDED because the destination was dead, LOST for a session
+    cut by the relay's going down, 421 for a session cut by the hard error limit, 450 for a
+    greylisted known recipient, 250 sent, else the relay's reject code for unknown users
+    (code)."""
     if vetoed:
-        return 0
+        return SUSPENDED if suspended else 0
     if lost:
         return LOST
     if hit:

@@ -25,12 +25,15 @@ sendmail's host-status cache):
 - Other site policies (Exim's host record, sendmail's host status, none) take every failure:
   refused(state, site, P, t) makes the destination dead until schedules.site_due(...).
 - vetoes(state, site, P, down_start, down_end, t) is asked at non-decreasing times t of one
-  tick's attempts: True if the attempt gets no SMTP session, because the destination is dead
-  (t < dead_until) or the relay refuses the connection at t (a site-level failure, `failed`).
-  An attempt at a time the relay accepts forgets earlier refusals.
+  tick's attempts: -1 if the attempt gets an SMTP session; else it gets none, because the
+  relay refuses the connection at t (1: a site-level failure, `failed`) or the destination is
+  dead (0: t < dead_until; Postfix logs "delivery temporarily suspended"). An attempt at a
+  time the relay accepts forgets earlier refusals.
 - refuse(state, site, P, down_start, down_end, t, n) is vetoes for n attempts back to back
-  at t (a scan's batch): each refusal counts until the destination is dead.
-- failed(state, site, P, t, n): n site-level failures back to back at t.
+  at t (a scan's batch): -1, or how many are refused before the destination is dead (each
+  counts; the rest find it dead).
+- failed(state, site, P, t, n): n site-level failures back to back at t; how many were
+  taken before the destination was dead.
 - delivered(state, n): n deliveries with no site-level trouble (positive feedback).
 - entered(state, x) and ended(state, end), in queue order: a job entered the active queue at
   x (if every job before it had ended by then, the in-core queue was discarded meanwhile) and
@@ -108,21 +111,23 @@ def refused(state, site, P, t):
 
 @njit(cache=True)
 def failed(state, site, P, t, n):
-    """n site-level failures back to back at t (see the contract)."""
+    """n site-level failures back to back at t (see the contract); how many were taken
+    before the destination was dead (the rest find it dead)."""
     state[_BUSY] = max(state[_BUSY], t)
     if site != schedules.DEAD:
         refused(state, site, P, t)
-        return
-    for _ in range(n):
+        return 1
+    for k in range(n):
         if t < state[_DEAD]:
-            return  # dead already: qmgr does not throttle a dead queue
+            return k  # dead already: qmgr does not throttle a dead queue
         state[_FAIL] += 1.0 / state[_W]
         if state[_COHORT] > 0 and state[_FAIL] >= state[_COHORT]:
             refused(state, site, P, t)
             state[_W] = state[_INIT]  # as it is unthrottled, minimal_backoff_time later
             state[_FAIL] = 0.0
-            return
+            return k + 1
         state[_W] = max(state[_W] - 1.0, 1.0)
+    return n
 
 
 @njit(cache=True)
@@ -163,20 +168,22 @@ def _down(state, down_start, down_end, t):
 
 @njit(cache=True)
 def vetoes(state, site, P, down_start, down_end, t):
-    """True if an attempt at t gets no SMTP session (see the contract)."""
+    """-1 if an attempt at t gets an SMTP session, 1 if the relay refuses it, 0 if the
+    destination is dead (see the contract)."""
     return refuse(state, site, P, down_start, down_end, t, 1)
 
 
 @njit(cache=True)
 def refuse(state, site, P, down_start, down_end, t, n):
-    """True if n attempts back to back at t get no SMTP session (see the contract)."""
+    """-1 if n attempts back to back at t get SMTP sessions, else how many of them the
+    relay refuses before the destination is dead (the rest find it dead; see the
+    contract)."""
     if t < state[_DEAD]:
         state[_BUSY] = max(state[_BUSY], t)
-        return True
+        return 0
     if not _down(state, down_start, down_end, t):
-        return False
-    failed(state, site, P, t, n)
-    return True
+        return -1
+    return min(failed(state, site, P, t, n), n)
 
 
 @njit(cache=True)

@@ -19,9 +19,10 @@ def _serve(entry, n_scan, T, free, down, mean=5.0, dead_until=-np.inf, init=5, s
                           np.full(4, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]))
         st.site[0] = dead_until
     service = np.ones(len(entry))
-    start, end, vetoed, cut, used = active.serve(np.array(entry, float), n_scan, T, service,
-                                                  relay, up, st)
+    start, end, vetoed, suspended, cut, used = active.serve(np.array(entry, float), n_scan, T,
+                                                             service, relay, up, st)
     _serve.cut = cut
+    _serve.suspended = suspended
     return start, end, vetoed, used, st
 
 
@@ -96,8 +97,10 @@ def test_a_scan_batch_of_refusals_kills_the_destination_at_the_cohort_limit():
     """A scan's batch refused back to back at 300 with the window at 5: 1/5 + 1/4 + 1/3 +
     1/2 = 1.28 >= 1 at the fourth refusal (mta-semantics.md 3.1), so a batch of 4 makes the
     destination dead until 600 and a batch of 3 (0.78) does not."""
-    *_, st = _serve([300.0] * 4, 4, 300.0, [0.0] * 20, ([0.0], [1000.0]))
+    *_, st = _serve([300.0] * 6, 6, 300.0, [0.0] * 20, ([0.0], [1000.0]))
     assert st.site[0] == 600.0
+    # four connections refused, the other two find the destination dead (not tried)
+    assert _serve.suspended.tolist() == [False] * 4 + [True] * 2
     *_, st = _serve([300.0] * 3, 3, 300.0, [0.0] * 20, ([0.0], [1000.0]))
     assert st.site[0] == -np.inf
     fail = site.SITE_STATE.index("fail_cohorts")

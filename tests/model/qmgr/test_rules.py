@@ -81,16 +81,20 @@ def test_delay_warning(now, warned, kind, dwt, want):
     assert rules.delay_warning(now, 0, kind, warned, dwt) == want
 
 
-@pytest.mark.parametrize("out, user, vetoed, held, hit, lost, code", [
-    (SENT, 3, False, False, False, False, 250), (DEFERRED, -1, False, False, False, False, 450),
-    (BOUNCED, -1, False, False, False, False, 550), (DEFERRED, 3, True, False, False, False, 0),
-    (DEFERRED, 3, False, True, False, False, 450), (DEFERRED, 3, False, False, True, False, 421),
-    (DEFERRED, 3, False, False, False, True, rules.LOST)],
-    ids=["sent", "unknown-450", "unknown-550", "no-session", "greylisted", "hard-error-limit",
-         "session-lost"])
-def test_reply_code(out, user, vetoed, held, hit, lost, code):
+@pytest.mark.parametrize("out, user, vetoed, suspended, held, hit, lost, code", [
+    (SENT, 3, False, False, False, False, False, 250),
+    (DEFERRED, -1, False, False, False, False, False, 450),
+    (BOUNCED, -1, False, False, False, False, False, 550),
+    (DEFERRED, 3, True, False, False, False, False, 0),
+    (DEFERRED, 3, True, True, False, False, False, rules.SUSPENDED),
+    (DEFERRED, 3, False, False, True, False, False, 450),
+    (DEFERRED, 3, False, False, False, True, False, 421),
+    (DEFERRED, 3, False, False, False, False, True, rules.LOST)],
+    ids=["sent", "unknown-450", "unknown-550", "refused", "dead-suspended", "greylisted",
+         "hard-error-limit", "session-lost"])
+def test_reply_code(out, user, vetoed, suspended, held, hit, lost, code):
     reject = 550 if out == BOUNCED else 450
-    assert rules.reply_code(out, user, 10, reject, vetoed, held, hit, lost) == code
+    assert rules.reply_code(out, user, 10, reject, vetoed, suspended, held, hit, lost) == code
 
 
 @pytest.mark.parametrize("T, last, first, start", [
@@ -108,4 +112,4 @@ def test_reply_code_of_a_soft_bounced_recipient_is_the_relays_550():
     """The upstream's soft_bounce defers the recipient; the relay still said 550 (logged as
     `said: 550 5.1.1`, status=SOFTBOUNCE)."""
     out = rules.soft_bounce(BOUNCED, True)
-    assert rules.reply_code(out, -1, 10, 550, False, False, False, False) == 550
+    assert rules.reply_code(out, -1, 10, 550, False, False, False, False, False) == 550

@@ -16,10 +16,10 @@ def _state(mta, limit=20):
 def test_postfix_dead_for_minimal_backoff_after_a_refusal():
     """With a concurrency limit of 1 the window is 1: one refusal reaches the cohort limit."""
     st, rule, P = _state("postfix", limit=1)
-    assert not site.vetoes(st, rule, P, *DOWN, 50.0)       # up: a session
-    assert site.vetoes(st, rule, P, *DOWN, 120.5)          # refused: dead until 420
-    assert site.vetoes(st, rule, P, *DOWN, 419.0)          # dead, though the relay is back
-    assert not site.vetoes(st, rule, P, *DOWN, 420.0)      # minimal_backoff_time later
+    assert site.vetoes(st, rule, P, *DOWN, 50.0) == -1     # up: a session
+    assert site.vetoes(st, rule, P, *DOWN, 120.5) == 1     # refused: dead until 420
+    assert site.vetoes(st, rule, P, *DOWN, 419.0) == 0     # dead, though the relay is back
+    assert site.vetoes(st, rule, P, *DOWN, 420.0) == -1    # minimal_backoff_time later
     assert np.isnan(st[1])                                 # it accepted: refusals forgotten
 
 
@@ -39,7 +39,7 @@ def test_exim_host_record_counts_from_the_first_refusal():
     got = []
     t = 10.0
     for _ in range(3):
-        assert site.vetoes(st, rule, P, *down, t)
+        assert site.vetoes(st, rule, P, *down, t) == 1
         got.append(st[0])
         t = st[0]
     assert got == [910.0, 1810.0, 2710.0] and st[1] == 10.0 and st[2] == 3
