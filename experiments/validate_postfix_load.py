@@ -57,6 +57,7 @@ import validate_postfix as vp  # noqa: E402
 import sim  # noqa: E402
 from sim.model.qmgr.engine import ATTEMPT  # noqa: E402
 from sim.model.qmgr.queue_file import OUTCOMES  # noqa: E402
+from sim.model.qmgr.rules import LOST, SUSPENDED  # noqa: E402
 from sim.model.sender import FORGED, NULL, REAL  # noqa: E402
 from sim.model.trace import Trace  # noqa: E402
 from sim.reports import plotting  # noqa: E402
@@ -224,7 +225,8 @@ def slow_sessions(rows: list[dict], factor: float = 1.5) -> dict:
 def sim_rows(batches: list[np.ndarray]) -> tuple[list[dict], dict[int, float]]:
     """relaysim's attempt stream (simulate's on_attempts batches, sim.model.qmgr.ATTEMPT)
     as real_rows' rows (message, rcpt, attempt, entry_s: into the active queue, start_s,
-    end_s, outcome), attempts numbered per recipient in time order; an attempt after which
+    end_s, code: the reply code logged, sim.model.qmgr.rules' 0 refused, SUSPENDED, LOST;
+    outcome), attempts numbered per recipient in time order; an attempt after which
     the message expired is a deferred row, the expiry in `expired` {message: t_s}."""
     a = np.concatenate(batches) if batches else np.empty(0, dtype=ATTEMPT)
     rows, count, expired = [], Counter(), {}
@@ -235,7 +237,7 @@ def sim_rows(batches: list[np.ndarray]) -> tuple[list[dict], dict[int, float]]:
             expired[m] = float(a["start"][i])
         rows.append({"message": m, "rcpt": j, "attempt": count[m, j],
                      "entry_s": float(a["entry"][i]), "start_s": float(a["start"][i]),
-                     "end_s": float(a["end"][i]),
+                     "end_s": float(a["end"][i]), "code": int(a["code"][i]),
                      "outcome": "deferred" if o == "expired" else o})
     return rows, expired
 
@@ -605,8 +607,9 @@ def validate_load(out: Path, seed: int = 1) -> dict:
     dsn = {"real": dsn_real, "sim": dsn_sim}
     relay_real = [r for r in vp._read_csv(out / "rejects.csv")] if (
         out / "rejects.csv").exists() else []
-    real_none = Counter("refused" if "refused" in r["reason"] else "suspended"
-                        if "suspended" in r["reason"] else "other"
+    # "delivery temporarily suspended: connect to ...: Connection refused" is a suspension
+    real_none = Counter("suspended" if "suspended" in r["reason"] else "refused"
+                        if "refused" in r["reason"] else "other"
                         for r in real if r["relay"] == "none")
     tt = np.array(times)
     summary = {
@@ -621,8 +624,9 @@ def validate_load(out: Path, seed: int = 1) -> dict:
         "real_deferred_without_relay": dict(real_none),
         "cut_sessions_also_cut_in_sim": _also_cut(real, ours),
         "before_slow_sessions": _split(real, ours, slow["first_t_s"], cmp["target_dt_s"]),
-        "sim_deferred_without_transaction": sum(
-            r["outcome"] == "deferred" and r["end_s"] == r["start_s"] for r in ours),
+        "sim_deferred_without_relay": {
+            "refused": sum(r["code"] == 0 and r["outcome"] == "deferred" for r in ours),
+            "suspended": sum(r["code"] == SUSPENDED for r in ours)},
         "real_lost_connection_rows": sum(r["dsn"] == "4.4.2" and r["relay"] != "none"
                                          for r in real),
         "delay_warnings": _warnings(out, meta, injected, arrival, real, ours,
@@ -739,13 +743,11 @@ def _split(real: list[dict], ours: list[dict], t: float | None, target: float) -
 
 def _also_cut(real: list[dict], ours: list[dict]) -> int:
     """Postfix's attempts lost to the stop (dsn 4.4.2 after reaching the relay) that relaysim
-    cut too: the same attempt deferred there, ended before its full transaction time."""
+    cut too (the same attempt logged LOST there)."""
     sim_by = {(r["message"], r["rcpt"], r["attempt"]): r for r in ours}
-    full = min((r["end_s"] - r["start_s"] for r in ours if r["outcome"] == "sent"),
-               default=0.0)
     return sum(1 for r in real if r["dsn"] == "4.4.2" and r["relay"] != "none"
                and (y := sim_by.get((r["message"], r["rcpt"], r["attempt"]))) is not None
-               and y["outcome"] == "deferred" and y["end_s"] - y["start_s"] < full)
+               and y["code"] == LOST)
 
 
 def _busy(q: dict):
@@ -942,11 +944,11 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         f"{s['real_deferred_without_relay'].get('suspended', 0)} with `delivery temporarily "
         "suspended` (the destination dead), "
         f"{sum(s['real_deferred_without_relay'].values())} in all; relaysim "
-        f"{s['sim_deferred_without_transaction']} (its attempts that end where they start). "
+        f"{s['sim_deferred_without_relay']['refused']} refused and "
+        f"{s['sim_deferred_without_relay']['suspended']} suspended. "
         f"Postfix lost {s['real_lost_connection_rows']} recipient attempts to the stop "
         "(dsn 4.4.2, `lost connection ... while sending MAIL FROM`); relaysim cut "
-        f"{s['cut_sessions_also_cut_in_sim']} of them too (the attempt deferred at the "
-        "outage's start, before its transaction time).",
+        f"{s['cut_sessions_also_cut_in_sim']} of them too.",
         f"Recipients that differ: {len(s['differences'])} in {s['differing_messages']} "
         "messages, by the cause at their first difference: " + (", ".join(
             f"{v} {k}" for k, v in sorted(causes.items())) or "none") + " (classify() in "
