@@ -623,6 +623,7 @@ def validate_load(out: Path, seed: int = 1) -> dict:
                           "sim": res.summary["relay"]["rejects_4xx"]},
         "real_deferred_without_relay": dict(real_none),
         "cut_sessions_also_cut_in_sim": _also_cut(real, ours),
+        "attempt_kinds": attempt_kinds(real, ours),
         "before_slow_sessions": _split(real, ours, slow["first_t_s"], cmp["target_dt_s"]),
         "sim_deferred_without_relay": {
             "refused": sum(r["code"] == 0 and r["outcome"] == "deferred" for r in ours),
@@ -739,6 +740,28 @@ def _split(real: list[dict], ours: list[dict], t: float | None, target: float) -
             "within_target": sum(abs(y["start_s"] - r["start_s"]) <= target + 1e-9
                                  for r, y in pairs),
             "same_outcome": sum(y["outcome"] == r["outcome"] for r, y in pairs)}
+
+
+def _kind_real(r: dict) -> str:
+    if r["relay"] == "none":
+        return "suspended" if "suspended" in r["reason"] else "refused"
+    return "lost" if r["dsn"] == "4.4.2" else "transaction"
+
+
+def _kind_sim(r: dict) -> str:
+    return {0: "refused", SUSPENDED: "suspended", LOST: "lost"}.get(r["code"], "transaction")
+
+
+def attempt_kinds(real: list[dict], ours: list[dict]) -> dict:
+    """Per attempt present on both sides, what it was on each: a transaction with the relay,
+    refused, suspended (the destination dead) or lost (cut by the stop): the number that
+    agree and {real kind -> relaysim kind: count} for the others."""
+    sim_by = {(r["message"], r["rcpt"], r["attempt"]): r for r in ours}
+    pairs = Counter((_kind_real(r), _kind_sim(y)) for r in real
+                    if (y := sim_by.get((r["message"], r["rcpt"], r["attempt"]))) is not None)
+    return {"same": sum(v for (a, b), v in pairs.items() if a == b),
+            "of": sum(pairs.values()),
+            "differ": {f"{a} -> {b}": v for (a, b), v in sorted(pairs.items()) if a != b}}
 
 
 def _also_cut(real: list[dict], ours: list[dict]) -> int:
@@ -948,7 +971,12 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         f"{s['sim_deferred_without_relay']['suspended']} suspended. "
         f"Postfix lost {s['real_lost_connection_rows']} recipient attempts to the stop "
         "(dsn 4.4.2, `lost connection ... while sending MAIL FROM`); relaysim cut "
-        f"{s['cut_sessions_also_cut_in_sim']} of them too.",
+        f"{s['cut_sessions_also_cut_in_sim']} of them too. Attempt by attempt (a transaction "
+        "with the relay, refused, suspended, lost): the same kind for "
+        f"{s['attempt_kinds']['same']} of {s['attempt_kinds']['of']}" + (
+            "; the others, Postfix -> relaysim: " + ", ".join(
+                f"{k} {v}" for k, v in s["attempt_kinds"]["differ"].items())
+            if s["attempt_kinds"]["differ"] else "") + ".",
         f"Recipients that differ: {len(s['differences'])} in {s['differing_messages']} "
         "messages, by the cause at their first difference: " + (", ".join(
             f"{v} {k}" for k, v in sorted(causes.items())) or "none") + " (classify() in "
