@@ -5,8 +5,10 @@ messages of one to three recipients (some unknown and answered 450), null and fo
 delay warnings and the relay stopped for 30 s, does relaysim make the same attempts, at the
 same times, with the same outcomes, DSNs and queue series as a real Postfix 3.7 upstream?
 
-Public names: real_rows, real_dsns, workload_trace, sim_rows, stories, compare_load,
-classify, queue_series, validate_load, index_row, TARGET_QUEUE_MESSAGES.
+Public names: real_rows, attempt_start, real_dsns, workload_trace, arrivals,
+transaction_times, sim_scenario, slow_sessions, sim_rows, stories, compare_load, classify,
+scan_order, sim_scan_order, batch_places, warned_messages, queue_series, live_sessions,
+attempt_kinds, validate_load, index_row, TARGET_QUEUE_MESSAGES.
 
 Contract:
 - The live run is validate_postfix.run() (the same lab, injection, `postqueue -j` sampling and
@@ -21,8 +23,11 @@ Contract:
   message its arrival (MAIL FROM + delays= a of the first attempt: qmgr took it), its
   recipients in injection order (alice, bob, carol = relay users 0, 1, 2; unknownI_J = -1), its
   sender kind (null, forged.test = FORGED, else REAL). Recipient j of message i is the same
-  recipient on both sides. The transaction times are the measured c + d of every transaction
-  that reached the relay and ended normally (smtp_transaction_time_distribution = empirical).
+  recipient on both sides. The transaction time is constant at the median of the measured
+  c + d of every transaction that reached the relay and ended normally; validate_load also
+  runs relaysim with all of them (empirical) and with the constant raised from the relay's
+  first slowed transaction on (slow_sessions(): the relay's error limits), and reports both.
+  relaysim's attempts come from its attempt stream (on_attempts: entry, start, end, code).
 - compare_load: per recipient (the outcome sequence and the number of attempts), per message
   (its number of attempts: delivery passes, and how it ended), attempt times (relaysim's start
   minus the real start, per (message, recipient, attempt) present on both sides), DSN counts
@@ -32,9 +37,13 @@ Contract:
   message; every attempt time within one queue_run_delay plus the measured transaction time
   (an attempt that ends one transaction time later on one side can fall after a deferred scan
   and be retried a scan later: that much is a path difference, not a model error); the active
-  and deferred series within TARGET_QUEUE_MESSAGES at every sample; the DSN counts identical.
-- classify: every recipient whose story differs, with the first attempt at which it differs
-  and why, by a named cause (documented simplifications and open rules) or "unexplained".
+  and deferred series within TARGET_QUEUE_MESSAGES at every settled sample (not in a scan's
+  second nor just after an arrival: validate_postfix.in_flight); the DSN counts identical.
+- classify: every recipient whose story differs or whose attempt times break the target, with
+  the first attempt at which it differs (by half a scan or more) and why, by a named cause
+  (documented simplifications and rules of the live qmgr) or "unexplained".
+- Nothing here models mail: the diagnoses (warned_messages, batch_places) only explain the
+  comparison's figures and are checked against the real log where they can be.
 Errors: ValueError when the saved run does not fit (a recipient relaysim does not have, an
 arrival before t_s 0).
 """
