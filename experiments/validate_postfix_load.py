@@ -324,6 +324,9 @@ def classify(real: list[dict], real_exp: dict, ours: list[dict], our_exp: dict,
     which need not break the target yet but sets the path; default target_dt). The cause is
     read at that attempt (the real one there, or the last before it) in this order:
     - "session cut by the outage": Postfix lost the connection (dsn 4.4.2, reached relay);
+    - "relaysim suspended it before the destination died": relaysim's attempt there (or the
+      one before) is logged SUSPENDED (the destination dead) at a time before the outage
+      began: a relaysim bug (the report of validate_load, note `suspended_before_outage`);
     - "relay error limits on cached sessions": Postfix's attempt starts after the relay
       began to slow its replies (slow_from, slow_sessions()), which relaysim, with one
       transaction per attempt and no connection caching, does not model;
@@ -376,8 +379,12 @@ def classify(real: list[dict], real_exp: dict, ours: list[dict], our_exp: dict,
         same_scan = (n > 1 and a is not None and b is not None and "entry_s" in b
                      and a is by_r.get((*k, n)) and seq_r[n - 1] == seq_s[n - 1]
                      and abs(math.floor(b["entry_s"]) - math.floor(a["t_active_s"])) <= 1)
+        early = [x for x in (b, by_s.get((*k, n - 1))) if x is not None
+                 and x.get("code") == SUSPENDED and x["start_s"] < outage[0]]
         if a is not None and a["dsn"] == "4.4.2" and a["relay"] != "none":
             cause = "session cut by the outage"
+        elif early:
+            cause = "relaysim suspended it before the destination died"
         elif slow_from is not None and a is not None and a["start_s"] >= slow_from:
             cause = "relay error limits on cached sessions"
         elif same_scan:
@@ -633,6 +640,10 @@ def validate_load(out: Path, seed: int = 1) -> dict:
         "real_deferred_without_relay": dict(real_none),
         "cut_sessions_also_cut_in_sim": _also_cut(real, ours),
         "attempt_kinds": attempt_kinds(real, ours),
+        "suspended_before_outage": [
+            {"message": r["message"], "rcpt": r["rcpt"], "attempt": r["attempt"],
+             "t_s": round(r["start_s"], 4)}
+            for r in ours if r["code"] == SUSPENDED and r["start_s"] < outage[0]],
         "before_slow_sessions": _split(real, ours, slow["first_t_s"], cmp["target_dt_s"]),
         "sim_deferred_without_relay": {
             "refused": sum(r["code"] == 0 and r["outcome"] == "deferred" for r in ours),
@@ -880,7 +891,7 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
     bs = s["before_slow_sessions"]
     so, dw, ro = s["real_scan_order"], s["delay_warnings"], s["after_outage"]
     sw = s["slowed_from_first_slow_transaction"] or {}
-    bp = s["batch_places"]
+    bp, sb = s["batch_places"], s["suspended_before_outage"]
     sc, ls = meta["scenario"], s["real_sessions"]
     up = scenario.upstream
     extra = meta["postconf"].get("relay_extra", {})
@@ -990,6 +1001,20 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         "messages, by the cause at their first difference: " + (", ".join(
             f"{v} {k}" for k, v in sorted(causes.items())) or "none") + " (classify() in "
         "experiments/validate_postfix_load.py defines each; differences.csv lists them all).",
+        "relaysim bug: it logged " + (
+            f"{len(sb)} recipient attempts suspended (the destination dead) before the relay "
+            f"went down at t_s {s['outage_t_s'][0]:g}: " + ", ".join(
+                f"message {x['message']} recipient {x['rcpt']} attempt {x['attempt']} at t_s "
+                f"{x['t_s']:g}" for x in sb) + ". Postfix took the same mail into the active "
+            "queue then, it waited for an agent, and was suspended when the sessions cut by "
+            "the stop throttled the destination (after t_s "
+            f"{s['outage_t_s'][0]:g}). relaysim's site rule tests only the end of the dead "
+            "time (sim/model/qmgr/site.py, refuse: t < state[_DEAD]), and the death at the "
+            "stop, computed while serving an earlier tick whose sessions it cut, is already "
+            "in the state when the later tick of that scan is served: the scan's batch is "
+            "suspended at its own, earlier, time. Its deferral second is then one earlier, so "
+            "is its backoff (`relaysim suspended it before the destination died`)."
+            if sb else "no attempt suspended before the relay went down."),
         "The relay back after the outage: in the first deferred scan interval after "
         f"`postfix start` (t_s {ro['from_t_s']:g} to {ro['to_t_s']:g}) Postfix made "
         f"{_counts(ro['real'])} recipient attempts, relaysim {_counts(ro['sim'])}. "

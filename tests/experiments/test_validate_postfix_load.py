@@ -316,3 +316,17 @@ def test_live_lab_several_recipients_null_sender_and_a_slowed_relay(tmp_path):
     assert max(a.delays[1] for a in first.values()) >= 0.5
     log = (tmp_path / "upstream.maillog").read_text()
     assert "from=<>," in log
+
+
+def test_classify_names_a_suspension_before_the_outage():
+    # relaysim logged the first attempt suspended at 60 s, the relay going down at 61.2 s;
+    # Postfix suspended it at 61.3 s, and the retries then fall a scan apart
+    real = [dict(rrow(0, 0, 1, 61.3, "deferred", "4.4.1", "none",
+                      "delivery temporarily suspended"), t_done_s=61.0, t_active_s=60.0),
+            dict(rrow(0, 0, 2, 80.1, "sent"), t_done_s=81.0, t_active_s=80.0)]
+    sim = [dict(rrow(0, 0, 1, 60.05, "deferred"), entry_s=60.05, end_s=60.05, code=-2),
+           dict(rrow(0, 0, 2, 70.7, "sent"), entry_s=70.7, end_s=71.7, code=250)]
+    (d,) = vpl.classify(real, {}, sim, {}, 9.0, outage=(61.2, 90.0), dead_s=10.0,
+                        apart_s=5.0)
+    assert d["at_attempt"] == 2
+    assert d["cause"] == "relaysim suspended it before the destination died"
