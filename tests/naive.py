@@ -119,6 +119,7 @@ class Run:
     window: float = 0.0
     fail_cohorts: float = 0.0
     pending: int = 0
+    window_rule: str = "limit"  # "busy": Postfix's own growth rule (see site_success)
     live: dict[int, Message] = field(default_factory=dict)
     messages: int = 0
     received: int = 0
@@ -169,10 +170,18 @@ class Run:
             self.window = max(self.window - 1, 1)
 
     def site_success(self) -> None:
-        """A delivery that reached the relay without site-level trouble."""
+        """A delivery that reached the relay without site-level trouble: the window grows by
+        one up to the concurrency limit (relaysim's rule); window_rule "busy": only while it
+        is below the sessions in progress (this one included) plus the initial concurrency,
+        as qmgr_queue_unthrottle has it."""
         up = self.scenario.upstream
         self.fail_cohorts = 0.0
-        self.window = min(self.window + 1, up.default_destination_concurrency_limit)
+        limit = up.default_destination_concurrency_limit
+        if self.window_rule == "busy":
+            if self.window < limit and self.window < self.pool.count + self.initial_window():
+                self.window += 1
+        else:
+            self.window = min(self.window + 1, limit)
 
     def attempt_over(self) -> None:
         """An attempt is over: with nothing else in the active queue the in-core queue is
@@ -188,15 +197,16 @@ class Run:
 
 
 def naive_simulate(scenario: Scenario, seed: int | None = None,
-                   record_attempts: bool = False) -> dict:
-    """Run `scenario` with one SimPy process per message; see the module contract."""
+                   record_attempts: bool = False, window_rule: str = "limit") -> dict:
+    """Run `scenario` with one SimPy process per message; see the module contract
+    (window_rule: Run.site_success)."""
     _check_supported(scenario)
     seq = np.random.SeedSequence(scenario.simulation.seed if seed is None else seed)
     arrivals_rng, recipients_rng, service_rng = (np.random.default_rng(s) for s in seq.spawn(3))
     env = simpy.Environment()
     agents = simpy.Resource(env, scenario.upstream.default_destination_concurrency_limit)
     run = Run(scenario, env, agents, arrivals_rng, recipients_rng, service_rng, record_attempts)
-    run.window = run.initial_window()
+    run.window, run.window_rule = run.initial_window(), window_rule
     timeline = scenario.timeline()
     run.snap_times = [t for t, _, _ in timeline]
     run.snaps = [(up, relay) for _, up, relay in timeline]

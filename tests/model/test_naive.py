@@ -315,3 +315,23 @@ def test_poisson_sender_sends_only_between_start_and_stop():
     received = naive_simulate(scen)["timeseries"]["received"].tolist()
     assert received[:3] == [0, 0, 0]  # samples at 0, 30m, 1h
     assert 0 < received[3] < received[4] == received[5] == received[6]
+
+
+def test_the_window_growth_simplification_changes_no_attempt():
+    """relaysim raises the relay's concurrency window by one per delivery up to the limit;
+    Postfix only while it is below the sessions in progress plus the initial concurrency
+    (qmgr_queue_unthrottle). The naive model has both: on continuous traffic (1 message/s,
+    2 s sessions, 30 % 450s) with a 5-minute outage every 2 hours, every attempt is the same
+    (the window only matters at back-to-back failures, and during an outage each lone
+    refusal empties the in-core queue, which resets either window)."""
+    s = Scenario.from_dict({
+        "simulation": {"duration": "6h", "sample_interval": "1h"},
+        "senders": [{"rate": "1/s", "unknown_recipient_fraction": 0.3}],
+        "upstream": {"smtp_transaction_time": "2s"},
+        "relay": {"unknown_local_recipient_reject_code": 450,
+                  "outages": [{"start": f"{7200 * k + 1234}s", "duration": "5m"}
+                              for k in range(3)]}})
+    ours = naive_simulate(s, seed=3, record_attempts=True)
+    postfix = naive_simulate(s, seed=3, record_attempts=True, window_rule="busy")
+    assert any(o == "deferred" for *_, o in ours["attempts"])
+    assert ours["attempts"] == postfix["attempts"]
