@@ -6,7 +6,8 @@ delivered, entered, ended, lost, clear.
 
 Contract (mta-semantics.md section 3; Postfix's qmgr_queue_throttle, Exim's host retry record,
 sendmail's host-status cache):
-- The site state is a float64 array of SITE_STATE: dead_until (no delivery is tried before it),
+- The site state is a float64 array of SITE_STATE: dead_until and dead_from (no delivery is
+  tried in [dead_from, dead_until): dead_from is the failure that made it dead),
   first_failed (the first refusal since the relay last accepted a connection; NaN: none),
   tries (refusals since then), the last refusal and the retry time computed then, the outage
   interval last looked up, and Postfix's in-core queue for the relay: its concurrency window,
@@ -27,8 +28,8 @@ sendmail's host-status cache):
 - vetoes(state, site, P, down_start, down_end, t) is asked at non-decreasing times t of one
   tick's attempts: -1 if the attempt gets an SMTP session; else it gets none, because the
   relay refuses the connection at t (1: a site-level failure, `failed`) or the destination is
-  dead (0: t < dead_until; Postfix logs "delivery temporarily suspended"). An attempt at a
-  time the relay accepts forgets earlier refusals.
+  dead (0: dead_from <= t < dead_until; Postfix logs "delivery temporarily suspended"). An
+  attempt at a time the relay accepts forgets earlier refusals.
 - refuse(state, site, P, down_start, down_end, t, n) is vetoes for n attempts back to back
   at t (a scan's batch): -1, or how many are refused before the destination is dead (each
   counts; the rest find it dead).
@@ -60,16 +61,16 @@ from sim.model import schedules
 
 SITE_STATE = ("dead_until", "first_failed", "tries", "last_fail", "last_next", "down_lo",
               "down_hi", "window", "fail_cohorts", "busy_until", "init", "cohort_limit",
-              "limit")
+              "limit", "dead_from")
 (_DEAD, _FIRST, _TRIES, _LFAIL, _LNEXT, _LO, _HI, _W, _FAIL, _BUSY, _INIT, _COHORT,
- _LIMIT) = range(13)
+ _LIMIT, _DFROM) = range(14)
 
 
 def new_state(init: int = 5, cohort_limit: int = 1, limit: int = 20) -> np.ndarray:
     """A destination that has never refused a connection (Postfix's defaults: initial
     concurrency 5, failed-cohort limit 1, concurrency limit 20)."""
     st = np.array([-np.inf, np.nan, 0.0, -1.0, -1.0, -np.inf, -np.inf, 0.0, 0.0, -np.inf,
-                   0.0, 0.0, 0.0])
+                   0.0, 0.0, 0.0, -np.inf])
     configure(st, init, cohort_limit, limit)
     st[_W] = st[_INIT]
     return st
@@ -106,7 +107,15 @@ def refused(state, site, P, t):
     state[_LFAIL] = now
     state[_LNEXT] = nxt
     state[_DEAD] = max(float(nxt), t)
+    state[_DFROM] = t
     return True
+
+
+@njit(cache=True, inline="always")
+def dead(state, t):
+    """True if the destination is dead at t: from the failure that made it so (a session an
+    earlier tick cut may end after a later tick's jobs enter) until dead_until."""
+    return state[_DFROM] <= t < state[_DEAD]
 
 
 @njit(cache=True)
@@ -118,7 +127,7 @@ def failed(state, site, P, t, n):
         refused(state, site, P, t)
         return 1
     for k in range(n):
-        if t < state[_DEAD]:
+        if dead(state, t):
             return k  # dead already: qmgr does not throttle a dead queue
         state[_FAIL] += 1.0 / state[_W]
         if state[_COHORT] > 0 and state[_FAIL] >= state[_COHORT]:
@@ -178,7 +187,7 @@ def refuse(state, site, P, down_start, down_end, t, n):
     """-1 if n attempts back to back at t get SMTP sessions, else how many of them the
     relay refuses before the destination is dead (the rest find it dead; see the
     contract)."""
-    if t < state[_DEAD]:
+    if dead(state, t):
         state[_BUSY] = max(state[_BUSY], t)
         return 0
     if not _down(state, down_start, down_end, t):
@@ -198,4 +207,5 @@ def lost(state, site, P, t, n):
 @njit(cache=True)
 def clear(state, down_start, down_end, t0, t1):
     """True if no attempt in [t0, t1] would be vetoed."""
-    return t0 >= state[_DEAD] and next_down(down_start, down_end, t0)[0] > t1
+    return (t0 >= state[_DEAD] or t1 < state[_DFROM]) and next_down(
+        down_start, down_end, t0)[0] > t1

@@ -133,3 +133,18 @@ def test_a_failed_cohort_limit_of_0_never_kills():
     st.site[:] = site.new_state(5, 0, 1)
     *_, st = _serve([300.0] * 50, 50, 300.0, [0.0], ([0.0], [1000.0]), st=st)
     assert st.site[0] == -np.inf
+
+
+def test_a_death_after_the_tick_starts_does_not_suspend_earlier_jobs():
+    """An earlier tick's sessions were cut at 61.21 and made the destination dead then (its
+    agents free at 61.21); a scan's batch entering at 60.05 waits for the agents and is
+    suspended at 61.21, when they are free, not at 60.05 (seen live: the load lab)."""
+    down = ([61.21], [120.0])
+    st = engine.State(np.array([61.21, 61.21]), site.new_state(5, 1, 2), np.full(4, np.inf),
+                      np.array([np.inf]), np.array([-np.inf, np.inf]))
+    sched = schedules.SCHEDULES["postfix"]
+    site.failed(st.site, sched.site, schedules.pack(sched.params()), 61.21, 2)
+    assert st.site[0] == 361.0
+    start, end, vetoed, used, st = _serve([60.05] * 3, 3, 60.05, [61.21, 61.21], down, st=st)
+    assert vetoed.all() and _serve.suspended.all()
+    assert start.tolist() == [61.21] * 3
