@@ -1001,7 +1001,7 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         "messages, by the cause at their first difference: " + (", ".join(
             f"{v} {k}" for k, v in sorted(causes.items())) or "none") + " (classify() in "
         "experiments/validate_postfix_load.py defines each; differences.csv lists them all).",
-        "relaysim bug: it logged " + (
+        ("relaysim bug: it logged " + (
             f"{len(sb)} recipient attempts suspended (the destination dead) before the relay "
             f"went down at t_s {s['outage_t_s'][0]:g}: " + ", ".join(
                 f"message {x['message']} recipient {x['rcpt']} attempt {x['attempt']} at t_s "
@@ -1013,8 +1013,11 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
             "stop, computed while serving an earlier tick whose sessions it cut, is already "
             "in the state when the later tick of that scan is served: the scan's batch is "
             "suspended at its own, earlier, time. Its deferral second is then one earlier, so "
-            "is its backoff (`relaysim suspended it before the destination died`)."
-            if sb else "no attempt suspended before the relay went down."),
+            "is its backoff (`relaysim suspended it before the destination died`).")
+         if sb else "Suspended before the relay went down: no relaysim attempt (the check of "
+         "a relaysim bug this run showed, since fixed in the engine: the site state had no "
+         "start of the dead time, so a death computed while serving an earlier tick "
+         "suspended a later tick's batch at its own, earlier, time)."),
         "The relay back after the outage: in the first deferred scan interval after "
         f"`postfix start` (t_s {ro['from_t_s']:g} to {ro['to_t_s']:g}) Postfix made "
         f"{_counts(ro['real'])} recipient attempts, relaysim {_counts(ro['sim'])}. "
