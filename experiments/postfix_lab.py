@@ -86,6 +86,9 @@ POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"
 POSTQUEUE = shutil.which("postqueue") or "/usr/sbin/postqueue"
 RELAY_DOMAIN = "example.test"
 SENDER_DOMAIN = "upstream.test"
+#: Senders' domain of forged-sender mail: the upstream delivers the DSNs it sends there with
+#: `discard:` too (a third party's mailbox in real life; nothing leaves the machine here).
+FORGED_DOMAIN = "forged.test"
 KNOWN_USERS = ("alice", "bob", "carol")
 
 #: Compressed upstream timing: one 450 scenario (lifetime 180 s) takes about four minutes.
@@ -216,7 +219,7 @@ def make_instance(base: Path, name: str, port: int, params: dict, qmgr_flags: st
 def upstream_params(relay_port: int, timing: dict | None = None) -> dict:
     """main.cf of the queue host: relay example.test to [127.0.0.1]:relay_port, DSNs discarded."""
     return {
-        "mydestination": f"$myhostname, {SENDER_DOMAIN}",
+        "mydestination": f"$myhostname, {SENDER_DOMAIN}, {FORGED_DOMAIN}",
         "local_recipient_maps": "",
         "local_transport": "discard:upstream-local",
         "relay_domains": RELAY_DOMAIN,
@@ -226,8 +229,10 @@ def upstream_params(relay_port: int, timing: dict | None = None) -> dict:
     }
 
 
-def relay_params(reject_code: int, users: Iterable[str] = KNOWN_USERS) -> dict:
-    """main.cf of the relay: local example.test users, unknown ones rejected with reject_code."""
+def relay_params(reject_code: int, users: Iterable[str] = KNOWN_USERS,
+                 extra: dict | None = None) -> dict:
+    """main.cf of the relay: local example.test users, unknown ones rejected with reject_code;
+    `extra` adds parameters (e.g. a `sleep` restriction that slows every transaction)."""
     entries = ", ".join(f"{u}@{RELAY_DOMAIN}=ok" for u in users)
     return {
         "mydestination": RELAY_DOMAIN,
@@ -236,6 +241,7 @@ def relay_params(reject_code: int, users: Iterable[str] = KNOWN_USERS) -> dict:
         "local_transport": "discard:relay-local",
         "relay_domains": "",
         "relay_transport": "error:no relaying",
+        **(extra or {}),
     }
 
 
@@ -337,26 +343,31 @@ def qmgr_start_time(inst: Instance, timeout: float = 10) -> tuple[int, float]:
 @contextlib.contextmanager
 def lab(reject_code: int = 450, timing: dict | None = None, keep: bool = False,
         logs_to: Path | None = None, qmgr_verbose: bool = False,
-        upstream: dict | None = None) -> Iterator[Lab]:
+        upstream: dict | None = None, relay: dict | None = None) -> Iterator[Lab]:
     """Start relay then upstream in a fresh temporary directory; always stop both on exit.
 
     `upstream` adds main.cf parameters of the upstream (e.g. {"soft_bounce": "yes"}), after
-    the timing. After both have stopped, their logs are copied to
-    logs_to/{upstream,relay}.maillog when logs_to is given (also after an error); the
-    directory is removed unless keep.
+    the timing; `relay` adds main.cf parameters of the relay (relay_params' extra). After
+    both have stopped, their logs are copied to logs_to/{upstream,relay}.maillog when
+    logs_to is given (also after an error); the directory is removed unless keep.
     """
     root = Path(tempfile.mkdtemp(prefix="relaysim-postfix-"))
     relay_port, upstream_port = free_port(), free_port()
-    relay = make_instance(root, "relay", relay_port, relay_params(reject_code))
+    rl_params = relay_params(reject_code, extra=relay)
     up_params = {**upstream_params(relay_port, timing), **(upstream or {})}
-    upstream = make_instance(root, "upstream", upstream_port, up_params,
-                             qmgr_flags=" -v" if qmgr_verbose else "")
+    try:  # a failure writing the instances (no postfix user) still removes root
+        relay = make_instance(root, "relay", relay_port, rl_params)
+        upstream = make_instance(root, "upstream", upstream_port, up_params,
+                                 qmgr_flags=" -v" if qmgr_verbose else "")
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     started: list[Instance] = []
     try:
         for inst in (relay, upstream):
             started.append(inst)
             start(inst)
-        yield Lab(root, upstream, relay, up_params, relay_params(reject_code))
+        yield Lab(root, upstream, relay, up_params, rl_params)
     finally:
         for inst in reversed(started):
             stop(inst)
@@ -394,9 +405,12 @@ def message_id(index: int) -> str:
 _MSGID_INDEX = re.compile(r"<relaysim-(\d+)@")
 
 
-def inject(host: str, port: int, messages: Iterable[tuple[float, str, str]],
+def inject(host: str, port: int, messages: Iterable[tuple[float, str, str | tuple[str, ...]]],
            t0: float | None = None) -> list[Injected]:
     """Send each (offset_s, sender, recipient) at wall time t0 + offset_s, one SMTP session each.
+
+    recipient is one address or a tuple of them (one RCPT each; Injected.recipient then lists
+    them joined by ","); sender "" is the null sender (MAIL FROM:<>).
 
     Message i gets Message-ID <relaysim-i@upstream.test> (cleanup logs it, which maps upstream
     queue ids back to i). The queue id is also taken from the 250 reply to DATA. t_mail_epoch is
@@ -410,7 +424,9 @@ def inject(host: str, port: int, messages: Iterable[tuple[float, str, str]],
         if delay > 0:
             time.sleep(delay)
         msg = EmailMessage()
-        msg["From"], msg["To"] = sender, rcpt
+        rcpts = (rcpt,) if isinstance(rcpt, str) else tuple(rcpt)
+        msg["From"] = sender or f"MAILER-DAEMON@{SENDER_DOMAIN}"
+        msg["To"] = ", ".join(rcpts)
         msg["Subject"] = f"relaysim message {i}"
         msg["Message-ID"] = message_id(i)
         msg.set_content(f"relaysim validation message {i}\n")
@@ -419,14 +435,15 @@ def inject(host: str, port: int, messages: Iterable[tuple[float, str, str]],
             s.ehlo()
             t_mail = time.time()
             s.mail(sender)
-            code, reply = s.rcpt(rcpt)
-            if code != 250:
-                raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
+            for r in rcpts:
+                code, reply = s.rcpt(r)
+                if code != 250:
+                    raise smtplib.SMTPRecipientsRefused({r: (code, reply)})
             code, reply = s.data(msg.as_bytes())
             t_queued = time.time()
         qid = re.search(rb"queued as (\w+)", reply)
-        out.append(Injected(i, t, sender, rcpt, qid.group(1).decode() if qid else "", t_mail,
-                            t_queued))
+        out.append(Injected(i, t, sender, ",".join(rcpts), qid.group(1).decode() if qid else "",
+                            t_mail, t_queued))
     return out
 
 
@@ -515,14 +532,21 @@ class Attempt:
     reason: str
     delays: tuple[float, float, float, float] | None = None
     delay: float | None = None
+    recipient: str = ""  # the to= address ("" on expiry rows, which are per message)
 
 
 def parse_maillog(path: Path | str, year: int | None = None) -> list[Attempt]:
-    """Per-attempt records of every queue id in a maillog (upstream side), in log order."""
+    """Per-attempt records of every queue id in a maillog (upstream side), in log order.
+
+    One record per delivery line (one per recipient per attempt); `attempt` counts the lines
+    of that recipient of that queue id, so a message with several recipients numbers each
+    recipient's attempts on its own. An expiry row carries the largest attempt number of its
+    queue id's recipients (with one recipient: the attempt that triggered it)."""
     lines = read_log(path, year)
     index: dict[str, int] = {}
     active: dict[str, float] = {}
     count: Counter = Counter()
+    tries: Counter = Counter()
     out = []
     for ln in lines:
         if ln.service == "cleanup" and (m := _MSGID.match(ln.text)):
@@ -532,18 +556,20 @@ def parse_maillog(path: Path | str, year: int | None = None) -> list[Attempt]:
             active[m["qid"]] = ln.t
         elif ln.service == "qmgr" and (m := _EXPIRED.match(ln.text)):
             qid = m["qid"]
-            out.append(Attempt(index.get(qid, -1), qid, count[qid], active.get(qid, ln.t), ln.t,
-                               "expired", "", "", "expired"))
+            out.append(Attempt(index.get(qid, -1), qid, tries[qid], active.get(qid, ln.t),
+                               ln.t, "expired", "", "", "expired"))
         elif (m := _DELIVERY.match(ln.text)) and ln.service != "qmgr":
             qid = m["qid"]
-            count[qid] += 1
+            count[qid, m["rcpt"]] += 1
+            tries[qid] = max(tries[qid], count[qid, m["rcpt"]])
             delays = tuple(float(x) for x in m["delays"].split("/")) if m["delays"] else None
             # soft_bounce = yes logs a 5xx reply as status=SOFTBOUNCE and keeps the
             # recipient queued (global/bounce.c): a deferral
             status = "deferred" if m["status"] == "SOFTBOUNCE" else m["status"]
-            out.append(Attempt(index.get(qid, -1), qid, count[qid], active.get(qid, ln.t), ln.t,
-                               status, m["dsn"], m["relay"], m["reason"], delays,
-                               float(m["delay"]) if m["delay"] else None))
+            out.append(Attempt(index.get(qid, -1), qid, count[qid, m["rcpt"]],
+                               active.get(qid, ln.t), ln.t, status, m["dsn"], m["relay"],
+                               m["reason"], delays, float(m["delay"]) if m["delay"] else None,
+                               m["rcpt"]))
     return out
 
 

@@ -10,7 +10,10 @@ scan-quantised schedule on its own.
 
 Scenarios: 450, 550, fix (450 -> 550 by postconf -e + reload on the relay at fix_at_s),
 outage (relay stopped from outage_s[0] to outage_s[1]), quick (short 450 run, < 2 min),
-soft_bounce (short 550 run with the upstream's soft_bounce = yes).
+soft_bounce (short 550 run with the upstream's soft_bounce = yes), load (the delivery
+concurrency limit binds: 220 messages of one to three recipients, null and forged senders,
+delay warnings, a relay slowed to a second a transaction and stopped for 30 s; compared
+recipient by recipient by validate_postfix_load.py, which this script calls for it).
 
 How: each scenario runs once on a real Postfix pair (experiments/postfix_lab.py). Then relaysim
 runs with the parameters read back from the running instances (`postconf -hx`), the measured
@@ -107,6 +110,11 @@ class LabScenario:
     outage_s: tuple[float, float] | None = None  # relay stopped over [start, end)
     max_s: float = 420.0  # hard cap on a run, from injection start
     upstream: dict = field(default_factory=dict)  # more upstream main.cf parameters
+    relay: dict = field(default_factory=dict)  # more relay main.cf parameters
+    # several recipients per message (load_workload): P(1, 2, 3, ... recipients); None: one
+    recipients_p: tuple | None = None
+    null_fraction: float = 0.0  # MAIL FROM:<>
+    forged_fraction: float = 0.0  # senders in pl.FORGED_DOMAIN
 
 
 QUICK_TIMING = {"queue_run_delay": "5s", "minimal_backoff_time": "5s",
@@ -123,6 +131,17 @@ SCENARIOS = {
     "soft_bounce": LabScenario("soft_bounce", reject_code=550, n_messages=6, spread_s=4.0,
                                seed=11, timing=QUICK_TIMING, max_s=90,
                                upstream={"soft_bounce": "yes"}),
+    # the delivery concurrency limit binds: two agents, a relay that holds every transaction
+    # a second (`sleep 1` at MAIL FROM: smtpd_delay_reject = no evaluates the sender
+    # restrictions there, once per transaction whatever its recipients), 220 messages in
+    # 150 s with 1 to 3 recipients, 12 % of them unknown, null and forged senders, delay
+    # warnings after 30 s, and the relay down for 30 s
+    "load": LabScenario("load", n_messages=220, spread_s=150.0, unknown_fraction=0.12, seed=20,
+                        outage_s=(60.0, 90.0), max_s=560.0,
+                        upstream={"smtp_destination_concurrency_limit": "2",
+                                  "delay_warning_time": "30s"},
+                        relay={"smtpd_delay_reject": "no", "smtpd_sender_restrictions": "sleep 1"},
+                        recipients_p=(0.5, 0.3, 0.2), null_fraction=0.1, forged_fraction=0.25),
 }
 QUESTIONS = {
     "450": "the relay answers 450 to unknown users: every such message is retried until it "
@@ -137,11 +156,17 @@ QUESTIONS = {
     "soft_bounce": "the relay answers 550 to unknown users and the upstream has soft_bounce = "
                    "yes: they are deferred (status=SOFTBOUNCE) until they expire and are "
                    "returned (short run)",
+    "load": "two delivery agents serve a relay that holds every transaction a second, with "
+            "messages of one to three recipients (some unknown, answered 450), null and "
+            "forged senders, delay warnings, and the relay stopped for 30 s",
 }
 
 
-def workload(scn: LabScenario) -> list[tuple[float, str, str]]:
-    """Seeded (offset_s, sender, recipient) list; unknown recipients are unknownN@example.test."""
+def workload(scn: LabScenario) -> list[tuple[float, str, str | tuple[str, ...]]]:
+    """Seeded (offset_s, sender, recipient) list; unknown recipients are unknownN@example.test.
+    A scenario with recipients_p gets load_workload()'s instead."""
+    if scn.recipients_p is not None:
+        return load_workload(scn)
     rng_t, rng_r = (np.random.default_rng(s) for s in np.random.SeedSequence(scn.seed).spawn(2))
     offsets = np.sort(rng_t.uniform(0.0, scn.spread_s, scn.n_messages))
     out = []
@@ -151,6 +176,29 @@ def workload(scn: LabScenario) -> list[tuple[float, str, str]]:
         else:
             rcpt = f"{pl.KNOWN_USERS[i % len(pl.KNOWN_USERS)]}@{pl.RELAY_DOMAIN}"
         out.append((round(float(t), 3), f"sender{i}@{pl.SENDER_DOMAIN}", rcpt))
+    return out
+
+
+def load_workload(scn: LabScenario) -> list[tuple[float, str, tuple[str, ...]]]:
+    """Seeded (offset_s, sender, recipients): arrivals uniform over [0, spread_s]; k recipients
+    with P(k) = recipients_p[k - 1], each unknown (unknownI_J@example.test) with probability
+    unknown_fraction, the known ones distinct users of pl.KNOWN_USERS; the sender null ("")
+    with probability null_fraction, forged (forgedI@forged.test) with forged_fraction, else
+    senderI@upstream.test."""
+    rng_t, rng_r, rng_s = (np.random.default_rng(s)
+                           for s in np.random.SeedSequence(scn.seed).spawn(3))
+    offsets = np.sort(rng_t.uniform(0.0, scn.spread_s, scn.n_messages))
+    out = []
+    for i, t in enumerate(offsets):
+        k = int(rng_r.choice(len(scn.recipients_p), p=scn.recipients_p)) + 1
+        users = rng_r.permutation(len(pl.KNOWN_USERS))
+        rcpts = tuple(f"unknown{i}_{j}@{pl.RELAY_DOMAIN}" if rng_r.random() < scn.unknown_fraction
+                      else f"{pl.KNOWN_USERS[users[j]]}@{pl.RELAY_DOMAIN}" for j in range(k))
+        u = rng_s.random()
+        forged = u < scn.null_fraction + scn.forged_fraction
+        sender = ("" if u < scn.null_fraction else f"forged{i}@{pl.FORGED_DOMAIN}" if forged
+                  else f"sender{i}@{pl.SENDER_DOMAIN}")
+        out.append((round(float(t), 3), sender, rcpts))
     return out
 
 
@@ -268,10 +316,13 @@ def run(scn: LabScenario, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     messages = workload(scn)
     samples, events, injected, errors = [], [], [], []
-    with pl.lab(scn.reject_code, scn.timing, logs_to=out, upstream=scn.upstream) as lab:
+    with pl.lab(scn.reject_code, scn.timing, logs_to=out, upstream=scn.upstream,
+                relay=scn.relay) as lab:
         qpid, qstart_epoch = pl.qmgr_start_time(lab.upstream)
         postconf = {"upstream": pl.get_params(lab.upstream, *UPSTREAM_PARAMS),
                     "relay": pl.get_params(lab.relay, *RELAY_PARAMS)}
+        if scn.relay:
+            postconf["relay_extra"] = pl.get_params(lab.relay, *scn.relay)
         t0 = time.time() + 1.0
 
         def _inject() -> None:
@@ -343,8 +394,11 @@ def run(scn: LabScenario, out: Path) -> dict:
                       "'scans' (scan_origin, live_scans)",
         "events": [{"t_s_begin": rel(e.pop("begin")), "t_s": rel(e.pop("end")), **e}
                    for e in events],
-        "timed_out": timed_out, **analyse(out, scn.timing, origin),
+        "timed_out": timed_out,
     }
+    # the live run's record first: a failing analysis is rerun with --compare-only
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    meta.update(analyse(out, scn.timing, origin))
     (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
     return meta
 
@@ -352,7 +406,8 @@ def run(scn: LabScenario, out: Path) -> dict:
 def analyse(out: Path, timing: dict, qstart: float) -> dict:
     """Parse out/*.maillog into attempts*.csv and rejects.csv; return a summary for meta.json."""
     year = _year(qstart)  # log stamps carry no year: a saved run is read in its own
-    attempts = [a for a in pl.parse_maillog(out / "upstream.maillog", year) if a.message >= 0]
+    attempts = message_passes([a for a in pl.parse_maillog(out / "upstream.maillog", year)
+                               if a.message >= 0])
     r = _seconds(timing["queue_run_delay"])
     scans = live_scans([a.t_active for a in attempts if a.attempt > 1
                         and a.outcome != "expired"], r, qstart)
@@ -395,6 +450,27 @@ def analyse(out: Path, timing: dict, qstart: float) -> dict:
                            for i, g in enumerate(scans)
                            if g["slip_s"] != (scans[i - 1]["slip_s"] if i else 0)],
             "off_grid_retries": off_grid(attempts, predicted, timing, qstart, scans)}
+
+
+def message_passes(attempts: list[pl.Attempt]) -> list[pl.Attempt]:
+    """One row per delivery attempt of a message (the delivery lines of its recipients that
+    follow one entry into the active queue), numbered per message, with the outcome deferred
+    if any recipient was deferred, else bounced if any bounced, else sent; expiry rows carry
+    the message's attempt count. With one recipient a message's lines are its attempts."""
+    groups: dict[tuple, list[pl.Attempt]] = {}
+    for a in attempts:
+        groups.setdefault((a.queue_id, a.t_active, a.outcome == "expired"), []).append(a)
+    out, count = [], Counter()
+    for (qid, _, expiry), lines in groups.items():
+        if expiry:
+            out.append(dataclasses.replace(lines[0], attempt=count[qid]))
+            continue
+        count[qid] += 1
+        kinds = {a.outcome for a in lines}
+        outcome = next(o for o in ("deferred", "bounced", "sent", lines[0].outcome)
+                       if o in kinds or o == lines[0].outcome)
+        out.append(dataclasses.replace(lines[0], attempt=count[qid], outcome=outcome))
+    return out
 
 
 def _year(epoch: float) -> int:
@@ -456,12 +532,16 @@ def _s(seconds: float) -> str:
 
 
 def sim_scenario(meta: dict, injected: list[dict], t: np.ndarray,
-                 duration: float) -> sim.Scenario:
-    """relaysim's scenario for a real run: its postconf values, arrival times t and events."""
+                 duration: float, upstream: dict | None = None,
+                 changes: list | None = None) -> sim.Scenario:
+    """relaysim's scenario for a real run: its postconf values, arrival times t and events;
+    `upstream` sets more relaysim upstream keys (e.g. the transaction-time distribution),
+    `changes` adds [[changes]] tables."""
     up = dict(meta["postconf"]["upstream"])
     up["default_destination_concurrency_limit"] = up.pop("smtp_destination_concurrency_limit")
     up["default_destination_recipient_limit"] = up.pop("smtp_destination_recipient_limit")
     up["smtp_transaction_time"] = _s(meta["smtp_transaction_time_s"])
+    up.update(upstream or {})
     rows = sorted(injected, key=lambda r: int(r["message"]))
     # one sender per message: relaysim numbers messages in order of receipt, sender by sender
     senders = [{"name": f"message{i}", "arrivals": [_s(t[i])],
@@ -472,11 +552,13 @@ def sim_scenario(meta: dict, injected: list[dict], t: np.ndarray,
     if "relay_stop" in ev:
         start, end = ev["relay_stop"]["t_s_begin"], ev["relay_start"]["t_s"]
         relay["outages"] = [{"start": _s(start), "duration": _s(end - start)}]
-    changes = [{"at": _s(ev["fix"]["t_s"]), "relay": ev["fix"]["relay"]}] if "fix" in ev else []
+    changes_all = [{"at": _s(ev["fix"]["t_s"]), "relay": ev["fix"]["relay"]}] \
+        if "fix" in ev else []
+    changes_all += list(changes or [])
     return sim.Scenario.from_dict({
         "simulation": {"name": f"postfix-{meta['scenario']['name']}",
                        "duration": _s(duration), "sample_interval": "1s"},
-        "senders": senders, "upstream": up, "relay": relay, "changes": changes})
+        "senders": senders, "upstream": up, "relay": relay, "changes": changes_all})
 
 
 def sim_records(results: sim.Results) -> list[dict]:
@@ -1141,12 +1223,17 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
 
 def write_index(root: Path) -> Path:
     """root/README.md: one row per scenario with a comparison.json."""
-    rows, found = [], []
+    rows, found, loaded = [], [], []
     for name in SCENARIOS:
         f = root / name / "comparison.json"
         if not f.exists():
             continue
         s = json.loads(f.read_text())
+        if SCENARIOS[name].recipients_p is not None:
+            import validate_postfix_load as vpl  # per recipient; it imports this module
+
+            loaded.append(vpl.index_row(s))
+            continue
         a, q = s["attempts"], s["queue"]
         cr, cs = s["counts_real"], s["counts_sim"]
         found.append(name)
@@ -1181,6 +1268,17 @@ def write_index(root: Path) -> Path:
         "attempt | deferred-queue max error of peak on settled samples (samples within "
         "5 %) | delivered, bounced, expired, DSNs (real/sim) | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+        *(["**Under load.** Several recipients per message, two delivery agents, a relay "
+           "that holds each transaction a second and is stopped for 30 s "
+           "(validate_postfix_load.py). Compared "
+           "recipient by recipient; targets (issue 19): the same outcome sequence for every "
+           "recipient and attempt count for every message, attempt starts within "
+           "queue_run_delay + the measured transaction time, the active and deferred queue "
+           "within two messages at every `postqueue -j` sample, identical DSN counts.", "",
+           "| scenario | messages / recipients | recipients with the same story | messages "
+           "with the same attempt count | attempt starts within target | active / deferred "
+           "queue max error (messages) | delay warnings, non-delivery DSNs (real/sim) | "
+           "verdict |", "|---|---|---|---|---|---|---|---|", *loaded, ""] if loaded else []),
         "Per-scenario READMEs hold the figures, Postfix's own per-attempt times (delays=) "
         "and any message whose story differs.", "",
         "## Reproduce", "", "```",
@@ -1262,6 +1360,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {meta['outcomes']} in {time.time() - started:.0f}s; retry - "
                   f"predicted scan (s): {meta['retry_vs_grid_residual_s']}; live scan "
                   f"slips: {meta['scan_slips'] or 'none'}; timed out: {meta['timed_out']}")
+        if SCENARIOS[name].recipients_p is not None:
+            import validate_postfix_load as vpl  # per recipient; it imports this module
+
+            s = vpl.validate_load(out)
+            c = s["compare"]
+            print(f"{name}: relaysim: same story {c['recipients_same_story']}/"
+                  f"{c['recipients']} recipients, same attempt count "
+                  f"{c['messages_same_attempt_count']}/{c['messages']} messages, "
+                  f"{c['rows_within_target']}/{c['attempt_rows_real']} attempts within "
+                  f"{c['target_dt_s']:.2f} s; {_verdict(s)}; causes {s['difference_causes']}")
+            continue
         s = validate(out)
         a, q = s["attempts"], s["queue"]
         print(f"{name}: relaysim: dt {_fmt_q(a['dt_s'])} s; same outcomes "
