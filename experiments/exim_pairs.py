@@ -29,7 +29,7 @@ from sim.studies.statistics import mean_ci
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
-    run_many,
+    experiment_runs,
     setup_lines,
     summary_table,
     write_readme,
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     base = base_scenario(HERE / "scenarios" / "seed_story.toml", FALLBACK).with_overrides(
         {**EXIM, **({"simulation.duration": "2d"} if a.quick else {})})
     settings = {"unique pairs": base, "pool": base.with_overrides(POOL)}
-    grid = run_many(list(settings.values()), a.seeds, a.workers, progress=True)
+    grid = experiment_runs(a, list(settings), list(settings.values()))
     table = summary_table(list(settings), grid)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -245,7 +245,18 @@ def main(argv=None) -> int:
                "the relay host's own retry record (key = its IP address), whose age of 2 days "
                "puts it in the default rule's F,4d,6h phase, so the next try is up to 6 h after "
                "the last refusal, and all mail to that host, new mail included, waits for it "
-               "(sim/model/schedules.py HOST_RECORD, mta-semantics.md 5.1).",
+               "(sim/model/schedules.py HOST_RECORD, mta-semantics.md 5.1). A host error "
+               "leaves each message's own retry state alone, and every queue run visits the "
+               "waiting mail (`retry time not reached for any host`), so the first run after "
+               "the host's retry time delivers the whole backlog (schedules.host_deferral, "
+               "checked live: results/validation/exim/outage). Until #20 relaysim also applied "
+               "each message's own retry rule, which spread the drain over each message's next "
+               "retry time.",
+               "Postfix: each refused connection counts 1/window in the relay's in-core queue "
+               "(qmgr_queue_throttle); a scan's batch of refusals makes the relay dead for "
+               "minimal_backoff_time at the cohort limit, lone refusals of new mail do not "
+               "(the in-core queue is discarded with its count). Until #19 the first refusal "
+               "made it dead.",
                "Worst delay is the largest arrival-to-delivery delay of any delivered "
                "recipient in the run."],
         headline=(f"After a {onames[jl]} relay outage the upstream's backlog is gone "
