@@ -72,7 +72,6 @@ def new_state(init: int = 5, cohort_limit: int = 1, limit: int = 20) -> np.ndarr
     st = np.array([-np.inf, np.nan, 0.0, -1.0, -1.0, -np.inf, -np.inf, 0.0, 0.0, -np.inf,
                    0.0, 0.0, 0.0, -np.inf])
     configure(st, init, cohort_limit, limit)
-    st[_W] = st[_INIT]
     return st
 
 
@@ -122,10 +121,9 @@ def dead(state, t):
 def failed(state, site, P, t, n):
     """n site-level failures back to back at t (see the contract); how many were taken
     before the destination was dead (the rest find it dead)."""
-    state[_BUSY] = max(state[_BUSY], t)
     if site != schedules.DEAD:
         refused(state, site, P, t)
-        return 1
+        return min(n, 1)
     for k in range(n):
         if dead(state, t):
             return k  # dead already: qmgr does not throttle a dead queue
@@ -188,11 +186,10 @@ def refuse(state, site, P, down_start, down_end, t, n):
     relay refuses before the destination is dead (the rest find it dead; see the
     contract)."""
     if dead(state, t):
-        state[_BUSY] = max(state[_BUSY], t)
         return 0
     if not _down(state, down_start, down_end, t):
         return -1
-    return min(failed(state, site, P, t, n), n)
+    return failed(state, site, P, t, n)
 
 
 @njit(cache=True)
