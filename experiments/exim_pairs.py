@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.reports import plotting
-from sim.results import write_atomic
-from sim.studies.statistics import mean_ci
+from sim.studies import statistics
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
@@ -61,20 +60,13 @@ STATS = {  # name: (how it is read from one run, format)
 
 
 def paired(stat: str, unique, pool) -> dict:
-    """Means of both settings and the paired difference pool - unique with its 95 %
-    t-interval."""
+    """statistics.paired of one statistic: x unique, y pool."""
     get = STATS[stat][0]
-    x, y = np.array([get(r) for r in unique], float), np.array([get(r) for r in pool], float)
-    d, lo, hi = mean_ci(y - x)
-    return {"unique": x.mean(), "pool": y.mean(), "d": d, "lo": lo, "hi": hi}
+    return statistics.paired([get(r) for r in unique], [get(r) for r in pool])
 
 
 def _row(stat: str, p: dict) -> str:
-    fmt = STATS[stat][1]
-    ci = "one seed" if np.isnan(p["lo"]) else f"{p['lo']:+{fmt}} to {p['hi']:+{fmt}}"
-    rel = f"{p['d'] / p['unique']:+.1%}" if p["unique"] else "-"
-    return (f"| {stat} | {p['unique']:{fmt}} | {p['pool']:{fmt}} | {p['d']:+{fmt}} ({ci}) | "
-            f"{rel} |")
+    return statistics.paired_row(stat, p, STATS[stat][1], ".1%")
 
 
 def _figure(out: Path, unique, pool) -> None:
@@ -109,10 +101,7 @@ def main(argv=None) -> int:
     table = summary_table(list(settings), grid)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cols = list(table)
-    lines = [",".join(cols)] + [",".join(str(table[c][i]) for c in cols)
-                                for i in range(len(table["seed"]))]
-    write_atomic(out / "runs.csv", "\n".join(lines) + "\n")
+    plotting.save_table(out / "runs", table)
     unique, pool = grid
     pairs = {stat: paired(stat, unique, pool) for stat in STATS}
     answer = [f"{a.seeds} seeds:", "",
@@ -121,9 +110,9 @@ def main(argv=None) -> int:
     _figure(out, unique, pool)
     att, exp = pairs["delivery attempts"], pairs["recipients timed out (expired)"]
     headline = (f"with 100 sender addresses each writing to 3 unknown recipients, Exim's shared "
-                f"records cut the delivery attempts by {-att['d'] / att['unique']:.0%} "
-                f"({att['unique']:,.0f} to {att['pool']:,.0f}), and {exp['pool']:,.0f} "
-                f"recipients time out instead of {exp['unique']:,.0f}: a pair's later messages "
+                f"records cut the delivery attempts by {-att['d'] / att['x']:.0%} "
+                f"({att['x']:,.0f} to {att['y']:,.0f}), and {exp['y']:,.0f} "
+                f"recipients time out instead of {exp['x']:,.0f}: a pair's later messages "
                 "bounce at their first failure once its record has failed for 4 days.")
     notes = [
         "Both settings get the same mail (same seeds; the pairs come from a stream of their "

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.reports import plotting
-from sim.results import write_atomic
-from sim.studies.statistics import mean_ci
+from sim.studies import statistics
 from sim.studies.sweep import (
     base_scenario,
     experiment_args,
@@ -55,19 +54,13 @@ STATS = {  # name: (how it is read from one run, format)
 
 
 def paired(stat: str, off, on) -> dict:
-    """Means off and on, and the paired difference on - off with its 95 % t-interval."""
+    """statistics.paired of one statistic: x off, y on."""
     get = STATS[stat][0]
-    x, y = np.array([get(r) for r in off], float), np.array([get(r) for r in on], float)
-    d, lo, hi = mean_ci(y - x)
-    return {"off": x.mean(), "on": y.mean(), "d": d, "lo": lo, "hi": hi}
+    return statistics.paired([get(r) for r in off], [get(r) for r in on])
 
 
 def _row(stat: str, p: dict) -> str:
-    fmt = STATS[stat][1]
-    ci = "one seed" if np.isnan(p["lo"]) else f"{p['lo']:+{fmt}} to {p['hi']:+{fmt}}"
-    rel = f"{p['d'] / p['off']:+.2%}" if p["off"] else "-"
-    return (f"| {stat} | {p['off']:{fmt}} | {p['on']:{fmt}} | {p['d']:+{fmt}} ({ci}) | "
-            f"{rel} |")
+    return statistics.paired_row(stat, p, STATS[stat][1], ".2%")
 
 
 def _figure(out: Path, table: dict[str, dict[str, dict]], seeds: int) -> None:
@@ -81,10 +74,10 @@ def _figure(out: Path, table: dict[str, dict[str, dict]], seeds: int) -> None:
             y = np.arange(len(stats))[::-1]
             for yi, stat in zip(y, stats, strict=True):
                 p = rows[stat]
-                scale = 100 / p["off"] if p["off"] else 0.0
+                scale = 100 / p["x"] if p["x"] else 0.0
                 c, lo, hi = p["d"] * scale, p["lo"] * scale, p["hi"] * scale
                 for k, v in (("setting", label.split(" (")[0]), ("statistic", stat),
-                             ("off", p["off"]), ("on", p["on"]), ("change_pct", c),
+                             ("off", p["x"]), ("on", p["y"]), ("change_pct", c),
                              ("lo_pct", lo), ("hi_pct", hi)):
                     cols[k].append(v)
                 err = None if np.isnan(lo) else [[c - lo], [hi - c]]
@@ -119,10 +112,7 @@ def main(argv=None) -> int:
     table = summary_table(labels, grid)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cols = list(table)
-    lines = [",".join(cols)] + [",".join(str(table[c][i]) for c in cols)
-                                for i in range(len(table["seed"]))]
-    write_atomic(out / "runs.csv", "\n".join(lines) + "\n")
+    plotting.save_table(out / "runs", table)
 
     answer, moved, pairs = [], {}, {}
     for j, label in enumerate(settings):
@@ -133,7 +123,7 @@ def main(argv=None) -> int:
                    "|---|---|---|---|---|"]
         answer += [_row(stat, p) for stat, p in pairs[label].items()] + [""]
         p = pairs[label]["delivery attempts"]
-        moved[label] = p["d"] / p["off"]
+        moved[label] = p["d"] / p["x"]
     _figure(out, pairs, a.seeds)
     prod, lab = list(settings)
     headline = (f"at production timers the phase changes the delivery attempts by "

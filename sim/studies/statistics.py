@@ -1,6 +1,7 @@
 """Statistics over replications: seeds, means and 95 % Student-t intervals.
 
-Public names: seed_list, mean_ci, t975, fmt_ci, relative_half_width, agree, ci_method.
+Public names: seed_list, mean_ci, t975, fmt_ci, relative_half_width, agree, ci_method,
+paired, paired_row.
 
 Contract:
 - seed_list(root, n): n seeds from numpy SeedSequence(root).spawn(n), each child's
@@ -21,6 +22,10 @@ Contract:
   (every seed agrees)' when all values are equal; 'mean unit (95 % CI mean ± half)' when the
   interval rounds to one number at fmt; 'mean unit (one seed)'. Published numbers are counts,
   times and shares, hence the default bounds.
+- paired(x, y): paired replications (one value per seed, the same seeds on both sides): the
+  means of x and y and the mean difference y - x with its 95 % interval, {x, y, d, lo, hi};
+  paired_row(label, p, fmt, rel) is its README table row: | label | x | y | d (lo to hi) |
+  d / x |, the interval 'one seed' without one, the relative change '-' when x is 0.
 Errors: ValueError from mean_ci for an empty list.
 """
 
@@ -61,6 +66,20 @@ def mean_ci(values, bounds: tuple = (None, None)) -> tuple:
     lo = m - half if low is None else np.maximum(m - half, low)
     hi = m + half if high is None else np.minimum(m + half, high)
     return m, lo, hi
+
+
+def paired(x, y) -> dict:
+    """{x, y, d, lo, hi}: the means of paired replications and y - x with its 95 % interval."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    d, lo, hi = mean_ci(y - x)
+    return {"x": x.mean(), "y": y.mean(), "d": d, "lo": lo, "hi": hi}
+
+
+def paired_row(label: str, p: dict, fmt: str, rel: str = ".1%") -> str:
+    """paired()'s README table row (see the contract)."""
+    ci = "one seed" if np.isnan(p["lo"]) else f"{p['lo']:+{fmt}} to {p['hi']:+{fmt}}"
+    change = f"{p['d'] / p['x']:+{rel}}" if p["x"] else "-"
+    return f"| {label} | {p['x']:{fmt}} | {p['y']:{fmt}} | {p['d']:+{fmt}} ({ci}) | {change} |"
 
 
 def agree(values):

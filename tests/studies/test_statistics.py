@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from sim.studies import statistics
 from sim.studies.statistics import agree, ci_method, fmt_ci, mean_ci
 
 
@@ -50,3 +51,14 @@ def test_ci_method_says_how(n, bounds, text):
 def test_one_seed_has_no_bounds():
     m, lo, hi = mean_ci([3.0], bounds=(0, None))
     assert m == 3 and math.isnan(lo) and math.isnan(hi)
+
+
+def test_paired_difference_and_its_row():
+    p = statistics.paired([10.0, 12.0, 14.0], [11.0, 14.0, 17.0])
+    assert (p["x"], p["y"], p["d"]) == (12.0, 14.0, 2.0)
+    half = statistics.t975(2) * 1.0 / 3 ** 0.5  # differences 1, 2, 3: sd 1
+    assert p["lo"] == pytest.approx(2 - half) and p["hi"] == pytest.approx(2 + half)
+    assert statistics.paired_row("attempts", p, ".1f") == (
+        f"| attempts | 12.0 | 14.0 | +2.0 ({p['lo']:+.1f} to {p['hi']:+.1f}) | +16.7% |")
+    one = statistics.paired([0.0], [3.0])
+    assert statistics.paired_row("x", one, ".0f", ".2%") == "| x | 0 | 3 | +3 (one seed) | - |"
