@@ -417,14 +417,20 @@ def scan_order(out: Path, meta: dict) -> dict:
     second and later entries, in log order), whether the earlier-arrived message (the lower
     injected index) went first."""
     by_second = _live_batches(out, meta)
+    pairs, inversions = _inversions(by_second.values())
+    return {"scan_seconds": sum(len(o) > 1 for o in by_second.values()), "pairs": pairs,
+            "pairs_out_of_arrival_order": inversions}
+
+
+def _inversions(orders) -> tuple[int, int]:
+    """(pairs, pairs out of arrival order) over batches of injected indices in scan order."""
     pairs = inversions = 0
-    for order in by_second.values():
+    for order in orders:
         for i in range(len(order)):
             for j in range(i + 1, len(order)):
                 pairs += 1
                 inversions += order[i] > order[j]
-    return {"scan_seconds": sum(len(o) > 1 for o in by_second.values()), "pairs": pairs,
-            "pairs_out_of_arrival_order": inversions}
+    return pairs, inversions
 
 
 def warned_messages(rows: list[dict], injected: list[dict], arrival: dict[int, float],
@@ -504,13 +510,7 @@ def sim_scan_order(ours: list[dict]) -> dict:
     batches: dict[float, list] = {}
     for entry, start, m in first.values():
         batches.setdefault(entry, []).append((start, m))
-    pairs = inversions = 0
-    for batch in batches.values():
-        order = [m for _, m in sorted(batch)]
-        for i in range(len(order)):
-            for j in range(i + 1, len(order)):
-                pairs += 1
-                inversions += order[i] > order[j]
+    pairs, inversions = _inversions([m for _, m in sorted(b)] for b in batches.values())
     return {"scans": sum(len(b) > 1 for b in batches.values()), "pairs": pairs,
             "pairs_out_of_arrival_order": inversions}
 

@@ -206,6 +206,29 @@ class Run:
         if self.pending == 1:
             self.window, self.fail_cohorts = self.initial_window(), 0.0
 
+    def take_replies(self, msg: Message, replies: dict[int, str], end: float) -> None:
+        """The attempt that ended at `end`: its sent and bounced recipients leave msg.pending,
+        counted (a delay per delivery, one DSN for the bounces)."""
+        sent = [r for r in msg.pending if replies[r] == "sent"]
+        bounced = [r for r in msg.pending if replies[r] == "bounced"]
+        msg.pending = [r for r in msg.pending if replies[r] == "deferred"]
+        self.delivered += len(sent)
+        self.delays += [end - msg.arrival] * len(sent)
+        self.bounced += len(bounced)
+        if bounced:
+            self.notify_sender(msg)
+
+    def expire(self, msg: Message, records: list[list]) -> None:
+        """msg's deferred recipients expire at its last attempt (its records): counted, one
+        DSN, and the message leaves the queue."""
+        self.expired += len(msg.pending)
+        self.notify_sender(msg)
+        for record in records:
+            if record[3] == "deferred":
+                record[3] = "expired"
+        msg.pending = []
+        del self.live[msg.index]
+
     def notify_sender(self, msg: Message) -> None:
         """One non-delivery DSN (bounce or expiry); none for the null sender."""
         if msg.sender != "null":
@@ -337,14 +360,7 @@ def message_life(run: Run, msg: Message):
         now = math.floor(end)
         run.event(end)
 
-        sent = [r for r in msg.pending if replies[r] == "sent"]
-        bounced = [r for r in msg.pending if replies[r] == "bounced"]
-        msg.pending = [r for r in msg.pending if replies[r] == "deferred"]
-        run.delivered += len(sent)
-        run.delays += [end - msg.arrival] * len(sent)
-        run.bounced += len(bounced)
-        if bounced:
-            run.notify_sender(msg)
+        run.take_replies(msg, replies, end)
         if not msg.pending:
             del run.live[msg.index]
             return
@@ -352,13 +368,7 @@ def message_life(run: Run, msg: Message):
         up, _ = run.snapshot(end)
         lifetime = up.bounce_queue_lifetime if msg.sender == "null" else up.maximal_queue_lifetime
         if now - msg.create_time >= lifetime:
-            run.expired += len(msg.pending)
-            run.notify_sender(msg)
-            for record in records:
-                if record[3] == "deferred":
-                    record[3] = "expired"
-            msg.pending = []
-            del run.live[msg.index]
+            run.expire(msg, records)
             return
 
         wake = now + backoff(now - msg.create_time, up.minimal_backoff_time,
@@ -481,14 +491,7 @@ def exim_life(run: Run, msg: Message):
             if hold > 0:
                 yield env.timeout(hold)
         end = env.now
-        sent = [r for r in msg.pending if replies[r] == "sent"]
-        bounced = [r for r in msg.pending if replies[r] == "bounced"]
-        msg.pending = [r for r in msg.pending if replies[r] == "deferred"]
-        run.delivered += len(sent)
-        run.delays += [end - msg.arrival] * len(sent)
-        run.bounced += len(bounced)
-        if bounced:
-            run.notify_sender(msg)
+        run.take_replies(msg, replies, end)
         if not msg.pending:
             if msg.key[0] == "pair":  # a 250 or 5xx deletes the pair's record
                 run.records.pop(msg.key, None)
@@ -498,13 +501,7 @@ def exim_life(run: Run, msg: Message):
                                          math.floor(end), rules)
         run.records[msg.key] = record
         if timed_out:
-            run.expired += len(msg.pending)
-            run.notify_sender(msg)
-            for r in records:
-                if r[3] == "deferred":
-                    r[3] = "expired"
-            msg.pending = []
-            del run.live[msg.index]
+            run.expire(msg, records)
             return
         msg.state = "deferred"
         msg.wake = env.event()
