@@ -12,7 +12,11 @@ the timing, and its workers are warmed with one run each). The runs' own time is
 run measured around simulate() in its worker. Rounds interleave the four configurations.
 The machine may be shared: for each timed sweep, other_cores is the CPU that processes outside
 this benchmark used meanwhile, in cores (Linux /proc; None elsewhere), so that a speed-up
-measured while other work took the cores can be read as such.
+measured while other work took the cores can be read as such. slowdown is how much longer the
+same runs take, by their own clocks, two at a time than one at a time (the median of their
+summed run times, 2 workers over 1): 2 / slowdown is the most two workers can gain on this
+machine whatever the machinery does, so a speed-up short of 1.8 x can be read as the
+machinery's or the machine's.
 """
 
 from __future__ import annotations
@@ -150,14 +154,16 @@ def bench_sweep(out_dir: str | Path) -> dict:
                 runs_s[name].append(s)
                 other[name].append(o)
     med = {k: statistics.median(v) for k, v in walls.items()}
-    speedup = {kind: med[f"{kind}-1"] / med[f"{kind}-2"] for kind in ("pool", "dask")
-               if f"{kind}-1" in med}
+    kinds = [kind for kind in ("pool", "dask") if f"{kind}-1" in med]
+    speedup = {kind: med[f"{kind}-1"] / med[f"{kind}-2"] for kind in kinds}
+    slowdown = {kind: statistics.median(runs_s[f"{kind}-2"]) /
+                statistics.median(runs_s[f"{kind}-1"]) for kind in kinds}
     result = {
         "overhead": overhead,
         "overhead_met": overhead["overhead"] < TARGET_OVERHEAD,
         "speedup_runs": len(settings) * SPEEDUP_SEEDS, "rounds": ROUNDS,
         "wall_s": walls, "runs_s": runs_s, "other_cores": other, "median_wall_s": med,
-        "speedup": speedup,
+        "speedup": speedup, "slowdown": slowdown,
         "speedup_met": {k: v >= TARGET_SPEEDUP for k, v in speedup.items()},
         "targets": {"overhead": TARGET_OVERHEAD, "speedup": TARGET_SPEEDUP},
         "dask": "dask-1" in configs,
@@ -184,7 +190,9 @@ def main(argv=None) -> int:
     for kind, x in r["speedup"].items():
         print(f"{kind}: 1 worker {r['median_wall_s'][kind + '-1']:.2f} s, 2 workers "
               f"{r['median_wall_s'][kind + '-2']:.2f} s, speed-up {x:.2f} x (target >= "
-              f"{TARGET_SPEEDUP} x: {'met' if r['speedup_met'][kind] else 'NOT met'})"
+              f"{TARGET_SPEEDUP} x: {'met' if r['speedup_met'][kind] else 'NOT met'}); "
+              f"runs {r['slowdown'][kind]:.2f} x as long two at a time (at most "
+              f"{2 / r['slowdown'][kind]:.2f} x possible)"
               + _other_text(r, kind))
     return 0
 

@@ -24,6 +24,9 @@ def test_bench_sweep_smoke(tmp_path, monkeypatch):
     kinds = ["pool", "dask"] if r["dask"] else ["pool"]
     assert sorted(r["speedup"]) == sorted(kinds) and all(v > 0 for v in r["speedup"].values())
     assert set(r["speedup_met"]) == set(kinds) and isinstance(r["overhead_met"], bool)
+    for kind in kinds:  # the runs' own time, two at a time over one at a time
+        one, two = (sorted(r["runs_s"][f"{kind}-{w}"]) for w in (1, 2))
+        assert r["slowdown"][kind] == two[0] / one[0] > 0
     other = [x for v in r["other_cores"].values() for x in v]
     assert len(other) == 2 * len(kinds) and all(x is None or 0 <= x <= os.cpu_count()
                                                 for x in other)
