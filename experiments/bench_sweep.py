@@ -172,10 +172,14 @@ def bench_sweep(out_dir: str | Path) -> dict:
     return result
 
 
-def _other_text(r: dict, kind: str) -> str:
-    """'; other processes used 0.1 to 1.2 cores meanwhile' (the range over its timed sweeps)."""
+def contention(r: dict, kind: str) -> str:
+    """'the runs took 1.21 x as long two at a time as one at a time: at most 1.66 x possible on
+    this machine; other processes used 0.0 to 0.2 cores' (the last part where /proc told)."""
+    slow = r["slowdown"][kind]
+    text = (f"the runs took {slow:.2f} x as long two at a time as one at a time: at most "
+            f"{2 / slow:.2f} x possible on this machine")
     o = [x for k in (f"{kind}-1", f"{kind}-2") for x in r["other_cores"][k] if x is not None]
-    return f"; other processes used {min(o):.1f} to {max(o):.1f} cores meanwhile" if o else ""
+    return text + (f"; other processes used {min(o):.1f} to {max(o):.1f} cores" if o else "")
 
 
 def main(argv=None) -> int:
@@ -191,9 +195,7 @@ def main(argv=None) -> int:
         print(f"{kind}: 1 worker {r['median_wall_s'][kind + '-1']:.2f} s, 2 workers "
               f"{r['median_wall_s'][kind + '-2']:.2f} s, speed-up {x:.2f} x (target >= "
               f"{TARGET_SPEEDUP} x: {'met' if r['speedup_met'][kind] else 'NOT met'}); "
-              f"runs {r['slowdown'][kind]:.2f} x as long two at a time (at most "
-              f"{2 / r['slowdown'][kind]:.2f} x possible)"
-              + _other_text(r, kind))
+              + contention(r, kind))
     return 0
 
 

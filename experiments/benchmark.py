@@ -762,15 +762,11 @@ def engine_targets(m: dict, met) -> tuple[str, list]:
         over = sw["overhead"]["overhead"]
         rows.append(["sweep machinery's overhead on short runs", f"{over:.1%}", "< 5 %",
                      met(over, 0.05)])
+        from bench_sweep import contention
+
         for kind, x in sw["speedup"].items():
-            o = [v for k in (f"{kind}-1", f"{kind}-2")
-                 for v in sw.get("other_cores", {}).get(k, []) if v is not None]
-            busy = f"; other processes used {min(o):.1f} to {max(o):.1f} cores" if o else ""
-            slow = sw.get("slowdown", {}).get(kind)
-            why = (f" (the runs took {slow:.2f} x as long two at a time as one at a time: at "
-                   f"most {2 / slow:.2f} x possible on this machine{busy})" if slow else
-                   f" ({busy[2:]})" if busy else "")
-            rows.append([f"sweep speed-up, 2 workers against 1 ({kind})", f"{x:.2f} x{why}",
+            rows.append([f"sweep speed-up, 2 workers against 1 ({kind})",
+                         f"{x:.2f} x ({contention(sw, kind)})",
                          ">= 1.8 x", met(x, 1.8, True)])
     return md_table(["measure", "result", "target", "verdict"], rows), rows
 
