@@ -27,6 +27,8 @@ def test_bench_sweep_smoke(tmp_path, monkeypatch):
     for kind in kinds:  # the runs' own time, two at a time over one at a time
         one, two = (sorted(r["runs_s"][f"{kind}-{w}"]) for w in (1, 2))
         assert r["slowdown"][kind] == two[0] / one[0] > 0
+        assert bench.contention(r, kind).startswith(
+            f"the runs took {r['slowdown'][kind]:.2f} x as long two at a time")
     other = [x for v in r["other_cores"].values() for x in v]
     assert len(other) == 2 * len(kinds) and all(x is None or 0 <= x <= os.cpu_count()
                                                 for x in other)
