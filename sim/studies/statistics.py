@@ -52,7 +52,7 @@ def t975(df: int) -> float:
 
 def mean_ci(values, bounds: tuple = (None, None)) -> tuple:
     """(mean, lo, hi): mean over the first axis and its 95 % t-interval, clipped to bounds
-    (nan with one value)."""
+    but always holding the mean (nan with one value)."""
     v = np.asarray(values, dtype=float)
     if v.shape[0] == 0:
         raise ValueError("mean_ci needs at least one value")
@@ -63,8 +63,10 @@ def mean_ci(values, bounds: tuple = (None, None)) -> tuple:
         return m, nan, nan
     half = t975(n - 1) * v.std(axis=0, ddof=1) / math.sqrt(n)
     low, high = bounds
-    lo = m - half if low is None else np.maximum(m - half, low)
-    hi = m + half if high is None else np.minimum(m + half, high)
+    # clipped, but never past the mean (values a rounding error beyond a bound: every seed at
+    # 100 % of a capacity)
+    lo = m - half if low is None else np.maximum(m - half, np.minimum(low, m))
+    hi = m + half if high is None else np.minimum(m + half, np.maximum(high, m))
     return m, lo, hi
 
 

@@ -62,3 +62,9 @@ def test_paired_difference_and_its_row():
         f"| attempts | 12.0 | 14.0 | +2.0 ({p['lo']:+.1f} to {p['hi']:+.1f}) | +16.7% |")
     one = statistics.paired([0.0], [3.0])
     assert statistics.paired_row("x", one, ".0f", ".2%") == "| x | 0 | 3 | +3 (one seed) | - |"
+
+
+def test_mean_ci_holds_the_mean_of_values_a_rounding_error_past_a_bound():
+    v = np.full((5, 1), 100.0 + 1e-12)
+    m, lo, hi = mean_ci(v, bounds=(0, 100))
+    assert lo <= m <= hi
