@@ -7,8 +7,8 @@ same times, with the same outcomes, DSNs and queue series as a real Postfix 3.7 
 
 Public names: real_rows, attempt_start, real_dsns, workload_trace, arrivals,
 transaction_times, sim_scenario, slow_sessions, sim_rows, stories, compare_load, classify,
-scan_order, sim_scan_order, batch_places, warned_messages, queue_series, live_sessions,
-attempt_kinds, validate_load, index_row, TARGET_QUEUE_MESSAGES.
+scan_order, sim_scan_order, batch_places, live_places, scan_consistency, warned_messages,
+queue_series, live_sessions, attempt_kinds, validate_load, index_row, TARGET_QUEUE_MESSAGES.
 
 Contract:
 - The live run is validate_postfix.run() (the same lab, injection, `postqueue -j` sampling and
@@ -23,8 +23,10 @@ Contract:
   message its arrival (MAIL FROM + delays= a of the first attempt: qmgr took it), its
   recipients in injection order (alice, bob, carol = relay users 0, 1, 2; unknownI_J = -1), its
   sender kind (null, forged.test = FORGED, else REAL). Recipient j of message i is the same
-  recipient on both sides. The transaction time is constant at the median of the measured
-  c + d of every transaction that reached the relay and ended normally; validate_load also
+  recipient on both sides; its queue file's place in the deferred scans' order is the live
+  log's (live_places: Postfix's directory order; validate_load also runs relaysim with its own
+  hashed order, `own_scan_order`). The transaction time is constant at the median of the
+  measured c + d of every transaction that reached the relay and ended normally; validate_load also
   runs relaysim with all of them (empirical) and with the constant raised from the relay's
   first slowed transaction on (slow_sessions(): the relay's error limits), and reports both.
   relaysim's attempts come from its attempt stream (on_attempts: entry, start, end, code).
@@ -69,6 +71,7 @@ from sim.model.qmgr.queue_file import OUTCOMES  # noqa: E402
 from sim.model.qmgr.rules import LOST, SUSPENDED  # noqa: E402
 from sim.model.sender import FORGED, NULL, REAL  # noqa: E402
 from sim.model.trace import Trace  # noqa: E402
+from sim.postfix.maillog import directory_places  # noqa: E402
 from sim.reports import plotting  # noqa: E402
 from sim.results import write_atomic  # noqa: E402
 from sim.studies.sweep import write_readme  # noqa: E402
@@ -449,6 +452,11 @@ def warned_messages(rows: list[dict], injected: list[dict], arrival: dict[int, f
 def _live_batches(out: Path, meta: dict) -> dict[int, list[int]]:
     """{epoch second: injected indices of the retries qmgr took into the active queue in it,
     in log order} (a message's second and later `(queue active)` lines)."""
+    return _live_scans(out, meta)[0]
+
+
+def _live_scans(out: Path, meta: dict) -> tuple[dict[int, list[int]], dict[int, str]]:
+    """(_live_batches, {injected index: its queue id})."""
     year = vp._year(meta["qmgr_start_epoch"])
     index: dict[str, int] = {}
     entries: Counter = Counter()
@@ -462,7 +470,30 @@ def _live_batches(out: Path, meta: dict) -> dict[int, list[int]]:
             entries[m["qid"]] += 1
             if entries[m["qid"]] > 1:
                 by_second.setdefault(int(ln.t), []).append(index[m["qid"]])
-    return by_second
+    return by_second, {i: q for q, i in index.items()}
+
+
+def live_places(out: Path, meta: dict, n: int) -> np.ndarray:
+    """The n injected messages' places in the live deferred scans' order
+    (sim.postfix.maillog.directory_places on the log's scans: Postfix's directory order, as
+    relaysim's replay of a log takes it)."""
+    by_second, qid = _live_scans(out, meta)
+    return directory_places([qid.get(i, str(i)) for i in range(n)], list(by_second.values()))
+
+
+def scan_consistency(out: Path, meta: dict) -> dict:
+    """The evidence for a fixed directory order: the pairs of messages that two or more live
+    scans took together, and how many of them every such scan took in the same order."""
+    seen: dict[tuple, list] = {}
+    for order in _live_batches(out, meta).values():
+        for i in range(len(order)):
+            for j in range(i + 1, len(order)):
+                a, b = order[i], order[j]
+                if a != b:
+                    seen.setdefault((min(a, b), max(a, b)), []).append(a < b)
+    met = [v for v in seen.values() if len(v) > 1]
+    return {"pairs_met_twice_or_more": len(met),
+            "same_order_every_time": sum(len(set(v)) == 1 for v in met)}
 
 
 def batch_places(out: Path, meta: dict, ours: list[dict], diffs: list[dict]) -> dict:
@@ -609,12 +640,15 @@ def validate_load(out: Path, seed: int = 1) -> dict:
     duration = math.ceil(max(max(float(r["t_s"]) for r in queue),
                              max(r["end_s"] for r in real))) + vp._seconds(
         timing["maximal_backoff_time"]) + 2 * vp._seconds(timing["queue_run_delay"])
-    trace = workload_trace(injected, arrival)
+    trace = workload_trace(injected, arrival)._replace(
+        name=live_places(out, meta, len(injected)))
     outage = _outage(meta)
     slow = slow_sessions(real)
     dsn_real = real_dsns(out, meta)
     runs = {shape: _run(meta, injected, queue, real, real_exp, times, duration, trace, seed,
                         outage, slow, shape) for shape in ("constant", "empirical")}
+    runs["own_order"] = _run(meta, injected, queue, real, real_exp, times, duration,
+                             trace._replace(name=None), seed, outage, slow, "constant")
     if slow["first_t_s"] is not None:
         runs["slowed"] = _run(meta, injected, queue, real, real_exp, times, duration, trace,
                               seed, outage, slow, "constant",
@@ -656,10 +690,11 @@ def validate_load(out: Path, seed: int = 1) -> dict:
         "real_slow_sessions": slow,
         "real_sessions": live_sessions(out, meta, real, int(
             scenario.upstream.default_destination_concurrency_limit), queue),
-        "real_scan_order": scan_order(out, meta),
+        "real_scan_order": {**scan_order(out, meta), **scan_consistency(out, meta)},
         "sim_scan_order": sim_scan_order(ours),
         "batch_places": batch_places(out, meta, ours, diffs),
         "empirical_transaction_times": _brief(runs["empirical"], dsn_real),
+        "own_scan_order": _brief(runs["own_order"], dsn_real),
         "slowed_from_first_slow_transaction": _brief(runs["slowed"], dsn_real)
         if "slowed" in runs else None,
         "queue_max_abs_error_from_slow": _brief(runs["constant"], dsn_real)[

@@ -21,7 +21,9 @@ Contract:
 - The deferred scan due at k * queue_run_delay runs when qmgr's event loop wakes for it: at the
   due second plus the sub-second phase of the loop's last event (an arrival, an attempt's end,
   the previous scan), or at the first event after the due second if that comes earlier
-  (Postfix events.c; upstream.qmgr_timer_phase = false: at the due second).
+  (Postfix events.c; upstream.qmgr_timer_phase = false: at the due second). The scan takes
+  its messages in directory order: each message's queue file has a place, a uniform draw made
+  at its arrival, and the scan asks for agents in ascending place.
 - A state (deferred, active) holds over [entered, left); an event at time x counts in a sample
   at t iff x <= t. The run covers every event at t <= duration.
 - An attempt counts (summary, cumulative series, record) when it starts. An attempt still running
@@ -31,8 +33,9 @@ Contract:
 - Messages are numbered in arrival order over all senders (ties: sender order). Requests for an
   agent at the same instant are served in SimPy's event order (earlier-scheduled first).
 - A known recipient is drawn from [0, local_users at arrival); with no local users it is -1.
-- Randomness: SeedSequence(seed, default scenario.simulation.seed) spawns three generators:
-  arrivals, recipients (recipients and envelope sender), service times.
+- Randomness: SeedSequence(seed, default scenario.simulation.seed) spawns four generators:
+  arrivals, recipients (recipients and envelope sender), service times, the queue files'
+  places in their directory.
 Invariants: received = delivered + bounced + expired + queued_at_end, in the summary and at every
 sample. Same seed, same result.
 - Exim (upstream.mta = "exim", the agreement test of its retry records): a queue runner every
@@ -115,6 +118,7 @@ class Message:
     state: str = "active"  # "active" (in the delivery queue or in an attempt) or "deferred"
     key: tuple = ()  # exim: the key of its retry record (its own, or its pair's)
     wake: simpy.Event | None = None  # exim: the queue run that routes it
+    name: float = 0.0  # postfix: its queue file's place in the deferred scan's order
 
 
 @dataclass
@@ -127,6 +131,7 @@ class Run:
     recipients_rng: np.random.Generator
     service_rng: np.random.Generator
     record_attempts: bool
+    names_rng: np.random.Generator | None = None
     snap_times: list[float] = field(default_factory=list)
     snaps: list[tuple[Upstream, Relay]] = field(default_factory=list)
     dead_until: float = -math.inf
@@ -150,7 +155,8 @@ class Run:
     attempt_log: list[list] = field(default_factory=list)
     last_event: float = -math.inf  # qmgr's event loop: when it last woke
     waiter: simpy.Event | None = None  # a scan waiting for its phase, woken by any event
-    scans: dict[float, simpy.Event] = field(default_factory=dict)  # due second -> its scan
+    scans: dict[float, list] = field(default_factory=dict)  # due second -> (place, index,
+    # event) of each message waiting for that scan
     records: dict[tuple, dict] = field(default_factory=dict)  # exim: retry records by key
 
     def event(self, t: float) -> None:
@@ -159,9 +165,12 @@ class Run:
         if self.waiter is not None and not self.waiter.triggered:
             self.waiter.succeed()
 
-    def scan(self, due: float) -> simpy.Event:
-        """The deferred scan due at `due`: it succeeds when the scan runs."""
-        return self.scans.setdefault(due, self.env.event())
+    def scan(self, due: float, msg: Message) -> simpy.Event:
+        """msg waits for the deferred scan due at `due`: the event succeeds when the scan
+        takes it."""
+        ev = self.env.event()
+        self.scans.setdefault(due, []).append((msg.name, msg.index, ev))
+        return ev
 
     def snapshot(self, t: float) -> tuple[Upstream, Relay]:
         """The upstream and relay settings in force at t: the last snapshot at or before t."""
@@ -242,10 +251,12 @@ def naive_simulate(scenario: Scenario, seed: int | None = None,
     (window_rule: Run.site_success)."""
     _check_supported(scenario)
     seq = np.random.SeedSequence(scenario.simulation.seed if seed is None else seed)
-    arrivals_rng, recipients_rng, service_rng = (np.random.default_rng(s) for s in seq.spawn(3))
+    arrivals_rng, recipients_rng, service_rng, names_rng = (np.random.default_rng(s)
+                                                            for s in seq.spawn(4))
     env = simpy.Environment()
     agents = simpy.Resource(env, scenario.upstream.default_destination_concurrency_limit)
-    run = Run(scenario, env, agents, arrivals_rng, recipients_rng, service_rng, record_attempts)
+    run = Run(scenario, env, agents, arrivals_rng, recipients_rng, service_rng, record_attempts,
+              names_rng)
     run.window, run.window_rule = run.initial_window(), window_rule
     timeline = scenario.timeline()
     run.snap_times = [t for t, _, _ in timeline]
@@ -318,7 +329,8 @@ def source(run: Run, arrivals: list[tuple[float, int]]):
             unknown = rng.random() < sender.unknown_recipient_fraction
             known = not unknown and relay.local_users > 0
             users.append(int(rng.integers(0, relay.local_users)) if known else -1)
-        msg = Message(index, t, math.floor(t), kind, users, list(range(len(users))))
+        msg = Message(index, t, math.floor(t), kind, users, list(range(len(users))),
+                      name=float(run.names_rng.random()))
         msg.key = ("message", index)
         if sender.sender_addresses and sender.unknown_recipients_per_sender:
             address = int(rng.integers(sender.sender_addresses))
@@ -375,7 +387,7 @@ def message_life(run: Run, msg: Message):
                              up.maximal_backoff_time)
         queue_run = next_queue_run(wake, end, up.queue_run_delay)
         msg.state = "deferred"
-        yield run.scan(queue_run)
+        yield run.scan(queue_run, msg)
         run.deferrals.append((end, env.now))
 
 
@@ -429,8 +441,8 @@ def scanner(run: Run):
             yield env.timeout(phase) | run.waiter
             run.waiter = None
         run.event(env.now)
-        if due in run.scans:
-            run.scans.pop(due).succeed()
+        for _, _, ev in sorted(run.scans.pop(due, []), key=lambda w: w[:2]):
+            ev.succeed()  # in directory order
         k += 1
         due = max(k, 1) * up.queue_run_delay  # as next_queue_run() computes it
 

@@ -495,11 +495,13 @@ class Schedule(NamedTuple):
     # a scan starts at the loop's sub-second phase, sim.model.qmgr.rules.scan_start)
     pairs: bool = False  # a 4xx to RCPT is remembered per (recipient, sender) pair, not per
     # message (Exim's R: keys, sim.model.qmgr.retry_records)
+    hashed: bool = False  # a scan reads its queue files in directory order, not in the order
+    # they were filed (Postfix's qmgr_scan: sim.model.qmgr.rules.scan_order)
 
 
 SCHEDULES: dict[str, Schedule] = {
     "postfix": Schedule(postfix_retry, PostfixParams, "queue_run_delay", 1, POSTFIX, DEAD,
-                        True),
+                        True, hashed=True),
     "exim": Schedule(exim_retry, EximParams, "queue_interval", 0, EXIM, HOST_RECORD,
                      pairs=True),
     "sendmail": Schedule(sendmail_retry, SendmailParams, "queue_interval", 0, SENDMAIL,

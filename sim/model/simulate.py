@@ -4,8 +4,9 @@ Public names: simulate.
 
 Contract: simulate(scenario, seed=None, record_attempts=False, progress=None, on_attempts=None)
 builds the random streams (numpy SeedSequence(seed or scenario.simulation.seed) spawned once
-per source: service times, outages, and per sender its arrivals and its recipients, and from
-the recipients' one its (recipient, sender) pairs), the
+per source: service times, outages, per sender its arrivals and its recipients, and from
+the recipients' one its (recipient, sender) pairs, then the salt of the queue files' places
+in their directory, sim.model.qmgr.rules.file_place), the
 relay timeline and the SimPy processes (one per sender, the upstream qmgr, the scheduled
 changes, and a sampler when `progress` is given), runs them to scenario.simulation.duration
 and reduces what the metrics recorded into Results. The same scenario and seed give
@@ -13,7 +14,8 @@ identical Results.
 `progress(simulated_seconds)` is called from the sampler at every sample time;
 `initial_queue` (sim.model.qmgr.InitialQueue) starts the upstream from a real queue;
 `trace` (sim.model.trace.Trace, checked first: ValueError) is the mail instead of the
-scenario's senders (a replayed log: its arrivals, recipients, senders and sizes), the
+scenario's senders (a replayed log: its arrivals, recipients, senders, sizes and, where the
+log shows them, the files' places in the deferred scan's order), the
 random streams staying those of the scenario (service times, outages);
 `on_attempts(batch)` gets the attempt stream as it is computed (numpy arrays of
 sim.model.qmgr.ATTEMPT, the attempts that end within the run), in bounded memory, so that a
@@ -46,6 +48,15 @@ def _until(on_attempts, duration: float):
     return hand_on
 
 
+def _names(trace, initial_queue) -> np.ndarray | None:
+    """The queue files' places by queue id where the trace gives them (the initial queue's
+    files come first, hashed: NaN)."""
+    if trace is None or trace.name is None:
+        return None
+    before = 0 if initial_queue is None else initial_queue.arrival.size
+    return np.concatenate([np.full(before, np.nan), np.asarray(trace.name, dtype=float)])
+
+
 def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
              progress=None, on_attempts=None, initial_queue=None, trace=None) -> Results:
     """Run `scenario` and return its Results (see the module contract)."""
@@ -53,7 +64,7 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
     seed = scenario.simulation.seed if seed is None else int(seed)
     duration = scenario.simulation.duration
     ss = np.random.SeedSequence(seed)
-    s_service, s_outage, *s_senders = ss.spawn(2 + 2 * len(scenario.senders))
+    s_service, s_outage, *s_senders, s_names = ss.spawn(3 + 2 * len(scenario.senders))
     timeline = scenario.timeline()
     relay = RelayTimeline([(t, r) for t, _, r in timeline], outage_intervals(
         scenario.relay.outages, scenario.relay.outage_mtbf, scenario.relay.outage_mttr,
@@ -70,7 +81,8 @@ def simulate(scenario, seed: int | None = None, record_attempts: bool = False,
                      record_attempts, None if on_attempts is None else _until(on_attempts,
                                                                              duration),
                      width, initial_queue, sources=None if trace is None else 1,
-                     pairs=0 if trace is not None else sum(map(pair_count, scenario.senders)))
+                     pairs=0 if trace is not None else sum(map(pair_count, scenario.senders)),
+                     salt=int(s_names.generate_state(1)[0]), names=_names(trace, initial_queue))
 
     # senders address every user that has existed so far: mail for a removed user keeps coming
     # (and is now unknown); a new user starts getting mail once added

@@ -3,10 +3,12 @@
 Public names: Trace, check_trace, trace_messages, trace_chunk, trace_process.
 
 Contract:
-- Trace(arrival, rcpt, kind, size): per message its arrival (seconds since the run's start,
-  non-decreasing, at least 0), its recipients (a row per message of relay user ids, -1 unknown,
-  -2 no recipient; every row has at least one recipient), its envelope sender kind
-  (sim.model.sender REAL, FORGED, NULL) and its size (whole bytes, at least 1). The arrays are
+- Trace(arrival, rcpt, kind, size, name=None): per message its arrival (seconds since the
+  run's start, non-decreasing, at least 0), its recipients (a row per message of relay user
+  ids, -1 unknown, -2 no recipient; every row has at least one recipient), its envelope sender
+  kind (sim.model.sender REAL, FORGED, NULL), its size (whole bytes, at least 1) and,
+  optionally, its queue file's place in the deferred scan's order (in [0, 1); NaN: not known,
+  hashed as the model's own, sim.model.qmgr.rules.file_place). The arrays are
   the same queue-file fields a sender's new_messages makes; who fills them from a log and how
   known and unknown recipients are told apart is the reader's business
   (sim.postfix.maillog.replay_trace).
@@ -37,6 +39,7 @@ class Trace(NamedTuple):
     rcpt: np.ndarray  # (messages, width) int32: user id, -1 unknown, -2 none
     kind: np.ndarray  # int8: REAL, FORGED or NULL
     size: np.ndarray  # whole bytes
+    name: np.ndarray | None = None  # place in the deferred scan's order, [0, 1) or NaN
 
 
 def check_trace(trace: Trace) -> None:
@@ -55,6 +58,11 @@ def check_trace(trace: Trace) -> None:
     size = np.asarray(trace.size, dtype=float)
     if size.shape != (n,) or (size < 1).any() or (size != np.rint(size)).any():
         raise ValueError("size: whole bytes, at least 1, per message")
+    if trace.name is not None:
+        name = np.asarray(trace.name, dtype=float)
+        known = name[~np.isnan(name)] if name.shape == (n,) else name
+        if name.shape != (n,) or (known < 0).any() or (known >= 1).any():
+            raise ValueError("name: a place in [0, 1) or NaN per message")
 
 
 def trace_messages(trace: Trace, t0: float, t1: float, source: int) -> dict | None:

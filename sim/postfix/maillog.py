@@ -3,8 +3,8 @@
 Public names: ATTEMPT, SENT, DEFERRED, BOUNCED, EXPIRED, ORDINARY, NULL, FORGED, DEFAULT_EPOCH,
 MaillogWriter, MaillogFolder, write_maillog, delivery_reason, delivery_status, format_tv, rfc3339,
 queue_id, message_index, sender_address, recipient_address, read_attempts, read_arrivals, Arrivals,
-unknown_recipients, replay_start, replay_trace, UPSTREAM_HOST, RELAY_HOST, RELAY_DOMAIN,
-INODE_BASE.
+unknown_recipients, directory_places, replay_start, replay_trace, UPSTREAM_HOST, RELAY_HOST,
+RELAY_DOMAIN, INODE_BASE.
 
 Contract (mta-semantics.md 6.3 and 6.4, formats.md 1b; format strings of PF37
 src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/qmgr_active.c):
@@ -62,7 +62,8 @@ src/global/log_adhoc.c, src/util/format_tv.c, src/smtpd/smtpd_check.c, src/qmgr/
 - read_arrivals(log) reads the arrival process of a real upstream Postfix log (for replay):
   see its docstring; unknown_recipients is how a recipient is told unknown (the relay's own
   reply in the log: X.1.1), replay_start the replay's time 0 (the log's daemon start, on its
-  own deferred-scan grid), replay_trace the sim.model.trace.Trace a run takes.
+  own deferred-scan grid), directory_places the queue files' order in the deferred scans
+  (Arrivals.directory_order), replay_trace the sim.model.trace.Trace a run takes.
 - read_attempts(upstream_log) reads a relaysim upstream log back into an ATTEMPT array (log
   order): times to the microsecond of the stamps, start = end - d to format_tv's resolution.
 Errors: ValueError for a batch that is not of dtype ATTEMPT or a bad window/sample;
@@ -549,10 +550,11 @@ class Arrivals:
     (unknown_recipients); `started` is the Unix time of the last `postfix/master: daemon
     started` line before the first arrival (None without one), `last` that of the log's last
     Postfix line, `retries` those of the qmgr `(queue active)` lines after a message's first
-    (its retries: a deferred-queue scan took it); `report` counts the lines."""
+    (its retries: a deferred-queue scan took it) and `scanned` the message of each of them;
+    `report` counts the lines. directory_order() is the order of the deferred scans."""
 
     def __init__(self, rows: list, addresses: list, report: dict, started=None,
-                 last: float | None = None, retries=()):
+                 last: float | None = None, retries=(), scanned=()):
         self.queue_id = np.array([r[0] for r in rows], dtype=str)
         self.t = np.array([r[1] for r in rows], dtype=float)
         self.size = np.array([r[2] for r in rows], dtype=np.int64)
@@ -566,10 +568,59 @@ class Arrivals:
         self.unknown = unknown_recipients(self.address, said)
         self.started, self.last = started, last
         self.retries = np.array(retries, dtype=float)
+        self.scanned = np.array(scanned, dtype=np.int64)
         self.report = report
 
     def __len__(self) -> int:
         return len(self.t)
+
+    def directory_order(self) -> np.ndarray:
+        """Each message's place in [0, 1) in the order Postfix's deferred scans read the queue
+        files (directory_places): a scan is the retry `(queue active)` lines of one whole
+        second, in log order."""
+        sec = np.floor(self.retries)
+        cut = np.flatnonzero(np.diff(sec)) + 1
+        return directory_places(self.queue_id.tolist(),
+                                [s.tolist() for s in np.split(self.scanned, cut)])
+
+
+def directory_places(queue_ids: list[str], scans: list[list[int]]) -> np.ndarray:
+    """Each message's place in [0, 1) in the order Postfix's deferred scans read the queue
+    files (sim.model.qmgr.rules.file_place: directory order, fixed per file), from the scans
+    a log shows (each a list of message numbers in the order qmgr took them): a topological
+    order (Kahn's) of "each comes before the next in its scan". Messages the log leaves
+    unordered, or orders both ways (scans disagreeing), go by a crc32 hash of their queue ids,
+    which stands for the directory's own hash."""
+    import heapq
+    import zlib
+    n = len(queue_ids)
+    tie = [zlib.crc32(q.encode()) for q in queue_ids]
+    after: list[set] = [set() for _ in range(n)]
+    for scan in scans:
+        for a, b in zip(scan, scan[1:], strict=False):
+            if a != b:
+                after[a].add(b)
+    indeg = [0] * n
+    for a in after:
+        for b in a:
+            indeg[b] += 1
+    ready = [(tie[i], i) for i in range(n) if indeg[i] == 0]
+    heapq.heapify(ready)
+    left = set(range(n))
+    rank = np.empty(n, dtype=float)
+    for r in range(n):
+        if ready:
+            i = heapq.heappop(ready)[1]
+        else:  # a cycle: the scans disagree; the least hash goes first
+            i = min(left, key=lambda m: (indeg[m], tie[m]))
+        left.discard(i)
+        rank[i] = r
+        for b in after[i]:
+            if b in left:
+                indeg[b] -= 1
+                if indeg[b] == 0:
+                    heapq.heappush(ready, (tie[b], b))
+    return rank / max(n, 1)
 
 
 _UNKNOWN_DSN = re.compile(r"^[45]\.1\.1$")
@@ -639,6 +690,7 @@ def read_arrivals(path: Path | str, year: int | None = None) -> Arrivals:
     started = None
     final = ""
     retries: list[float] = []
+    scanned: list[int] = []
     with _open_log(path) as f:
         for raw in f:
             report["lines"] += 1
@@ -664,6 +716,7 @@ def read_arrivals(path: Path | str, year: int | None = None) -> Arrivals:
                     msgs[i][2:5] = int(k["size"]), int(k["nrcpt"]), k["sender"]
                 elif i is not None:
                     retries.append(_stamp(m["ts"], year, last))
+                    scanned.append(i)
             elif service == "qmgr" and text.endswith(": removed"):
                 live.pop(text[:-len(": removed")], None)
             elif (k := _RCPT.match(text)) and (i := live.get(k["qid"])) is not None:
@@ -679,8 +732,9 @@ def read_arrivals(path: Path | str, year: int | None = None) -> Arrivals:
     done = [i for i, r in enumerate(msgs) if r[2] is not None]
     report["messages"] = len(done)
     report["without_qmgr"] = len(msgs) - len(done)
+    new = {i: j for j, i in enumerate(done)}
     return Arrivals([msgs[i] for i in done], [list(rcpts[i].items()) for i in done], report,
-                    started, _stamp(final, year, last), retries)
+                    started, _stamp(final, year, last), retries, [new[i] for i in scanned])
 
 
 def _open_log(path: Path | str):
@@ -733,8 +787,9 @@ def replay_trace(arrivals: Arrivals, start: float, local_users: int):
     addresses users 0..local_users-1), so that a scheduled change lowering local_users makes
     some of them unknown; unknown ones are -1. A message with more recipients (nrcpt) than
     delivery lines gets the rest as known recipients not seen elsewhere. The null sender is
-    NULL, every other sender REAL (a log cannot tell a forged sender). Arrivals before
-    `start` are a ValueError.
+    NULL, every other sender REAL (a log cannot tell a forged sender). The queue files'
+    places in the deferred scans' order are the log's (Arrivals.directory_order). Arrivals
+    before `start` are a ValueError.
     """
     from sim.model.sender import REAL
     from sim.model.trace import Trace
@@ -765,4 +820,4 @@ def replay_trace(arrivals: Arrivals, start: float, local_users: int):
     if n and t[0] < 0:
         raise ValueError(f"the first arrival is {-t[0]:g} s before the replay's start")
     kind = np.where(arrivals.null_sender, NULL, REAL).astype(np.int8)
-    return Trace(t, rcpt, kind, np.maximum(arrivals.size, 1))
+    return Trace(t, rcpt, kind, np.maximum(arrivals.size, 1), arrivals.directory_order())

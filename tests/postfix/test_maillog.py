@@ -424,3 +424,32 @@ def test_replay_start_on_the_logs_scan_grid():
     b = ml.Arrivals([["Q", 999.5, 1, 1, ""]], [[]], {}, started=None,
                     retries=[1005.0, 1015.0])
     assert ml.replay_start(b, 10) == 995.0  # 1005 would be after the first arrival
+
+
+def test_directory_places_follow_the_scans_of_a_log():
+    """Each scan says its messages come in that order: 2 before 0, 0 before 1, 2 before 1;
+    message 3, never in a scan, gets a place by its queue id's hash; scans that disagree (a
+    cycle) still give every message its own place."""
+    p = ml.directory_places(["A", "B", "C", "D"], [[2, 0], [0, 1], [2, 1]])
+    assert p[2] < p[0] < p[1] and len(set(p.tolist())) == 4
+    assert ((0 <= p) & (p < 1)).all()
+    q = ml.directory_places(["A", "B", "C"], [[0, 1], [1, 0], [2]])
+    assert sorted(q.tolist()) == [0, 1 / 3, 2 / 3]
+    assert ml.directory_places([], []).size == 0
+
+
+def test_directory_order_of_the_live_load_log():
+    """The live load run's deferred scans: every scan second's retries, in log order, have
+    increasing places (the log never orders two files both ways), and the replay's trace
+    carries them."""
+    out = RESULTS / "load"
+    year = ml.dt.datetime.fromtimestamp(json.loads((out / "meta.json").read_text())[
+        "t_s_origin_epoch"], ml.dt.UTC).year
+    a = ml.read_arrivals(out / "upstream.maillog", year=year)
+    place = a.directory_order()
+    assert a.scanned.size == a.retries.size > 100
+    sec = np.floor(a.retries)
+    for s in np.unique(sec):
+        order = place[a.scanned[sec == s]]
+        assert (np.diff(order) > 0).all()
+    assert (ml.replay_trace(a, ml.replay_start(a), 3).name == place).all()

@@ -5,7 +5,10 @@ WHY, DONE .. LOG_ROOM.
 
 Contract (mta-semantics.md sections 2 and 3):
 - A tick at T takes the deferred queue's files filed under T (sim.model.deferred) and the new
-  mail arriving before the next tick. On a runner grid (Postfix's queue_run_delay, Exim's and
+  mail arriving before the next tick. Where the schedule reads its queue in directory order
+  (Postfix's qmgr_scan, up.hashed) the files are taken in the order of their places
+  (rules.scan_order: a trace's places, st.names by queue id, or rules.file_place with the
+  run's salt), else in filing order. On a runner grid (Postfix's queue_run_delay, Exim's and
   sendmail's -q interval) the scan's files enter the active queue together when the scan starts
   (Postfix: rules.scan_start, qmgr's event loop; else at T; new mail whose arrival woke the loop
   for it first, as qmgr_loop alternates the incoming and deferred scans), then the new mail at
@@ -112,7 +115,8 @@ class Upstream(NamedTuple):
     and their start times) and the configuration in force (cur): runner grid or not, interval
     R, slack, active-queue limit, delay_warning_time, the mean transaction time, whether
     scans start at the event loop's phase (rules.scan_start; else on the grid's seconds), and
-    soft_bounce per configuration (bool)."""
+    soft_bounce per configuration (bool); whether a scan reads its files in directory order
+    (rules.scan_order) and the run's salt for rules.file_place."""
     rule: int
     site: int
     P: np.ndarray
@@ -126,6 +130,8 @@ class Upstream(NamedTuple):
     mean: float
     phase: bool
     soft: np.ndarray
+    hashed: bool = False
+    salt: int = 0
 
 
 # the attempt stream: one row per (attempt, recipient pending at it); the attempt log is an
@@ -141,13 +147,15 @@ class State(NamedTuple):
     (sim.model.qmgr.site), postgrey's first pass per hour and [whitelisted_at], qmgr's
     event loop [its last wake-up before the pending tick, its first at or after it], and the
     (recipient, sender) pairs' retry records (sim.model.qmgr.retry_records; no rows: every
-    message keeps its own)."""
+    message keeps its own) and the files' places in their directory by queue id (NaN, or
+    beyond the array: rules.file_place)."""
     free: np.ndarray
     site: np.ndarray
     grey_hours: np.ndarray
     grey: np.ndarray
     loop: np.ndarray
     rec: np.ndarray = retry_records.new_records(0)  # none: every message keeps its own
+    names: np.ndarray = np.empty(0)  # none: every file's place is hashed
 
 
 # io: in: the first tick, the clock, the position in the service times, the senders' horizon,
@@ -253,6 +261,10 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     # new mail whose arrival woke qmgr's loop for the scan (S) is fed with the scan's first
     # file (qmgr_loop alternates between the incoming and the deferred scan): ahead of it
     lead = 1 if (up.grid and n_new and n_old and inc_f[0, ARRIVAL] == S) else 0
+    # qmgr_scan reads the files in directory order (up.hashed): the scan's p-th job is row
+    # lead + perm[p] (the rows stay in filing order, read in runs)
+    hashed = up.hashed and up.grid and n_old > 1
+    place = np.empty(n_old if hashed else 0)
     if up.grid:
         for i in range(lead):
             _copy(inc_f, inc_r, i, f, r, i)
@@ -260,6 +272,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
         for i in range(n_old):
             _copy(qf, qr, idx[i], f, r, lead + i)
             old[lead + i], entry[lead + i] = True, S
+            if hashed:  # read while the row is at hand
+                place[i] = _place(f[lead + i, QID], st.names, up.salt)
         for i in range(lead, n_new):
             _copy(inc_f, inc_r, i, f, r, n_old + i)
             entry[n_old + i] = inc_f[i, ARRIVAL]
@@ -278,8 +292,19 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
             else:
                 _copy(qf, qr, idx[m - n_new], f, r, q)
                 old[q] = True
+    perm = rules.scan_order(place) if hashed else np.empty(0, dtype=np.int64)
     start, end, vetoed, suspended, cut, used = serve(
         entry, n_old + lead if up.grid else 0, S, service, relay, up, st)
+    queue = np.arange(n)  # the rows in queue order (the log's order)
+    if perm.size:  # the jobs' times (and, where any is set, their flags) to their rows
+        _to_rows(start, perm, lead)
+        _to_rows(end, perm, lead)
+        if lead + n_old > up.active_limit:
+            _to_rows(entry, perm, lead)
+        for y in (vetoed, suspended, cut):
+            if y[lead:lead + n_old].any():
+                _to_rows(y, perm, lead)
+        queue[lead:lead + n_old] = lead + perm
     # a sample in [T, entry) sees a scanned file still deferred (the loop's phase, a full
     # active queue): qshape counts it there; none before the first sample at or after T
     # (a bound a little low, so that no such sample is missed)
@@ -394,7 +419,7 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     dbuf[cur[0]:cur[0] + delays.size] = delays
     cur[0] += delays.size
     if log.size:
-        cur[1] = _log(log, cur[1], a, r, out, relay)
+        cur[1] = _log(log, cur[1], a, r, out, relay, queue)
 
     # the survivors filed again, with only their deferred recipients (and the files a
     # pair's record held back, unchanged, for when it lets them through)
@@ -492,6 +517,22 @@ def _wakeups(st, S, nxt, entry, end):
 
 
 @njit(cache=True, inline="always")
+def _place(qid, names, salt):
+    """A queue file's place in its directory (names by queue id where known, NaN not, else
+    rules.file_place)."""
+    q = np.int64(qid)
+    return names[q] if q < names.size and names[q] == names[q] else rules.file_place(q, salt)
+
+
+@njit(cache=True)
+def _to_rows(x, perm, lead):
+    """x[lead + p], given per queue position p, moved to row lead + perm[p]."""
+    block = x[lead:lead + perm.size].copy()
+    for p in range(perm.size):
+        x[lead + perm[p]] = block[p]
+
+
+@njit(cache=True, inline="always")
 def _copy(sf, sr, j, f, r, i):
     """Queue file j of (sf, sr) copied to row i of (f, r), element by element."""
     for c in range(sf.shape[1]):
@@ -510,11 +551,12 @@ def _whitelist(st, clients):
 
 
 @njit(cache=True)
-def _log(log, nl, a, r, out, relay):
-    """The tick's Attempts (a; recipients r, answers out) written to the log from row nl on;
-    returns the next free row."""
+def _log(log, nl, a, r, out, relay, queue):
+    """The tick's Attempts (a; recipients r, answers out) written to the log from row nl on,
+    rows in queue order (queue: the rows in that order); returns the next free row."""
     f = a.f
-    for i in range(f.shape[0]):
+    for k in range(f.shape[0]):
+        i = queue[k]
         snap = a.snap[i]
         for c in range(r.shape[1]):
             u = r[i, c]

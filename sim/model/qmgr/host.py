@@ -148,7 +148,8 @@ class QueueHost:
     def __init__(self, env, scenario, relay: RelayTimeline, rng_service: np.random.Generator,
                  recorder: Recorder, record_attempts: bool = False, on_attempts=None,
                  width: int | None = None, initial: InitialQueue | None = None,
-                 sources: int | None = None, pairs: int = 0):
+                 sources: int | None = None, pairs: int = 0, salt: int = 0,
+                 names: np.ndarray | None = None):
         self.env = env
         timeline = scenario.timeline()
         self.snaps = [up for _, up, _ in timeline]
@@ -197,7 +198,9 @@ class QueueHost:
             np.zeros(self.snaps[0].default_destination_concurrency_limit), site.new_state(
                 *_concurrency(self.snaps[0])),
             np.full(hours, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]),
-            retry_records.new_records(pairs if self.policy.sched.pairs else 0))
+            retry_records.new_records(pairs if self.policy.sched.pairs else 0),
+            np.empty(0) if names is None else np.asarray(names, dtype=float))
+        self.salt = int(salt)
         self._delays = np.empty(self.DELAYS)
         self._io = np.zeros(len(engine.IO))
         self._log = np.empty(self.LOG if (record_attempts or on_attempts) else 0, dtype=ATTEMPT)
@@ -261,7 +264,8 @@ class QueueHost:
                                sched.runner is not None, int(self.policy.interval(self.cur)),
                                int(self.policy.slack), int(up.qmgr_message_active_limit),
                                float(up.delay_warning_time), float(up.smtp_transaction_time),
-                               bool(sched.phase and up.qmgr_timer_phase), self._soft)
+                               bool(sched.phase and up.qmgr_timer_phase), self._soft,
+                               sched.hashed, self.salt)
 
     def run_ticks(self, T: float) -> float:
         """The ticks from T on, in the compiled engine, as far as they can run now (see

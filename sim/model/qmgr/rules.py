@@ -1,8 +1,8 @@
 """The queue manager's per-message rules, each stated once, compiled; the engine and readers
 use them (sim.model.qmgr.engine).
 
-Public names: runner_tick, tick_key, scan_start, snapshot, greylist, hard_error_hit,
-soft_bounce, dsn_count, delay_warning, reply_code, LOST, SUSPENDED, NO_SESSION.
+Public names: runner_tick, tick_key, scan_start, file_place, scan_order, snapshot, greylist,
+hard_error_hit, soft_bounce, dsn_count, delay_warning, reply_code, LOST, SUSPENDED, NO_SESSION.
 
 Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
 - The relay's answer to one recipient is sim.model.relay.outcome (known: sent; unknown: the
@@ -13,6 +13,8 @@ Contract (mta-semantics.md sections 2 to 5; whole seconds are Postfix's time_t):
   does not expire, carrying only its deferred recipients.
 - runner_tick / tick_key: which qmgr tick takes a message with a given wake-up time.
 - scan_start: when Postfix's event loop runs the deferred scan due at a whole second.
+- file_place / scan_order: the order in which Postfix's deferred scan reads its queue files
+  (directory order, fixed by each file's name, unrelated to arrival).
 - snapshot: the relay's or upstream's configuration in force at a time (scheduled changes).
 - greylist: postgrey's decision for one message's attempt (a triplet per message).
 - hard_error_hit: smtpd_hard_error_limit at the relay: the session is disconnected.
@@ -67,6 +69,55 @@ def scan_start(T, last, first):
     re-arms its timer at time() + queue_run_delay, so the grid stays whole seconds."""
     s = T + (last - math.floor(last)) if last > -np.inf else T
     return min(s, first)
+
+
+@njit(cache=True)
+def file_place(qid, salt):
+    """A queue file's place in its directory's order, in [0, 1): a hash of its queue id
+    (splitmix64 of qid + salt). qmgr_scan reads the hashed deferred directories with
+    readdir(), which on ext4 (dir_index) returns names in the order of a per-filesystem
+    keyed hash of each name: fixed for a file, unrelated to when it arrived (the live load
+    run: 453 of 453 pairs of messages met in two or more scans came in the same order each
+    time). The salt stands for the filesystem's hash key and the queue ids' random part."""
+    z = np.uint64(qid) + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True)
+def scan_order(place):
+    """The order in which a scan reads files with these places in [0, 1) (file_place):
+    ascending, ties in the given order. A bucket sort, then one insertion sort over the
+    buckets (each element moves only within its own): linear time on hashed places, which
+    are uniform."""
+    n = place.size
+    order = np.empty(n, dtype=np.int64)
+    fill = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        fill[min(np.int64(place[i] * n), n - 1) + 1] += 1
+    for b in range(n):
+        fill[b + 1] += fill[b]
+    key = np.empty(n)
+    for i in range(n):
+        b = min(np.int64(place[i] * n), n - 1)
+        key[fill[b]] = place[i]
+        order[fill[b]] = i
+        fill[b] += 1
+    for j in range(1, n):
+        x = key[j]
+        if key[j - 1] <= x:
+            continue
+        m = order[j]
+        q = j - 1
+        while q >= 0 and key[q] > x:
+            key[q + 1] = key[q]
+            order[q + 1] = order[q]
+            q -= 1
+        key[q + 1] = x
+        order[q + 1] = m
+    return order
 
 
 @njit(cache=True)

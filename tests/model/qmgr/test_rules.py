@@ -113,3 +113,27 @@ def test_reply_code_of_a_soft_bounced_recipient_is_the_relays_550():
     `said: 550 5.1.1`, status=SOFTBOUNCE)."""
     out = rules.soft_bounce(BOUNCED, True)
     assert rules.reply_code(out, -1, 10, 550, False, False, False, False, False) == 550
+
+
+def test_file_place_is_a_fixed_hash_of_the_queue_id():
+    p = [rules.file_place(q, 7) for q in range(2000)]
+    assert all(0.0 <= x < 1.0 for x in p)
+    assert p == [rules.file_place(q, 7) for q in range(2000)]  # fixed per file
+    assert p != [rules.file_place(q, 8) for q in range(2000)]  # another filesystem's key
+    assert len(set(p)) == 2000
+    # unrelated to arrival: about half of the neighbouring pairs are out of queue-id order
+    assert 900 < sum(a > b for a, b in zip(p, p[1:], strict=False)) < 1100
+
+
+@pytest.mark.parametrize("place", [
+    [], [0.5], [0.3, 0.1, 0.2], [0.5, 0.5, 0.1, 0.5],  # ties keep the given order
+    [0.0, 0.999999, 0.5, 0.0], [0.01] * 7 + [0.0],      # a crowded bucket
+])
+def test_scan_order_ascending_ties_in_given_order(place):
+    place = np.array(place, dtype=float)
+    assert rules.scan_order(place).tolist() == np.argsort(place, kind="stable").tolist()
+
+
+def test_scan_order_of_hashed_places():
+    place = np.array([rules.file_place(q, 3) for q in range(5000)])
+    assert (rules.scan_order(place) == np.argsort(place, kind="stable")).all()
