@@ -927,6 +927,7 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
     so, dw, ro = s["real_scan_order"], s["delay_warnings"], s["after_outage"]
     sw = s["slowed_from_first_slow_transaction"] or {}
     bp, sb = s["batch_places"], s["suspended_before_outage"]
+    os_ = s["own_scan_order"]
     sc, ls = meta["scenario"], s["real_sessions"]
     up = scenario.upstream
     extra = meta["postconf"].get("relay_extra", {})
@@ -1091,18 +1092,26 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         "Order within a scan: in the live run's deferred scans, "
         f"{so['pairs_out_of_arrival_order']} of {so['pairs']} pairs of retries that entered "
         f"the active queue in the same second ({so['scan_seconds']} seconds with two or more) "
-        "went in the opposite order of their arrival: Postfix's scan reads the deferred "
-        "queue's hashed directories in directory order (qmgr_scan.c, mail_scan_dir_next), "
-        "relaysim's takes its deferred queue in its own order, which follows arrival more "
-        f"closely ({s['sim_scan_order']['pairs_out_of_arrival_order']} of "
-        f"{s['sim_scan_order']['pairs']} pairs against it in {s['sim_scan_order']['scans']} "
-        "scans). With the concurrency limit binding, a message's "
-        "place in the batch sets its wait for an agent, so the second its attempt ends in, so "
-        "its backoff (counted from that second), so whether it makes the next scan: `previous "
-        "attempt ended in another second` and `place in the scan's batch` count the "
-        "recipients whose first difference is that. Of the `place in the scan's batch` "
-        f"recipients whose batch could be found on both sides ({bp['checked']}), "
-        f"{bp['consistent']} started later on the side that placed them later in the batch.",
+        "went in the opposite order of their arrival, and of the "
+        f"{so['pairs_met_twice_or_more']} pairs that met in two or more scans, "
+        f"{so['same_order_every_time']} came in the same order every time: Postfix's scan "
+        "reads the deferred queue's hashed directories in directory order (qmgr_scan.c, "
+        "readdir()), fixed per file and unrelated to arrival. relaysim takes the live log's "
+        "order (the trace's places, sim.postfix.maillog.directory_places; "
+        f"{s['sim_scan_order']['pairs_out_of_arrival_order']} of "
+        f"{s['sim_scan_order']['pairs']} pairs against arrival in its "
+        f"{s['sim_scan_order']['scans']} scans). With the concurrency limit binding, a "
+        "message's place in the batch sets its wait for an agent, so the second its attempt "
+        "ends in, so its backoff (counted from that second), so whether it makes the next "
+        "scan. With relaysim's own hashed order instead (rules.file_place: the same rule, "
+        f"another filesystem's hash): {os_['recipients_same_story']} of {c['recipients']} "
+        f"recipients with the same story, {os_['messages_same_attempt_count']} of "
+        f"{c['messages']} messages with the same attempt count, {os_['rows_within_target']} "
+        "attempts within the target; its first differences: "
+        + _counts(os_["difference_causes"]) + "." + (
+            " Of the `place in the scan's batch` recipients whose batch could be found on "
+            f"both sides ({bp['checked']}), {bp['consistent']} started later on the side "
+            "that placed them later in the batch." if bp["checked"] else ""),
         f"The relay's error limits: from t_s {sl['first_t_s']:g}, when the traffic left was "
         "mostly retries of unknown recipients, the upstream's smtp client kept reusing its "
         f"connections (smtp_connection_cache_on_demand; up to {ls['max_conn_use']} "
