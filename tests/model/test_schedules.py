@@ -308,7 +308,8 @@ def test_registry_matches_scenario_choices_and_is_vectorised():
     tries = rng.integers(1, 30, n)
     last_fail = np.where(tries > 1, now - rng.integers(1, DAY, n), -1)
     last_next = np.where(tries > 1, now - rng.integers(0, H, n), -1)
-    for name, (retry, params, runner, _slack, rule, _site, _phase, _pairs, _hashed) in SCHEDULES.items():
+    for name, sched in SCHEDULES.items():
+        retry, params, runner, rule = sched.retry, sched.params, sched.runner, sched.rule
         p = params()
         assert runner is None or getattr(p, runner) > 0, name
         wake, give_up = retry(create, now, tries, last_fail, last_next, p)
