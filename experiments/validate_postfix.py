@@ -533,10 +533,10 @@ def _s(seconds: float) -> str:
 
 def sim_scenario(meta: dict, injected: list[dict], t: np.ndarray,
                  duration: float, upstream: dict | None = None,
-                 changes: list | None = None) -> sim.Scenario:
+                 changes: list | None = None, relay: dict | None = None) -> sim.Scenario:
     """relaysim's scenario for a real run: its postconf values, arrival times t and events;
     `upstream` sets more relaysim upstream keys (e.g. the transaction-time distribution),
-    `changes` adds [[changes]] tables."""
+    `relay` more relay keys, `changes` adds [[changes]] tables."""
     up = dict(meta["postconf"]["upstream"])
     up["default_destination_concurrency_limit"] = up.pop("smtp_destination_concurrency_limit")
     up["default_destination_recipient_limit"] = up.pop("smtp_destination_recipient_limit")
@@ -548,7 +548,7 @@ def sim_scenario(meta: dict, injected: list[dict], t: np.ndarray,
                 "unknown_recipient_fraction": float(r["recipient"].startswith("unknown"))}
                for i, r in enumerate(rows)]
     ev = {e["event"]: e for e in meta["events"]}
-    relay = {"local_users": len(pl.KNOWN_USERS), **meta["postconf"]["relay"]}
+    relay = {"local_users": len(pl.KNOWN_USERS), **meta["postconf"]["relay"], **(relay or {})}
     if "relay_stop" in ev:
         start, end = ev["relay_stop"]["t_s_begin"], ev["relay_start"]["t_s"]
         relay["outages"] = [{"start": _s(start), "duration": _s(end - start)}]

@@ -193,14 +193,21 @@ def transaction_times(rows: list[dict]) -> list[float]:
     return sorted(seen.values())
 
 
+# the lab relay's smtpd error limits: Postfix 3.7's defaults (`postconf -d`; the lab sets none)
+RELAY_ERROR_LIMITS = {"smtpd_soft_error_limit": 10, "smtpd_hard_error_limit": 20,
+                      "smtpd_error_sleep_time": "1s"}
+
+
 def sim_scenario(meta: dict, injected: list[dict], times: list[float], duration: float,
-                 shape: str = "constant", slowed: tuple[float, float] | None = None
-                 ) -> sim.Scenario:
+                 shape: str = "constant", slowed: tuple[float, float] | None = None,
+                 sessions: bool = True) -> sim.Scenario:
     """validate_postfix.sim_scenario's (postconf values, outage) with the measured transaction
     times: `constant` at their median (smtp_transaction_time_distribution = constant), or
     `empirical` (all of them, resampled, at their mean). `slowed` = (t_s, seconds): a
     [[changes]] entry setting the constant transaction time to `seconds` from t_s on (the
-    what-if of the relay's error limits: slow_sessions())."""
+    what-if of the relay's error limits as a mean: slow_sessions()). `sessions`: the relay's
+    error limits (RELAY_ERROR_LIMITS) in the upstream's cached sessions, else none (one
+    transaction per attempt, nothing counted across them)."""
     t = np.zeros(len(injected))  # the senders are replaced by the trace
     if shape == "constant":
         up = {"smtp_transaction_time": vp._s(float(np.median(times))),
@@ -211,7 +218,8 @@ def sim_scenario(meta: dict, injected: list[dict], times: list[float], duration:
               "smtp_transaction_times": [vp._s(x) for x in times]}
     changes = [{"at": vp._s(slowed[0]), "upstream": {"smtp_transaction_time": vp._s(slowed[1])}}
                ] if slowed else []
-    return vp.sim_scenario(meta, injected, t, duration, upstream=up, changes=changes)
+    return vp.sim_scenario(meta, injected, t, duration, upstream=up, changes=changes,
+                           relay=RELAY_ERROR_LIMITS if sessions else None)
 
 
 def slow_sessions(rows: list[dict], factor: float = 1.5) -> dict:
@@ -331,8 +339,9 @@ def classify(real: list[dict], real_exp: dict, ours: list[dict], our_exp: dict,
       one before) is logged SUSPENDED (the destination dead) at a time before the outage
       began: a relaysim bug (the report of validate_load, note `suspended_before_outage`);
     - "relay error limits on cached sessions": Postfix's attempt starts after the relay
-      began to slow its replies (slow_from, slow_sessions()), which relaysim, with one
-      transaction per attempt and no connection caching, does not model;
+      began to slow its replies (slow_from, slow_sessions()): relaysim models the error
+      count per delivery agent's session (sim.model.agents.Sessions), Postfix's cached
+      sessions go to whichever agent asks next, so which transaction is slowed can differ;
     - "place in the scan's batch": a retry that both sides took into the active queue with
       the same scan (relaysim's entry and Postfix's `(queue active)` second at most a second
       apart) and started at another time: its place in the batch for the two agents differs.
@@ -649,10 +658,12 @@ def validate_load(out: Path, seed: int = 1) -> dict:
                         outage, slow, shape) for shape in ("constant", "empirical")}
     runs["own_order"] = _run(meta, injected, queue, real, real_exp, times, duration,
                              trace._replace(name=None), seed, outage, slow, "constant")
+    runs["no_sessions"] = _run(meta, injected, queue, real, real_exp, times, duration, trace,
+                               seed, outage, slow, "constant", sessions=False)
     if slow["first_t_s"] is not None:
         runs["slowed"] = _run(meta, injected, queue, real, real_exp, times, duration, trace,
                               seed, outage, slow, "constant",
-                              (slow["first_t_s"], slow["mean_from_first_s"]))
+                              (slow["first_t_s"], slow["mean_from_first_s"]), sessions=False)
     scenario, res, ours, cmp, diffs, q, dsn_sim = runs["constant"]
     dsn = {"real": dsn_real, "sim": dsn_sim}
     relay_real = [r for r in vp._read_csv(out / "rejects.csv")] if (
@@ -695,6 +706,7 @@ def validate_load(out: Path, seed: int = 1) -> dict:
         "batch_places": batch_places(out, meta, ours, diffs),
         "empirical_transaction_times": _brief(runs["empirical"], dsn_real),
         "own_scan_order": _brief(runs["own_order"], dsn_real),
+        "without_session_error_limits": _brief(runs["no_sessions"], dsn_real),
         "slowed_from_first_slow_transaction": _brief(runs["slowed"], dsn_real)
         if "slowed" in runs else None,
         "queue_max_abs_error_from_slow": _brief(runs["constant"], dsn_real)[
@@ -723,10 +735,10 @@ def validate_load(out: Path, seed: int = 1) -> dict:
 
 
 def _run(meta, injected, queue, real, real_exp, times, duration, trace, seed, outage, slow,
-         shape, slowed=None):
-    """relaysim with the transaction-time shape `shape` (and `slowed`, sim_scenario) on the
-    saved run, compared."""
-    scenario = sim_scenario(meta, injected, times, duration, shape, slowed)
+         shape, slowed=None, sessions=True):
+    """relaysim with the transaction-time shape `shape` (and `slowed`, `sessions`,
+    sim_scenario) on the saved run, compared."""
+    scenario = sim_scenario(meta, injected, times, duration, shape, slowed, sessions)
     batches: list[np.ndarray] = []
     res = sim.simulate(scenario, seed=seed, on_attempts=batches.append, trace=trace)
     ours, our_exp = sim_rows(batches)
@@ -927,7 +939,7 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
     so, dw, ro = s["real_scan_order"], s["delay_warnings"], s["after_outage"]
     sw = s["slowed_from_first_slow_transaction"] or {}
     bp, sb = s["batch_places"], s["suspended_before_outage"]
-    os_ = s["own_scan_order"]
+    os_, ns = s["own_scan_order"], s["without_session_error_limits"]
     sc, ls = meta["scenario"], s["real_sessions"]
     up = scenario.upstream
     extra = meta["postconf"].get("relay_extra", {})
@@ -1066,20 +1078,24 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
            "relaysim deferred that scan's batch once more where Postfix delivered it: its "
            "destination was still dead at the scan, so the backlog comes back a scan later "
            "(the dead-destination rule: mta-semantics.md sections 3 and 8, issue 19 item 3)."),
-        "What-if for the relay's error limits (a relaysim run with a [[changes]] entry that "
-        "raises the constant transaction time from t_s "
-        f"{sl['first_t_s']:g} to {sl['mean_from_first_s']:g} s, the mean c + d Postfix "
-        f"measured from there over {sl['transactions_from_first']} transactions): "
-        f"{sw['recipients_same_story']} of {c['recipients']} recipients with the same story "
-        f"(without it {c['recipients_same_story']}), {sw['messages_same_attempt_count']} of "
-        f"{c['messages']} messages with the same attempt count "
-        f"({c['messages_same_attempt_count']}), largest queue error from t_s "
-        f"{sl['first_t_s']:g} on: active {sw['queue_max_abs_error_from_slow']['active']}, "
-        f"deferred {sw['queue_max_abs_error_from_slow']['deferred']} messages (without it "
+        "Without the relay's error limits (relay.smtpd_soft_error_limit = 0: one session per "
+        "attempt as far as the relay's counting goes, relaysim's default): "
+        f"{ns['recipients_same_story']} of {c['recipients']} recipients with the same story, "
+        f"{ns['messages_same_attempt_count']} of {c['messages']} messages with the same "
+        f"attempt count, {ns['rows_within_target']} attempts within the target, largest queue "
+        f"error from t_s {sl['first_t_s']:g} on: active "
+        f"{ns['queue_max_abs_error_from_slow']['active']}, deferred "
+        f"{ns['queue_max_abs_error_from_slow']['deferred']} messages (with them "
         f"{s['queue_max_abs_error_from_slow']['active']} and "
-        f"{s['queue_max_abs_error_from_slow']['deferred']}). The rest is what a mean cannot "
-        "give: the slow transactions are those of sessions past the error limit, not every "
-        "one.",
+        f"{s['queue_max_abs_error_from_slow']['deferred']}). The old what-if instead, a "
+        "[[changes]] entry that raises the constant transaction time from t_s "
+        f"{sl['first_t_s']:g} to {sl['mean_from_first_s']:g} s (the mean c + d Postfix "
+        f"measured from there over {sl['transactions_from_first']} transactions), without "
+        f"the error limits: {sw['recipients_same_story']} recipients, "
+        f"{sw['messages_same_attempt_count']} messages, queue errors "
+        f"{sw['queue_max_abs_error_from_slow']['active']} and "
+        f"{sw['queue_max_abs_error_from_slow']['deferred']}: a mean cannot give which "
+        "transactions are slow, the sessions past the error limit.",
         "Delay warnings: the messages with a non-null sender deferred at an age of at least "
         "delay_warning_time - 1 s (mta-semantics.md section 8) are, on the real rows, exactly "
         "the ones Postfix logged a `sender delay notification` for: "
@@ -1122,10 +1138,13 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         f"{sl['threshold_s']:g} s (up to {tt['max']:g} s), and at smtpd_hard_error_limit = 20 "
         f"it closed the session ({ls['relay_too_many_errors']} `too many errors` lines in "
         "relay.maillog), which the client absorbed "
-        "by opening a new one. relaysim has one transaction per attempt and no connection "
-        "caching, so no session error count (the README's simplification 'One SMTP "
-        "transaction per message attempt'): after that time its attempts go faster than "
-        "Postfix's.",
+        "by opening a new one. relaysim runs with the relay's limits as the lab has them "
+        "(Postfix's defaults: smtpd_soft_error_limit = 10, smtpd_hard_error_limit = 20, "
+        "smtpd_error_sleep_time = 1s) and models the upstream's cached sessions one per "
+        "delivery agent (the README's simplification 'Cached sessions and the relay's error "
+        "limits, one session per delivery agent'); the differences left from that time on "
+        "are which session carries which error count: Postfix hands a cached session to "
+        "whichever agent asks next.",
         "With smtp_transaction_time_distribution = empirical (the same measured c + d, mean "
         f"{em['smtp_transaction_time_s']:.3f} s, target {em['target_dt_s']:.2f} s): "
         f"{em['recipients_same_story']} of {c['recipients']} recipients with the same story, "

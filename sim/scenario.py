@@ -199,6 +199,16 @@ class Upstream:
         True, "bool", "a deferred scan due at second T starts at T plus the sub-second phase "
         "of qmgr's last wake-up (its whole-second select() timers); false: exactly at T",
         mta=_POSTFIX)
+    smtp_connection_cache_on_demand: bool = knob(
+        True, "bool", "reuse a delivery agent's SMTP session for its next delivery to the "
+        "relay when deliveries come back to back (the relay's smtpd error count goes on in it; "
+        "matters where relay.smtpd_soft_error_limit is set)", mta=_POSTFIX)
+    smtp_connection_cache_time_limit: float = knob(
+        2.0, "time", "how long a cached session waits idle for the next delivery", "s", lo=1,
+        hi=3600, mta=_POSTFIX)
+    smtp_connection_reuse_time_limit: float = knob(
+        300.0, "time", "no reuse of a session older than this (from its connection)", "s",
+        lo=1, hi=86400, mta=_POSTFIX)
     recipient_validation: str = knob(
         "none", "choice", "check recipients at SMTP time: none, relay_recipient_maps or verify",
         choices=("none", "relay_recipient_maps", "verify"))
@@ -278,6 +288,13 @@ class Relay:
     smtpd_hard_error_limit: int = knob(
         0, "int", "421 and disconnect after this many rejected RCPTs in a session (0: off; "
         "Postfix's default is 20, but see the README: derived, not verified live)", lo=0)
+    smtpd_soft_error_limit: int = knob(
+        0, "int", "from this many errors in a session on (a rejected RCPT, DATA without a "
+        "valid recipient), sleep smtpd_error_sleep_time before every reply (0: off; Postfix's "
+        "default is 10; see the README)", lo=0)
+    smtpd_error_sleep_time: float = knob(
+        1.0, "time", "the sleep before each reply past smtpd_soft_error_limit", "s", lo=0,
+        hi=3600)
     greylisting: Greylisting | None = knob(None, "greylisting",
                                            "postgrey settings, or true (defaults) or false "
                                            "(none); absent: no greylisting")

@@ -30,6 +30,11 @@ Contract:
   at `duration` keeps the relay's answer as its recorded outcome (its expiry is never decided).
 - The deferred peak is the exact maximum over time of that half-open count, not over samples.
   Delay percentiles are numpy's default (linear interpolation).
+- Delivery agents (postfix) are taken in the order they became free; each keeps its SMTP
+  session to the relay, reused for its next delivery while Postfix's connection cache allows
+  (smtp_connection_cache_on_demand, _time_limit, smtp_connection_reuse_time_limit), and the
+  relay's smtpd counts errors in it and sleeps before its replies past
+  smtpd_soft_error_limit (smtpd_sleeps); an outage ends every session.
 - Messages are numbered in arrival order over all senders (ties: sender order). Requests for an
   agent at the same instant are served in SimPy's event order (earlier-scheduled first).
 - A known recipient is drawn from [0, local_users at arrival); with no local users it is -1.
@@ -61,6 +66,7 @@ qmgr_message_active_limit.
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 from dataclasses import dataclass, field
 
@@ -122,6 +128,15 @@ class Message:
 
 
 @dataclass
+class Agent:
+    """One delivery agent's SMTP session to the relay: when it connected (None: no session),
+    the relay's error count in it, when the agent was last free."""
+    connected: float | None = None
+    errors: int = 0
+    free: float = 0.0
+
+
+@dataclass
 class Run:
     """Everything shared by the message processes of one run."""
     scenario: Scenario
@@ -158,6 +173,14 @@ class Run:
     scans: dict[float, list] = field(default_factory=dict)  # due second -> (place, index,
     # event) of each message waiting for that scan
     records: dict[tuple, dict] = field(default_factory=dict)  # exim: retry records by key
+    agents: list = field(default_factory=list)  # postfix: the delivery agents' sessions
+    idle: collections.deque = field(default_factory=collections.deque)  # the free ones, by
+    # when they became free
+
+    def hang_up(self) -> None:
+        """The relay is down: every agent's session is gone."""
+        for ag in self.agents:
+            ag.connected = None
 
     def event(self, t: float) -> None:
         """Something woke qmgr's event loop at t (an arrival, an attempt's end, a scan)."""
@@ -258,6 +281,8 @@ def naive_simulate(scenario: Scenario, seed: int | None = None,
     run = Run(scenario, env, agents, arrivals_rng, recipients_rng, service_rng, record_attempts,
               names_rng)
     run.window, run.window_rule = run.initial_window(), window_rule
+    run.agents = [Agent() for _ in range(scenario.upstream.default_destination_concurrency_limit)]
+    run.idle = collections.deque(run.agents)
     timeline = scenario.timeline()
     run.snap_times = [t for t, _, _ in timeline]
     run.snaps = [(up, relay) for _, up, relay in timeline]
@@ -288,8 +313,10 @@ def _check_supported(scenario: Scenario) -> None:
             raise NotImplementedError(f"naive model: upstream.mta {up.mta!r} (only postfix "
                                       "and exim)")
         if up.mta == "exim" and (relay.outages or scenario.changes or any(
-                r[0] == "H" for r in exim_rules(up.exim_retry_rule))):
-            raise NotImplementedError("naive model: exim with outages, changes or H rules")
+                r[0] == "H" for r in exim_rules(up.exim_retry_rule))
+                or relay.smtpd_soft_error_limit):
+            raise NotImplementedError("naive model: exim with outages, changes, H rules or "
+                                      "smtpd_soft_error_limit")
         # The scan grid and the pool are built once, from the initial settings.
         for name in ("queue_run_delay", "default_destination_concurrency_limit"):
             if getattr(up, name) != getattr(first, name):
@@ -354,7 +381,8 @@ def message_life(run: Run, msg: Message):
         with run.pool.request() as agent:
             yield agent
             start = env.now
-            replies, hold, lost, session = attempt(run, msg, start)
+            ag = run.idle.popleft()  # the agent free longest
+            replies, hold, lost, session = attempt(run, msg, start, ag)
             run.attempts += len(msg.pending)
             # Records are lists so that an expiry at the end can still change their outcome.
             records = [[msg.index, r, start, replies[r]] for r in msg.pending]
@@ -367,6 +395,8 @@ def message_life(run: Run, msg: Message):
             elif session:
                 run.site_success()
             run.attempt_over()
+            ag.free = env.now
+            run.idle.append(ag)
         run.pending -= 1
         end = env.now
         now = math.floor(end)
@@ -391,27 +421,75 @@ def message_life(run: Run, msg: Message):
         run.deferrals.append((end, env.now))
 
 
-def attempt(run: Run, msg: Message, start: float) -> tuple[dict[int, str], float, bool, bool]:
+def attempt(run: Run, msg: Message, start: float, ag: Agent
+            ) -> tuple[dict[int, str], float, bool, bool]:
     """The relay's answer per pending recipient at `start`, how long the agent is held,
     whether the session is lost and whether there was one.
 
     A dead destination or a refused connection defers everything at once and takes no time; a
     refused connection is a site-level failure (Run.site_failure). A session the relay's going
     down cuts holds the agent until then and defers everything (lost; the caller counts the
-    failure when it ends).
+    failure when it ends). With relay.smtpd_soft_error_limit the agent is also held for the
+    relay smtpd's sleeps in the agent's session (smtpd_sleeps).
     """
     up, relay = run.snapshot(start)
     if start < run.dead_until:
         return dict.fromkeys(msg.pending, "deferred"), 0.0, False, False
     if in_outage(relay, start):
         run.site_failure(start)
+        run.hang_up()
         return dict.fromkeys(msg.pending, "deferred"), 0.0, False, False
     replies = {r: relay_reply(msg.users[r], relay, up.soft_bounce) for r in msg.pending}
     hold = transaction_time(run.service_rng, up)
+    if relay.smtpd_soft_error_limit > 0:
+        hold += smtpd_sleeps(up, relay, ag, start, [replies[r] for r in msg.pending])
     down = min((o.start for o in relay.outages if o.start > start), default=math.inf)
     if down < start + hold:
+        run.hang_up()
         return dict.fromkeys(msg.pending, "deferred"), down - start, True, True
     return replies, hold, False, True
+
+
+def smtpd_sleeps(up: Upstream, relay: Relay, ag: Agent, start: float, replies: list[str]
+                 ) -> float:
+    """The seconds the relay's smtpd sleeps before its replies in one transaction on agent
+    ag's session, which it reuses if it connected less than smtp_connection_reuse_time_limit
+    ago and has been idle at most smtp_connection_cache_time_limit (else a new session).
+    smtpd counts an error per rejected RCPT and for DATA without a valid recipient, sleeps
+    before every reply once the count reaches smtpd_soft_error_limit, clears it when it
+    queues a message, and answers a reused session's RSET with 421 (a new session, count 0)
+    at smtpd_hard_error_limit. The rejected RCPTs come first."""
+    soft, hard = relay.smtpd_soft_error_limit, relay.smtpd_hard_error_limit
+    reuse = (up.smtp_connection_cache_on_demand and ag.connected is not None
+             and start - ag.free <= up.smtp_connection_cache_time_limit
+             and start - ag.connected < up.smtp_connection_reuse_time_limit)
+    if not reuse:
+        ag.connected, ag.errors = start, 0
+    slept = 0.0
+
+    def reply(error: int) -> None:
+        nonlocal slept
+        if ag.errors >= soft:
+            slept += relay.smtpd_error_sleep_time
+        ag.errors += error
+
+    if reuse and hard and ag.errors >= hard:
+        ag.connected, ag.errors = start, 0  # 421 to the RSET: a new session
+    elif reuse:
+        reply(0)  # RSET
+    reply(0)  # MAIL
+    sent = replies.count("sent")
+    for _ in range(len(replies) - sent):
+        reply(1)
+    for _ in range(sent):
+        reply(0)
+    if sent:
+        reply(0)  # 354
+        reply(0)  # 250 queued
+        ag.errors = 0
+    else:
+        reply(1)  # 554 no valid recipients
+    return slept
 
 
 def transaction_time(rng: np.random.Generator, up: Upstream) -> float:
@@ -495,7 +573,7 @@ def exim_life(run: Run, msg: Message):
         with run.pool.request() as agent:
             yield agent
             start = env.now
-            replies, hold, _, _ = attempt(run, msg, start)  # no outages here
+            replies, hold, _, _ = attempt(run, msg, start, Agent())  # no outages, no error limits
             run.attempts += len(msg.pending)
             records = [[msg.index, r, start, replies[r]] for r in msg.pending]
             if run.record_attempts:

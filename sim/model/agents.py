@@ -1,7 +1,7 @@
 """Destination concurrency: c delivery agents serving the relay's in-core queue, first come first
 served, computed for whole batches; and their service times.
 
-Public names: fifo, Shape, ServiceTimes.
+Public names: fifo, Sessions, new_sessions, session_time, Shape, ServiceTimes.
 
 Contract:
 - default_destination_concurrency_limit SMTP client processes work one FIFO queue (qmgr's
@@ -11,6 +11,15 @@ Contract:
   when it has entered and an agent is free, on the agent free first, and holds it for its own
   service time (drawn in queue order by the caller). The engine (sim.model.qmgr.engine) serves
   each tick's jobs with it, one by one where the destination may refuse a job.
+- fifo(..., sessions) with a Sessions bundle: each agent keeps its SMTP session to the relay
+  (Postfix's connection cache, smtp_connection_cache_on_demand): a job that starts within
+  smtp_connection_cache_time_limit of the agent's previous end, and before its session is
+  smtp_connection_reuse_time_limit old, reuses it; else the agent connects anew. The job
+  holds the agent for its service time plus what the relay's smtpd slept before its replies
+  in that session (session_time, sim.model.relay.smtpd_session). One session per agent: a
+  real cached session may go to another agent of the same transport; with back-to-back
+  deliveries each agent takes one back, so the two differ only in which agent carries which
+  error count.
 - Shape is the attempt durations' shape around mean 1 (upstream's
   smtp_transaction_time_distribution): exponential (Postfix's queue theory's default, and
   what the loopback labs measured: coefficient of variation 0.8 to 1.3), constant, lognormal
@@ -34,6 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
+
+from sim.model.relay import smtpd_session
 
 
 class Shape(NamedTuple):
@@ -138,8 +149,43 @@ class ServiceTimes:
         self.stop.set()
 
 
+class Sessions(NamedTuple):
+    """The delivery agents' SMTP sessions to the relay and what a tick's jobs say in them:
+    per agent [the relay's error count in its session, when it connected (-inf: none)], per
+    job (in queue order) the recipients the relay rejects and accepts, and the parameters
+    [smtpd_soft_error_limit, smtpd_hard_error_limit, smtpd_error_sleep_time, cache on (1/0),
+    smtp_connection_cache_time_limit, smtp_connection_reuse_time_limit]."""
+    state: np.ndarray
+    rejected: np.ndarray
+    accepted: np.ndarray
+    par: np.ndarray
+
+
+def new_sessions(agents: int) -> np.ndarray:
+    """Sessions.state of agents with no session yet."""
+    st = np.zeros((agents, 2))
+    st[:, 1] = -np.inf
+    return st
+
+
 @njit(cache=True)
-def fifo(entries, service, free):
+def session_time(sessions, a, i, s, last_end):
+    """What job i, started at s on agent a (free since last_end), adds to its service time:
+    the relay smtpd's sleeps in the agent's session, reused or new (see the contract); the
+    agent's session is updated."""
+    st, p = sessions.state, sessions.par
+    reuse = p[3] > 0 and st[a, 1] > -np.inf and s - last_end <= p[4] and s - st[a, 1] < p[5]
+    slept, errors, replaced = smtpd_session(st[a, 0] if reuse else 0.0, reuse,
+                                            sessions.rejected[i], sessions.accepted[i],
+                                            p[0], p[1], p[2])
+    if replaced or not reuse:
+        st[a, 1] = s
+    st[a, 0] = errors
+    return slept
+
+
+@njit(cache=True)
+def fifo(entries, service, free, sessions=None):
     """The c-server FIFO recursion, compiled: job i starts at max(entries[i], earliest free
     agent) and holds that agent for service[i]. Returns (start, end, agents' free times; their
     order carries no meaning). Which of two agents free at the same time a job takes changes
@@ -168,6 +214,8 @@ def fifo(entries, service, free):
         a = entries[i]
         s = a if a >= v else v
         e = s + service[i]
+        if sessions is not None:
+            e += session_time(sessions, who[h], i, s, v)
         start[i] = s
         end[i] = e
         nxt[who[h]] = e

@@ -1,7 +1,7 @@
 """The local relay: recipient map, reject codes and availability, answered for batches of RCPTs.
 
-Public names: RelayTimeline, rcpt_reply, smtpd_code, outcome, outage_intervals, SENT, DEFERRED,
-BOUNCED.
+Public names: RelayTimeline, rcpt_reply, smtpd_code, outcome, smtpd_session, outage_intervals,
+SENT, DEFERRED, BOUNCED.
 
 Contract:
 - rcpt_reply(known, code, soft_bounce) is the relay's smtpd decision for one RCPT, vectorised:
@@ -16,6 +16,8 @@ Contract:
   MTBF/MTTR). It answers for any vector of times, including times ahead of the SimPy clock:
   the upstream computes a whole batch of attempts at once, and everything the relay does is a
   fixed function of time, so asking ahead is exact.
+- smtpd_session(...) is the relay's smtpd error counting in one SMTP session, for one
+  transaction (smtpd.c, smtpd_chat.c): the replies it delays and its error count after it.
 - Known recipients are user ids 0..local_users-1; removing users (a change lowering local_users)
   makes the highest ids unknown. Unknown recipients have id -1 and never become known.
 """
@@ -46,6 +48,38 @@ def outcome(u, users, unknown):
     SENT if known (0 <= id < users, as in RelayTimeline.reply), else `unknown`, rcpt_reply's
     answer for an unknown recipient (RelayTimeline.unknown_reply)."""
     return -1 if u == -2 else (SENT if 0 <= u < users else unknown)
+
+
+@njit(cache=True)
+def smtpd_session(errors, probe, rejected, accepted, soft, hard, sleep):
+    """One transaction in a relay smtpd session whose error count is `errors`: (the seconds
+    smtpd slept before its replies, the error count after it, whether the session was
+    replaced). smtpd counts one error per rejected command and clears the count when it
+    queues a message (smtpd.c); from `soft` errors on (smtpd_soft_error_limit, `>=`) it
+    sleeps `sleep` (smtpd_error_sleep_time) before every reply (smtpd_chat.c). A reused
+    session (probe) starts with the client's RSET, one more reply; at `hard` errors
+    (smtpd_hard_error_limit, 0: none) smtpd answers it 421 and closes, and the client opens a
+    new session for the same delivery, without a failure (smtp_reuse.c): errors start again
+    at 0. Then MAIL, one RCPT per recipient, the rejected ones first (each an error), and
+    DATA: 554 without an accepted recipient (an error; the client pipelines DATA), else 354
+    and the end of data's 250 (queued: the count is cleared)."""
+    replaced = False
+    slept = 0.0
+    if probe:
+        if hard > 0 and errors >= hard:
+            errors, replaced = 0, True
+        elif errors >= soft:
+            slept += sleep
+    for k in range(2 + rejected + accepted):  # MAIL, the RCPTs, DATA
+        if errors >= soft:
+            slept += sleep
+        if 1 <= k <= rejected or (k == 1 + rejected + accepted and accepted == 0):
+            errors += 1
+    if accepted:
+        if errors >= soft:
+            slept += sleep
+        errors = 0
+    return slept, errors, replaced
 
 
 def outage_intervals(scheduled, mtbf: float, mttr: float, duration: float,

@@ -128,6 +128,7 @@ LIMITS = {
     "initial_destination_concurrency": (1, 0),
     "default_destination_concurrency_failed_cohort_limit": (0, 0),
     "default_destination_recipient_limit": (0, 0), "smtpd_hard_error_limit": (1, 0),
+    "smtpd_soft_error_limit": (1, 0),
     "unknown_local_recipient_reject_code": (0, 0),
     "unknown_relay_recipient_reject_code": (0, 0),
     "unverified_recipient_reject_code": (200, 599),

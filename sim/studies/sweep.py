@@ -432,6 +432,8 @@ def setup_lines(scenario: Scenario) -> list[str]:
     lines.append(f"relay: local_users = {r.local_users}, unknown_local_recipient_reject_code = "
                  f"{r.unknown_local_recipient_reject_code}"
                  + (", soft_bounce = yes" if r.soft_bounce else "")
+                 + "".join(f", {k} = {getattr(r, k)}" for k in (
+                     "smtpd_soft_error_limit", "smtpd_hard_error_limit") if getattr(r, k))
                  + "".join(f", outage at {fmt_time(o.start)} for {fmt_time(o.duration)}"
                            for o in r.outages))
     for c in sc.changes:

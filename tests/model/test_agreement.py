@@ -80,6 +80,17 @@ SCENARIOS = {
                      "smtp_transaction_time_sigma": 0.8},
         "relay": {"unknown_local_recipient_reject_code": 450},
     },
+    # the relay's smtpd error limits in Postfix's cached sessions: retries to unknown users
+    # slow every reply past smtpd_soft_error_limit, and valid mail waits behind them
+    "error-limits-cached-sessions": {
+        "simulation": {"duration": "6h", "sample_interval": "10m"},
+        "senders": [{"rate": "0.2/s", "unknown_recipient_fraction": 0.5}],
+        "upstream": {"default_destination_concurrency_limit": 2,
+                     "smtp_transaction_time": "1s", "queue_run_delay": "60s",
+                     "minimal_backoff_time": "60s", "maximal_backoff_time": "300s"},
+        "relay": {"unknown_local_recipient_reject_code": 450, "smtpd_soft_error_limit": 4,
+                  "smtpd_hard_error_limit": 10},
+    },
 }
 
 

@@ -128,3 +128,17 @@ def test_compiled_replies_agree_with_the_timeline(code, soft):
     want[rcpt == -2] = -1
     got = [[outcome(u, 8, tl.unknown_reply(0)) for u in row] for row in rcpt.tolist()]
     assert np.array_equal(np.array(got), want)
+
+
+@pytest.mark.parametrize("errors, probe, rejected, accepted, hard, want", [
+    (0, False, 1, 0, 20, (0.0, 2, False)),   # a new session: RCPT 450 and DATA 554, 2 errors
+    (9, True, 1, 0, 20, (1.0, 11, False)),   # the 10th error is made at RCPT: DATA sleeps
+    (10, True, 1, 0, 20, (4.0, 12, False)),  # RSET, MAIL, RCPT, DATA each after a sleep
+    (20, True, 1, 0, 20, (0.0, 2, True)),    # 421 to the RSET: a new session from 0
+    (25, True, 1, 0, 0, (4.0, 27, False)),   # no hard limit: the count goes on
+    (12, True, 0, 1, 20, (5.0, 0, False)),   # RSET MAIL RCPT DATA and the 250: queued, cleared
+    (8, False, 0, 2, 20, (0.0, 0, False)),
+])
+def test_smtpd_session_counts_errors_and_sleeps(errors, probe, rejected, accepted, hard, want):
+    from sim.model.relay import smtpd_session
+    assert smtpd_session(errors, probe, rejected, accepted, 10, hard, 1.0) == want

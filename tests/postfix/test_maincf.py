@@ -949,3 +949,17 @@ def test_overrides_keep_what_the_paste_said():
     assert (new.main_cf, new.warnings, new.not_modelled) == (
         scen.main_cf, scen.warnings, scen.not_modelled)
     assert new.upstream.maximal_queue_lifetime == 2 * 86400
+
+
+def test_pasted_error_limits_and_connection_cache_are_modelled():
+    """The relay's smtpd error limits and the upstream's connection cache, pasted."""
+    from sim.scenario import Scenario
+    scen = Scenario.from_dict({
+        "relay": {"main_cf": "smtpd_soft_error_limit = 10\nsmtpd_error_sleep_time = 2\n"},
+        "upstream": {"main_cf": "smtp_connection_cache_on_demand = no\n"
+                                "smtp_connection_reuse_time_limit = 10m\n"}})
+    assert (scen.relay.smtpd_soft_error_limit, scen.relay.smtpd_error_sleep_time) == (10, 2.0)
+    assert scen.upstream.smtp_connection_cache_on_demand is False
+    assert scen.upstream.smtp_connection_reuse_time_limit == 600.0
+    with pytest.raises(ScenarioError, match="smtpd_soft_error_limit"):
+        Scenario.from_dict({"relay": {"main_cf": "smtpd_soft_error_limit = 0\n"}})

@@ -3,8 +3,8 @@
 Public names: serve.
 
 Contract (mta-semantics.md sections 2 and 3):
-- serve(entry, n_scan, T, service, relay, up, st) -> (start, end, vetoed, suspended, cut,
-  service times used)
+- serve(entry, n_scan, T, service, relay, up, st, sessions=None) -> (start, end, vetoed,
+  suspended, cut, service times used)
   for the tick's jobs in queue order: the first n_scan are a runner's scan and enter
   together at T (at most qmgr_message_active_limit of them; the rest enter as earlier jobs of
   the scan end, entry is updated in place), the rest at their own (sorted) entry times. The
@@ -16,6 +16,9 @@ Contract (mta-semantics.md sections 2 and 3):
   or the destination is dead (suspended as well; sim.model.qmgr.site); an outage that
   begins during a scan's batch refuses the rest of the batch at that moment and frees the
   agents then.
+- With sessions (sim.model.agents.Sessions: Postfix's connection cache and the relay's
+  smtpd_soft_error_limit), each job also holds its agent for the relay smtpd's sleeps in the
+  agent's session (agents.session_time); when the relay goes down every session is gone.
 - A session under way when the relay goes down is cut there (cut: it ends at the outage's
   start, its agent free then; Postfix logs "lost connection", every recipient deferred) and
   throttles the destination as a site-level failure (site.lost).
@@ -27,12 +30,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from sim.model.agents import fifo
+from sim.model.agents import Sessions, fifo, session_time
 from sim.model.qmgr import site
 
 
 @njit(cache=True)
-def serve(entry, n_scan, T, service, relay, up, st):
+def serve(entry, n_scan, T, service, relay, up, st, sessions=None):
     """(start, end, vetoed, suspended, cut, service times used) of the tick's jobs in queue
     order: the first n_scan enter together at T (a runner's scan), the rest at their own
     sorted times.
@@ -56,7 +59,8 @@ def serve(entry, n_scan, T, service, relay, up, st):
             vetoed[:n_scan] = True
             suspended[r:n_scan] = True
         else:
-            s, e, fr = fifo(entry[:n_scan], service[:n_scan] * up.mean, st.free)
+            s, e, fr = fifo(entry[:n_scan], service[:n_scan] * up.mean, st.free,
+                            _jobs(sessions, 0, n_scan))
             st.free[:] = fr
             used = n_scan if up.mean > 0 else 0  # no transaction time: no draws
             o_start = site.next_down(ds, de, T)[0]
@@ -67,6 +71,7 @@ def serve(entry, n_scan, T, service, relay, up, st):
             lost = _cut(s[:first], e[:first], cut[:first], o_start)
             site.delivered(sv, first - lost)
             if lost or first < n_scan:
+                _hang_up(sessions)
                 s_f = o_start if lost else s[first]
                 for a in range(st.free.size):
                     st.free[a] = min(st.free[a], s_f)
@@ -89,7 +94,7 @@ def serve(entry, n_scan, T, service, relay, up, st):
     if n > n_scan:
         m = n - n_scan
         svc = service[used:used + m] * up.mean
-        s, e, fr = fifo(entry[n_scan:], svc, st.free)
+        s, e, fr = fifo(entry[n_scan:], svc, st.free, _jobs(sessions, n_scan, n))
         if site.clear(sv, ds, de, s[0], s[m - 1]):
             st.free[:] = fr
             o = site.next_down(ds, de, s[0])[0]
@@ -99,6 +104,7 @@ def serve(entry, n_scan, T, service, relay, up, st):
                 site.delivered(sv, 0 if cut[n_scan + q] else 1)
                 site.ended(sv, e[q])
             if lost:
+                _hang_up(sessions)
                 for a in range(st.free.size):
                     st.free[a] = min(st.free[a], o)
                 site.lost(sv, up.site, P, o, lost)
@@ -120,11 +126,16 @@ def serve(entry, n_scan, T, service, relay, up, st):
                     e[q] = s[q]
                     vetoed[n_scan + q] = True
                     suspended[n_scan + q] = v == 0
+                    if v == 1:  # refused: the relay is down, its sessions gone
+                        _hang_up(sessions)
                 else:
                     e[q] = s[q] + svc[q]
+                    if sessions is not None:
+                        e[q] += session_time(sessions, a, n_scan + q, s[q], st.free[a])
                     if _cut(s[q:q + 1], e[q:q + 1], cut[n_scan + q:n_scan + q + 1],
                             site.next_down(ds, de, s[q])[0]):
                         o_cut, n_cut = e[q], n_cut + 1
+                        _hang_up(sessions)
                     else:
                         site.delivered(sv, 1)
                     st.free[a] = e[q]
@@ -135,6 +146,22 @@ def serve(entry, n_scan, T, service, relay, up, st):
         end[n_scan:] = e
         used += m if up.mean > 0 else 0
     return start, end, vetoed, suspended, cut, used
+
+
+@njit(cache=True)
+def _jobs(sessions, lo, hi):
+    """The Sessions of jobs lo..hi-1 (None stays None)."""
+    if sessions is None:
+        return None
+    return Sessions(sessions.state, sessions.rejected[lo:hi], sessions.accepted[lo:hi],
+                    sessions.par)
+
+
+@njit(cache=True)
+def _hang_up(sessions):
+    """The relay went down: every agent's session is gone."""
+    if sessions is not None:
+        sessions.state[:, 1] = -np.inf
 
 
 @njit(cache=True)

@@ -20,6 +20,9 @@ Contract (mta-semantics.md sections 2 and 3):
   (rules.snapshot, relay.outcome; the upstream's rules.soft_bounce as configured then), after
   postgrey (rules.greylist) and with smtpd_hard_error_limit (rules.hard_error_hit, which
   throttles the destination from the end of the session).
+  Where the relay has smtpd_soft_error_limit, each job also holds its agent for the relay
+  smtpd's sleeps in the agent's cached session (sim.model.agents.Sessions, the recipients it
+  rejects and accepts under the configuration at the scan).
 - At the attempt's end (whole seconds) a message with deferred recipients is retried by its
   schedule (schedules.due, with the upstream configuration in force then) or expires; one that
   is kept is filed again under its tick (rules.tick_key) with only its deferred recipients,
@@ -50,6 +53,7 @@ import numpy as np
 from numba import njit
 
 from sim.model import schedules
+from sim.model.agents import Sessions
 from sim.model.deferred import file_rows, slot_rows
 from sim.model.metrics import bin_of
 from sim.model.qmgr import retry_records, rules, site
@@ -99,7 +103,8 @@ class Relay(NamedTuple):
     """The relay as a step function of time (sim.model.relay.RelayTimeline): per
     configuration its start, local users, an unknown user's outcome and reject code (after
     soft_bounce); outages; postgrey (on, delay, retry_window, auto_whitelist_clients) and
-    smtpd_hard_error_limit (0: none)."""
+    smtpd_hard_error_limit (0: none); smtpd_soft_error_limit (0: none) and
+    smtpd_error_sleep_time."""
     times: np.ndarray
     users: np.ndarray
     unknown: np.ndarray
@@ -108,6 +113,7 @@ class Relay(NamedTuple):
     down_end: np.ndarray
     grey: np.ndarray
     limit: int
+    smtpd: np.ndarray = np.zeros(2)  # smtpd_soft_error_limit (0: none), smtpd_error_sleep_time
 
 
 class Upstream(NamedTuple):
@@ -116,7 +122,8 @@ class Upstream(NamedTuple):
     R, slack, active-queue limit, delay_warning_time, the mean transaction time, whether
     scans start at the event loop's phase (rules.scan_start; else on the grid's seconds), and
     soft_bounce per configuration (bool); whether a scan reads its files in directory order
-    (rules.scan_order) and the run's salt for rules.file_place."""
+    (rules.scan_order) and the run's salt for rules.file_place; the connection cache (on,
+    smtp_connection_cache_time_limit, smtp_connection_reuse_time_limit)."""
     rule: int
     site: int
     P: np.ndarray
@@ -132,6 +139,7 @@ class Upstream(NamedTuple):
     soft: np.ndarray
     hashed: bool = False
     salt: int = 0
+    cache: np.ndarray = np.zeros(3)  # connection cache on (1/0), its time limit, reuse limit
 
 
 # the attempt stream: one row per (attempt, recipient pending at it); the attempt log is an
@@ -147,8 +155,8 @@ class State(NamedTuple):
     (sim.model.qmgr.site), postgrey's first pass per hour and [whitelisted_at], qmgr's
     event loop [its last wake-up before the pending tick, its first at or after it], and the
     (recipient, sender) pairs' retry records (sim.model.qmgr.retry_records; no rows: every
-    message keeps its own) and the files' places in their directory by queue id (NaN, or
-    beyond the array: rules.file_place)."""
+    message keeps its own), the files' places in their directory by queue id (NaN, or
+    beyond the array: rules.file_place) and the agents' SMTP sessions."""
     free: np.ndarray
     site: np.ndarray
     grey_hours: np.ndarray
@@ -156,6 +164,7 @@ class State(NamedTuple):
     loop: np.ndarray
     rec: np.ndarray = retry_records.new_records(0)  # none: every message keeps its own
     names: np.ndarray = np.empty(0)  # none: every file's place is hashed
+    sessions: np.ndarray = np.zeros((0, 2))  # per agent: its session (agents.Sessions.state)
 
 
 # io: in: the first tick, the clock, the position in the service times, the senders' horizon,
@@ -293,8 +302,13 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
                 _copy(qf, qr, idx[m - n_new], f, r, q)
                 old[q] = True
     perm = rules.scan_order(place) if hashed else np.empty(0, dtype=np.int64)
-    start, end, vetoed, suspended, cut, used = serve(
-        entry, n_old + lead if up.grid else 0, S, service, relay, up, st)
+    n_scan = n_old + lead if up.grid else 0
+    if relay.smtpd[0] > 0:  # the relay's smtpd_soft_error_limit: its sessions count errors
+        start, end, vetoed, suspended, cut, used = serve(
+            entry, n_scan, S, service, relay, up, st, _sessions(st, r, relay, up, S, perm, lead))
+    else:
+        start, end, vetoed, suspended, cut, used = serve(entry, n_scan, S, service, relay, up,
+                                                         st)
     queue = np.arange(n)  # the rows in queue order (the log's order)
     if perm.size:  # the jobs' times (and, where any is set, their flags) to their rows
         _to_rows(start, perm, lead)
@@ -522,6 +536,30 @@ def _place(qid, names, salt):
     rules.file_place)."""
     q = np.int64(qid)
     return names[q] if q < names.size and names[q] == names[q] else rules.file_place(q, salt)
+
+
+@njit(cache=True)
+def _sessions(st, r, relay, up, S, perm, lead):
+    """The tick's Sessions (sim.model.agents): per job in queue order the recipients the relay
+    rejects and accepts (its configuration at the scan, S; greylisting aside), and the
+    relay's and the upstream's session parameters."""
+    n = r.shape[0]
+    snap = rules.snapshot(relay.times, S)
+    unknown = rules.soft_bounce(relay.unknown[snap], up.soft[
+        0 if up.times.size == 1 else rules.snapshot(up.times, S)])
+    rej = np.zeros(n, dtype=np.int64)
+    acc = np.zeros(n, dtype=np.int64)
+    for q in range(n):
+        i = lead + perm[q - lead] if lead <= q < lead + perm.size else q
+        for c in range(r.shape[1]):
+            o = outcome(r[i, c], relay.users[snap], unknown)
+            if o == SENT:
+                acc[q] += 1
+            elif o >= 0:
+                rej[q] += 1
+    par = np.array([relay.smtpd[0], relay.limit, relay.smtpd[1], up.cache[0], up.cache[1],
+                    up.cache[2]])
+    return Sessions(st.sessions, rej, acc, par)
 
 
 @njit(cache=True)

@@ -25,10 +25,12 @@ message):
   qshape age bucket at each sample) and, when asked for, the attempt log: streamed to
   `on_attempts` in batches (numpy structured arrays of ATTEMPT, bounded memory) or kept for
   attempts_table(); nothing is printed.
-Simplifications (documented in the README): one SMTP transaction per message attempt; the
-scan and the hand-over to the delivery agents take no time; when an outage begins in the
-middle of a scan batch, agents are freed at that moment; a scheduled change of the
-concurrency limit or the transaction time reaches new mail from the next qmgr tick on.
+Simplifications (documented in the README): one SMTP transaction per message attempt, and
+Postfix's cached sessions one per delivery agent (a reload that changes the concurrency limit
+starts them afresh); the scan and the hand-over to the delivery agents take no time; when an
+outage begins in the middle of a scan batch, agents are freed at that moment; a scheduled
+change of the concurrency limit or the transaction time reaches new mail from the next qmgr
+tick on.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sim.model import schedules
-from sim.model.agents import ServiceTimes, Shape
+from sim.model.agents import ServiceTimes, Shape, new_sessions
 from sim.model.deferred import DeferredQueue
 from sim.model.metrics import DelaySketch, Recorder, qshape_edges
 from sim.model.qmgr import engine, observe, retry_records, site
@@ -186,7 +188,9 @@ class QueueHost:
             relay.times, relay.users, np.array([relay.unknown_reply(j) for j in
                                                 range(relay.times.size)], dtype=np.int64),
             codes, relay.down_start, relay.down_end, grey,
-            int(scenario.relay.smtpd_hard_error_limit or 0))
+            int(scenario.relay.smtpd_hard_error_limit or 0),
+            np.array([float(scenario.relay.smtpd_soft_error_limit),
+                      float(scenario.relay.smtpd_error_sleep_time)]))
         width_p = max(p.size for p in self.policy.packed)
         self._soft = np.array([up.soft_bounce for up in self.snaps], dtype=np.bool_)
         self._P = np.zeros((len(self.snaps), width_p), dtype=np.int64)
@@ -199,7 +203,8 @@ class QueueHost:
                 *_concurrency(self.snaps[0])),
             np.full(hours, np.inf), np.array([np.inf]), np.array([-np.inf, np.inf]),
             retry_records.new_records(pairs if self.policy.sched.pairs else 0),
-            np.empty(0) if names is None else np.asarray(names, dtype=float))
+            np.empty(0) if names is None else np.asarray(names, dtype=float),
+            new_sessions(self.snaps[0].default_destination_concurrency_limit))
         self.salt = int(salt)
         self._delays = np.empty(self.DELAYS)
         self._io = np.zeros(len(engine.IO))
@@ -265,7 +270,7 @@ class QueueHost:
                                int(self.policy.slack), int(up.qmgr_message_active_limit),
                                float(up.delay_warning_time), float(up.smtp_transaction_time),
                                bool(sched.phase and up.qmgr_timer_phase), self._soft,
-                               sched.hashed, self.salt)
+                               sched.hashed, self.salt, _cache(up))
 
     def run_ticks(self, T: float) -> float:
         """The ticks from T on, in the compiled engine, as far as they can run now (see
@@ -372,9 +377,17 @@ class QueueHost:
             f = np.sort(free)
             free = f[:c] if c <= f.size else np.concatenate([f, np.full(c - f.size,
                                                                         self.env.now)])
-            self._state = self._state._replace(free=free)
+            self._state = self._state._replace(free=free, sessions=new_sessions(c))
         if self.policy.interval(snap) != self.policy.interval(old):
             self.rebucket()
+
+
+def _cache(up) -> np.ndarray:
+    """engine.Upstream.cache: Postfix's connection cache (on, its idle and reuse limits);
+    off for the other MTAs (one session per attempt)."""
+    return np.array([float(up.smtp_connection_cache_on_demand and up.mta == "postfix"),
+                     float(up.smtp_connection_cache_time_limit),
+                     float(up.smtp_connection_reuse_time_limit)])
 
 
 def _concurrency(up) -> tuple[int, int, int]:

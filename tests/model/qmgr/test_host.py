@@ -683,3 +683,30 @@ def test_a_postfix_scan_takes_its_files_in_directory_order():
     own = retries(trace._replace(name=None))
     assert [t for t, _ in own] == [600.0, 601.0, 602.0] and own == retries(
         trace._replace(name=None))
+
+
+@pytest.mark.parametrize("relay, starts", [
+    ({}, [1.0, 2.0, 3.0, 4.0]),
+    ({"smtpd_soft_error_limit": 2}, [1.0, 2.0, 7.0, 12.0]),
+    ({"smtpd_soft_error_limit": 2, "smtpd_hard_error_limit": 4}, [1.0, 2.0, 7.0, 8.0]),
+])
+def test_the_relays_error_count_goes_on_in_a_cached_session(relay, starts):
+    """Hand-worked: four messages to an unknown user (450) arrive at 1 s; one delivery
+    agent, transactions of 1 s. The first opens the session (RCPT and DATA rejected: 2
+    errors), 1 to 2; the second reuses it at 2, past smtpd_soft_error_limit = 2: RSET, MAIL,
+    RCPT and DATA each after a 1 s sleep, 2 to 7 (4 errors); the third likewise, 7 to 12,
+    the fourth starts at 12. With a hard limit of 4 the relay answers the third's RSET 421
+    and it goes on in a new session, errors from 0: 7 to 8, the fourth at 8."""
+    from sim.model.sender import REAL
+    from sim.model.trace import Trace
+    scen = Scenario.from_dict({
+        "simulation": {"duration": "100s", "sample_interval": "10s"},
+        "senders": [{"rate": "1/d"}],
+        "relay": {"unknown_local_recipient_reject_code": 450, **relay},
+        "upstream": {"default_destination_concurrency_limit": 1,
+                     "smtp_transaction_time": "1s",
+                     "smtp_transaction_time_distribution": "constant"}})
+    trace = Trace(np.full(4, 1.0), np.full((4, 1), -1, dtype=np.int32),
+                  np.full(4, REAL, dtype=np.int8), np.full(4, 500))
+    att = simulate(scen, record_attempts=True, trace=trace).attempts
+    assert att["t_s"][:4].tolist() == starts
