@@ -531,6 +531,11 @@ def _s(seconds: float) -> str:
     return f"{float(seconds):.6f}s"
 
 
+# the lab relay's smtpd error limits: Postfix 3.7's defaults (`postconf -d`; the lab sets none)
+RELAY_ERROR_LIMITS = {"smtpd_soft_error_limit": 10, "smtpd_hard_error_limit": 20,
+                      "smtpd_error_sleep_time": "1s"}
+
+
 def sim_scenario(meta: dict, injected: list[dict], t: np.ndarray,
                  duration: float, upstream: dict | None = None,
                  changes: list | None = None, relay: dict | None = None) -> sim.Scenario:
@@ -548,7 +553,8 @@ def sim_scenario(meta: dict, injected: list[dict], t: np.ndarray,
                 "unknown_recipient_fraction": float(r["recipient"].startswith("unknown"))}
                for i, r in enumerate(rows)]
     ev = {e["event"]: e for e in meta["events"]}
-    relay = {"local_users": len(pl.KNOWN_USERS), **meta["postconf"]["relay"], **(relay or {})}
+    relay = {"local_users": len(pl.KNOWN_USERS), **RELAY_ERROR_LIMITS, **meta["postconf"]["relay"],
+             **(relay or {})}
     if "relay_stop" in ev:
         start, end = ev["relay_stop"]["t_s_begin"], ev["relay_start"]["t_s"]
         relay["outages"] = [{"start": _s(start), "duration": _s(end - start)}]

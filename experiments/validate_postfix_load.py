@@ -193,11 +193,6 @@ def transaction_times(rows: list[dict]) -> list[float]:
     return sorted(seen.values())
 
 
-# the lab relay's smtpd error limits: Postfix 3.7's defaults (`postconf -d`; the lab sets none)
-RELAY_ERROR_LIMITS = {"smtpd_soft_error_limit": 10, "smtpd_hard_error_limit": 20,
-                      "smtpd_error_sleep_time": "1s"}
-
-
 def sim_scenario(meta: dict, injected: list[dict], times: list[float], duration: float,
                  shape: str = "constant", slowed: tuple[float, float] | None = None,
                  sessions: bool = True) -> sim.Scenario:
@@ -206,8 +201,8 @@ def sim_scenario(meta: dict, injected: list[dict], times: list[float], duration:
     `empirical` (all of them, resampled, at their mean). `slowed` = (t_s, seconds): a
     [[changes]] entry setting the constant transaction time to `seconds` from t_s on (the
     what-if of the relay's error limits as a mean: slow_sessions()). `sessions`: the relay's
-    error limits (RELAY_ERROR_LIMITS) in the upstream's cached sessions, else none (one
-    transaction per attempt, nothing counted across them)."""
+    error limits (validate_postfix.RELAY_ERROR_LIMITS) in the upstream's cached sessions,
+    else none (smtpd_soft_error_limit = 0: nothing counted across transactions)."""
     t = np.zeros(len(injected))  # the senders are replaced by the trace
     if shape == "constant":
         up = {"smtp_transaction_time": vp._s(float(np.median(times))),
@@ -219,7 +214,7 @@ def sim_scenario(meta: dict, injected: list[dict], times: list[float], duration:
     changes = [{"at": vp._s(slowed[0]), "upstream": {"smtp_transaction_time": vp._s(slowed[1])}}
                ] if slowed else []
     return vp.sim_scenario(meta, injected, t, duration, upstream=up, changes=changes,
-                           relay=RELAY_ERROR_LIMITS if sessions else None)
+                           relay=None if sessions else {"smtpd_soft_error_limit": 0})
 
 
 def slow_sessions(rows: list[dict], factor: float = 1.5) -> dict:
