@@ -457,8 +457,9 @@ def smtpd_sleeps(up: Upstream, relay: Relay, ag: Agent, start: float, replies: l
     ago and has been idle at most smtp_connection_cache_time_limit (else a new session).
     smtpd counts an error per rejected RCPT and for DATA without a valid recipient, sleeps
     before every reply once the count reaches smtpd_soft_error_limit, clears it when it
-    queues a message, and answers a reused session's RSET with 421 (a new session, count 0)
-    at smtpd_hard_error_limit. The rejected RCPTs come first."""
+    queues a message, and answers a command with 421 at smtpd_hard_error_limit: the RSET that
+    reuses a session (a new session, count 0) or the one that ends a failed transaction to
+    keep it (closed). The rejected RCPTs come first."""
     soft, hard = relay.smtpd_soft_error_limit, relay.smtpd_hard_error_limit
     reuse = (up.smtp_connection_cache_on_demand and ag.connected is not None
              and start - ag.free <= up.smtp_connection_cache_time_limit
@@ -489,6 +490,11 @@ def smtpd_sleeps(up: Upstream, relay: Relay, ag: Agent, start: float, replies: l
         ag.errors = 0
     else:
         reply(1)  # 554 no valid recipients
+        if up.smtp_connection_cache_on_demand:  # RSET to keep the session (else QUIT)
+            if hard and ag.errors >= hard:
+                ag.connected = None  # 421: closed
+            else:
+                reply(0)
     return slept
 
 

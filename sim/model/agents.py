@@ -175,11 +175,13 @@ def session_time(sessions, a, i, s, last_end):
     agent's session is updated."""
     st, p = sessions.state, sessions.par
     reuse = p[3] > 0 and st[a, 1] > -np.inf and s - last_end <= p[4] and s - st[a, 1] < p[5]
-    slept, errors, replaced = smtpd_session(st[a, 0] if reuse else 0.0, reuse,
-                                            sessions.rejected[i], sessions.accepted[i],
-                                            p[0], p[1], p[2])
+    slept, errors, replaced, closed = smtpd_session(st[a, 0] if reuse else 0.0, reuse,
+                                                    p[3] > 0, sessions.rejected[i],
+                                                    sessions.accepted[i], p[0], p[1], p[2])
     if replaced or not reuse:
         st[a, 1] = s
+    if closed:
+        st[a, 1] = -np.inf
     st[a, 0] = errors
     return slept
 

@@ -93,9 +93,10 @@ def test_exponential_shape_is_the_generators_stream():
 def test_fifo_with_sessions_carries_the_relays_error_count():
     """Hand-worked: one agent, three jobs entering at 0 with 1 s each, every RCPT rejected;
     smtpd_soft_error_limit 2, no hard limit, 1 s sleeps. Job 0 opens the session (errors 0
-    to 2, no sleep): 0 to 1; job 1 reuses it at 1 (RSET, MAIL, RCPT, DATA all past the
-    limit: 4 s): 1 to 6; job 2 likewise: 6 to 11. Without the connection cache every job has
-    a new session: 0-1, 1-2, 2-3; a job after more than the cache's 2 s idle too."""
+    to 2; the RSET that ends it sleeps): 0 to 2; job 1 reuses it at 2 (RSET, MAIL, RCPT,
+    DATA, RSET all past the limit: 5 s): 2 to 8; job 2 likewise: 8 to 14. Without the
+    connection cache every job has a new session, ended with an unanswered QUIT: 0-1, 1-2,
+    2-3; a job after more than the cache's 2 s idle has a new one too."""
     from sim.model.agents import Sessions, new_sessions
 
     def run(cache, entries):
@@ -104,6 +105,6 @@ def test_fifo_with_sessions_carries_the_relays_error_count():
         start, end, _ = compiled_fifo(np.array(entries), np.ones(3), np.zeros(1), s)
         return start.tolist(), end.tolist()
 
-    assert run(1.0, [0.0, 0.0, 0.0]) == ([0.0, 1.0, 6.0], [1.0, 6.0, 11.0])
+    assert run(1.0, [0.0, 0.0, 0.0]) == ([0.0, 2.0, 8.0], [2.0, 8.0, 14.0])
     assert run(0.0, [0.0, 0.0, 0.0]) == ([0.0, 1.0, 2.0], [1.0, 2.0, 3.0])
-    assert run(1.0, [0.0, 0.0, 9.0]) == ([0.0, 1.0, 9.0], [1.0, 6.0, 10.0])
+    assert run(1.0, [0.0, 0.0, 11.0]) == ([0.0, 2.0, 11.0], [2.0, 8.0, 13.0])

@@ -131,14 +131,21 @@ def test_compiled_replies_agree_with_the_timeline(code, soft):
 
 
 @pytest.mark.parametrize("errors, probe, rejected, accepted, hard, want", [
-    (0, False, 1, 0, 20, (0.0, 2, False)),   # a new session: RCPT 450 and DATA 554, 2 errors
-    (9, True, 1, 0, 20, (1.0, 11, False)),   # the 10th error is made at RCPT: DATA sleeps
-    (10, True, 1, 0, 20, (4.0, 12, False)),  # RSET, MAIL, RCPT, DATA each after a sleep
-    (20, True, 1, 0, 20, (0.0, 2, True)),    # 421 to the RSET: a new session from 0
-    (25, True, 1, 0, 0, (4.0, 27, False)),   # no hard limit: the count goes on
-    (12, True, 0, 1, 20, (5.0, 0, False)),   # RSET MAIL RCPT DATA and the 250: queued, cleared
-    (8, False, 0, 2, 20, (0.0, 0, False)),
+    (0, False, 1, 0, 20, (0.0, 2, False, False)),  # new: RCPT 450 and DATA 554, 2 errors
+    (9, True, 1, 0, 20, (2.0, 11, False, False)),  # the 10th error at RCPT: DATA, RSET sleep
+    (10, True, 1, 0, 20, (5.0, 12, False, False)),  # RSET MAIL RCPT DATA RSET, each a sleep
+    (20, True, 1, 0, 20, (0.0, 2, True, False)),   # 421 to the probe: a new session from 0
+    (18, True, 1, 0, 20, (4.0, 20, False, True)),  # the 20th error at DATA: 421 to the RSET
+    (25, True, 1, 0, 0, (5.0, 27, False, False)),  # no hard limit: the count goes on
+    (12, True, 0, 1, 20, (5.0, 0, False, False)),  # RSET MAIL RCPT DATA 250: queued, cleared
+    (8, False, 0, 2, 20, (0.0, 0, False, False)),
 ])
 def test_smtpd_session_counts_errors_and_sleeps(errors, probe, rejected, accepted, hard, want):
+    """Hand-worked, smtpd_soft_error_limit 10 and 1 s sleeps, a client that keeps the session
+    (so it ends a failed transaction with RSET); one that does not sends QUIT unanswered."""
     from sim.model.relay import smtpd_session
-    assert smtpd_session(errors, probe, rejected, accepted, 10, hard, 1.0) == want
+    assert smtpd_session(errors, probe, True, rejected, accepted, 10, hard, 1.0) == want
+    if not accepted:
+        slept, n, _, closed = smtpd_session(errors, probe, False, rejected, 0, 10, hard, 1.0)
+        assert (n, closed) == (want[1], False) and slept == want[0] - (
+            0.0 if want[3] else float(n >= 10))
