@@ -921,6 +921,11 @@ def _figures(out: Path, meta: dict, real: list[dict], ours: list[dict], q: dict,
             "attempt": n, "real_start_s": [r["start_s"] for r, _ in pairs], "dt_s": dt})
 
 
+def _until(t: float | None) -> str:
+    """' until t_s T' for the first sample beyond the target, '' if there is none."""
+    return "" if t is None else f" until t_s {t:g}"
+
+
 def _counts(d: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(d.items()))
 
@@ -971,9 +976,9 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         "on its session's history, and an independent draw per attempt spreads the slow ones "
         "over the whole run, into the phase where the concurrency limit binds. With constant "
         "times the active and deferred series agree within "
-        f"{TARGET_QUEUE_MESSAGES} messages at every settled sample until t_s "
-        f"{q['first_t_s_beyond_target']:g}, with "
-        f"empirical ones until t_s {em['queue_first_t_s_beyond_target']:g}; the empirical "
+        f"{TARGET_QUEUE_MESSAGES} messages at every settled sample"
+        f"{_until(q['first_t_s_beyond_target'])}, with empirical ones"
+        f"{_until(em['queue_first_t_s_beyond_target'])}; the empirical "
         "run's other figures are in the notes.",
         f"The concurrency limit binds: {ls['samples_active_above_limit']} of {q['samples']} "
         "`postqueue -j` samples show more active messages than the limit (mail waiting for "
@@ -1025,7 +1030,9 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
     causes = s["difference_causes"]
     notes = [
         f"The relay's RCPT rejects: {s['relay_rejects']['real']} real, "
-        f"{s['relay_rejects']['sim']} relaysim (relaysim's extra attempts, above). Without "
+        f"{s['relay_rejects']['sim']} relaysim" + (
+            "" if s["relay_rejects"]["sim"] == s["relay_rejects"]["real"]
+            else " (the attempts the two sides do not share, above)") + ". Without "
         "reaching the relay (relay=none) Postfix deferred "
         f"{s['real_deferred_without_relay'].get('refused', 0)} recipient attempts with "
         "`Connection refused` and "
@@ -1139,9 +1146,10 @@ def _readme(out: Path, meta: dict, scenario: sim.Scenario, s: dict) -> None:
         "(Postfix's defaults: smtpd_soft_error_limit = 10, smtpd_hard_error_limit = 20, "
         "smtpd_error_sleep_time = 1s) and models the upstream's cached sessions one per "
         "delivery agent (the README's simplification 'Cached sessions and the relay's error "
-        "limits, one session per delivery agent'); the differences left from that time on "
-        "are which session carries which error count: Postfix hands a cached session to "
-        "whichever agent asks next.",
+        "limits, one session per delivery agent'); "
+        + ("with them every recipient keeps its story." if not s["differences"] else
+           "the differences left from that time on are which session carries which error "
+           "count: Postfix hands a cached session to whichever agent asks next."),
         "With smtp_transaction_time_distribution = empirical (the same measured c + d, mean "
         f"{em['smtp_transaction_time_s']:.3f} s, target {em['target_dt_s']:.2f} s): "
         f"{em['recipients_same_story']} of {c['recipients']} recipients with the same story, "

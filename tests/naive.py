@@ -457,9 +457,10 @@ def smtpd_sleeps(up: Upstream, relay: Relay, ag: Agent, start: float, replies: l
     ago and has been idle at most smtp_connection_cache_time_limit (else a new session).
     smtpd counts an error per rejected RCPT and for DATA without a valid recipient, sleeps
     before every reply once the count reaches smtpd_soft_error_limit, clears it when it
-    queues a message, and answers a command with 421 at smtpd_hard_error_limit: the RSET that
-    reuses a session (a new session, count 0) or the one that ends a failed transaction to
-    keep it (closed). The rejected RCPTs come first."""
+    queues a message, and at smtpd_hard_error_limit answers the next command 421 (after the
+    sleep too) and closes the session; a session closed while idle in the cache is replaced
+    (count 0). A failed transaction ends with RSET when the cache keeps the session. The
+    rejected RCPTs come first."""
     soft, hard = relay.smtpd_soft_error_limit, relay.smtpd_hard_error_limit
     reuse = (up.smtp_connection_cache_on_demand and ag.connected is not None
              and start - ag.free <= up.smtp_connection_cache_time_limit
@@ -468,33 +469,29 @@ def smtpd_sleeps(up: Upstream, relay: Relay, ag: Agent, start: float, replies: l
         ag.connected, ag.errors = start, 0
     slept = 0.0
 
-    def reply(error: int) -> None:
+    def reply(error: int) -> bool:
+        """One reply, after smtpd's sleep; False if it is the 421 that closes the session."""
         nonlocal slept
         if ag.errors >= soft:
             slept += relay.smtpd_error_sleep_time
+        if hard and ag.errors >= hard:
+            ag.connected = None
+            return False
         ag.errors += error
+        return True
 
     if reuse and hard and ag.errors >= hard:
-        ag.connected, ag.errors = start, 0  # 421 to the RSET: a new session
-    elif reuse:
-        reply(0)  # RSET
-    reply(0)  # MAIL
+        ag.connected, ag.errors = start, 0  # closed while idle: a new session
+    elif reuse and ag.errors >= soft:
+        slept += relay.smtpd_error_sleep_time  # the RSET probe
     sent = replies.count("sent")
-    for _ in range(len(replies) - sent):
-        reply(1)
-    for _ in range(sent):
-        reply(0)
+    steps = [0] + [1] * (len(replies) - sent) + [0] * sent  # MAIL, the RCPTs
+    steps += [0, 0] if sent else [1] + ([0] if up.smtp_connection_cache_on_demand else [])
+    for error in steps:  # then DATA and 250 queued, or DATA's 554 and the RSET that keeps it
+        if not reply(error):
+            return slept
     if sent:
-        reply(0)  # 354
-        reply(0)  # 250 queued
         ag.errors = 0
-    else:
-        reply(1)  # 554 no valid recipients
-        if up.smtp_connection_cache_on_demand:  # RSET to keep the session (else QUIT)
-            if hard and ag.errors >= hard:
-                ag.connected = None  # 421: closed
-            else:
-                reply(0)
     return slept
 
 

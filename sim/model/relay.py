@@ -58,9 +58,12 @@ def smtpd_session(errors, probe, keep, rejected, accepted, soft, hard, sleep):
     rejected command and clears the count when it queues a message (smtpd.c); from `soft`
     errors on (smtpd_soft_error_limit, `>=`) it sleeps `sleep` (smtpd_error_sleep_time)
     before every reply (smtpd_chat.c); at `hard` errors (smtpd_hard_error_limit, 0: none) it
-    answers the next command 421 and closes the session. A reused session (probe) starts
-    with the client's RSET (smtp_reuse.c), one more reply; a 421 to it makes the client open
-    a new session for the same delivery, without a failure: errors start again at 0. Then
+    answers the next command 421, after the same sleep (vsmtpd_chat_reply sleeps before
+    every reply), and closes the session: a transaction it cuts has no more replies (its
+    later recipients, which Postfix then defers, keep their answers here). A
+    reused session (probe) starts with the client's RSET (smtp_reuse.c), one more reply; a
+    421 to it makes the client open a new session for the same delivery, without a failure:
+    errors start again at 0. Then
     MAIL, one RCPT per recipient, the rejected ones first (each an error), and DATA: 554
     without an accepted recipient (an error; the client pipelines DATA), after which a
     client that keeps the session for reuse (keep: its connection cache is on) sends RSET (a
@@ -75,20 +78,25 @@ def smtpd_session(errors, probe, keep, rejected, accepted, soft, hard, sleep):
             errors, replaced = 0, True
         elif errors >= soft:
             slept += sleep
+    closed = False
     for k in range(2 + rejected + accepted):  # MAIL, the RCPTs, DATA
         if errors >= soft:
             slept += sleep
+        if hard > 0 and errors >= hard:  # 421 to this command: the session ends here
+            closed = True
+            break
         if 1 <= k <= rejected or (k == 1 + rejected + accepted and accepted == 0):
             errors += 1
-    closed = False
-    if accepted:
+    if closed:
+        pass
+    elif accepted:
         if errors >= soft:
             slept += sleep
         errors = 0
-    elif keep and hard > 0 and errors >= hard:
-        closed = True  # 421 to the RSET after the failed transaction
-    elif keep and errors >= soft:
-        slept += sleep  # the RSET after the failed transaction
+    elif keep:  # the RSET after the failed transaction, or the 421 to it
+        if errors >= soft:
+            slept += sleep
+        closed = hard > 0 and errors >= hard
     return slept, errors, replaced, closed
 
 

@@ -135,8 +135,9 @@ def test_compiled_replies_agree_with_the_timeline(code, soft):
     (9, True, 1, 0, 20, (2.0, 11, False, False)),  # the 10th error at RCPT: DATA, RSET sleep
     (10, True, 1, 0, 20, (5.0, 12, False, False)),  # RSET MAIL RCPT DATA RSET, each a sleep
     (20, True, 1, 0, 20, (0.0, 2, True, False)),   # 421 to the probe: a new session from 0
-    (18, True, 1, 0, 20, (4.0, 20, False, True)),  # the 20th error at DATA: 421 to the RSET
+    (18, True, 1, 0, 20, (5.0, 20, False, True)),  # the 20th error at DATA: 421 to the RSET
     (25, True, 1, 0, 0, (5.0, 27, False, False)),  # no hard limit: the count goes on
+    (19, True, 2, 0, 20, (4.0, 20, False, True)),  # 20 at the first RCPT: 421 to the second
     (12, True, 0, 1, 20, (5.0, 0, False, False)),  # RSET MAIL RCPT DATA 250: queued, cleared
     (8, False, 0, 2, 20, (0.0, 0, False, False)),
 ])
@@ -145,7 +146,12 @@ def test_smtpd_session_counts_errors_and_sleeps(errors, probe, rejected, accepte
     (so it ends a failed transaction with RSET); one that does not sends QUIT unanswered."""
     from sim.model.relay import smtpd_session
     assert smtpd_session(errors, probe, True, rejected, accepted, 10, hard, 1.0) == want
-    if not accepted:
-        slept, n, _, closed = smtpd_session(errors, probe, False, rejected, 0, 10, hard, 1.0)
-        assert (n, closed) == (want[1], False) and slept == want[0] - (
-            0.0 if want[3] else float(n >= 10))
+
+
+@pytest.mark.parametrize("errors, want", [(10, (4.0, 12, False, False)),
+                                          (18, (4.0, 20, False, False))])
+def test_a_client_without_the_cache_quits_after_a_failed_transaction(errors, want):
+    """No RSET after the failed transaction (the client sends QUIT and does not wait), so no
+    sleep and no 421 there."""
+    from sim.model.relay import smtpd_session
+    assert smtpd_session(errors, True, False, 1, 0, 10, 20, 1.0) == want

@@ -688,7 +688,7 @@ def test_a_postfix_scan_takes_its_files_in_directory_order():
 @pytest.mark.parametrize("relay, starts", [
     ({}, [1.0, 2.0, 3.0, 4.0]),
     ({"smtpd_soft_error_limit": 2}, [1.0, 3.0, 9.0, 15.0]),
-    ({"smtpd_soft_error_limit": 2, "smtpd_hard_error_limit": 4}, [1.0, 3.0, 8.0, 10.0]),
+    ({"smtpd_soft_error_limit": 2, "smtpd_hard_error_limit": 4}, [1.0, 3.0, 9.0, 11.0]),
 ])
 def test_the_relays_error_count_goes_on_in_a_cached_session(relay, starts):
     """Hand-worked: four messages to an unknown user (450) arrive at 1 s; one delivery
@@ -696,8 +696,8 @@ def test_the_relays_error_count_goes_on_in_a_cached_session(relay, starts):
     errors; the RSET that keeps the session sleeps 1 s), 1 to 3; the second reuses it at 3,
     past smtpd_soft_error_limit = 2: RSET, MAIL, RCPT, DATA and RSET each after a 1 s sleep,
     3 to 9 (4 errors); the third likewise, 9 to 15, the fourth starts at 15. With a hard
-    limit of 4 the relay answers the second's last RSET 421 (no sleep: 3 to 8) and the
-    third opens a new session, errors from 0: 8 to 10, the fourth at 10."""
+    limit of 4 the relay answers the second's last RSET 421 (after a sleep too: 3 to 9) and
+    the third opens a new session, errors from 0: 9 to 11, the fourth at 11."""
     from sim.model.sender import REAL
     from sim.model.trace import Trace
     scen = Scenario.from_dict({
