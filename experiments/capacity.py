@@ -20,6 +20,7 @@ import numpy as np
 from sim.reports import plotting
 from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
+    SCAN_ORDER_NOTE,
     base_scenario,
     experiment_args,
     experiment_runs,
@@ -143,13 +144,7 @@ def main(argv=None) -> int:
         answer, f"python experiments/{NAME}.py" + (" --quick" if a.quick else ""),
         notes=["Every attempt, a 450 retry or a delivery, holds an agent for an exponential "
                "smtp_transaction_time; a real 450 after RCPT may be quicker than a delivery.",
-               "Postfix's deferred scan hands its files to the delivery agents in directory order "
-               "(sim.model.qmgr.rules.scan_order: a fixed hashed place per queue file, unrelated "
-               "to arrival; until #19 relaysim took them in filing order). When the concurrency "
-               "limit binds it decides which retry waits behind which (and so the second each "
-               "attempt ends in, from which its backoff counts); the "
-               "live load validation shows its effect message by message "
-               "(results/validation/postfix/load).",
+               SCAN_ORDER_NOTE,
                "Agents busy = attempts x mean transaction time / (limit x time), while valid "
                "mail flows."],
         headline=(f"With {shares[-1]:.0%} of the mail to unknown users, valid mail's p95 delay "

@@ -20,6 +20,7 @@ import numpy as np
 from sim.reports import plotting
 from sim.studies.statistics import ci_method
 from sim.studies.sweep import (
+    SCAN_ORDER_NOTE,
     base_scenario,
     experiment_args,
     experiment_runs,
@@ -229,13 +230,7 @@ def main(argv=None) -> int:
          ("outage_burst", "Relay sessions per minute around the return")],
         answer, f"python experiments/{NAME}.py" + (" --quick" if a.quick else ""),
         notes=["Time to empty is measured on 5-minute samples of the deferred queue.",
-               "Postfix's deferred scan hands its files to the delivery agents in directory order "
-               "(sim.model.qmgr.rules.scan_order: a fixed hashed place per queue file, unrelated "
-               "to arrival; until #19 relaysim took them in filing order). When the concurrency "
-               "limit binds it decides which retry waits behind which (and so the second each "
-               "attempt ends in, from which its backoff counts); the "
-               "live load validation shows its effect message by message "
-               "(results/validation/postfix/load).",
+               SCAN_ORDER_NOTE,
                "sendmail can empty its queue sooner after a 2-day outage than after a 1-hour "
                "one: its host-status cache (Timeout.hoststatus, 30 min) marks the relay down "
                "for 30 min after each refused connection, and mail tried meanwhile is skipped "

@@ -7,7 +7,7 @@ same times, with the same outcomes, DSNs and queue series as a real Postfix 3.7 
 
 Public names: real_rows, attempt_start, real_dsns, workload_trace, arrivals,
 transaction_times, sim_scenario, slow_sessions, sim_rows, stories, compare_load, classify,
-scan_order, sim_scan_order, batch_places, live_places, scan_consistency, warned_messages,
+scan_order, sim_scan_order, batch_places, live_places, warned_messages,
 queue_series, live_sessions, attempt_kinds, validate_load, index_row, TARGET_QUEUE_MESSAGES.
 
 Contract:
@@ -341,8 +341,8 @@ def classify(real: list[dict], real_exp: dict, ours: list[dict], our_exp: dict,
       the same scan (relaysim's entry and Postfix's `(queue active)` second at most a second
       apart) and started at another time: its place in the batch for the two agents differs.
       Postfix's deferred scan takes files in its directory order (qmgr_scan.c,
-      mail_scan_dir_next), relaysim's in its deferred queue's order (scan_order() and
-      sim_scan_order() measure both);
+      mail_scan_dir_next), relaysim in the order of their places (the live log's,
+      live_places, or its own hashed ones; scan_order() and sim_scan_order() measure both);
     - "previous attempt ended in another second": a retry taken by another scan, the attempt
       before it having ended, on the two sides, in different whole seconds (Postfix's logged
       second, relaysim's end): the backoff counts from that second. Which second an attempt
@@ -424,11 +424,22 @@ def scan_order(out: Path, meta: dict) -> dict:
     """How the live deferred scans ordered their files: for every pair of retries that entered
     the active queue in the same whole second (qmgr's `(queue active)` lines of a message's
     second and later entries, in log order), whether the earlier-arrived message (the lower
-    injected index) went first."""
+    injected index) went first; and the evidence for a fixed directory order: the pairs that
+    two or more scans took together, and how many of them every such scan took in the same
+    order."""
     by_second = _live_batches(out, meta)
     pairs, inversions = _inversions(by_second.values())
+    seen: dict[tuple, list] = {}
+    for order in by_second.values():
+        for i in range(len(order)):
+            for j in range(i + 1, len(order)):
+                a, b = order[i], order[j]
+                if a != b:
+                    seen.setdefault((min(a, b), max(a, b)), []).append(a < b)
+    met = [v for v in seen.values() if len(v) > 1]
     return {"scan_seconds": sum(len(o) > 1 for o in by_second.values()), "pairs": pairs,
-            "pairs_out_of_arrival_order": inversions}
+            "pairs_out_of_arrival_order": inversions, "pairs_met_twice_or_more": len(met),
+            "same_order_every_time": sum(len(set(v)) == 1 for v in met)}
 
 
 def _inversions(orders) -> tuple[int, int]:
@@ -485,21 +496,6 @@ def live_places(out: Path, meta: dict, n: int) -> np.ndarray:
     relaysim's replay of a log takes it)."""
     by_second, qid = _live_scans(out, meta)
     return directory_places([qid.get(i, str(i)) for i in range(n)], list(by_second.values()))
-
-
-def scan_consistency(out: Path, meta: dict) -> dict:
-    """The evidence for a fixed directory order: the pairs of messages that two or more live
-    scans took together, and how many of them every such scan took in the same order."""
-    seen: dict[tuple, list] = {}
-    for order in _live_batches(out, meta).values():
-        for i in range(len(order)):
-            for j in range(i + 1, len(order)):
-                a, b = order[i], order[j]
-                if a != b:
-                    seen.setdefault((min(a, b), max(a, b)), []).append(a < b)
-    met = [v for v in seen.values() if len(v) > 1]
-    return {"pairs_met_twice_or_more": len(met),
-            "same_order_every_time": sum(len(set(v)) == 1 for v in met)}
 
 
 def batch_places(out: Path, meta: dict, ours: list[dict], diffs: list[dict]) -> dict:
@@ -698,7 +694,7 @@ def validate_load(out: Path, seed: int = 1) -> dict:
         "real_slow_sessions": slow,
         "real_sessions": live_sessions(out, meta, real, int(
             scenario.upstream.default_destination_concurrency_limit), queue),
-        "real_scan_order": {**scan_order(out, meta), **scan_consistency(out, meta)},
+        "real_scan_order": scan_order(out, meta),
         "sim_scan_order": sim_scan_order(ours),
         "batch_places": batch_places(out, meta, ours, diffs),
         "empirical_transaction_times": _brief(runs["empirical"], dsn_real),

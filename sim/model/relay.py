@@ -60,17 +60,17 @@ def smtpd_session(errors, probe, keep, rejected, accepted, soft, hard, sleep):
     before every reply (smtpd_chat.c); at `hard` errors (smtpd_hard_error_limit, 0: none) it
     answers the next command 421, after the same sleep (vsmtpd_chat_reply sleeps before
     every reply), and closes the session: a transaction it cuts has no more replies (its
-    later recipients, which Postfix then defers, keep their answers here). A
-    reused session (probe) starts with the client's RSET (smtp_reuse.c), one more reply; a
-    421 to it makes the client open a new session for the same delivery, without a failure:
-    errors start again at 0. Then
-    MAIL, one RCPT per recipient, the rejected ones first (each an error), and DATA: 554
-    without an accepted recipient (an error; the client pipelines DATA), after which a
-    client that keeps the session for reuse (keep: its connection cache is on) sends RSET (a
-    421 to it closes the session; one that does not keep it sends QUIT without waiting for
-    the reply), else 354 and the end of data's 250 (queued: the count is cleared). Seen
-    live: a relay session of 10 transactions whose every RCPT was rejected logs `rset=18` (9
-    after a failed transaction, 9 reuse probes) and `too many errors after DATA`."""
+    later recipients, which Postfix then defers, keep their answers here). A reused session
+    (probe) starts with the client's RSET (smtp_reuse.c), one more reply; a 421 to it makes
+    the client open a new session for the same delivery, without a failure: errors start
+    again at 0. Then MAIL, one RCPT per recipient, the rejected ones first (each an error),
+    and DATA: 554 without an accepted recipient (an error; the client pipelines DATA), after
+    which a client that keeps the session for reuse (keep: its connection cache is on) sends
+    RSET (a 421 to it closes the session; one that does not keep it sends QUIT without
+    waiting for the reply), else 354 and the end of data's 250 (queued: the count is
+    cleared). Seen live: a relay session of 10 transactions whose every RCPT was rejected
+    logs `rset=18` (9 after a failed transaction, 9 reuse probes) and `too many errors after
+    DATA`."""
     replaced = False
     slept = 0.0
     if probe:
@@ -87,16 +87,13 @@ def smtpd_session(errors, probe, keep, rejected, accepted, soft, hard, sleep):
             break
         if 1 <= k <= rejected or (k == 1 + rejected + accepted and accepted == 0):
             errors += 1
-    if closed:
-        pass
-    elif accepted:
-        if errors >= soft:
+    if not closed and (accepted or keep):  # the end of data's 250, or the RSET (or 421)
+        if errors >= soft:                  # after the failed transaction
             slept += sleep
-        errors = 0
-    elif keep:  # the RSET after the failed transaction, or the 421 to it
-        if errors >= soft:
-            slept += sleep
-        closed = hard > 0 and errors >= hard
+        if accepted:
+            errors = 0
+        else:
+            closed = hard > 0 and errors >= hard
     return slept, errors, replaced, closed
 
 

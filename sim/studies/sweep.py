@@ -4,7 +4,7 @@ experiments share.
 Public names: run_sweep, write_sweep, sweep_tables, SweepResult, SweepStopped, SUMMARY_FIGURES,
 HEADLINES, make_backend, pack_series, results_of, seed_list, mean_ci, t975, fmt_ci, stack,
 summary_table, experiment_args, experiment_runs, results_folder, base_scenario, setup_lines,
-fmt_time, write_readme.
+SCAN_ORDER_NOTE, fmt_time, write_readme.
 
 Contract:
 - run_sweep(settings, seeds, out, backend, ...) runs the settings of a factorial
@@ -40,7 +40,8 @@ Contract:
   output folder is results_folder(name, quick): results/<name>/, or results-quick/<name>/ for
   a --quick smoke run, so that it never replaces the committed results), the base
   scenario (a TOML file if present, else the script's dict), the scenario keys a README states,
-  and the generated README, which refuses unfilled {placeholders} and nan.
+  and the generated README, which refuses unfilled {placeholders} and nan; SCAN_ORDER_NOTE is
+  the README note of the experiments where Postfix's concurrency limit binds.
   experiment_runs(args, labels, scenarios) is an experiment's grid of runs: grid[i][k] is the
   Results of scenario i with its k-th of args.seeds seeds, through run_sweep (series=True,
   fail_fast=True, on make_backend(args.workers)) and its run store args.out/runs/: a repeated
@@ -82,8 +83,8 @@ from sim.units import format_time as fmt_time  # the one formatter, under the na
 __all__ = ["run_sweep", "write_sweep", "sweep_tables", "SweepResult", "SweepStopped",
            "SUMMARY_FIGURES", "HEADLINES", "make_backend", "pack_series", "results_of",
            "seed_list", "mean_ci", "t975", "fmt_ci", "stack", "summary_table", "experiment_args",
-           "experiment_runs", "results_folder", "base_scenario", "setup_lines", "fmt_time",
-           "write_readme"]
+           "experiment_runs", "results_folder", "base_scenario", "setup_lines",
+           "SCAN_ORDER_NOTE", "fmt_time", "write_readme"]
 
 FIGURE_RANGE = (0, None)  # every summary figure is a count, a time or a share: clip at 0
 
@@ -404,6 +405,17 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+# the note of the experiments where Postfix's concurrency limit binds
+SCAN_ORDER_NOTE = (
+    "Postfix's deferred scan hands its files to the delivery agents in directory order "
+    "(sim.model.qmgr.rules.scan_order: a fixed hashed place per queue file, unrelated "
+    "to arrival; until #19 relaysim took them in filing order). When the concurrency "
+    "limit binds it decides which retry waits behind which (and so the second each "
+    "attempt ends in, from which its backoff counts); the "
+    "live load validation shows its effect message by message "
+    "(results/validation/postfix/load).")
 
 
 def setup_lines(scenario: Scenario) -> list[str]:

@@ -309,7 +309,7 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
     else:
         start, end, vetoed, suspended, cut, used = serve(entry, n_scan, S, service, relay, up,
                                                          st)
-    queue = np.arange(n)  # the rows in queue order (the log's order)
+    queue = np.arange(n if log.size else 0)  # the rows in queue order, for the log
     if perm.size:  # the jobs' times (and, where any is set, their flags) to their rows
         _to_rows(start, perm, lead)
         _to_rows(end, perm, lead)
@@ -318,7 +318,8 @@ def tick(store, mail, n_new, k, clock, service, relay, up, obs, log, st, sink):
         for y in (vetoed, suspended, cut):
             if y[lead:lead + n_old].any():
                 _to_rows(y, perm, lead)
-        queue[lead:lead + n_old] = lead + perm
+        if log.size:
+            queue[lead:lead + n_old] = lead + perm
     # a sample in [T, entry) sees a scanned file still deferred (the loop's phase, a full
     # active queue): qshape counts it there; none before the first sample at or after T
     # (a bound a little low, so that no such sample is missed)
